@@ -1,0 +1,254 @@
+"""One forward pass per batch: hooks read every layer's residual stream and FFN neurons, pooled over tokens.
+
+Token-level activations never leave a batch: each hook pools what it sees at once (mean, max, first, last real
+token under the attention mask), and texts longer than the model's window are cut into overlapping windows whose
+pooled statistics are merged per text. The forward pass stops after the deepest block anything needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .backbone import Backbone
+
+__all__ = ["POOLINGS", "REPRESENTATIONS", "feature_key", "parse_key", "pool_tokens", "all_keys",
+           "default_poolings", "TokenizedTexts", "tokenize", "extract_features"]
+
+POOLINGS = ("mean", "max", "first", "last")
+REPRESENTATIONS = ("hidden", "ffn")
+
+
+def feature_key(representation: str, layer: int, pooling: str) -> str:
+    """The name of one pooled array, e.g. ``ffn.L3.mean``; a neuron adds its index: ``ffn.L3.mean.1021``."""
+    return f"{representation}.L{layer}.{pooling}"
+
+
+def parse_key(key: str) -> tuple[str, int, str]:
+    representation, layer, pooling = key.split(".")
+    if representation not in REPRESENTATIONS or pooling not in POOLINGS or not layer.startswith("L"):
+        raise ValueError(f"not a feature key: {key!r} (expected e.g. 'ffn.L3.mean')")
+    return representation, int(layer[1:]), pooling
+
+
+def default_poolings(backbone: Backbone) -> tuple[str, ...]:
+    """mean and max, plus the natural single token: the last for decoders, the first ([CLS], <s>) for encoders."""
+    return ("mean", "max", "last") if backbone.is_decoder else ("mean", "max", "first")
+
+
+def all_keys(num_layers: int, representations: Sequence[str], poolings: Sequence[str],
+             max_layer: int | None = None) -> list[str]:
+    """Every key up to ``max_layer``: hidden layers 0..L (0 = embeddings), FFN layers 1..L."""
+    top = num_layers if max_layer is None else max_layer
+    keys = []
+    for representation in representations:
+        first = 0 if representation == "hidden" else 1
+        keys += [feature_key(representation, layer, pooling) for layer in range(first, top + 1) for pooling in poolings]
+    return keys
+
+
+# --- pooling: the one implementation, used by extraction, inference and the tests' checks -----------------------
+
+def _first_index(mask: torch.Tensor) -> torch.Tensor:
+    return mask.int().argmax(dim=1)
+
+
+def _last_index(mask: torch.Tensor) -> torch.Tensor:
+    return mask.shape[1] - 1 - mask.int().flip(1).argmax(dim=1)
+
+
+def _token_stat(x: torch.Tensor, mask: torch.Tensor, stat: str) -> torch.Tensor:
+    """Per row of x (B, T, F): masked 'sum', 'max', 'first' or 'last' real token (left or right padding)."""
+    if stat == "sum":
+        return (x * mask.unsqueeze(-1).to(x.dtype)).sum(dim=1)
+    if stat == "max":
+        return x.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
+    rows = torch.arange(x.shape[0], device=x.device)
+    index = _first_index(mask) if stat == "first" else _last_index(mask)
+    return x[rows, index]
+
+
+def pool_tokens(x: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool token activations x (B, T, F) over the real tokens of ``mask`` (B, T): mean, max, first or last."""
+    if pooling == "mean":
+        return _token_stat(x, mask, "sum") / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
+    return _token_stat(x, mask, pooling)
+
+
+# --- tokenisation and batching -------------------------------------------------------------------------------------
+
+@dataclass
+class TokenizedTexts:
+    """Token ids of every window, which text each window belongs to, and its place among that text's windows."""
+
+    input_ids: list[list[int]]
+    text_index: np.ndarray
+    window_index: np.ndarray
+    n_windows: np.ndarray  # per text
+
+    def batches(self, token_budget: int) -> list[np.ndarray]:
+        """Windows sorted by length, grouped so that rows x longest row stays within the token budget."""
+        lengths = np.array([len(ids) for ids in self.input_ids])
+        order = np.argsort(-lengths, kind="stable")
+        batches, start = [], 0
+        while start < len(order):
+            longest = lengths[order[start]]
+            rows = max(1, token_budget // max(int(longest), 1))
+            batches.append(order[start:start + rows])
+            start += rows
+        return batches
+
+
+def tokenize(backbone: Backbone, texts: Sequence[str], *, max_length: int | None = None, windows: bool = False,
+             window_overlap: int = 64) -> TokenizedTexts:
+    """Tokenise texts, truncated to ``max_length`` or, with ``windows``, cut into overlapping windows."""
+    tokenizer = backbone.tokenizer
+    max_length = max_length or backbone.max_length
+    if windows and not 0 <= window_overlap < max_length // 2:
+        raise ValueError(f"window_overlap must be in [0, max_length/2), got {window_overlap} with "
+                         f"max_length={max_length}")
+    if windows and not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"windows need a fast tokenizer; {type(tokenizer).__name__} is not one")
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False,
+                        return_overflowing_tokens=windows, stride=window_overlap if windows else 0,
+                        return_attention_mask=False)
+    input_ids = [list(ids) for ids in encoded["input_ids"]]
+    if windows:
+        text_index = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
+    else:
+        text_index = np.arange(len(input_ids), dtype=np.int64)
+    n_windows = np.bincount(text_index, minlength=len(texts))
+    starts = np.concatenate([[0], np.cumsum(n_windows)[:-1]])
+    window_index = np.arange(len(input_ids)) - starts[text_index]
+    empty = [int(text_index[i]) for i, ids in enumerate(input_ids) if not ids]
+    if empty:
+        raise ValueError(f"text {empty[0]} has no tokens for this tokenizer; remove empty texts")
+    return TokenizedTexts(input_ids, text_index, window_index, n_windows)
+
+
+# --- the forward pass with hooks -------------------------------------------------------------------------------------
+
+class _StopForward(Exception):
+    """Raised by the hook on the deepest needed block: nothing deeper is computed."""
+
+
+def _block_output(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[str], *,
+                     columns: Mapping[str, np.ndarray] | None = None, max_length: int | None = None,
+                     windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
+                     show_progress_bar: bool = False, progress_desc: str = "extract",
+                     on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Pooled activations for every key, as float32 arrays (n_texts, dim or len(columns[key])), in input order."""
+    parsed = {key: parse_key(key) for key in keys}
+    num_layers = backbone.num_layers
+    for key, (representation, layer, _) in parsed.items():
+        low = 0 if representation == "hidden" else 1
+        if not low <= layer <= num_layers:
+            raise ValueError(f"{key}: layer {layer} is outside {low}..{num_layers} for this {num_layers}-layer model")
+    tokens = tokenize(backbone, texts, max_length=max_length, windows=windows, window_overlap=window_overlap)
+    n_texts = len(texts)
+    # Which pooled statistics each (representation, layer) site must produce.
+    sites: dict[tuple[str, int], set[str]] = {}
+    for representation, layer, pooling in parsed.values():
+        sites.setdefault((representation, layer), set()).update({"sum"} if pooling == "mean" else {pooling})
+    deepest = max(layer for _, layer in sites)
+    accumulators: dict[str, np.ndarray] = {}
+    token_counts = np.zeros(n_texts, dtype=np.float64)
+    batch_state: dict[str, object] = {}
+
+    def consume(representation: str, layer: int, x: torch.Tensor) -> None:
+        mask = batch_state["mask"]
+        rows = batch_state["rows"]
+        x = x.float()
+        for stat in sites[(representation, layer)]:
+            pooled = _token_stat(x, mask, stat)
+            for pooling in ("mean",) if stat == "sum" else (stat,):
+                key = feature_key(representation, layer, pooling)
+                if key not in parsed:
+                    continue
+                selected = pooled if columns is None or key not in columns else pooled[:, torch.as_tensor(
+                    columns[key], device=pooled.device)]
+                _accumulate(accumulators, key, pooling, selected.cpu().numpy(), rows, tokens, n_texts)
+
+    handles = []
+    layer_map = backbone.layer_map
+    if ("hidden", 0) in sites:
+        def embeddings_hook(module, args, kwargs):
+            consume("hidden", 0, args[0] if args else kwargs["hidden_states"])
+        handles.append(layer_map.blocks[0].register_forward_pre_hook(embeddings_hook, with_kwargs=True))
+    for layer in range(1, deepest + 1):
+        block = layer_map.blocks[layer - 1]
+        if ("ffn", layer) in sites:
+            handles.append(layer_map.ffn_out[layer - 1].register_forward_pre_hook(
+                lambda module, args, layer=layer: consume("ffn", layer, args[0])))
+
+        def block_hook(module, args, output, layer=layer):
+            if ("hidden", layer) in sites:
+                hidden = _block_output(output)
+                if layer == num_layers and layer_map.final_norm is not None:
+                    hidden = layer_map.final_norm(hidden)  # as the model's own output_hidden_states reports it
+                consume("hidden", layer, hidden)
+            if layer == deepest:
+                raise _StopForward
+        handles.append(block.register_forward_hook(block_hook))
+
+    pad_id = backbone.tokenizer.pad_token_id
+    batches = tokens.batches(token_budget)
+    bar = tqdm(total=len(tokens.input_ids), desc=progress_desc, unit="win", disable=not show_progress_bar,
+               leave=False)
+    try:
+        with torch.inference_mode():
+            for rows in batches:
+                width = max(len(tokens.input_ids[r]) for r in rows)
+                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for i, r in enumerate(rows):
+                    row_ids = tokens.input_ids[r]
+                    ids[i, :len(row_ids)] = torch.as_tensor(row_ids)
+                    mask[i, :len(row_ids)] = 1
+                ids, mask = ids.to(backbone.device), mask.to(backbone.device)
+                batch_state["mask"], batch_state["rows"] = mask, rows
+                np.add.at(token_counts, tokens.text_index[rows], mask.sum(1).cpu().numpy())
+                try:
+                    backbone.model(input_ids=ids, attention_mask=mask, use_cache=False)
+                except _StopForward:
+                    pass
+                bar.update(len(rows))
+                if on_batch is not None:
+                    on_batch(len(rows))
+    finally:
+        for handle in handles:
+            handle.remove()
+        bar.close()
+    for key, (_, _, pooling) in parsed.items():
+        if pooling == "mean":
+            accumulators[key] /= token_counts[:, None].astype(np.float32)
+    return {key: accumulators[key] for key in keys}
+
+
+def _accumulate(accumulators: dict[str, np.ndarray], key: str, pooling: str, values: np.ndarray,
+                rows: np.ndarray, tokens: TokenizedTexts, n_texts: int) -> None:
+    """Merge one batch of per-window statistics into the per-text arrays."""
+    if key not in accumulators:
+        fill = -np.inf if pooling == "max" else 0.0
+        accumulators[key] = np.full((n_texts, values.shape[1]), fill, dtype=np.float32)
+    target = accumulators[key]
+    texts = tokens.text_index[rows]
+    if pooling == "mean":
+        np.add.at(target, texts, values)
+    elif pooling == "max":
+        np.maximum.at(target, texts, values)
+    else:
+        wanted = 0 if pooling == "first" else None
+        window = tokens.window_index[rows]
+        take = window == 0 if wanted == 0 else window == tokens.n_windows[texts] - 1
+        target[texts[take]] = values[take]
