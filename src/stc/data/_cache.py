@@ -101,6 +101,7 @@ def write_jsonl(split: Split, path: Path) -> None:
         with handle:
             for text, label in zip(split.texts, split.labels):
                 handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+        os.chmod(handle.name, 0o644)  # NamedTemporaryFile makes it private; a cache is shared like any download
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

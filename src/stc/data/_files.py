@@ -16,7 +16,7 @@ from pathlib import Path
 from ._splits import complete_splits, default_metric
 from ._types import Split, TextDataset, checked_label, checked_text
 
-__all__ = ["read_labelled_file", "load_file_dataset", "SUFFIXES"]
+__all__ = ["read_labelled_file", "load_file_dataset", "file_columns", "SUFFIXES"]
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 #: Values a split column may hold, and the split each one means.
@@ -68,6 +68,11 @@ def load_file_dataset(path: str | Path, *, text_column: str = "text", label_colu
     source = f"split column {split_column!r}" if split_column else "no split column"
     description = f"Local file {path.name} ({source}); {rule}; metric {metric}."
     return TextDataset(name or path.stem, train, validation, test, metric, description)
+
+
+def file_columns(path: str | Path) -> list[str]:
+    """The column names of a CSV/TSV/JSONL/Parquet file."""
+    return _read_rows(Path(path))[0]
 
 
 def _all_split_names(rows: list[Row], column: str) -> bool:
@@ -136,9 +141,7 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], l
     rows: list[Row] = []
     try:
         columns = list(reader.fieldnames or [])
-        for number, row in enumerate(reader, start=1):
-            if not any((value or "").strip() for key, value in row.items() if key is not None):
-                continue  # a blank line
+        for number, row in enumerate(reader, start=1):  # DictReader itself skips blank lines
             rows.append((f"{path} row {number} (line {reader.line_num})", row))
     except csv.Error as error:
         raise ValueError(f"{path}: line {reader.line_num} is not valid {path.suffix[1:].upper()}: {error}") from None

@@ -118,9 +118,10 @@ def complete_splits(train: Split, validation: Split | None, test: Split | None,
         return train, validation, test, (f"a stratified {round(rest * 100)}/{percent}/{percent} "
                                          f"train/validation/test split (seed {seed})")
     kept, carved = stratified_split(train.texts, train.labels, (1 - CARVED_FRACTION, CARVED_FRACTION), seed)
+    carved_from = f"{percent} % of train (stratified, seed {seed})"
     if validation is None:
-        return kept, carved, test, f"the given train/test splits, validation = {percent} % of train (stratified, seed {seed})"
-    return kept, validation, carved, f"the given train/validation splits, test = {percent} % of train (stratified, seed {seed})"
+        return kept, carved, test, f"the given train/test splits, validation = {carved_from}"
+    return kept, validation, carved, f"the given train/validation splits, test = {carved_from}"
 
 
 def default_metric(labels: Sequence[Hashable]) -> str:
