@@ -186,6 +186,13 @@ def test_a_named_split_column_with_train_and_test_gets_validation_from_train(tmp
     assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (36, 4, 10)
 
 
+def test_csv_labels_get_one_type_across_splits(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("text,label,split\na,0,train\nb,1,train\nc,1,dev\nd,0,test\n", encoding="utf-8")
+    dataset = load_dataset(path)
+    assert dataset.train.labels == [0, 1] and dataset.validation.labels == [1] and dataset.test.labels == [0]
+
+
 def test_an_unknown_split_value_is_named(tmp_path):
     columns = {"text": ["x", "y"], "label": ["a", "b"], "part": ["train", "holdout"]}
     with pytest.raises(ValueError, match=r"row 2 \(line 3\): split value 'holdout' in column 'part'"):

@@ -24,7 +24,7 @@ SPLIT_NAMES = {"train": "train", "validation": "validation", "dev": "validation"
                "val": "validation", "test": "test"}
 
 _INTEGER = re.compile(r"[+-]?\d+")
-Row = tuple[str, dict]  # (where the row is, e.g. "data.csv line 7"; the row's values by column)
+Row = tuple[str, dict]  # (where the row is, e.g. "data.csv row 6 (line 7)"; the row's values by column)
 
 
 def read_labelled_file(path: str | Path, *, text_column: str = "text", label_column: str = "label") -> Split:
@@ -48,21 +48,22 @@ def load_file_dataset(path: str | Path, *, text_column: str = "text", label_colu
     _require_columns(path, columns, [text_column, label_column] + ([split_column] if split_column else []))
     if split_column is None and "split" in columns and _all_split_names(rows, "split"):
         split_column = "split"
-    parts: dict[str, list[Row]] = {"train": [], "validation": [], "test": []}
+    everything = _split_from_rows(path, rows, text_column, label_column)  # one label type for all splits
+    members: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
     if split_column is None:
-        parts["train"] = rows
+        members["train"] = list(range(len(rows)))
     else:
-        for where, row in rows:
+        for index, (where, row) in enumerate(rows):
             value = row.get(split_column)
             key = SPLIT_NAMES.get(str(value).strip().lower()) if value is not None else None
             if key is None:
                 raise ValueError(f"{where}: split value {value!r} in column {split_column!r} is not one of "
                                  f"{sorted(SPLIT_NAMES)}")
-            parts[key].append((where, row))
-        if not parts["train"]:
+            members[key].append(index)
+        if not members["train"]:
             raise ValueError(f"{path}: no rows have split 'train' in column {split_column!r}")
-    given = {key: _split_from_rows(path, part, text_column, label_column) if part else None
-             for key, part in parts.items()}
+    given = {key: Split([everything.texts[i] for i in indices], [everything.labels[i] for i in indices])
+             if indices else None for key, indices in members.items()}
     train, validation, test, rule = complete_splits(given["train"], given["validation"], given["test"], seed)
     metric = metric or default_metric(train.labels)
     source = f"split column {split_column!r}" if split_column else "no split column"
