@@ -1,0 +1,183 @@
+"""Save and load a fitted STCClassifier as JSON + safetensors; loading never runs code from the files.
+
+A model directory holds ``stc_model.json`` (parameters, labels, chosen configuration, backbone reference with its
+weights hash, tables), ``arrays.safetensors`` (standardisation, final weights, kept-neuron indices), and, when asked,
+``backbone/`` (a copy of the model and tokenizer). A save is written to a temporary directory and renamed into
+place, so an interrupted save leaves the previous model intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from . import __version__
+from .aggregate import make_final_classifier
+from .backbone import load_backbone
+from .extract import parse_key
+
+__all__ = ["save_classifier", "load"]
+
+FORMAT = "stc-classifier"
+FORMAT_VERSION = 1
+_CONFIG = "stc_model.json"
+_ARRAYS = "arrays.safetensors"
+_LABEL_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+_TUPLE_PARAMS = ("representations", "poolings", "etas", "probe_Cs", "final_Cs")
+
+
+def _encode_labels(classes: np.ndarray) -> dict:
+    values = classes.tolist()
+    kinds = {type(v).__name__ for v in values}
+    if len(kinds) != 1 or next(iter(kinds)) not in _LABEL_TYPES:
+        raise TypeError(f"labels of type {sorted(kinds)} cannot be saved; use str, int, float or bool labels")
+    return {"type": next(iter(kinds)), "values": values}
+
+
+def save_classifier(clf, directory, *, copy_backbone: bool = False) -> Path:
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(clf, "classifier_")
+    directory = Path(directory)
+    partial = directory.with_name(directory.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    scaler, logreg = clf.classifier_.named_steps["scale"], clf.classifier_.named_steps["logreg"]
+    arrays = {"scale.mean": scaler.mean_, "scale.scale": scaler.scale_, "logreg.coef": logreg.coef_,
+              "logreg.intercept": logreg.intercept_}
+    arrays.update({f"columns.{key}": np.asarray(cols, dtype=np.int64) for key, cols in clf.kept_columns_.items()})
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(partial / _ARRAYS))
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in clf.get_params().items()}
+    backbone = dict(clf.backbone_)
+    if copy_backbone:
+        loaded = clf._load_backbone()
+        loaded.model.save_pretrained(partial / "backbone")
+        loaded.tokenizer.save_pretrained(partial / "backbone")
+        backbone["copied"] = True
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "stc_version": __version__, "params": params,
+                "classes": _encode_labels(clf.classes_), "backbone": backbone, "extraction": clf.extraction_,
+                "configuration": clf.configuration_, "kept_columns": list(clf.kept_columns_),
+                "val_score": clf.val_score_, "probe_scores": clf.probe_scores_,
+                "search_results": clf.search_results_, "fit_seconds": clf.fit_seconds_}
+    (partial / _CONFIG).write_text(json.dumps(document, indent=1), encoding="utf-8")
+    if directory.exists():
+        if not (directory / _CONFIG).exists():
+            shutil.rmtree(partial)
+            raise ValueError(f"{directory} exists and is not an stc model directory; refusing to replace it")
+        retired = directory.with_name(directory.name + f".old-{os.getpid()}")
+        os.rename(directory, retired)
+        os.rename(partial, directory)
+        shutil.rmtree(retired)
+    else:
+        os.rename(partial, directory)
+    return directory
+
+
+def _require(condition: bool, directory: Path, problem: str) -> None:
+    if not condition:
+        raise ValueError(f"{directory} is not a valid stc model: {problem}")
+
+
+def load(directory, *, check_backbone: bool = True, device: str | None = None):
+    """Load a model saved with ``STCClassifier.save``; a damaged file or a changed backbone is a clear error."""
+    from .classifier import STCClassifier
+
+    directory = Path(directory)
+    config_path = directory / _CONFIG
+    _require(config_path.is_file(), directory, f"{_CONFIG} is missing")
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+    _require(isinstance(document, dict) and document.get("format") == FORMAT, directory, "not an stc model file")
+    _require(document.get("format_version") == FORMAT_VERSION, directory,
+             f"format version {document.get('format_version')!r}, this stc reads {FORMAT_VERSION}")
+    for field, kind in (("params", dict), ("classes", dict), ("backbone", dict), ("extraction", dict),
+                        ("configuration", dict), ("kept_columns", list)):
+        _require(isinstance(document.get(field), kind), directory, f"'{field}' is missing or not a {kind.__name__}")
+    try:
+        arrays = load_file(str(directory / _ARRAYS))
+    except (FileNotFoundError, SafetensorError, OSError) as error:
+        raise ValueError(f"{directory / _ARRAYS} cannot be read: {error}") from None
+    params = {k: tuple(v) if k in _TUPLE_PARAMS and isinstance(v, list) else v
+              for k, v in document["params"].items()}
+    try:
+        clf = STCClassifier(**params)
+    except TypeError as error:
+        raise ValueError(f"{config_path}: unexpected parameters ({error})") from None
+    if device is not None:
+        clf.device = device
+    labels = document["classes"]
+    _require(labels.get("type") in _LABEL_TYPES and isinstance(labels.get("values"), list)
+             and len(labels["values"]) >= 2, directory, "'classes' must list at least two labels of one type")
+    kind = _LABEL_TYPES[labels["type"]]
+    _require(all(type(v) is kind or (kind is float and type(v) is int) for v in labels["values"]), directory,
+             f"'classes' values are not all {labels['type']}")
+    clf.classes_ = np.asarray([kind(v) for v in labels["values"]])
+    n_classes = len(clf.classes_)
+    kept = {}
+    for key in document["kept_columns"]:
+        _require(isinstance(key, str), directory, "kept_columns must be names")
+        try:
+            parse_key(key)
+        except ValueError as error:
+            raise ValueError(f"{directory} is not a valid stc model: {error}") from None
+        columns = arrays.get(f"columns.{key}")
+        _require(columns is not None and columns.ndim == 1 and columns.dtype == np.int64 and (columns >= 0).all(),
+                 directory, f"the column indices of {key} are missing or not non-negative int64")
+        kept[key] = columns
+    n_features = sum(len(c) for c in kept.values())
+    n_rows = 1 if n_classes == 2 else n_classes
+    expected = {"scale.mean": (n_features,), "scale.scale": (n_features,), "logreg.coef": (n_rows, n_features),
+                "logreg.intercept": (n_rows,)}
+    for name, shape in expected.items():
+        array = arrays.get(name)
+        _require(array is not None and array.shape == shape
+                 and array.dtype in (np.float32, np.float64) and np.isfinite(array).all(), directory,
+                 f"array {name} must be finite float32/float64 of shape {shape}, found "
+                 f"{None if array is None else (array.dtype.name, array.shape)}")
+    _require((arrays["scale.scale"] > 0).all(), directory, "scale.scale must be positive")
+    for name in ("backbone", "extraction", "configuration"):
+        setattr(clf, f"{name}_", document[name])
+    clf.kept_columns_ = kept
+    clf.classifier_ = _rebuild_pipeline(arrays, clf, n_classes, n_features)
+    clf.exit_layer_ = int(document["configuration"].get("exit_layer", 0))
+    clf.val_score_ = document.get("val_score")
+    clf.probe_scores_ = document.get("probe_scores", [])
+    clf.search_results_ = document.get("search_results", [])
+    clf.fit_seconds_ = document.get("fit_seconds")
+    from .aggregate import feature_names
+
+    clf.kept_neurons_ = feature_names(kept)
+    clf.n_features_ = n_features
+    if document["backbone"].get("copied"):
+        _require((directory / "backbone" / "config.json").is_file(), directory, "backbone/ copy is missing")
+        clf.model = str((directory / "backbone").resolve())
+    if check_backbone:
+        backbone = clf._load_backbone()
+        if backbone.weights_hash() != document["backbone"].get("weights_sha256"):
+            raise ValueError(f"the backbone {clf.model!r} has weights (sha256 {backbone.weights_hash()[:12]}…) that "
+                             f"differ from the ones this model was fitted on "
+                             f"({str(document['backbone'].get('weights_sha256'))[:12]}…)")
+    return clf
+
+
+def _rebuild_pipeline(arrays, clf, n_classes, n_features):
+    pipeline = make_final_classifier(float(clf.configuration_.get("C", 1.0)), clf.random_state)
+    scaler: StandardScaler = pipeline.named_steps["scale"]
+    scaler.mean_, scaler.scale_ = arrays["scale.mean"], arrays["scale.scale"]
+    scaler.var_ = scaler.scale_ ** 2
+    scaler.n_features_in_, scaler.n_samples_seen_ = n_features, 0
+    logreg: LogisticRegression = pipeline.named_steps["logreg"]
+    logreg.classes_ = np.arange(n_classes)
+    logreg.coef_, logreg.intercept_ = arrays["logreg.coef"], arrays["logreg.intercept"]
+    logreg.n_features_in_, logreg.n_iter_ = n_features, np.array([0])
+    return pipeline

@@ -1,0 +1,109 @@
+"""Per-layer probes: an L1-regularised logistic regression on each stored array, C chosen on validation."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from ._metrics import score
+from .store import ActivationStore
+
+__all__ = ["ProbeResult", "fit_probes", "standardize", "DEFAULT_PROBE_CS", "PROBE_SOLVERS"]
+
+#: C of ``||w||_1 + C * sum(loss)`` on standardised features: from nearly empty to lightly regularised probes.
+DEFAULT_PROBE_CS = (0.001, 0.01, 0.1, 1.0)
+PROBE_SOLVERS = ("auto", "liblinear", "saga")
+
+
+@dataclass
+class ProbeResult:
+    """The selected probe of one array: its weights, standardisation, and validation scores."""
+
+    key: str
+    C: float
+    coef: np.ndarray  # (1 or n_classes, dim)
+    intercept: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    val_score: float
+    scores_by_C: list[float]
+
+    @property
+    def importance(self) -> np.ndarray:
+        """Each neuron's importance: its squared weights summed over classes."""
+        return (self.coef.astype(np.float64) ** 2).sum(axis=0)
+
+    @property
+    def n_nonzero(self) -> int:
+        return int(np.count_nonzero(self.importance))
+
+
+def standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of each column; constant columns get scale 1 so they stay at zero."""
+    mean = X.mean(axis=0, dtype=np.float64)
+    scale = X.std(axis=0, dtype=np.float64)
+    scale[scale < 1e-12] = 1.0
+    return mean.astype(np.float32), scale.astype(np.float32)
+
+
+def decision(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    return X @ coef.T + intercept
+
+
+def predict_codes(scores: np.ndarray) -> np.ndarray:
+    """Class codes from decision scores: sign for one column (binary), argmax otherwise."""
+    return (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else scores.argmax(axis=1)
+
+
+def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str, seed: int):
+    """Reference path with scikit-learn, one fit per C (liblinear is one-vs-rest for several classes)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    coefs, intercepts = [], []
+    for C in Cs:
+        model = LogisticRegression(C=C, l1_ratio=1.0, solver=solver, max_iter=1000, tol=1e-4, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the grid's largest C may not fully converge
+            model.fit(X, y)
+        coefs.append(model.coef_.astype(np.float32))
+        intercepts.append(model.intercept_.astype(np.float32))
+    return np.stack(coefs), np.stack(intercepts)
+
+
+def _fit_one(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
+             Cs: Sequence[float], metric: str, solver: str, seed: int) -> ProbeResult:
+    X = store.load(key, rows=np.concatenate([train_rows, val_rows]))
+    X_train, X_val = X[:len(train_rows)], X[len(train_rows):]
+    mean, scale = standardize(X_train)
+    X_train = (X_train - mean) / scale
+    X_val = (X_val - mean) / scale
+    y_train, y_val = y[train_rows], y[val_rows]
+    if solver == "auto":
+        from ._solver import l1_logistic_path
+
+        coefs, intercepts = l1_logistic_path(X_train, y_train, Cs, n_classes=int(y.max()) + 1)
+    else:
+        coefs, intercepts = _sklearn_path(X_train, y_train, Cs, solver, seed)
+    scores = [score(y_val, predict_codes(decision(X_val, c, b)), metric) for c, b in zip(coefs, intercepts)]
+    # The best validation score; among equals the smallest C, i.e. the sparsest probe.
+    best = int(np.argmax(scores))
+    return ProbeResult(key=key, C=float(Cs[best]), coef=np.asarray(coefs[best], dtype=np.float32),
+                       intercept=np.asarray(intercepts[best], dtype=np.float32), mean=mean, scale=scale,
+                       val_score=scores[best], scores_by_C=[float(s) for s in scores])
+
+
+def fit_probes(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train_rows: np.ndarray,
+               val_rows: np.ndarray, *, Cs: Sequence[float] = DEFAULT_PROBE_CS, metric: str = "accuracy",
+               solver: str = "auto", n_jobs: int | None = 1, seed: int = 0) -> dict[str, ProbeResult]:
+    """Fit one probe per key (in parallel threads when ``n_jobs`` > 1); y holds class codes 0..K-1."""
+    if solver not in PROBE_SOLVERS:
+        raise ValueError(f"probe solver must be one of {PROBE_SOLVERS}, got {solver!r}")
+    Cs = sorted(float(C) for C in Cs)
+    results = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_fit_one)(store, key, y, train_rows, val_rows, Cs, metric, solver, seed) for key in keys)
+    return {result.key: result for result in results}
