@@ -20,9 +20,45 @@ from .probe import DEFAULT_PROBE_CS, PROBE_SOLVERS, fit_probes
 from .sparsify import DEFAULT_ETAS
 from .store import ActivationStore, ExtractionSettings, build_store
 
-__all__ = ["STCClassifier"]
+__all__ = ["STCClassifier", "validation_split", "encode_labels"]
 
 _PREDICT_CHUNK = 2048  # texts per extraction call at inference: memory stays flat for any number of texts
+
+
+def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X_val, y_val, *,
+                     validation_size: float, random_state: int):
+    """(train texts, train codes, validation texts, validation codes): the given validation set, else a seeded
+    stratified split of the training texts."""
+    if X_val is not None or y_val is not None:
+        if X_val is None or y_val is None:
+            raise ValueError("give both X_val and y_val, or neither")
+        val_texts = check_texts(X_val, "X_val")
+        val_labels = check_labels(y_val, len(val_texts), "y_val")
+        unknown = sorted(set(val_labels.tolist()) - set(classes.tolist()), key=str)
+        if unknown:
+            raise ValueError(f"y_val holds labels absent from y: {unknown[:5]}")
+        return texts, codes, val_texts, np.searchsorted(classes, val_labels)
+    if not isinstance(validation_size, float) or not 0.0 < validation_size < 1.0:
+        raise ValueError(f"validation_size must be a float in (0, 1), got {validation_size!r}")
+    counts = np.bincount(codes)
+    n_val = int(np.ceil(validation_size * len(codes)))
+    if counts.min() < 2 or n_val < len(counts) or len(codes) - n_val < len(counts):
+        rare = classes[int(counts.argmin())]
+        raise ValueError(f"class {rare!r} has {counts.min()} example(s) among {len(codes)} texts: a stratified "
+                         f"validation split of {validation_size:.0%} needs at least 2 per class and one per class "
+                         f"on each side (or pass X_val, y_val)")
+    train_index, val_index = train_test_split(np.arange(len(codes)), test_size=validation_size, stratify=codes,
+                                              random_state=random_state)
+    return ([texts[i] for i in train_index], codes[train_index], [texts[i] for i in val_index], codes[val_index])
+
+
+def encode_labels(y, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, codes) of labels y; at least two classes."""
+    labels = check_labels(y, n_texts, "y")
+    classes, codes = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"y holds a single class ({classes[0]!r}): at least two are needed")
+    return classes, codes
 
 
 class STCClassifier(ClassifierMixin, BaseEstimator):
@@ -83,8 +119,6 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
         check_metric(self.metric)
         if self.probe_solver not in PROBE_SOLVERS:
             raise ValueError(f"probe_solver must be one of {PROBE_SOLVERS}, got {self.probe_solver!r}")
-        if not isinstance(self.validation_size, float) or not 0.0 < self.validation_size < 1.0:
-            raise ValueError(f"validation_size must be a float in (0, 1), got {self.validation_size!r}")
         for name in ("token_budget", "window_overlap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "token_budget" else 0):
@@ -97,39 +131,15 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
                 "etas": check_grid(self.etas, "etas", upper=1.0), "probe_Cs": check_grid(self.probe_Cs, "probe_Cs"),
                 "final_Cs": check_grid(self.final_Cs, "final_Cs")}
 
-    def _split(self, texts, codes, X_val, y_val):
-        if X_val is not None or y_val is not None:
-            if X_val is None or y_val is None:
-                raise ValueError("give both X_val and y_val, or neither")
-            val_texts = check_texts(X_val, "X_val")
-            val_labels = check_labels(y_val, len(val_texts), "y_val")
-            unknown = sorted(set(val_labels.tolist()) - set(self.classes_.tolist()), key=str)
-            if unknown:
-                raise ValueError(f"y_val holds labels absent from y: {unknown[:5]}")
-            val_codes = np.searchsorted(self.classes_, val_labels)
-            return texts, codes, val_texts, val_codes
-        counts = np.bincount(codes)
-        n_val = int(np.ceil(self.validation_size * len(codes)))
-        if counts.min() < 2 or n_val < len(counts) or len(codes) - n_val < len(counts):
-            rare = self.classes_[int(counts.argmin())]
-            raise ValueError(f"class {rare!r} has {counts.min()} example(s): a stratified validation split of "
-                             f"{self.validation_size:.0%} needs at least 2 per class (or pass X_val, y_val)")
-        index = np.arange(len(codes))
-        train_index, val_index = train_test_split(index, test_size=self.validation_size, stratify=codes,
-                                                  random_state=self.random_state)
-        return ([texts[i] for i in train_index], codes[train_index], [texts[i] for i in val_index],
-                codes[val_index])
-
     def fit(self, X, y, *, X_val=None, y_val=None) -> STCClassifier:
         """Fit on texts X with labels y; X_val/y_val (else a stratified split of X) choose every setting."""
         started = time.perf_counter()
         grids = self._check_params()
         texts = check_texts(X, "X")
-        labels = check_labels(y, len(texts), "y")
-        self.classes_, codes = np.unique(labels, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"y holds a single class ({self.classes_[0]!r}): at least two are needed")
-        train_texts, train_codes, val_texts, val_codes = self._split(texts, codes, X_val, y_val)
+        self.classes_, codes = encode_labels(y, len(texts))
+        train_texts, train_codes, val_texts, val_codes = validation_split(
+            texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
+            random_state=self.random_state)
         backbone = self._load_backbone()
         poolings = grids["poolings"] or default_poolings(backbone)
         settings = ExtractionSettings(representations=grids["representations"], poolings=poolings,
@@ -212,6 +222,12 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.classifier_.predict(self.transform(X))]
+
+    def explain(self, text: str, *, top_k: int = 10) -> dict:
+        """The predicted label and the neurons that pushed this text's decision most (see ``stc.explain``)."""
+        from .explain import explain_prediction
+
+        return explain_prediction(self, text, top_k=top_k)
 
     # --- persistence --------------------------------------------------------------------------------------------
 
