@@ -7,9 +7,9 @@
 See ``docs/datasets.md`` for every name, its source, label rule, split rule and sizes.
 """
 
-from ._files import read_labelled_file
+from ._files import read_labelled_file, read_texts
 from ._load import available_datasets, load_dataset
 from ._splits import stratified_split
 from ._types import Split, TextDataset
 
-__all__ = ["Split", "TextDataset", "load_dataset", "read_labelled_file", "stratified_split", "available_datasets"]
+__all__ = ["Split", "TextDataset", "load_dataset", "read_labelled_file", "read_texts", "stratified_split", "available_datasets"]

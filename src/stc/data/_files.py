@@ -16,7 +16,7 @@ from pathlib import Path
 from ._splits import complete_splits, default_metric
 from ._types import Split, TextDataset, checked_label, checked_text
 
-__all__ = ["read_labelled_file", "load_file_dataset", "file_columns", "SUFFIXES"]
+__all__ = ["read_labelled_file", "read_texts", "load_file_dataset", "file_columns", "SUFFIXES"]
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 #: Values a split column may hold, and the split each one means.
@@ -33,6 +33,22 @@ def read_labelled_file(path: str | Path, *, text_column: str = "text", label_col
     columns, rows = _read_rows(path)
     _require_columns(path, columns, [text_column, label_column])
     return _split_from_rows(path, rows, text_column, label_column)
+
+
+def read_texts(path: str | Path, *, text_column: str = "text") -> list[str]:
+    """The texts of a file to classify: a text column of CSV/TSV/JSONL/Parquet, or one text per line of a .txt."""
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise ValueError(f"{path}: file not found")
+        lines = _decode_utf8(path).splitlines()
+        texts = [line for line in lines if line.strip()]
+        if not texts:
+            raise ValueError(f"{path}: the file has no non-empty lines")
+        return texts
+    columns, rows = _read_rows(path)
+    _require_columns(path, columns, [text_column])
+    return [checked_text(row.get(text_column), where) for where, row in rows]
 
 
 def load_file_dataset(path: str | Path, *, text_column: str = "text", label_column: str = "label",

@@ -1,0 +1,319 @@
+"""The ``stc`` command: a thin face over the library. Errors are one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+#: Modules adding more subcommands; each exposes ``register(subparsers)``.
+_EXTRA_COMMAND_MODULES: tuple[str, ...] = ()
+
+_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, RuntimeError)
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--data", required=required,
+                        help="dataset name (mr, bbc-news, tweets, imdb, sst2, edos:PATH, hf:NAME) or a "
+                             "CSV/TSV/JSONL/Parquet file")
+    parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
+    parser.add_argument("--label-column", default="label", help="column holding the label (default: label)")
+    parser.add_argument("--limit", type=int, default=None, help="cap each split at N texts (stratified, seeded)")
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="minilm",
+                        help="backbone: minilm, smollm2, a local directory, a .gguf file or a hub id (default: minilm)")
+    parser.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's limit)")
+    parser.add_argument("--windows", action="store_true", help="cut long texts into overlapping windows")
+    parser.add_argument("--window-overlap", type=int, default=64, help="tokens shared by neighbouring windows")
+    parser.add_argument("--token-budget", type=int, default=8192, help="padded tokens per forward batch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+    parser.add_argument("--store-dir", default=None, help="where activation stores go (default: $STC_CACHE/stores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _dataset(args):
+    from .data import load_dataset
+
+    return load_dataset(args.data, text_column=args.text_column, label_column=args.label_column, limit=args.limit)
+
+
+def _classifier(args, metric: str):
+    from .classifier import STCClassifier
+
+    return STCClassifier(model=args.model, metric=metric, max_length=args.max_length, windows=args.windows,
+                         window_overlap=args.window_overlap, token_budget=args.token_budget, device=args.device,
+                         store_dir=args.store_dir, show_progress_bar=not args.quiet,
+                         **({"n_jobs": args.jobs} if getattr(args, "jobs", None) else {}))
+
+
+def _summary_lines(clf) -> list[str]:
+    config = clf.configuration_
+    return [f"configuration: representations={config['representations']} poolings={config['poolings']} "
+            f"eta={config['eta']} C={config['C']}",
+            f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
+            f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+# --- subcommands ---------------------------------------------------------------------------------------------------
+
+def _cmd_fit(args) -> int:
+    dataset = _dataset(args)
+    metric = args.metric or dataset.metric
+    _log(f"[stc] {dataset.description}")
+    clf = _classifier(args, metric)
+    validation = dataset.validation
+    clf.fit(dataset.train.texts, dataset.train.labels, X_val=validation.texts if validation else None,
+            y_val=validation.labels if validation else None)
+    for line in _summary_lines(clf):
+        _log(line)
+    _log(f"validation {metric}: {clf.val_score_:.4f}  (fit {clf.fit_seconds_:.1f} s)")
+    if dataset.test is not None:
+        _log(f"test {metric}: {_metric(clf, dataset.test, metric):.4f}")
+    clf.save(args.out, copy_backbone=args.copy_backbone)
+    _log(f"saved to {args.out}")
+    return 0
+
+
+def _metric(clf, split, metric: str) -> float:
+    from ._metrics import score
+    from ._validation import check_labels
+
+    labels = check_labels(split.labels, len(split.texts), "labels")
+    unseen = sorted(set(labels.tolist()) - set(clf.classes_.tolist()), key=str)
+    if unseen:
+        raise ValueError(f"the data holds labels the model never saw: {unseen[:5]} (model classes: "
+                         f"{clf.classes_.tolist()})")
+    return score(labels, clf.predict(split.texts), metric)
+
+
+def _cmd_predict(args) -> int:
+    from . import load
+    from .data import read_texts
+
+    clf = load(args.model_dir, device=args.device)
+    clf.show_progress_bar = not args.quiet
+    texts = read_texts(args.data, text_column=args.text_column)
+    probabilities = clf.predict_proba(texts)
+    labels = clf.classes_[probabilities.argmax(axis=1)]
+    out = Path(args.out)
+    classes = [str(c) for c in clf.classes_.tolist()]
+    partial = out.with_name(out.name + f".tmp-{os.getpid()}")
+    with open(partial, "w", encoding="utf-8", newline="") as handle:
+        if out.suffix.lower() == ".csv":
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"] + [f"p_{c}" for c in classes])
+            for text, label, row in zip(texts, labels.tolist(), probabilities.tolist()):
+                writer.writerow([text, label] + [f"{p:.6f}" for p in row])
+        else:
+            for text, label, row in zip(texts, labels.tolist(), probabilities.tolist()):
+                handle.write(json.dumps({"text": text, "label": label,
+                                         "probabilities": dict(zip(classes, row))}, ensure_ascii=False) + "\n")
+    os.replace(partial, out)
+    _log(f"wrote {len(texts)} predictions to {out}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from . import load
+
+    clf = load(args.model_dir, device=args.device)
+    clf.show_progress_bar = not args.quiet
+    dataset = _dataset(args)
+    split = getattr(dataset, args.split)
+    if split is None:
+        raise ValueError(f"dataset {args.data!r} has no {args.split} split")
+    report = {"split": args.split, "n": len(split.texts)}
+    for metric in ("accuracy", "macro_f1"):
+        report[metric] = round(_metric(clf, split, metric), 6)
+    _log(json.dumps(report))
+    return 0
+
+
+def _cmd_extract(args) -> int:
+    from .backbone import load_backbone
+    from .extract import default_poolings
+    from .store import ExtractionSettings, build_store
+
+    shard = None
+    if args.shard:
+        try:
+            index, count = (int(part) for part in args.shard.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {args.shard!r}") from None
+        shard = (index, count)
+    dataset = _dataset(args)
+    backbone = load_backbone(args.model, device=args.device)
+    settings = ExtractionSettings(representations=tuple(args.representations.split(",")),
+                                  poolings=tuple(args.poolings.split(",")) if args.poolings
+                                  else default_poolings(backbone), max_length=args.max_length,
+                                  windows=args.windows, window_overlap=args.window_overlap, dtype=args.store_dtype)
+    splits = [s for s in (dataset.train, dataset.validation, dataset.test) if s is not None]
+    texts = [text for split in (splits if args.split == "all" else [getattr(dataset, args.split)]) for text in
+             split.texts]
+    store = build_store(backbone, texts, settings, root=args.store_dir, shard=shard, token_budget=args.token_budget,
+                        show_progress_bar=not args.quiet)
+    if store is None:
+        _log(f"shard {args.shard} done; the store completes when every shard is extracted")
+    else:
+        _log(f"store complete: {store.path} ({len(store.keys)} arrays, {store.n_texts} texts)")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    if args.model_dir is None:
+        from . import __version__
+        from .backbone import MODEL_ALIASES
+        from .data import available_datasets
+
+        _log(f"stc {__version__}")
+        _log("models:\n" + "\n".join(f"  {name}: {text}" for name, text in MODEL_ALIASES.items()))
+        _log("datasets:\n" + "\n".join(f"  {name}: {text}" for name, text in available_datasets().items()))
+        return 0
+    from . import load
+
+    clf = load(args.model_dir, check_backbone=False)
+    _log(f"backbone: {clf.backbone_['name']} ({clf.backbone_['source']}), sha256 "
+         f"{clf.backbone_['weights_sha256'][:16]}…")
+    _log(f"classes: {clf.classes_.tolist()}")
+    for line in _summary_lines(clf):
+        _log(line)
+    _log(f"validation {clf.metric}: {clf.val_score_:.4f}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    """The main job: STC on the embedded default (MiniLM on MR) beside the last-layer embedding baseline."""
+    from ._metrics import score
+    from .baselines import EmbeddingClassifier
+    from .classifier import STCClassifier
+    from .data import load_dataset
+
+    started = time.perf_counter()
+    dataset = load_dataset(args.data, limit=args.limit)
+    _log(f"[stc demo] {dataset.description}")
+    _log(f"[stc demo] train {len(dataset.train)}, validation {len(dataset.validation)}, test {len(dataset.test)}")
+    split = dict(X_val=dataset.validation.texts, y_val=dataset.validation.labels)
+    rows = []
+    for name, estimator in (
+            ("STC", STCClassifier(model=args.model, metric=dataset.metric, show_progress_bar=not args.quiet,
+                                  store_dir=args.store_dir)),
+            ("last-layer embedding", EmbeddingClassifier(model=args.model, metric=dataset.metric,
+                                                         show_progress_bar=not args.quiet))):
+        _log(f"[stc demo] fitting {name} …")
+        estimator.fit(dataset.train.texts, dataset.train.labels, **split)
+        predict_started = time.perf_counter()
+        predictions = estimator.predict(dataset.test.texts)
+        predict_seconds = time.perf_counter() - predict_started
+        rows.append({"method": name, "val": estimator.val_score_,
+                     "test": score(dataset.test.labels, predictions, dataset.metric),
+                     "features": estimator.n_features_, "exit_layer": estimator.exit_layer_,
+                     "fit_s": estimator.fit_seconds_, "test_texts_per_s": len(dataset.test) / predict_seconds})
+        if name == "STC":
+            stc_model = estimator
+    _log(f"\n{'method':<22} {'val ' + dataset.metric:>14} {'test ' + dataset.metric:>14} {'features':>9} "
+         f"{'exit':>5} {'fit s':>7} {'test texts/s':>13}")
+    for row in rows:
+        _log(f"{row['method']:<22} {row['val']:>14.4f} {row['test']:>14.4f} {row['features']:>9} "
+             f"{row['exit_layer']:>5} {row['fit_s']:>7.1f} {row['test_texts_per_s']:>13.1f}")
+    _log("")
+    for line in _summary_lines(stc_model):
+        _log(line)
+    stc_model.save(args.out)
+    summary = {"dataset": dataset.description, "model": args.model, "rows": rows,
+               "configuration": stc_model.configuration_, "wall_seconds": time.perf_counter() - started}
+    Path(args.out, "demo_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    _log(f"saved the STC model to {args.out}; wall time {summary['wall_seconds']:.0f} s")
+    return 0
+
+
+# --- parser ----------------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stc", description="Sparsify-then-Classify: text classifiers read from "
+                                                             "a transformer's internal neurons.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = sub.add_parser("fit", help="fit STC on a dataset and save the model")
+    _add_data_arguments(fit)
+    _add_model_arguments(fit)
+    fit.add_argument("--out", required=True, help="directory to save the model in")
+    fit.add_argument("--metric", choices=("accuracy", "macro_f1"), default=None,
+                     help="validation metric (default: the dataset's)")
+    fit.add_argument("--jobs", type=int, default=None, help="parallel threads for probes and search")
+    fit.add_argument("--copy-backbone", action="store_true", help="copy the backbone's weights into the model dir")
+    fit.set_defaults(handler=_cmd_fit)
+
+    predict = sub.add_parser("predict", help="label the texts of a file; writes JSONL or CSV with probabilities")
+    predict.add_argument("model_dir")
+    predict.add_argument("--data", required=True, help="CSV/TSV/JSONL/Parquet file, or .txt with one text per line")
+    predict.add_argument("--text-column", default="text")
+    predict.add_argument("--out", required=True, help="output file: .jsonl or .csv")
+    predict.add_argument("--device", default=None)
+    predict.add_argument("--quiet", action="store_true")
+    predict.set_defaults(handler=_cmd_predict)
+
+    evaluate = sub.add_parser("evaluate", help="accuracy and macro-F1 of a saved model on a labelled split")
+    evaluate.add_argument("model_dir")
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--split", choices=("train", "validation", "test"), default="test")
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    extract = sub.add_parser("extract", help="extract pooled activations into an on-disk store (resumable)")
+    _add_data_arguments(extract)
+    _add_model_arguments(extract)
+    extract.add_argument("--split", choices=("all", "train", "validation", "test"), default="all")
+    extract.add_argument("--representations", default="hidden,ffn")
+    extract.add_argument("--poolings", default=None, help="comma-separated (default: the model's natural three)")
+    extract.add_argument("--store-dtype", choices=("float32", "float16"), default="float32")
+    extract.add_argument("--shard", default=None, help="i/n: extract only this slice, for parallel workers")
+    extract.set_defaults(handler=_cmd_extract)
+
+    info = sub.add_parser("info", help="describe a saved model, or list models and datasets")
+    info.add_argument("model_dir", nargs="?", default=None)
+    info.set_defaults(handler=_cmd_info)
+
+    demo = sub.add_parser("demo", help="the main job: STC on MiniLM + MR beside the embedding baseline")
+    demo.add_argument("--model", default="minilm")
+    demo.add_argument("--data", default="mr")
+    demo.add_argument("--limit", type=int, default=None, help="cap each split (for a quick look)")
+    demo.add_argument("--out", default="stc-runs/demo-model")
+    demo.add_argument("--store-dir", default=None)
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(handler=_cmd_demo)
+
+    for module_name in _EXTRA_COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except _USER_ERRORS as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"stc: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
