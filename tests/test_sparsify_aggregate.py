@@ -1,0 +1,104 @@
+"""η selection, probes and the aggregation search on planted problems with known answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stc.aggregate import feature_names, kept_columns, search_configurations
+from stc.probe import fit_probes
+from stc.sparsify import select_neurons
+from stc.store import FORMAT_VERSION, ActivationStore
+
+
+def test_select_neurons_keeps_the_shortest_prefix_reaching_eta():
+    importance = np.array([0.0, 5.0, 1.0, 3.0, 1.0])  # total 10; sorted 5, 3, 1, 1
+    assert select_neurons(importance, 0.5).tolist() == [1]
+    assert select_neurons(importance, 0.51).tolist() == [1, 3]
+    assert select_neurons(importance, 0.8).tolist() == [1, 3]
+    assert select_neurons(importance, 0.85).tolist() == [1, 2, 3]  # tie 1 vs 1 goes to the lower index
+    assert select_neurons(importance, 1.0).tolist() == [1, 2, 3, 4]
+
+
+def test_a_probe_with_all_zero_weights_keeps_nothing():
+    assert select_neurons(np.zeros(7), 0.5).size == 0
+
+
+@pytest.mark.parametrize("eta", [0.0, -0.1, 1.5, float("nan"), "0.5", True])
+def test_eta_out_of_range_is_refused(eta):
+    with pytest.raises(ValueError, match="eta must be a number in"):
+        select_neurons(np.ones(3), eta)
+
+
+def _write_store(tmp_path, arrays: dict[str, np.ndarray]):
+    """A complete store on disk holding the given arrays."""
+    (tmp_path / "arrays").mkdir()
+    for key, values in arrays.items():
+        np.save(tmp_path / "arrays" / f"{key}.npy", values.astype(np.float32))
+    n_texts = len(next(iter(arrays.values())))
+    meta = {"format_version": FORMAT_VERSION, "n_texts": n_texts,
+            "arrays": {key: {"dim": values.shape[1], "dtype": "float32"} for key, values in arrays.items()}}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    return ActivationStore(tmp_path)
+
+
+def _planted(n_classes: int, seed: int = 0):
+    """Three layers of 40 noise neurons; the label is carried by hidden.L1 neuron 7 and hidden.L2 neuron 23."""
+    rng = np.random.default_rng(seed)
+    n = 900
+    y = rng.integers(0, n_classes, size=n)
+    arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n, 40)) for layer in range(3)}
+    if n_classes == 2:
+        signal = 2.0 * y - 1.0
+        arrays["hidden.L1.mean"][:, 7] += 1.5 * signal
+        arrays["hidden.L2.mean"][:, 23] += 1.5 * signal
+    else:  # each class shifts the two informative neurons in its own direction
+        directions = np.array([[3.0, 0.0], [-1.5, 2.6], [-1.5, -2.6]])
+        arrays["hidden.L1.mean"][:, 7] += directions[y, 0]
+        arrays["hidden.L2.mean"][:, 23] += directions[y, 1]
+    return arrays, y
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("solver", ["auto", "liblinear"])
+def test_planted_informative_neurons_are_the_ones_kept(tmp_path, n_classes, solver):
+    if solver == "liblinear" and n_classes == 3:
+        solver = "saga"
+    arrays, y = _planted(n_classes)
+    store = _write_store(tmp_path, arrays)
+    train, val = np.arange(600), np.arange(600, 900)
+    probes = fit_probes(store, store.keys, y, train, val, Cs=(0.001, 0.01, 0.1), solver=solver)
+    chance = 1.0 / n_classes
+    assert probes["hidden.L1.mean"].val_score > chance + 0.2
+    assert probes["hidden.L0.mean"].val_score < chance + 0.1
+    chosen = kept_columns(probes, ("hidden",), ("mean",), eta=0.5, exit_layer=2)
+    assert chosen["hidden.L1.mean"].tolist() == [7]
+    assert chosen["hidden.L2.mean"].tolist() == [23]
+    # The pure-noise layer's probe may fit some noise, but never more than a weak share of a real signal.
+    assert probes["hidden.L0.mean"].importance.sum() < probes["hidden.L1.mean"].importance.sum()
+    informative = {key: chosen[key] for key in ("hidden.L1.mean", "hidden.L2.mean")}
+    assert feature_names(informative) == ["hidden.L1.mean.7", "hidden.L2.mean.23"]
+
+
+def test_search_prefers_the_shallowest_exit_that_holds_the_signal(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 900
+    y = rng.integers(0, 2, size=n)
+    arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n, 30)) for layer in range(4)}
+    arrays["hidden.L1.mean"][:, 4] += 2.0 * (2.0 * y - 1.0)  # everything is known after layer 1
+    store = _write_store(tmp_path, arrays)
+    train, val = np.arange(600), np.arange(600, 900)
+    probes = fit_probes(store, store.keys, y, train, val, Cs=(0.001, 0.01))
+
+    def load(key, columns):
+        values = store.load(key, columns=columns)
+        return values[train], values[val]
+
+    best, table = search_configurations(probes, load, y[train], y[val], representation_sets=[("hidden",)],
+                                        pooling_sets=[("mean",)], etas=(0.5, 0.9), exit_layers=(1, 2, 3),
+                                        Cs=(0.1, 1.0))
+    assert best.exit_layer == 1
+    assert best.val_score >= max(row.val_score for row in table)
+    assert {row.stage for row in table} == {1, 2}
