@@ -1,0 +1,217 @@
+"""Why a fitted STCClassifier decided what it did: each kept neuron's signed share of the decision.
+
+The final classifier is a logistic regression on standardised neuron activations, so its decision for class row c
+is ``intercept[c] + sum_j coef[c, j] * (x_j - mean_j) / scale_j``: every term is one neuron's contribution, and the
+terms plus the intercept are the decision, exactly. For a max-pooled neuron the token where it peaked says what in
+the text it responded to; finding it needs the token-level activations, which one hooked forward pass gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from ._validation import check_texts
+from .backbone import Backbone
+from .extract import parse_key, pool_tokens, tokenize
+
+__all__ = ["TokenActivations", "token_activations", "pooled_activations", "peak_token", "explain_prediction",
+           "neuron_parts"]
+
+
+@dataclass
+class TokenActivations:
+    """Token-level activations of selected neurons for one text, every window's tokens one after the other."""
+
+    text: str
+    tokens: list[str]  # token strings, as the tokenizer spells them
+    windows: list[int]  # which window each token comes from
+    positions: list[int]  # its position inside that window
+    spans: list[tuple[int, int] | None]  # character span in the text; None for special tokens or slow tokenizers
+    values: dict[str, np.ndarray]  # key -> (n_tokens, n_columns) float32, columns as requested
+
+
+class _StopForward(Exception):
+    """Raised after the deepest needed block: nothing deeper is computed."""
+
+
+def _output(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def token_activations(backbone: Backbone, text: str, columns: Mapping[str, np.ndarray], *,
+                      max_length: int | None = None, windows: bool = False,
+                      window_overlap: int = 64) -> TokenActivations:
+    """One forward pass over one text (all its windows): the token-level activations of ``columns`` per key.
+
+    The sites are the ones extraction reads: the FFN output projection's input, each block's output (the final norm
+    applied at the last layer, as the model reports it), and the first block's input for layer 0.
+    """
+    parsed = {key: parse_key(key) for key in columns}
+    if not parsed:
+        raise ValueError("columns is empty: name at least one key")
+    tokens = tokenize(backbone, [text], max_length=max_length, windows=windows, window_overlap=window_overlap)
+    layer_map, num_layers = backbone.layer_map, backbone.num_layers
+    deepest = max(layer for _, layer, _ in parsed.values())
+    if deepest > num_layers:
+        raise ValueError(f"columns name layer {deepest} of a {num_layers}-layer model")
+    lengths = [len(ids) for ids in tokens.input_ids]
+    captured: dict[tuple[str, int], torch.Tensor] = {}
+    wanted_sites = {(representation, layer) for representation, layer, _ in parsed.values()}
+
+    def keep(site: tuple[str, int], x: torch.Tensor) -> None:
+        if site in wanted_sites:
+            captured[site] = x.detach().float()
+
+    handles = [layer_map.blocks[0].register_forward_pre_hook(
+        lambda module, args, kwargs: keep(("hidden", 0), args[0] if args else kwargs["hidden_states"]),
+        with_kwargs=True)]
+    for layer in range(1, deepest + 1):
+        handles.append(layer_map.ffn_out[layer - 1].register_forward_pre_hook(
+            lambda module, args, layer=layer: keep(("ffn", layer), args[0])))
+
+        def block_hook(module, args, output, layer=layer):
+            if ("hidden", layer) in wanted_sites:
+                hidden = _output(output)
+                if layer == num_layers and layer_map.final_norm is not None:
+                    hidden = layer_map.final_norm(hidden)
+                keep(("hidden", layer), hidden)
+            if layer == deepest:
+                raise _StopForward
+        handles.append(layer_map.blocks[layer - 1].register_forward_hook(block_hook))
+
+    width = max(lengths)
+    ids = torch.full((len(lengths), width), backbone.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(lengths), width), dtype=torch.long)
+    for row, row_ids in enumerate(tokens.input_ids):
+        ids[row, :len(row_ids)] = torch.as_tensor(row_ids)
+        mask[row, :len(row_ids)] = 1
+    try:
+        with torch.inference_mode():
+            try:
+                backbone.model(input_ids=ids.to(backbone.device), attention_mask=mask.to(backbone.device),
+                               use_cache=False)
+            except _StopForward:
+                pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    values = {}
+    for key, (representation, layer, _) in parsed.items():
+        site = captured[(representation, layer)]
+        index = torch.as_tensor(np.asarray(columns[key], dtype=np.int64), device=site.device)
+        values[key] = np.concatenate([site[row, :length][:, index].cpu().numpy()
+                                      for row, length in enumerate(lengths)]).astype(np.float32)
+    flat_ids = [token for row_ids in tokens.input_ids for token in row_ids]
+    return TokenActivations(
+        text=text, tokens=list(backbone.tokenizer.convert_ids_to_tokens(flat_ids)),
+        windows=[w for w, length in enumerate(lengths) for _ in range(length)],
+        positions=[p for length in lengths for p in range(length)],
+        spans=_character_spans(backbone, text, tokens.input_ids, max_length or backbone.max_length, windows,
+                               window_overlap),
+        values=values)
+
+
+def _character_spans(backbone, text, input_ids, max_length, windows, window_overlap):
+    """Each token's (start, end) in the text, from the fast tokenizer's offsets; None where there is none."""
+    tokenizer = backbone.tokenizer
+    n_tokens = sum(len(ids) for ids in input_ids)
+    if not getattr(tokenizer, "is_fast", False):
+        return [None] * n_tokens
+    encoded = tokenizer([text], truncation=True, max_length=max_length, padding=False,
+                        return_overflowing_tokens=windows, stride=window_overlap if windows else 0,
+                        return_offsets_mapping=True, return_attention_mask=False)
+    if [list(ids) for ids in encoded["input_ids"]] != input_ids:  # not the tokenisation extraction used
+        return [None] * n_tokens
+    return [(int(start), int(end)) if end > start else None
+            for offsets in encoded["offset_mapping"] for start, end in offsets]
+
+
+def pooled_activations(activations: TokenActivations, key: str) -> np.ndarray:
+    """The pooled value of each requested neuron of ``key``, as extraction computes it.
+
+    Windows are pooled as one sequence: the sum and the maximum run over every window's tokens, the first token is
+    the first window's, the last the last window's, which is exactly how extraction merges windows.
+    """
+    values = torch.from_numpy(activations.values[key])[None]
+    mask = torch.ones(values.shape[:2], dtype=torch.long)
+    return pool_tokens(values, mask, parse_key(key)[2])[0].numpy()
+
+
+def peak_token(activations: TokenActivations, key: str, column: int) -> dict:
+    """Where the ``column``-th requested neuron of ``key`` peaked: token string, window, position, character span."""
+    where = int(np.argmax(activations.values[key][:, column]))
+    span = activations.spans[where]
+    return {"token": activations.tokens[where], "window": activations.windows[where],
+            "position": activations.positions[where], "span": list(span) if span else None,
+            "text": activations.text[span[0]:span[1]] if span else None,
+            "activation": float(activations.values[key][where, column])}
+
+
+def neuron_parts(name: str) -> dict:
+    """The parts of a neuron name such as ``ffn.L3.max.1021``: key, representation, layer, pooling, index."""
+    key, _, index = name.rpartition(".")
+    representation, layer, pooling = parse_key(key)
+    return {"neuron": name, "key": key, "representation": representation, "layer": layer, "pooling": pooling,
+            "index": int(index)}
+
+
+def explain_prediction(clf, text: str, *, top_k: int = 10) -> dict:
+    """The prediction for one text and the ``top_k`` neurons that pushed its decision most, as a JSON-able dict.
+
+    ``contributions`` of the explained row (class 1's decision for two classes, the predicted class's otherwise)
+    are ``weight * standardised activation``; with ``intercept`` they sum to ``decision`` for that row, and the
+    ``all_contributions_sum`` field carries that sum over every neuron for each row.
+    """
+    check_is_fitted(clf, "classifier_")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    check_texts([text], "text")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    backbone = clf._load_backbone()
+    extraction = clf.extraction_
+    activations = token_activations(backbone, text, clf.kept_columns_, max_length=extraction["max_length"],
+                                    windows=extraction["windows"], window_overlap=extraction["window_overlap"])
+    raw = np.concatenate([pooled_activations(activations, key) for key in clf.kept_columns_]).astype(np.float64)
+    scaler, logreg = clf.classifier_.named_steps["scale"], clf.classifier_.named_steps["logreg"]
+    standardised = (raw - np.asarray(scaler.mean_, np.float64)) / np.asarray(scaler.scale_, np.float64)
+    weights = np.asarray(logreg.coef_, np.float64)
+    intercept = np.asarray(logreg.intercept_, np.float64)
+    contributions = weights * standardised[None, :]  # (rows, n_features)
+    decision = contributions.sum(axis=1) + intercept
+    probabilities = clf.classifier_.predict_proba(raw[None].astype(np.float32))[0]
+    predicted = int(np.argmax(probabilities))
+    binary = weights.shape[0] == 1
+    row = 0 if binary else predicted
+    row_classes = [clf.classes_[1]] if binary else list(clf.classes_)
+    order = np.argsort(-np.abs(contributions[row]), kind="stable")[:top_k]
+    offsets = np.cumsum([0] + [len(columns) for columns in clf.kept_columns_.values()])
+    key_start = dict(zip(clf.kept_columns_, offsets[:-1]))
+    top = []
+    for feature in order:
+        entry = neuron_parts(clf.kept_neurons_[feature])
+        entry.update({"feature": int(feature), "weight": float(weights[row, feature]),
+                      "activation": float(raw[feature]), "standardised_activation": float(standardised[feature]),
+                      "contribution": float(contributions[row, feature]),
+                      "pushes_toward": _label(clf.classes_[1 if contributions[row, feature] > 0 else 0]) if binary
+                      else (_label(clf.classes_[row]) if contributions[row, feature] > 0 else "other classes")})
+        if entry["pooling"] == "max":
+            entry["peak"] = peak_token(activations, entry["key"], int(feature - key_start[entry["key"]]))
+        top.append(entry)
+    return {"text": text, "label": _label(clf.classes_[predicted]), "probability": float(probabilities[predicted]),
+            "probabilities": {str(_label(c)): float(p) for c, p in zip(clf.classes_, probabilities)},
+            "decision_classes": [_label(c) for c in row_classes], "decision": decision.tolist(),
+            "intercept": intercept.tolist(), "explained_row": row,
+            "all_contributions_sum": contributions.sum(axis=1).tolist(), "n_features": int(len(raw)),
+            "n_tokens": len(activations.tokens), "contributions": top}
+
+
+def _label(value):
+    """A label as a plain JSON value (numpy scalars become Python ones)."""
+    return value.item() if isinstance(value, np.generic) else value
+

@@ -1,0 +1,193 @@
+"""Explanations: contributions that reproduce the decision exactly, peaks that are where the neuron fired."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import stc
+from stc.explain import explain_prediction, pooled_activations, token_activations
+
+# Planted problems: the class is carried by one keyword among neutral filler.
+_KEYWORDS = {
+    2: {"good": ["wonderful", "superb", "delightful", "brilliant"], "bad": ["awful", "dreadful", "boring", "dull"]},
+    3: {"sport": ["football", "tennis", "goal", "match"], "money": ["bank", "market", "shares", "profit"],
+        "weather": ["rain", "storm", "sunshine", "snow"]},
+}
+_FILLER = ["the", "story", "of", "a", "day", "in", "town", "and", "what", "people", "said", "about", "it", "later"]
+
+
+def planted_texts(n_classes: int, per_class: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Short texts whose label is given by one class keyword placed at a random position among filler words."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for label, words in _KEYWORDS[n_classes].items():
+        for _ in range(per_class):
+            filler = rng.sample(_FILLER, rng.randint(4, 9))
+            filler.insert(rng.randint(0, len(filler)), rng.choice(words))
+            texts.append(" ".join(filler))
+            labels.append(label)
+    return texts, labels
+
+
+def save_tiny_bert(directory, seed: int = 0) -> str:
+    """A 2-layer random BERT with MiniLM's tokenizer, saved as an ordinary model directory (loads offline)."""
+    import transformers as tf
+
+    from stc.backbone import resolve_model_name
+
+    tokenizer = tf.AutoTokenizer.from_pretrained(resolve_model_name("minilm")[0])
+    tokenizer.model_max_length = 64
+    torch.manual_seed(seed)
+    model = tf.BertModel(tf.BertConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64,
+                                       num_attention_heads=2, vocab_size=len(tokenizer), max_position_embeddings=128),
+                         add_pooling_layer=False)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
+def fit_tiny(model_dir: str, store_dir, n_classes: int, **params) -> stc.STCClassifier:
+    texts, labels = planted_texts(n_classes, per_class=24)
+    settings = dict(poolings=("mean", "max"), etas=(0.2, 0.8), probe_Cs=(0.1, 1.0), final_Cs=(0.1, 1.0),
+                    store_dir=str(store_dir), show_progress_bar=False, device="cpu", probe_solver="saga")
+    settings.update(params)
+    return stc.STCClassifier(model_dir, **settings).fit(texts, labels)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def binary_clf(tiny_model_dir, tmp_path_factory):
+    return fit_tiny(tiny_model_dir, tmp_path_factory.mktemp("stores"), 2)
+
+
+@pytest.fixture(scope="module")
+def multiclass_clf(tiny_model_dir, tmp_path_factory):
+    """Max pooling only, so that every kept neuron has a peak token to check."""
+    return fit_tiny(tiny_model_dir, tmp_path_factory.mktemp("stores"), 3, poolings=("max",))
+
+
+TEXTS = ["what people said about the wonderful day in town", "a dreadful story",
+         "the match and the market, then rain later in town"]
+
+
+@pytest.mark.parametrize("which", ["binary_clf", "multiclass_clf"])
+def test_contributions_plus_intercept_reproduce_the_decision_function(which, request):
+    clf = request.getfixturevalue(which)
+    for text in TEXTS:
+        explanation = clf.explain(text, top_k=clf.n_features_)
+        row = explanation["explained_row"]
+        decision = np.atleast_2d(clf.decision_function([text]))[0]
+        contributions = [entry["contribution"] for entry in explanation["contributions"]]
+        assert len(contributions) == clf.n_features_
+        # Every neuron's term plus the intercept is the decision of the explained row, to rounding.
+        np.testing.assert_allclose(sum(contributions) + explanation["intercept"][row], decision[row], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(explanation["all_contributions_sum"]) + explanation["intercept"],
+                                   decision, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(explanation["decision"], decision, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["binary_clf", "multiclass_clf"])
+def test_label_and_probabilities_match_predict(which, request):
+    clf = request.getfixturevalue(which)
+    probabilities = clf.predict_proba(TEXTS)
+    for text, expected, labels in zip(TEXTS, probabilities, clf.predict(TEXTS)):
+        explanation = clf.explain(text)
+        assert explanation["label"] == labels
+        np.testing.assert_allclose([explanation["probabilities"][str(c)] for c in clf.classes_], expected, atol=1e-5)
+        assert explanation["probability"] == pytest.approx(expected.max(), abs=1e-5)
+        json.dumps(explanation)  # plain JSON values only
+
+
+def test_contributions_are_weight_times_standardised_activation_ranked_by_size(binary_clf):
+    explanation = binary_clf.explain(TEXTS[0], top_k=5)
+    entries = explanation["contributions"]
+    assert len(entries) == min(5, binary_clf.n_features_)
+    sizes = [abs(e["contribution"]) for e in entries]
+    assert sizes == sorted(sizes, reverse=True)
+    scaler = binary_clf.classifier_.named_steps["scale"]
+    for entry in entries:
+        feature = entry["feature"]
+        assert binary_clf.kept_neurons_[feature] == entry["neuron"] == f"{entry['key']}.{entry['index']}"
+        assert entry["standardised_activation"] == pytest.approx(
+            (entry["activation"] - scaler.mean_[feature]) / scaler.scale_[feature], rel=1e-6, abs=1e-6)
+        assert entry["contribution"] == pytest.approx(entry["weight"] * entry["standardised_activation"], rel=1e-9)
+        assert entry["pushes_toward"] == binary_clf.classes_[1 if entry["contribution"] > 0 else 0]
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_token_level_maxima_equal_the_pooled_features(tiny_model_dir, binary_clf, windows):
+    from stc.backbone import load_backbone
+
+    backbone = load_backbone(tiny_model_dir, device="cpu")
+    text = " ".join(["a long review of the wonderful film that goes on"] * 12)  # ~130 tokens: 3+ windows of 48
+    options = dict(max_length=48, windows=True, window_overlap=8) if windows else dict(max_length=64)
+    clf = binary_clf
+    activations = token_activations(backbone, text, clf.kept_columns_, **options)
+    from stc.extract import extract_features
+
+    expected = extract_features(backbone, [text], list(clf.kept_columns_), columns=clf.kept_columns_, **options)
+    if windows:
+        assert max(activations.windows) >= 2
+    for key in clf.kept_columns_:
+        np.testing.assert_allclose(pooled_activations(activations, key), expected[key][0], rtol=1e-5, atol=1e-5)
+
+
+def test_pooled_activations_equal_transform(binary_clf, tiny_model_dir):
+    from stc.backbone import load_backbone
+
+    backbone = load_backbone(tiny_model_dir, device="cpu")
+    activations = token_activations(backbone, TEXTS[1], binary_clf.kept_columns_, max_length=64)
+    pooled = np.concatenate([pooled_activations(activations, key) for key in binary_clf.kept_columns_])
+    np.testing.assert_allclose(pooled, binary_clf.transform([TEXTS[1]])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_max_pooled_neurons_name_the_token_where_they_peaked(multiclass_clf):
+    clf = multiclass_clf
+    text = "people said the shares and the bank did well"
+    explanation = clf.explain(text, top_k=clf.n_features_)
+    tokenizer = clf._load_backbone().tokenizer
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])
+    peaks = [e for e in explanation["contributions"] if e["pooling"] == "max"]
+    assert peaks
+    for entry in peaks:
+        peak = entry["peak"]
+        # The peak is an actual token of the text, at its position, and its activation is the pooled maximum.
+        assert tokens[peak["position"]] == peak["token"]
+        assert peak["activation"] == pytest.approx(entry["activation"], rel=1e-6, abs=1e-6)
+        if peak["span"] is not None:
+            assert text[peak["span"][0]:peak["span"][1]].lower() == peak["token"].removeprefix("##")
+    assert all("peak" not in e for e in explanation["contributions"] if e["pooling"] != "max")
+
+
+def test_planted_keyword_decides_the_label(multiclass_clf):
+    # The tiny random model still separates the keywords: the explanation's label follows the planted word.
+    for text, label in [("the story of a football day in town", "sport"),
+                        ("what people said about the market", "money"),
+                        ("a day in town with snow", "weather")]:
+        assert multiclass_clf.explain(text)["label"] == label
+
+
+def test_explain_survives_save_and_load(binary_clf, tmp_path):
+    binary_clf.save(tmp_path / "model")
+    loaded = stc.load(tmp_path / "model")
+    assert loaded.explain(TEXTS[0]) == binary_clf.explain(TEXTS[0])
+
+
+def test_explain_refuses_bad_input(binary_clf):
+    with pytest.raises(TypeError, match="text must be a string"):
+        binary_clf.explain(["a list"])
+    with pytest.raises(ValueError, match="empty"):
+        binary_clf.explain("   ")
+    with pytest.raises(ValueError, match="top_k"):
+        binary_clf.explain("fine", top_k=0)
+    with pytest.raises(Exception, match="not fitted"):
+        explain_prediction(stc.STCClassifier(), "fine")
