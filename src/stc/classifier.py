@@ -221,7 +221,8 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
         return self.classifier_.predict_proba(self.transform(X))
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.classifier_.predict(self.transform(X))]
+        features = self.transform(X)  # checks the model is fitted first
+        return self.classes_[self.classifier_.predict(features)]
 
     def explain(self, text: str, *, top_k: int = 10) -> dict:
         """The predicted label and the neurons that pushed this text's decision most (see ``stc.explain``)."""

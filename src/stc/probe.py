@@ -64,14 +64,23 @@ def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    from sklearn.multiclass import OneVsRestClassifier
+
     coefs, intercepts = [], []
     for C in Cs:
         model = LogisticRegression(C=C, l1_ratio=1.0, solver=solver, max_iter=1000, tol=1e-4, random_state=seed)
+        if solver == "liblinear" and len(np.unique(y)) > 2:  # liblinear is binary only: one-vs-rest
+            model = OneVsRestClassifier(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # the grid's largest C may not fully converge
             model.fit(X, y)
-        coefs.append(model.coef_.astype(np.float32))
-        intercepts.append(model.intercept_.astype(np.float32))
+        if isinstance(model, OneVsRestClassifier):
+            coef = np.vstack([m.coef_ for m in model.estimators_])
+            intercept = np.concatenate([m.intercept_ for m in model.estimators_])
+        else:
+            coef, intercept = model.coef_, model.intercept_
+        coefs.append(coef.astype(np.float32))
+        intercepts.append(intercept.astype(np.float32))
     return np.stack(coefs), np.stack(intercepts)
 
 

@@ -105,4 +105,5 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         return self.classifier_.decision_function(self.transform(X))
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.classifier_.predict(self.transform(X))]
+        features = self.transform(X)  # checks the model is fitted first
+        return self.classes_[self.classifier_.predict(features)]

@@ -1,0 +1,128 @@
+"""STCClassifier end to end on the real MiniLM with real sentences; scikit-learn compatibility; persistence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import Pipeline
+
+import stc
+from stc import STCClassifier
+
+# A small search keeps these tests to seconds; the full default grid runs in `stc demo`.
+FAST = dict(poolings=("mean", "max"), etas=(0.05, 0.5), probe_Cs=(0.01, 0.1), final_Cs=(0.1, 1.0),
+            show_progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("stores"))
+
+
+@pytest.fixture(scope="module")
+def fitted(mr_small, store_dir):
+    clf = STCClassifier("minilm", store_dir=store_dir, **FAST)
+    return clf.fit(mr_small.train.texts, mr_small.train.labels, X_val=mr_small.validation.texts,
+                   y_val=mr_small.validation.labels)
+
+
+def test_fit_on_real_sentences_beats_chance_and_names_its_neurons(fitted, mr_small):
+    assert set(fitted.classes_) == {"negative", "positive"}
+    assert fitted.score(mr_small.test.texts, mr_small.test.labels) > 0.6
+    assert 1 <= fitted.exit_layer_ <= 6
+    assert fitted.n_features_ == len(fitted.kept_neurons_) > 0
+    representation, layer, pooling, index = fitted.kept_neurons_[0].split(".")
+    assert representation in ("hidden", "ffn") and pooling in ("mean", "max") and int(layer[1:]) <= fitted.exit_layer_
+    assert len(fitted.probe_scores_) == (7 + 6) * 2  # hidden L0..L6 and ffn L1..L6, two poolings
+    assert {row["stage"] for row in fitted.search_results_} == {1, 2}
+
+
+def test_predict_proba_columns_follow_classes(fitted, mr_small):
+    texts = mr_small.test.texts[:20]
+    probabilities = fitted.predict_proba(texts)
+    assert probabilities.shape == (20, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(fitted.classes_[probabilities.argmax(axis=1)], fitted.predict(texts))
+    decision = fitted.decision_function(texts)
+    np.testing.assert_array_equal(decision > 0, probabilities[:, 1] > 0.5)
+
+
+def test_predict_runs_no_deeper_than_the_exit_layer(fitted, mr_small):
+    backbone = fitted._load_backbone()
+    deeper = backbone.layer_map.blocks[fitted.exit_layer_:]
+    calls = []
+    handles = [block.register_forward_hook(lambda *args: calls.append(1)) for block in deeper]
+    try:
+        fitted.predict(mr_small.test.texts[:8])
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == []
+
+
+def test_save_then_load_gives_identical_predictions(fitted, mr_small, tmp_path):
+    texts = mr_small.test.texts[:30]
+    before = fitted.predict_proba(texts)
+    fitted.save(tmp_path / "model")
+    document = json.loads((tmp_path / "model" / "stc_model.json").read_text())
+    assert document["backbone"]["weights_sha256"] == fitted.backbone_["weights_sha256"]
+    loaded = stc.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict_proba(texts), before)
+    assert loaded.kept_neurons_ == fitted.kept_neurons_
+    assert loaded.get_params() == fitted.get_params()
+
+
+def test_a_changed_backbone_hash_is_refused_at_load(fitted, tmp_path):
+    fitted.save(tmp_path / "model")
+    path = tmp_path / "model" / "stc_model.json"
+    document = json.loads(path.read_text())
+    document["backbone"]["weights_sha256"] = "0" * 64
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="differ from the ones this model was fitted on"):
+        stc.load(tmp_path / "model")
+
+
+def test_second_fit_reuses_the_activation_store(fitted, mr_small, store_dir):
+    again = clone(fitted).fit(mr_small.train.texts, mr_small.train.labels, X_val=mr_small.validation.texts,
+                              y_val=mr_small.validation.labels)
+    assert again.store_path_ == fitted.store_path_
+    assert again.kept_neurons_ == fitted.kept_neurons_
+
+
+def test_multiclass_with_integer_labels(store_dir):
+    from stc.data import load_dataset
+
+    news = load_dataset("bbc-news", limit=40)
+    labels = [sorted(set(news.train.labels)).index(label) + 10 for label in news.train.labels]
+    clf = STCClassifier("minilm", max_length=96, store_dir=store_dir, validation_size=0.25, **FAST)
+    clf.fit(news.train.texts, labels)
+    assert clf.classes_.tolist() == [10, 11, 12, 13, 14]
+    probabilities = clf.predict_proba(news.test.texts[:10])
+    assert probabilities.shape == (10, 5)
+    assert clf.predict(news.test.texts[:10]).dtype.kind == "i"
+
+
+def test_sklearn_contract_clone_params_pipeline_and_cross_validation(mr_small, store_dir):
+    clf = STCClassifier("minilm", store_dir=store_dir, representations=("hidden",), **FAST)
+    params = clf.get_params()
+    assert params["representations"] == ("hidden",) and params["model"] == "minilm"
+    copy = clone(clf)
+    assert copy.get_params() == params
+    copy.set_params(metric="macro_f1")
+    assert copy.metric == "macro_f1" and clf.metric == "accuracy"
+    texts, labels = mr_small.train.texts[:120], mr_small.train.labels[:120]
+    pipeline = Pipeline([("stc", clone(clf))]).fit(texts, labels)
+    assert pipeline.predict(texts[:5]).shape == (5,)
+    scores = cross_val_score(clone(clf), texts, labels, cv=2)
+    assert scores.shape == (2,) and (scores > 0.4).all()
+
+
+def test_unfitted_model_says_so(mr_small):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        STCClassifier().predict(["a text"])
