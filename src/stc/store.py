@@ -110,7 +110,7 @@ def store_id(backbone: Backbone, settings: ExtractionSettings, texts_digest: str
 
 def build_store(backbone: Backbone, texts: Sequence[str], settings: ExtractionSettings, *,
                 root: str | Path | None = None, shard: tuple[int, int] | None = None, token_budget: int = 8192,
-                show_progress_bar: bool = True) -> ActivationStore | None:
+                shard_size: int | None = None, show_progress_bar: bool = True) -> ActivationStore | None:
     """Extract into (or reuse) the store for these texts; None when only this process's slice is done so far."""
     if shard is not None and not (isinstance(shard, tuple) and len(shard) == 2 and 0 <= shard[0] < shard[1]):
         raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
@@ -121,7 +121,10 @@ def build_store(backbone: Backbone, texts: Sequence[str], settings: ExtractionSe
         return ActivationStore(directory)
     keys = all_keys(backbone.num_layers, settings.representations, settings.poolings, settings.max_layer)
     dims = {key: backbone.hidden_size if parse_key(key)[0] == "hidden" else backbone.ffn_size for key in keys}
-    shard_size = int(np.clip(_SHARD_BYTES // (4 * sum(dims.values())), 16, 4096))
+    if shard_size is None:  # default: as many texts as fit the accumulator budget
+        shard_size = int(np.clip(_SHARD_BYTES // (4 * sum(dims.values())), 16, 4096))
+    elif isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
     n_shards = max(1, -(-len(texts) // shard_size))
     plan = {"model": backbone.name, "source": backbone.source, "gguf_file": backbone.gguf_file,
             "weights_sha256": backbone.weights_hash(), "settings": asdict(settings), "texts_sha256": digest,

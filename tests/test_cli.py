@@ -1,0 +1,113 @@
+"""The stc command: fit, predict, evaluate, info, extract, demo, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from stc.cli import main
+
+FAST = ["--quiet", "--max-length", "64"]
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory, mr_small):
+    folder = tmp_path_factory.mktemp("cli-data")
+    train = folder / "train.csv"
+    with open(train, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sentence", "polarity", "split"])
+        for split, part in (("train", mr_small.train), ("validation", mr_small.validation), ("test", mr_small.test)):
+            for text, label in zip(part.texts[:100], part.labels[:100]):
+                writer.writerow([text, label, split])
+    unlabelled = folder / "new.txt"
+    unlabelled.write_text("\n".join(mr_small.test.texts[:12]) + "\n", encoding="utf-8")
+    return folder, train, unlabelled
+
+
+@pytest.fixture(scope="module")
+def model_dir(data_files, tmp_path_factory):
+    folder, train, _ = data_files
+    out = tmp_path_factory.mktemp("cli-model") / "model"
+    code = main(["fit", "--data", str(train), "--text-column", "sentence", "--label-column", "polarity",
+                 "--out", str(out), "--store-dir", str(folder / "stores"), *FAST])
+    assert code == 0
+    return out
+
+
+def test_fit_saves_a_model_that_info_describes(model_dir, capsys):
+    assert (model_dir / "stc_model.json").is_file()
+    assert main(["info", str(model_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "exit layer:" in printed and "kept neurons:" in printed and "negative" in printed
+
+
+def test_predict_writes_jsonl_and_csv_with_probabilities(model_dir, data_files, tmp_path):
+    _, _, unlabelled = data_files
+    assert main(["predict", str(model_dir), "--data", str(unlabelled), "--out", str(tmp_path / "p.jsonl"),
+                 "--quiet"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 12
+    assert rows[0]["label"] in ("negative", "positive")
+    assert abs(sum(rows[0]["probabilities"].values()) - 1.0) < 1e-6
+    assert main(["predict", str(model_dir), "--data", str(unlabelled), "--out", str(tmp_path / "p.csv"),
+                 "--quiet"]) == 0
+    with open(tmp_path / "p.csv", encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == 12 and set(table[0]) == {"text", "label", "p_negative", "p_positive"}
+    assert [row["label"] for row in table] == [row["label"] for row in rows]
+
+
+def test_evaluate_prints_accuracy_and_macro_f1(model_dir, data_files, capsys):
+    _, train, _ = data_files
+    assert main(["evaluate", str(model_dir), "--data", str(train), "--text-column", "sentence",
+                 "--label-column", "polarity", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["split"] == "test" and report["n"] == 100 and 0.5 < report["accuracy"] <= 1.0
+
+
+def test_evaluate_refuses_labels_the_model_never_saw(model_dir, tmp_path, capsys):
+    path = tmp_path / "other.csv"
+    path.write_text("text,label\nfine film,neutral\nawful film,negative\n", encoding="utf-8")
+    assert main(["evaluate", str(model_dir), "--data", str(path), "--split", "train", "--quiet"]) == 2
+    assert "labels the model never saw: ['neutral']" in capsys.readouterr().err
+
+
+def test_errors_are_one_line_and_a_nonzero_exit(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("stc: error:") and error.count("\n") == 1
+    assert main(["fit", "--data", "no-such-dataset", "--out", str(tmp_path / "m")]) == 2
+    assert "no-such-dataset" in capsys.readouterr().err
+
+
+def test_extract_in_two_shards_completes_the_store(data_files, tmp_path, capsys):
+    _, train, _ = data_files
+    common = ["extract", "--data", str(train), "--text-column", "sentence", "--label-column", "polarity",
+              "--split", "train", "--representations", "hidden", "--poolings", "mean", "--store-dir",
+              str(tmp_path), "--token-budget", "256", "--shard-size", "30", *FAST]
+    assert main(common + ["--shard", "1/2"]) == 0
+    assert "shard 1/2 done" in capsys.readouterr().out
+    assert main(common + ["--shard", "0/2"]) == 0
+    assert "store complete" in capsys.readouterr().out
+
+
+def test_python_dash_m_stc_help_runs():
+    result = subprocess.run([sys.executable, "-m", "stc", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for command in ("fit", "predict", "evaluate", "extract", "info", "demo"):
+        assert command in result.stdout
+
+
+def test_demo_runs_on_a_small_slice(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--limit", "60", "--out", str(out), "--store-dir", str(tmp_path / "stores"),
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "STC" in printed and "last-layer embedding" in printed and "exit layer" in printed
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert [row["method"] for row in summary["rows"]] == ["STC", "last-layer embedding"]
