@@ -133,6 +133,7 @@ def build_store(backbone: Backbone, texts: Sequence[str], settings: ExtractionSe
                           "max_length": settings.max_length or backbone.max_length}}
     (directory / "shards").mkdir(parents=True, exist_ok=True)
     plan_path = directory / "plan.json"
+    plan = json.loads(json.dumps(plan))  # as it reads back from disk (tuples become lists)
     if plan_path.exists() and json.loads(plan_path.read_text(encoding="utf-8")) != plan:
         raise ValueError(f"{directory} holds a different extraction plan; delete it to start again")
     _atomic_write_text(plan_path, json.dumps(plan, indent=1, sort_keys=True))
