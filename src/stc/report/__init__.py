@@ -1,0 +1,110 @@
+"""The STC report: figures (PNG), their data (JSON) and one self-contained HTML page for a fitted model.
+
+The report imports the core; the core never imports the report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from .. import __version__
+from ..classifier import encode_labels, validation_split
+from ._data import (configuration_summary, confusion, embedding_baseline, eta_curves, exit_curve, kept_per_layer,
+                    layer_curve, top_neurons)
+from ._figures import save_figure
+from ._html import render_page
+
+__all__ = ["build_report", "read_embedding_score"]
+
+#: figure name -> the data section it is drawn from
+_FIGURE_SECTIONS = {"layer_curve": "layer_curve", "kept_per_layer": "kept_per_layer", "kept_vs_eta": "eta_curves",
+                    "metric_vs_eta": "eta_curves", "metric_vs_exit": "exit_curve",
+                    "confusion_matrix": "confusion_matrix", "top_neurons": "top_neurons"}
+
+
+def read_embedding_score(path) -> dict:
+    """A last-layer embedding score from JSON: ``{"val_score": x, ...}`` or an ``stc demo`` summary."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if isinstance(document, dict) and isinstance(document.get("val_score"), (int, float)):
+        return {"layer": None, "pooling": "native", **document, "val_score": float(document["val_score"]),
+                "source": document.get("source", f"read from {path.name}")}
+    for row in document.get("rows", []) if isinstance(document, dict) else []:
+        if "embedding" in str(row.get("method", "")) and isinstance(row.get("val"), (int, float)):
+            return {"val_score": float(row["val"]), "layer": row.get("exit_layer"), "pooling": "native",
+                    "source": f"the '{row['method']}' row of {path.name}"}
+    raise ValueError(f"{path} holds no embedding score: expected a 'val_score' number or an stc demo summary")
+
+
+def build_report(clf, dataset, out, *, embedding: dict | None = None, fit_embedding: bool = True,
+                 top_k: int = 12, texts_per_neuron: int = 3, show_progress_bar: bool = False) -> Path:
+    """Write ``index.html``, one PNG + JSON per figure, and ``report.json`` into ``out``; returns the page's path.
+
+    ``dataset`` (a ``stc.data.TextDataset``) supplies the training texts (top-activating texts), the test split
+    (test metric, confusion matrix) and, when no ``embedding`` score is given and ``fit_embedding`` is set, the
+    train/validation texts the last-layer embedding baseline is fitted on: the dataset's validation split, else the
+    same seeded split the classifier makes.
+    """
+    check_is_fitted(clf, "classifier_")
+    for name, value in (("top_k", top_k), ("texts_per_neuron", texts_per_neuron)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, validation, test = dataset.train, dataset.validation, dataset.test
+    unknown = sorted({str(x) for x in train.labels} - {str(c) for c in clf.classes_})
+    if unknown:
+        raise ValueError(f"dataset {dataset.name!r} holds labels the model never saw: {unknown[:5]}")
+    if embedding is None and fit_embedding:
+        if validation is not None:
+            fit_texts, fit_labels, val_texts, val_labels = train.texts, train.labels, validation.texts, validation.labels
+        else:
+            classes, codes = encode_labels(train.labels, len(train.texts))
+            fit_texts, fit_codes, val_texts, val_codes = validation_split(
+                train.texts, codes, classes, None, None, validation_size=clf.validation_size,
+                random_state=clf.random_state)
+            fit_labels, val_labels = classes[fit_codes], classes[val_codes]
+        embedding = embedding_baseline(clf, fit_texts, fit_labels, val_texts, val_labels)
+    evaluation = test if test is not None else validation
+    sections = {"layer_curve": layer_curve(clf, embedding), "kept_per_layer": kept_per_layer(clf),
+                "eta_curves": eta_curves(clf), "exit_curve": exit_curve(clf)}
+    test_score = n_test = None
+    if evaluation is not None:
+        sections["confusion_matrix"], test_score = confusion(clf, evaluation.texts, evaluation.labels)
+        sections["confusion_matrix"]["split"] = "test" if test is not None else "validation"
+        n_test = len(evaluation)
+    sections["configuration"] = configuration_summary(clf, test_score, n_test, embedding)
+    sections["top_neurons"] = top_neurons(clf, train.texts, train.labels, count=top_k,
+                                          texts_per_neuron=texts_per_neuron, show_progress_bar=show_progress_bar)
+    for name, section in _FIGURE_SECTIONS.items():
+        if section in sections:
+            save_figure(name, sections[section], out / f"{name}.png")
+            _write_json(out / f"{name}.json", sections[section])
+    _write_json(out / "configuration.json", sections["configuration"])
+    context = {"dataset": dataset.name, "description": dataset.description, "n_train": len(train),
+               "n_val": len(validation) if validation is not None else int(np.ceil(clf.validation_size * len(train))),
+               "stc_version": __version__}
+    _write_json(out / "report.json", {"context": context, **sections})
+    page = out / "index.html"
+    page.write_text(render_page(out, sections, context), encoding="utf-8")
+    return page
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=1, default=_plain), encoding="utf-8")
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+

@@ -1,0 +1,179 @@
+"""The numbers behind every figure of the report, as plain JSON-able dicts, from a fitted model and its data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import confusion_matrix
+
+from .._metrics import score
+from ..explain import neuron_parts, peak_token, token_activations
+from ..extract import extract_features, parse_key
+
+__all__ = ["layer_curve", "kept_per_layer", "eta_curves", "exit_curve", "configuration_summary",
+           "confusion", "top_neurons", "embedding_baseline"]
+
+
+def _label(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def layer_curve(clf, embedding: dict | None) -> dict:
+    """Each probe's validation score by layer, one series per representation × pooling."""
+    series: dict[tuple[str, str], dict] = {}
+    for row in sorted(clf.probe_scores_, key=lambda r: (r["representation"], r["pooling"], r["layer"])):
+        entry = series.setdefault((row["representation"], row["pooling"]), {
+            "representation": row["representation"], "pooling": row["pooling"], "layers": [], "val_scores": [],
+            "Cs": []})
+        entry["layers"].append(int(row["layer"]))
+        entry["val_scores"].append(float(row["val_score"]))
+        entry["Cs"].append(float(row["C"]))
+    best = max(clf.probe_scores_, key=lambda r: r["val_score"])
+    return {"metric": clf.metric, "num_layers": int(clf.backbone_["num_layers"]), "series": list(series.values()),
+            "best_probe": {"key": best["key"], "val_score": float(best["val_score"])},
+            "exit_layer": int(clf.exit_layer_), "embedding": embedding}
+
+
+def kept_per_layer(clf) -> dict:
+    """Neurons kept per layer at the chosen η: exactly, per key, from the model's kept columns (up to the exit
+    layer), and for every layer from the stage-2 search rows (cumulative feature counts by exit layer)."""
+    config = clf.configuration_
+    rows = [{"key": key, "representation": parse_key(key)[0], "layer": parse_key(key)[1],
+             "pooling": parse_key(key)[2], "kept": int(len(columns))} for key, columns in clf.kept_columns_.items()]
+    by_exit = {}
+    for row in clf.search_results_:
+        if row["stage"] == 2:
+            by_exit[int(row["exit_layer"])] = int(row["n_features"])
+    layers = sorted(by_exit)
+    per_layer_all = [{"layer": layer, "kept": by_exit[layer] - (by_exit[layers[i - 1]] if i else 0)}
+                     for i, layer in enumerate(layers)]
+    return {"eta": float(config["eta"]), "exit_layer": int(clf.exit_layer_),
+            "representations": config["representations"], "poolings": config["poolings"], "by_key": rows,
+            "by_layer_all_depths": per_layer_all,
+            "note": "by_key: the kept columns of the saved model (layers up to the exit layer). by_layer_all_depths: "
+                    "differences of the stage-2 search's feature counts by exit layer (layers 1..L; the embedding "
+                    "layer 0, when kept, is counted in layer 1)."}
+
+
+def eta_curves(clf) -> dict:
+    """Stage 1 of the search: validation score and number of kept neurons against η at full depth, per
+    representation set × pooling set; per-layer counts across η when the model recorded them."""
+    series: dict[tuple[str, str], dict] = {}
+    for row in clf.search_results_:
+        if row["stage"] != 1:
+            continue
+        entry = series.setdefault((row["representations"], row["poolings"]), {
+            "representations": row["representations"], "poolings": row["poolings"], "etas": [], "val_scores": [],
+            "n_features": []})
+        entry["etas"].append(float(row["eta"]))
+        entry["val_scores"].append(float(row["val_score"]))
+        entry["n_features"].append(int(row["n_features"]))
+    for entry in series.values():
+        order = np.argsort(entry["etas"])
+        for field in ("etas", "val_scores", "n_features"):
+            entry[field] = [entry[field][i] for i in order]
+    config = clf.configuration_
+    stage1 = [r for r in clf.search_results_ if r["stage"] == 1]
+    C_stage1 = float(stage1[0]["C"]) if stage1 else None
+    per_layer = getattr(clf, "kept_counts_", None)  # {key: {eta: count}} when the model saved it
+    return {"metric": clf.metric, "C": C_stage1, "series": list(series.values()),
+            "chosen": {"representations": config["representations"], "poolings": config["poolings"],
+                       "eta": float(config["eta"])},
+            "kept_per_layer_by_eta": per_layer,
+            "note": None if per_layer else "the model does not record per-layer kept counts for every η (the probe "
+                                           "weights are not saved), so only the totals at full depth are shown "
+                                           "across η."}
+
+
+def exit_curve(clf) -> dict:
+    """Stage 2 of the search: validation score by exit layer for each C, the chosen point marked."""
+    by_C: dict[float, dict] = {}
+    for row in sorted((r for r in clf.search_results_ if r["stage"] == 2), key=lambda r: r["exit_layer"]):
+        entry = by_C.setdefault(float(row["C"]), {"C": float(row["C"]), "exit_layers": [], "val_scores": [],
+                                                  "n_features": []})
+        entry["exit_layers"].append(int(row["exit_layer"]))
+        entry["val_scores"].append(float(row["val_score"]))
+        entry["n_features"].append(int(row["n_features"]))
+    config = clf.configuration_
+    return {"metric": clf.metric, "num_layers": int(clf.backbone_["num_layers"]), "series": list(by_C.values()),
+            "chosen": {"exit_layer": int(config["exit_layer"]), "C": float(config["C"]),
+                       "val_score": float(config["val_score"]), "n_features": int(config["n_features"])}}
+
+
+def configuration_summary(clf, test_score: float | None, n_test: int | None, embedding: dict | None) -> dict:
+    config = clf.configuration_
+    return {"backbone": clf.backbone_.get("name"), "num_layers": int(clf.backbone_["num_layers"]),
+            "classes": [_label(c) for c in clf.classes_], "metric": clf.metric,
+            "representations": config["representations"], "poolings": config["poolings"],
+            "eta": float(config["eta"]), "C": float(config["C"]), "n_features": int(clf.n_features_),
+            "exit_layer": int(clf.exit_layer_), "val_score": float(clf.val_score_),
+            "test_score": test_score, "n_test": n_test,
+            "embedding_val_score": embedding["val_score"] if embedding else None}
+
+
+def confusion(clf, texts: Sequence[str], labels: Sequence) -> tuple[dict, float]:
+    """Confusion matrix on a labelled split (rows: true label, columns: predicted) and the metric there."""
+    predicted = clf.predict(list(texts))
+    truth = np.asarray(labels)
+    matrix = confusion_matrix(truth, predicted, labels=clf.classes_)
+    test_score = score(truth, predicted, clf.metric)
+    return {"classes": [_label(c) for c in clf.classes_], "matrix": matrix.tolist(), "n": int(len(truth)),
+            "metric": clf.metric, "score": float(test_score)}, float(test_score)
+
+
+def embedding_baseline(clf, train_texts, train_labels, val_texts, val_labels) -> dict:
+    """Fit the last-layer sentence-embedding baseline on the same train/validation texts and score it."""
+    from ..baselines import EmbeddingClassifier
+
+    baseline = EmbeddingClassifier(model=clf.model, metric=clf.metric, validation_size=clf.validation_size,
+                                   max_length=clf.max_length, windows=clf.windows,
+                                   window_overlap=clf.window_overlap, token_budget=clf.token_budget,
+                                   device=clf.device, dtype=clf.dtype, random_state=clf.random_state,
+                                   show_progress_bar=clf.show_progress_bar)
+    baseline.fit(train_texts, train_labels, X_val=val_texts, y_val=val_labels)
+    return {"val_score": float(baseline.val_score_), "layer": int(baseline.exit_layer_),
+            "pooling": baseline.pooling_, "C": float(baseline.C_), "n_features": int(baseline.n_features_),
+            "source": f"fitted here: logistic regression on the last layer's {baseline.pooling_}-pooled hidden "
+                      f"state (the model's own sentence embedding), same train/validation texts, C={baseline.C_}"}
+
+
+def top_neurons(clf, train_texts: Sequence[str], train_labels: Sequence, *, count: int = 12,
+                texts_per_neuron: int = 3, show_progress_bar: bool = False) -> list[dict]:
+    """The final classifier's strongest neurons (by weight on standardised activations) with the training texts
+    that activate each most; for max-pooled neurons, the token where it peaked in each of those texts."""
+    weights = np.asarray(clf.classifier_.named_steps["logreg"].coef_, dtype=np.float64)
+    strength = np.sqrt((weights ** 2).sum(axis=0))
+    chosen = np.argsort(-strength, kind="stable")[:count]
+    parts = [neuron_parts(clf.kept_neurons_[f]) for f in chosen]
+    columns: dict[str, list[int]] = {}
+    for part in parts:
+        columns.setdefault(part["key"], []).append(part["index"])
+    columns_arrays = {key: np.asarray(sorted(set(indices)), dtype=np.int64) for key, indices in columns.items()}
+    keys = sorted(columns_arrays, key=parse_key)
+    extraction = clf.extraction_
+    backbone = clf._load_backbone()
+    options = dict(max_length=extraction["max_length"], windows=extraction["windows"],
+                   window_overlap=extraction["window_overlap"])
+    pooled = extract_features(backbone, list(train_texts), keys, columns=columns_arrays,
+                              token_budget=clf.token_budget, show_progress_bar=show_progress_bar,
+                              progress_desc="top texts", **options)
+    rows_classes = [_label(clf.classes_[1])] if weights.shape[0] == 1 else [_label(c) for c in clf.classes_]
+    result = []
+    for rank, (feature, part) in enumerate(zip(chosen, parts), start=1):
+        column = int(np.searchsorted(columns_arrays[part["key"]], part["index"]))
+        values = pooled[part["key"]][:, column]
+        texts = []
+        for row in np.argsort(-values, kind="stable")[:texts_per_neuron]:
+            entry = {"text": train_texts[row], "label": _label(np.asarray(train_labels)[row]),
+                     "activation": float(values[row])}
+            if part["pooling"] == "max":
+                activations = token_activations(backbone, train_texts[row],
+                                                {part["key"]: np.asarray([part["index"]])}, **options)
+                entry["peak"] = peak_token(activations, part["key"], 0)
+            texts.append(entry)
+        result.append({**part, "rank": rank, "feature": int(feature), "strength": float(strength[feature]),
+                       "weights": {str(c): float(w) for c, w in zip(rows_classes, weights[:, feature])},
+                       "top_texts": texts})
+    return result
+

@@ -1,0 +1,163 @@
+"""Matplotlib figures of the report, each drawn only from its JSON-able data dict (what is plotted is what is saved)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, no GUI backend
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["FIGURES"]
+
+_STYLE = {"mean": "-", "max": "--", "first": ":", "last": "-."}
+_COLOUR = {"hidden": "#1f77b4", "ffn": "#d62728"}
+_MARKER = {"mean": "o", "max": "s", "first": "^", "last": "v"}
+
+
+def _finish(figure, axes, title: str, xlabel: str, ylabel: str):
+    axes.set_title(title, fontsize=11)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def layer_curve_figure(data: dict):
+    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    for series in data["series"]:
+        axes.plot(series["layers"], series["val_scores"], _STYLE.get(series["pooling"], "-"),
+                  marker=_MARKER.get(series["pooling"], "o"), color=_COLOUR.get(series["representation"], "grey"),
+                  label=f"{series['representation']} · {series['pooling']}", markersize=4)
+    embedding = data.get("embedding")
+    if embedding:
+        axes.scatter([embedding["layer"]], [embedding["val_score"]], marker="*", s=220, color="black", zorder=5,
+                     label=f"last-layer embedding ({embedding['pooling']}): {embedding['val_score']:.3f}")
+        axes.axhline(embedding["val_score"], color="black", alpha=0.25, linewidth=1)
+    axes.axvline(data["exit_layer"], color="green", alpha=0.4, linewidth=2, label=f"chosen exit layer {data['exit_layer']}")
+    axes.set_xticks(range(0, data["num_layers"] + 1))
+    axes.legend(fontsize=8, ncol=2)
+    return _finish(figure, axes, "Probe validation score by layer (0 = embeddings)", "layer",
+                   f"validation {data['metric']}")
+
+
+def kept_per_layer_figure(data: dict):
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    keys = data["by_key"]
+    groups = sorted({(r["representation"], r["pooling"]) for r in keys})
+    layers = sorted({r["layer"] for r in keys})
+    width = 0.8 / max(len(groups), 1)
+    for g, (representation, pooling) in enumerate(groups):
+        counts = {r["layer"]: r["kept"] for r in keys if (r["representation"], r["pooling"]) == (representation, pooling)}
+        left.bar(np.asarray(layers) + (g - (len(groups) - 1) / 2) * width, [counts.get(layer, 0) for layer in layers],
+                 width, color=_COLOUR.get(representation, "grey"), alpha=0.5 + 0.5 * (g % 2),
+                 label=f"{representation} · {pooling}", hatch="//" if pooling == "max" else None)
+    left.set_xticks(layers)
+    left.legend(fontsize=8)
+    _finish(figure, left, f"Kept neurons of the final model (η = {data['eta']:g})", "layer", "neurons kept")
+    all_depths = data["by_layer_all_depths"]
+    right.bar([r["layer"] for r in all_depths], [r["kept"] for r in all_depths], color="#7f7f7f")
+    right.axvline(data["exit_layer"] + 0.5, color="green", alpha=0.6, linewidth=2, label="exit")
+    right.set_xticks([r["layer"] for r in all_depths])
+    right.legend(fontsize=8)
+    return _finish(figure, right, f"At η = {data['eta']:g}, every layer ({data['representations']}, "
+                                  f"{data['poolings']})", "layer", "neurons kept")
+
+
+def _set_label(series: dict) -> str:
+    return f"{series['representations']} · {series['poolings']}"
+
+
+def kept_vs_eta_figure(data: dict):
+    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    for series in data["series"]:
+        chosen = (series["representations"], series["poolings"]) == (data["chosen"]["representations"],
+                                                                     data["chosen"]["poolings"])
+        axes.plot(series["etas"], series["n_features"], marker="o", markersize=3, linewidth=2.5 if chosen else 1,
+                  alpha=1 if chosen else 0.55, label=_set_label(series) + (" (chosen)" if chosen else ""))
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.axvline(data["chosen"]["eta"], color="green", alpha=0.4, linewidth=2)
+    axes.legend(fontsize=7, ncol=2)
+    return _finish(figure, axes, "Neurons kept (all layers) across the η grid", "η", "neurons kept")
+
+
+def metric_vs_eta_figure(data: dict):
+    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    for series in data["series"]:
+        chosen = (series["representations"], series["poolings"]) == (data["chosen"]["representations"],
+                                                                     data["chosen"]["poolings"])
+        axes.plot(series["etas"], series["val_scores"], marker="o", markersize=3, linewidth=2.5 if chosen else 1,
+                  alpha=1 if chosen else 0.55, label=_set_label(series) + (" (chosen)" if chosen else ""))
+    axes.axvline(data["chosen"]["eta"], color="green", alpha=0.4, linewidth=2, label=f"chosen η {data['chosen']['eta']:g}")
+    axes.set_xscale("log")
+    axes.legend(fontsize=7, ncol=2)
+    C = f", C = {data['C']:g}" if data.get("C") is not None else ""
+    return _finish(figure, axes, f"Validation score vs η (all layers{C})", "η", f"validation {data['metric']}")
+
+
+def metric_vs_exit_figure(data: dict):
+    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    for series in data["series"]:
+        axes.plot(series["exit_layers"], series["val_scores"], marker="o", markersize=4, label=f"C = {series['C']:g}")
+    chosen = data["chosen"]
+    axes.scatter([chosen["exit_layer"]], [chosen["val_score"]], s=220, marker="*", color="black", zorder=5,
+                 label=f"chosen: exit {chosen['exit_layer']}, {chosen['n_features']} neurons")
+    axes.set_xticks(range(1, data["num_layers"] + 1))
+    axes.legend(fontsize=8)
+    return _finish(figure, axes, "Early exit: validation score by exit layer", "exit layer (forward pass stops here)",
+                   f"validation {data['metric']}")
+
+
+def confusion_figure(data: dict):
+    matrix = np.asarray(data["matrix"])
+    size = max(3.2, 0.6 * len(data["classes"]) + 2)
+    figure, axes = plt.subplots(figsize=(size + 0.8, size))
+    image = axes.imshow(matrix, cmap="Blues")
+    labels = [str(c) for c in data["classes"]]
+    axes.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
+    axes.set_yticks(range(len(labels)), labels)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        axes.text(j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    axes.set_title(f"Test confusion matrix ({data['metric']} {data['score']:.3f}, n = {data['n']})", fontsize=10)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    figure.tight_layout()
+    return figure
+
+
+def top_neurons_figure(data: list[dict]):
+    figure, axes = plt.subplots(figsize=(7.5, 0.35 * len(data) + 1.5))
+    names = [n["neuron"] for n in data][::-1]
+    classes = list(data[0]["weights"]) if data else []
+    height = 0.8 / max(len(classes), 1)
+    for c, label in enumerate(classes):
+        axes.barh(np.arange(len(names)) + (c - (len(classes) - 1) / 2) * height,
+                  [n["weights"][label] for n in data][::-1], height, label=f"weight toward {label}")
+    axes.set_yticks(range(len(names)), names, fontsize=8)
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.legend(fontsize=8)
+    return _finish(figure, axes, "Top neurons of the final classifier", "weight on the standardised activation", "")
+
+
+#: figure name -> (data section, drawing function)
+FIGURES = {
+    "layer_curve": layer_curve_figure,
+    "kept_per_layer": kept_per_layer_figure,
+    "kept_vs_eta": kept_vs_eta_figure,
+    "metric_vs_eta": metric_vs_eta_figure,
+    "metric_vs_exit": metric_vs_exit_figure,
+    "confusion_matrix": confusion_figure,
+    "top_neurons": top_neurons_figure,
+}
+
+
+def save_figure(name: str, data, path) -> None:
+    """Draw figure ``name`` from its data and write it as PNG."""
+    figure = FIGURES[name](data)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
