@@ -14,7 +14,7 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 #: Modules adding more subcommands; each exposes ``register(subparsers)``.
-_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli",)
+_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli", "stc.baselines._cli")
 
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, RuntimeError)
 
