@@ -89,15 +89,17 @@ def test_multi_token_label_words_sum_their_tokens_log_probs(tokenizer):
     np.testing.assert_allclose(scores[0], [5.0 - log_z, -n_tokens * log_z], atol=1e-3)
 
 
-def test_batched_left_padded_scores_equal_one_prompt_at_a_time(tokenizer, tiny_dirs):
+@pytest.mark.parametrize("prefix", ["", "an instruction and two demonstrations here\n\n"])
+@pytest.mark.parametrize("words", [["yes", "no"], ["yes", "unbelievable"]])
+def test_batched_padded_cached_scores_equal_one_whole_prompt_at_a_time(tokenizer, tiny_dirs, prefix, words):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"]).eval()
     prompts = ["short one", "a somewhat longer prompt with more words in it", "mid length prompt"]
-    words = ["yes", "unbelievable"]
-    batched = label_log_probs(model, tokenizer, prompts, words, batch_size=3)
+    batched = label_log_probs(model, tokenizer, prompts, words, prefix=prefix, batch_size=3)
+    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
     for i, prompt in enumerate(prompts):
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        prompt_ids = prefix_ids + tokenizer(prompt, add_special_tokens=False)["input_ids"]
         for k, word in enumerate(words):
             word_ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
             with torch.no_grad():

@@ -19,19 +19,21 @@ from tqdm.auto import tqdm
 
 from .._metrics import check_metric, score
 from .._validation import check_texts
-from ..backbone import _file_sha256, cache_root, resolve_device, resolve_model_name
+from ..backbone import _file_sha256, cache_root, load_backbone, resolve_device, resolve_model_name
 from ..classifier import encode_labels, validation_split
 
 __all__ = ["FineTuneClassifier", "checkpoint_source", "length_batches", "count_parameters"]
 
 
 def checkpoint_source(model: str) -> tuple[str, str | None]:
-    """(directory, gguf_file) that ``from_pretrained`` can load for a model name: for a GGUF alias the de-quantised
-    copy ``stc.backbone`` caches (no GGUF parsing) when it exists, else the GGUF file itself."""
+    """(directory, gguf_file) that ``from_pretrained`` can load for a model name: for a GGUF file the de-quantised
+    copy that ``stc.backbone`` caches (made on first use, so the slow GGUF parsing happens once), else the file."""
     source, gguf_file = resolve_model_name(str(model))
     if gguf_file is None:
         return source, None
     cached = cache_root() / "backbones" / f"gguf-{_file_sha256(Path(source))[:16]}"
+    if not (cached / "config.json").exists():
+        load_backbone(str(model), device="cpu")  # writes the cache
     if (cached / "config.json").exists():
         return str(cached), None
     return str(Path(source).parent), gguf_file

@@ -8,6 +8,7 @@ which is the inference cost the paper compares STC against.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 
@@ -30,49 +31,62 @@ DEFAULT_TEMPLATE = "Text: {text}\nLabel: {label}\n\n"
 
 
 def label_log_probs(model: torch.nn.Module, tokenizer, prompts: Sequence[str], label_words: Sequence[str], *,
-                    batch_size: int = 8, device: torch.device | str = "cpu",
+                    prefix: str = "", batch_size: int = 8, device: torch.device | str = "cpu",
                     show_progress_bar: bool = False) -> np.ndarray:
-    """log P(word | prompt) of every label word after every prompt, summed over the word's tokens: (n, K).
+    """log P(word | prefix + prompt) of every label word after every prompt, summed over the word's tokens: (n, K).
 
-    A word is scored as the continuation ``" " + word`` tokenised on its own. Rows are left-padded with explicit
-    position ids, so a padded row scores exactly as it would alone; only the last positions' logits are computed.
+    A word is scored as the continuation ``" " + word`` tokenised on its own. The shared ``prefix`` (instruction
+    and demonstrations) runs once; its key/value cache is reused by every batch, so each text costs only its own
+    tokens. Rows are right-padded with explicit position ids, so a padded row scores exactly as it would alone.
     """
     word_ids = [tokenizer(" " + word, add_special_tokens=False)["input_ids"] for word in label_words]
     for word, ids in zip(label_words, word_ids):
         if not ids:
             raise ValueError(f"label word {word!r} tokenises to nothing")
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
     single_token = all(len(ids) == 1 for ids in word_ids)
-    # Each item: (prompt index, word index or -1 for 'all single-token words', token ids fed to the model).
+    # Each item: (prompt index, word index or -1 for 'all single-token words', token ids fed after the prefix).
     if single_token:
         items = [(i, -1, ids) for i, ids in enumerate(prompt_ids)]
     else:
         items = [(i, k, ids + word[:-1]) for i, ids in enumerate(prompt_ids) for k, word in enumerate(word_ids)]
+    empty = [i for i, ids in enumerate(prompt_ids) if not ids]
+    if empty:
+        raise ValueError(f"prompts[{empty[0]}] is empty: each prompt needs at least one token after the prefix")
     scores = np.zeros((len(prompt_ids), len(word_ids)), dtype=np.float64)
     order = np.argsort([-len(item[2]) for item in items], kind="stable")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    n_prefix = len(prefix_ids)
     with torch.inference_mode():
+        prefix_cache = None
+        if prefix_ids:
+            prefix_cache = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True).past_key_values
         for start in tqdm(range(0, len(order), batch_size), desc="icl score", leave=False,
                           disable=not show_progress_bar):
             batch = [items[j] for j in order[start:start + batch_size]]
             width = max(len(item[2]) for item in batch)
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            mask = torch.zeros((len(batch), n_prefix + width), dtype=torch.long)
+            mask[:, :n_prefix] = 1
             for row, (_, _, ids) in enumerate(batch):
-                input_ids[row, width - len(ids):] = torch.as_tensor(ids)
-                mask[row, width - len(ids):] = 1
-            positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-            keep = 1 if single_token else max(len(word_ids[k]) for _, k, _ in batch)
+                input_ids[row, :len(ids)] = torch.as_tensor(ids)
+                mask[row, n_prefix:n_prefix + len(ids)] = 1
+            positions = (n_prefix + torch.arange(width)).expand(len(batch), width)
+            past = None
+            if prefix_cache is not None:
+                past = copy.deepcopy(prefix_cache)
+                past.batch_repeat_interleave(len(batch))
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                           position_ids=positions.to(device), logits_to_keep=keep).logits
-            log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
-            for row, (i, k, _) in enumerate(batch):
-                if k < 0:
-                    scores[i] = log_probs[row, -1, [ids[0] for ids in word_ids]].numpy()
-                else:
+                           position_ids=positions.to(device), past_key_values=past, use_cache=past is not None).logits
+            for row, (i, k, ids) in enumerate(batch):
+                if k < 0:  # the logits after the prompt's last token hold every (single-token) word
+                    step = torch.log_softmax(logits[row, len(ids) - 1].float(), dim=-1)
+                    scores[i] = step[[w[0] for w in word_ids]].cpu().numpy()
+                else:  # ids = prompt + word[:-1]: the last len(word) positions predict the word's tokens
                     word = word_ids[k]
-                    steps = log_probs[row, keep - len(word):]
-                    scores[i, k] = float(steps[torch.arange(len(word)), torch.as_tensor(word)].sum())
+                    log_probs = torch.log_softmax(logits[row, len(ids) - len(word):len(ids)].float(), dim=-1)
+                    scores[i, k] = float(log_probs[torch.arange(len(word)), torch.as_tensor(word)].sum())
     return scores
 
 
@@ -168,7 +182,9 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X) -> np.ndarray:
         """log P(label word | prompt) per class, columns in ``classes_`` order."""
-        return label_log_probs(self.model_, self.tokenizer_, self.prompts(X), self.label_words_,
+        prompts = self.prompts(X)
+        queries = [prompt[len(self.prompt_prefix_):] for prompt in prompts]
+        return label_log_probs(self.model_, self.tokenizer_, queries, self.label_words_, prefix=self.prompt_prefix_,
                                batch_size=self.batch_size, device=self.device_,
                                show_progress_bar=self.show_progress_bar)
 
