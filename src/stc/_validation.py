@@ -30,6 +30,11 @@ def check_texts(texts, name: str = "X") -> list[str]:
             raise TypeError(f"{name}[{index}] is {kind}, not a string")
         if not text.strip():
             raise ValueError(f"{name}[{index}] is empty or whitespace only; remove such texts")
+        try:  # tokenizers accept only valid Unicode; a lone surrogate would fail deep inside them
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{name}[{index}] holds a lone surrogate ({text[error.start]!r} at character "
+                             f"{error.start}), which is not valid Unicode; decode the source text properly") from None
     return texts
 
 
