@@ -43,7 +43,7 @@ def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X
     counts = np.bincount(codes)
     n_val = int(np.ceil(validation_size * len(codes)))
     if counts.min() < 2 or n_val < len(counts) or len(codes) - n_val < len(counts):
-        rare = classes[int(counts.argmin())]
+        rare = classes[int(counts.argmin())].item()
         raise ValueError(f"class {rare!r} has {counts.min()} example(s) among {len(codes)} texts: a stratified "
                          f"validation split of {validation_size:.0%} needs at least 2 per class and one per class "
                          f"on each side (or pass X_val, y_val)")
@@ -57,7 +57,7 @@ def encode_labels(y, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
     labels = check_labels(y, n_texts, "y")
     classes, codes = np.unique(labels, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"y holds a single class ({classes[0]!r}): at least two are needed")
+        raise ValueError(f"y holds a single class ({classes[0].item()!r}): at least two are needed")
     return classes, codes
 
 
