@@ -85,7 +85,8 @@ def test_key_numbers_are_the_models(reports, n_classes):
     predicted = clf.predict(dataset.test.texts)
     assert config["test_score"] == pytest.approx(np.mean(predicted == np.asarray(dataset.test.labels)))
     matrix = np.asarray(json.loads((out / "confusion_matrix.json").read_text())["matrix"])
-    assert matrix.sum() == len(dataset.test) and np.trace(matrix) == (predicted == np.asarray(dataset.test.labels)).sum()
+    correct = (predicted == np.asarray(dataset.test.labels)).sum()
+    assert matrix.sum() == len(dataset.test) and np.trace(matrix) == correct
 
 
 def test_layer_curve_holds_every_probe_and_the_embedding_score(reports):
@@ -176,3 +177,26 @@ def test_cli_report_and_explain(saved_models, tmp_path, capsys):
     assert main(["report", str(saved_models[2]), "--out", str(tmp_path / "o2"), "--data", str(data),
                  "--top-k", "0", "--no-embedding"]) == 2
     assert "top_k must be a positive integer" in capsys.readouterr().err
+
+
+def test_per_layer_counts_across_eta_are_drawn_when_the_model_records_them(saved_models, tmp_path):
+    from stc.report._data import eta_curves
+    from stc.report._figures import save_figure
+
+    clf = stc.load(saved_models[2])
+    assert eta_curves(clf)["kept_per_layer_by_eta"] is None and eta_curves(clf)["note"]
+    etas = list(clf.etas)
+    # Planted counts: each key keeps (position of η in the grid + 1) × (layer + 1) neurons.
+    clf.kept_counts_ = {"etas": etas, "counts": {key: [(i + 1) * (int(key.split(".")[1][1:]) + 1)
+                                                       for i in range(len(etas))] for key in clf.kept_columns_}}
+    data = eta_curves(clf)
+    per_layer = data["kept_per_layer_by_eta"]
+    chosen = clf.configuration_
+    for layer, counts in zip(per_layer["layers"], per_layer["counts"]):
+        keys = [k for k in clf.kept_columns_ if int(k.split(".")[1][1:]) == layer
+                and k.split(".")[0] in chosen["representations"].split("+")
+                and k.split(".")[2] in chosen["poolings"].split("+")]
+        assert counts == [(i + 1) * (layer + 1) * len(keys) for i in range(len(etas))]
+    assert data["note"] is None
+    save_figure("kept_vs_eta", data, tmp_path / "kept_vs_eta.png")
+    assert (tmp_path / "kept_vs_eta.png").read_bytes()[:4] == b"\x89PNG"

@@ -64,7 +64,8 @@ def build_report(clf, dataset, out, *, embedding: dict | None = None, fit_embedd
         raise ValueError(f"dataset {dataset.name!r} holds labels the model never saw: {unknown[:5]}")
     if embedding is None and fit_embedding:
         if validation is not None:
-            fit_texts, fit_labels, val_texts, val_labels = train.texts, train.labels, validation.texts, validation.labels
+            fit_texts, fit_labels = train.texts, train.labels
+            val_texts, val_labels = validation.texts, validation.labels
         else:
             classes, codes = encode_labels(train.labels, len(train.texts))
             fit_texts, fit_codes, val_texts, val_codes = validation_split(

@@ -76,7 +76,7 @@ def eta_curves(clf) -> dict:
     config = clf.configuration_
     stage1 = [r for r in clf.search_results_ if r["stage"] == 1]
     C_stage1 = float(stage1[0]["C"]) if stage1 else None
-    per_layer = getattr(clf, "kept_counts_", None)  # {key: {eta: count}} when the model saved it
+    per_layer = _kept_by_layer_and_eta(clf)
     return {"metric": clf.metric, "C": C_stage1, "series": list(series.values()),
             "chosen": {"representations": config["representations"], "poolings": config["poolings"],
                        "eta": float(config["eta"])},
@@ -84,6 +84,25 @@ def eta_curves(clf) -> dict:
             "note": None if per_layer else "the model does not record per-layer kept counts for every η (the probe "
                                            "weights are not saved), so only the totals at full depth are shown "
                                            "across η."}
+
+
+def _kept_by_layer_and_eta(clf) -> dict | None:
+    """Layers × η kept counts of the chosen representations and poolings, from ``kept_counts_`` when the model
+    records it (``{"etas": [...], "counts": {key: [count per eta]}}``); None otherwise."""
+    recorded = getattr(clf, "kept_counts_", None)
+    if not recorded:
+        return None
+    config = clf.configuration_
+    representations, poolings = config["representations"].split("+"), config["poolings"].split("+")
+    by_layer: dict[int, np.ndarray] = {}
+    for key, counts in recorded["counts"].items():
+        representation, layer, pooling = parse_key(key)
+        if representation in representations and pooling in poolings:
+            by_layer[layer] = by_layer.get(layer, 0) + np.asarray(counts, dtype=np.int64)
+    layers = sorted(by_layer)
+    return {"etas": [float(e) for e in recorded["etas"]], "layers": layers,
+            "counts": [by_layer[layer].tolist() for layer in layers],
+            "representations": config["representations"], "poolings": config["poolings"]}
 
 
 def exit_curve(clf) -> dict:

@@ -14,6 +14,7 @@ __all__ = ["FIGURES"]
 _STYLE = {"mean": "-", "max": "--", "first": ":", "last": "-."}
 _COLOUR = {"hidden": "#1f77b4", "ffn": "#d62728"}
 _MARKER = {"mean": "o", "max": "s", "first": "^", "last": "v"}
+_ALPHA = {"mean": 1.0, "max": 0.7, "first": 0.4, "last": 0.4}
 
 
 def _finish(figure, axes, title: str, xlabel: str, ylabel: str):
@@ -36,7 +37,8 @@ def layer_curve_figure(data: dict):
         axes.scatter([embedding["layer"]], [embedding["val_score"]], marker="*", s=220, color="black", zorder=5,
                      label=f"last-layer embedding ({embedding['pooling']}): {embedding['val_score']:.3f}")
         axes.axhline(embedding["val_score"], color="black", alpha=0.25, linewidth=1)
-    axes.axvline(data["exit_layer"], color="green", alpha=0.4, linewidth=2, label=f"chosen exit layer {data['exit_layer']}")
+    axes.axvline(data["exit_layer"], color="green", alpha=0.4, linewidth=2,
+                 label=f"chosen exit layer {data['exit_layer']}")
     axes.set_xticks(range(0, data["num_layers"] + 1))
     axes.legend(fontsize=8, ncol=2)
     return _finish(figure, axes, "Probe validation score by layer (0 = embeddings)", "layer",
@@ -50,9 +52,10 @@ def kept_per_layer_figure(data: dict):
     layers = sorted({r["layer"] for r in keys})
     width = 0.8 / max(len(groups), 1)
     for g, (representation, pooling) in enumerate(groups):
-        counts = {r["layer"]: r["kept"] for r in keys if (r["representation"], r["pooling"]) == (representation, pooling)}
+        counts = {r["layer"]: r["kept"] for r in keys
+                  if (r["representation"], r["pooling"]) == (representation, pooling)}
         left.bar(np.asarray(layers) + (g - (len(groups) - 1) / 2) * width, [counts.get(layer, 0) for layer in layers],
-                 width, color=_COLOUR.get(representation, "grey"), alpha=0.5 + 0.5 * (g % 2),
+                 width, color=_COLOUR.get(representation, "grey"), alpha=_ALPHA.get(pooling, 0.5),
                  label=f"{representation} · {pooling}", hatch="//" if pooling == "max" else None)
     left.set_xticks(layers)
     left.legend(fontsize=8)
@@ -71,7 +74,9 @@ def _set_label(series: dict) -> str:
 
 
 def kept_vs_eta_figure(data: dict):
-    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    per_layer = data.get("kept_per_layer_by_eta")
+    figure, axes_list = plt.subplots(1, 2 if per_layer else 1, figsize=(12, 4.2) if per_layer else (7.5, 4.2))
+    axes = axes_list[0] if per_layer else axes_list
     for series in data["series"]:
         chosen = (series["representations"], series["poolings"]) == (data["chosen"]["representations"],
                                                                      data["chosen"]["poolings"])
@@ -80,20 +85,36 @@ def kept_vs_eta_figure(data: dict):
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.axvline(data["chosen"]["eta"], color="green", alpha=0.4, linewidth=2)
-    axes.legend(fontsize=7, ncol=2)
-    return _finish(figure, axes, "Neurons kept (all layers) across the η grid", "η", "neurons kept")
+    axes.legend(fontsize=7, loc="upper left")
+    _finish(figure, axes, "Neurons kept (all layers) across the η grid", "η", "neurons kept")
+    if per_layer:
+        _kept_heatmap(figure, axes_list[1], per_layer)
+    return figure
+
+
+def _kept_heatmap(figure, axes, per_layer: dict) -> None:
+    """Layers × η: neurons kept per layer by the chosen representations and poolings."""
+    matrix = np.asarray(per_layer["counts"], dtype=float)
+    image = axes.imshow(np.log10(matrix + 1), aspect="auto", cmap="viridis", origin="lower")
+    axes.set_xticks(range(len(per_layer["etas"])), [f"{e:g}" for e in per_layer["etas"]], fontsize=7)
+    axes.set_yticks(range(len(per_layer["layers"])), per_layer["layers"])
+    for (i, j), value in np.ndenumerate(matrix):
+        axes.text(j, i, f"{int(value)}", ha="center", va="center", fontsize=6, color="white")
+    figure.colorbar(image, ax=axes, fraction=0.046, label="log10(kept + 1)")
+    _finish(figure, axes, "Kept per layer across η (chosen representations, poolings)", "η", "layer")
 
 
 def metric_vs_eta_figure(data: dict):
-    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    figure, axes = plt.subplots(figsize=(9.5, 4.2))
     for series in data["series"]:
         chosen = (series["representations"], series["poolings"]) == (data["chosen"]["representations"],
                                                                      data["chosen"]["poolings"])
         axes.plot(series["etas"], series["val_scores"], marker="o", markersize=3, linewidth=2.5 if chosen else 1,
                   alpha=1 if chosen else 0.55, label=_set_label(series) + (" (chosen)" if chosen else ""))
-    axes.axvline(data["chosen"]["eta"], color="green", alpha=0.4, linewidth=2, label=f"chosen η {data['chosen']['eta']:g}")
+    axes.axvline(data["chosen"]["eta"], color="green", alpha=0.4, linewidth=2,
+                 label=f"chosen η {data['chosen']['eta']:g}")
     axes.set_xscale("log")
-    axes.legend(fontsize=7, ncol=2)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     C = f", C = {data['C']:g}" if data.get("C") is not None else ""
     return _finish(figure, axes, f"Validation score vs η (all layers{C})", "η", f"validation {data['metric']}")
 
@@ -107,8 +128,8 @@ def metric_vs_exit_figure(data: dict):
                  label=f"chosen: exit {chosen['exit_layer']}, {chosen['n_features']} neurons")
     axes.set_xticks(range(1, data["num_layers"] + 1))
     axes.legend(fontsize=8)
-    return _finish(figure, axes, "Early exit: validation score by exit layer", "exit layer (forward pass stops here)",
-                   f"validation {data['metric']}")
+    return _finish(figure, axes, "Early exit: validation score by exit layer",
+                   "exit layer (forward pass stops here)", f"validation {data['metric']}")
 
 
 def confusion_figure(data: dict):
@@ -117,13 +138,15 @@ def confusion_figure(data: dict):
     figure, axes = plt.subplots(figsize=(size + 0.8, size))
     image = axes.imshow(matrix, cmap="Blues")
     labels = [str(c) for c in data["classes"]]
-    axes.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
+    tilted = len(labels) > 3
+    axes.set_xticks(range(len(labels)), labels, rotation=45 if tilted else 0, ha="right" if tilted else "center")
     axes.set_yticks(range(len(labels)), labels)
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), value in np.ndenumerate(matrix):
         axes.text(j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black")
     figure.colorbar(image, ax=axes, fraction=0.046)
-    axes.set_title(f"Test confusion matrix ({data['metric']} {data['score']:.3f}, n = {data['n']})", fontsize=10)
+    axes.set_title(f"{data.get('split', 'test').capitalize()} confusion matrix ({data['metric']} "
+                   f"{data['score']:.3f}, n = {data['n']})", fontsize=10)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     figure.tight_layout()
