@@ -154,11 +154,14 @@ def _cmd_extract(args) -> int:
         except ValueError:
             raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {args.shard!r}") from None
         shard = (index, count)
+    from ._validation import check_poolings, check_representations
+
+    representations = check_representations(args.representations.split(","))
+    poolings = check_poolings(args.poolings.split(",")) if args.poolings else None
     dataset = _dataset(args)
     backbone = load_backbone(args.model, device=args.device)
-    settings = ExtractionSettings(representations=tuple(args.representations.split(",")),
-                                  poolings=tuple(args.poolings.split(",")) if args.poolings
-                                  else default_poolings(backbone), max_length=args.max_length,
+    settings = ExtractionSettings(representations=representations, poolings=poolings or default_poolings(backbone),
+                                  max_length=args.max_length,
                                   windows=args.windows, window_overlap=args.window_overlap, dtype=args.store_dtype)
     splits = [s for s in (dataset.train, dataset.validation, dataset.test) if s is not None]
     texts = [text for split in (splits if args.split == "all" else [getattr(dataset, args.split)]) for text in
