@@ -63,9 +63,17 @@ def _last_index(mask: torch.Tensor) -> torch.Tensor:
 
 def _token_stat(x: torch.Tensor, mask: torch.Tensor, stat: str) -> torch.Tensor:
     """Per row of x (B, T, F): masked 'sum', 'max', 'first' or 'last' real token (left or right padding)."""
-    if stat == "sum":
-        return (x * mask.unsqueeze(-1).to(x.dtype)).sum(dim=1)
+    if stat == "sum":  # a batched matrix product: no masked copy of the activations is made
+        return torch.bmm(mask.unsqueeze(1).to(x.dtype), x).squeeze(1)
     if stat == "max":
+        # Columns that are real in every row need no mask; only the ragged tail is masked (a smaller copy).
+        shortest = int(mask.sum(dim=1).min())
+        if shortest > 0 and bool(mask[:, :shortest].all()):
+            head = x[:, :shortest].amax(dim=1)
+            if shortest == x.shape[1]:
+                return head
+            tail = x[:, shortest:].masked_fill(~mask[:, shortest:].bool().unsqueeze(-1), float("-inf"))
+            return torch.maximum(head, tail.amax(dim=1))
         return x.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
     rows = torch.arange(x.shape[0], device=x.device)
     index = _first_index(mask) if stat == "first" else _last_index(mask)
@@ -166,11 +174,9 @@ def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[st
     batch_state: dict[str, object] = {}
 
     def consume(representation: str, layer: int, x: torch.Tensor) -> None:
-        mask = batch_state["mask"]
-        rows = batch_state["rows"]
-        x = x.float()
+        rows, mask = batch_state["rows"], batch_state["mask"]
         for stat in sites[(representation, layer)]:
-            pooled = _token_stat(x, mask, stat)
+            pooled = _token_stat(x, mask, stat).float()
             for pooling in ("mean",) if stat == "sum" else (stat,):
                 key = feature_key(representation, layer, pooling)
                 if key not in parsed:
@@ -216,7 +222,7 @@ def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[st
                     ids[i, :len(row_ids)] = torch.as_tensor(row_ids)
                     mask[i, :len(row_ids)] = 1
                 ids, mask = ids.to(backbone.device), mask.to(backbone.device)
-                batch_state["mask"], batch_state["rows"] = mask, rows
+                batch_state["rows"], batch_state["mask"] = rows, mask
                 np.add.at(token_counts, tokens.text_index[rows], mask.sum(1).cpu().numpy())
                 try:
                     backbone.model(input_ids=ids, attention_mask=mask, use_cache=False)
@@ -243,7 +249,9 @@ def _accumulate(accumulators: dict[str, np.ndarray], key: str, pooling: str, val
         accumulators[key] = np.full((n_texts, values.shape[1]), fill, dtype=np.float32)
     target = accumulators[key]
     texts = tokens.text_index[rows]
-    if pooling == "mean":
+    if pooling in ("mean", "max") and len(np.unique(texts)) == len(texts):  # one window per text in this batch
+        target[texts] = target[texts] + values if pooling == "mean" else np.maximum(target[texts], values)
+    elif pooling == "mean":
         np.add.at(target, texts, values)
     elif pooling == "max":
         np.maximum.at(target, texts, values)
