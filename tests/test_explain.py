@@ -191,3 +191,18 @@ def test_explain_refuses_bad_input(binary_clf):
         binary_clf.explain("fine", top_k=0)
     with pytest.raises(Exception, match="not fitted"):
         explain_prediction(stc.STCClassifier(), "fine")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bert", "distilbert", "roberta", "llama"])
+def test_token_level_sites_match_extraction_for_every_family_and_pooling(tiny_backbones, family):
+    from stc.extract import all_keys, extract_features
+
+    backbone = tiny_backbones[family]
+    keys = all_keys(backbone.num_layers, ("hidden", "ffn"), ("mean", "max", "first", "last"))
+    columns = {key: np.array([0, 3, 7]) for key in keys}
+    text = "An ambitious story about memory, grief and the small rituals of a family."
+    activations = token_activations(backbone, text, columns)
+    expected = extract_features(backbone, [text], keys, columns=columns)
+    for key in keys:
+        np.testing.assert_allclose(pooled_activations(activations, key), expected[key][0], rtol=1e-5, atol=1e-5,
+                                   err_msg=key)
