@@ -50,6 +50,16 @@ def save_classifier(clf, directory, *, copy_backbone: bool = False) -> Path:
     partial = directory.with_name(directory.name + f".tmp-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    try:
+        _write_model(clf, partial, copy_backbone)
+        _move_into_place(partial, directory)
+    except BaseException:  # Ctrl-C too: no half-written directory stays behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return directory
+
+
+def _write_model(clf, partial: Path, copy_backbone: bool) -> None:
     scaler, logreg = clf.classifier_.named_steps["scale"], clf.classifier_.named_steps["logreg"]
     arrays = {"scale.mean": scaler.mean_, "scale.scale": scaler.scale_, "logreg.coef": logreg.coef_,
               "logreg.intercept": logreg.intercept_}
@@ -68,17 +78,23 @@ def save_classifier(clf, directory, *, copy_backbone: bool = False) -> Path:
                 "val_score": clf.val_score_, "probe_scores": clf.probe_scores_,
                 "search_results": clf.search_results_, "fit_seconds": clf.fit_seconds_}
     (partial / _CONFIG).write_text(json.dumps(document, indent=1), encoding="utf-8")
-    if directory.exists():
-        if not (directory / _CONFIG).exists():
-            shutil.rmtree(partial)
-            raise ValueError(f"{directory} exists and is not an stc model directory; refusing to replace it")
-        retired = directory.with_name(directory.name + f".old-{os.getpid()}")
-        os.rename(directory, retired)
+
+
+def _move_into_place(partial: Path, directory: Path) -> None:
+    """Rename the finished directory into place; the previous model is restored if that rename fails."""
+    if not directory.exists():
         os.rename(partial, directory)
-        shutil.rmtree(retired)
-    else:
+        return
+    if not (directory / _CONFIG).exists():
+        raise ValueError(f"{directory} exists and is not an stc model directory; refusing to replace it")
+    retired = directory.with_name(directory.name + f".old-{os.getpid()}")
+    os.rename(directory, retired)
+    try:
         os.rename(partial, directory)
-    return directory
+    except BaseException:
+        os.rename(retired, directory)
+        raise
+    shutil.rmtree(retired)
 
 
 def _require(condition: bool, directory: Path, problem: str) -> None:
