@@ -14,7 +14,7 @@ import stc
 from stc import STCClassifier
 
 # A small search keeps these tests to seconds; the full default grid runs in `stc demo`.
-FAST = dict(poolings=("mean", "max"), etas=(0.05, 0.5), probe_Cs=(0.01, 0.1), final_Cs=(0.1, 1.0),
+FAST = dict(poolings=("mean", "max"), etas=(0.05, 0.5), probe_Cs=(0.05, 0.5), final_Cs=(0.1, 1.0),
             show_progress_bar=False)
 
 

@@ -34,7 +34,8 @@ def model_dir(data_files, tmp_path_factory):
     folder, train, _ = data_files
     out = tmp_path_factory.mktemp("cli-model") / "model"
     code = main(["fit", "--data", str(train), "--text-column", "sentence", "--label-column", "polarity",
-                 "--out", str(out), "--store-dir", str(folder / "stores"), *FAST])
+                 "--out", str(out), "--store-dir", str(folder / "stores"), "--poolings", "mean,max",
+                 "--etas", "0.1,0.5", "--probe-Cs", "0.1,1", "--final-Cs", "1", *FAST])
     assert code == 0
     return out
 

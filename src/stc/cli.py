@@ -46,13 +46,26 @@ def _dataset(args):
     return load_dataset(args.data, text_column=args.text_column, label_column=args.label_column, limit=args.limit)
 
 
+def _comma_list(value: str | None, name: str, convert=str) -> tuple | None:
+    if value is None:
+        return None
+    try:
+        return tuple(convert(part.strip()) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a comma-separated list of numbers, got {value!r}") from None
+
+
 def _classifier(args, metric: str):
     from .classifier import STCClassifier
 
+    grids = {"representations": _comma_list(args.representations, "--representations"),
+             "poolings": _comma_list(args.poolings, "--poolings"),
+             "etas": _comma_list(args.etas, "--etas", float), "probe_Cs": _comma_list(args.probe_Cs, "--probe-Cs", float),
+             "final_Cs": _comma_list(args.final_Cs, "--final-Cs", float), "n_jobs": args.jobs}
     return STCClassifier(model=args.model, metric=metric, max_length=args.max_length, windows=args.windows,
                          window_overlap=args.window_overlap, token_budget=args.token_budget, device=args.device,
                          store_dir=args.store_dir, show_progress_bar=not args.quiet,
-                         **({"n_jobs": args.jobs} if getattr(args, "jobs", None) else {}))
+                         **{name: value for name, value in grids.items() if value is not None})
 
 
 def _summary_lines(clf) -> list[str]:
@@ -256,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--metric", choices=("accuracy", "macro_f1"), default=None,
                      help="validation metric (default: the dataset's)")
     fit.add_argument("--jobs", type=int, default=None, help="parallel threads for probes and search")
+    fit.add_argument("--representations", default=None, help="comma-separated: hidden,ffn (default: both)")
+    fit.add_argument("--poolings", default=None, help="comma-separated among mean,max,first,last "
+                                                      "(default: mean, max and the model's natural token)")
+    fit.add_argument("--etas", default=None, help="comma-separated eta grid (default: the paper's ten values)")
+    fit.add_argument("--probe-Cs", default=None, help="comma-separated C grid of the L1 probes")
+    fit.add_argument("--final-Cs", default=None, help="comma-separated C grid of the final classifier")
     fit.add_argument("--copy-backbone", action="store_true", help="copy the backbone's weights into the model dir")
     fit.set_defaults(handler=_cmd_fit)
 
