@@ -9,9 +9,11 @@ place, so an interrupted save leaves the previous model intact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
+from pickle import UnpicklingError  # only the exception: nothing here unpickles
 
 import numpy as np
 from safetensors import SafetensorError
@@ -131,6 +133,11 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None):
         raise ValueError(f"{config_path}: unexpected parameters ({error})") from None
     if device is not None:
         clf.device = device
+    try:
+        clf._check_params()
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{directory} is not a valid stc model: {error}") from None
+    _check_extraction(directory, document["extraction"], document["configuration"])
     labels = document["classes"]
     _require(labels.get("type") in _LABEL_TYPES and isinstance(labels.get("values"), list)
              and len(labels["values"]) >= 2, directory, "'classes' must list at least two labels of one type")
@@ -178,12 +185,38 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None):
         _require((directory / "backbone" / "config.json").is_file(), directory, "backbone/ copy is missing")
         clf.model = str((directory / "backbone").resolve())
     if check_backbone:
-        backbone = clf._load_backbone()
+        try:
+            backbone = clf._load_backbone()
+        except (RuntimeError, UnpicklingError) as error:  # an unknown device; a pickle torch refuses to load
+            raise ValueError(f"{directory}: cannot load its backbone {clf.model!r}: {error}") from None
         if backbone.weights_hash() != document["backbone"].get("weights_sha256"):
-            raise ValueError(f"the backbone {clf.model!r} has weights (sha256 {backbone.weights_hash()[:12]}…) that "
-                             f"differ from the ones this model was fitted on "
+            raise ValueError(f"{directory}: the backbone {clf.model!r} has weights (sha256 "
+                             f"{backbone.weights_hash()[:12]}…) that differ from the ones this model was fitted on "
                              f"({str(document['backbone'].get('weights_sha256'))[:12]}…)")
+        for key, columns in kept.items():
+            representation, layer, _ = parse_key(key)
+            width = backbone.hidden_size if representation == "hidden" else backbone.ffn_size
+            _require(layer <= backbone.num_layers, directory,
+                     f"{key} reads layer {layer} of a backbone with {backbone.num_layers} layers")
+            _require(len(columns) == 0 or int(columns.max()) < width, directory,
+                     f"{key}: column index {int(columns.max()) if len(columns) else 0} is out of range for its "
+                     f"{width} neurons")
     return clf
+
+
+def _check_extraction(directory: Path, extraction: dict, configuration: dict) -> None:
+    """The settings ``predict`` reads: how texts are tokenised, the exit layer and C of the final classifier."""
+    def whole(value, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    _require(whole(extraction.get("max_length"), 2), directory, "extraction 'max_length' must be an integer >= 2")
+    _require(isinstance(extraction.get("windows"), bool), directory, "extraction 'windows' must be true or false")
+    _require(whole(extraction.get("window_overlap"), 0), directory,
+             "extraction 'window_overlap' must be a non-negative integer")
+    _require(whole(configuration.get("exit_layer"), 1), directory, "configuration 'exit_layer' must be an integer >= 1")
+    C = configuration.get("C")
+    _require(isinstance(C, (int, float)) and not isinstance(C, bool) and math.isfinite(C) and C > 0, directory,
+             f"configuration 'C' must be a positive number, found {C!r}")
 
 
 def _rebuild_pipeline(arrays, clf, n_classes, n_features):
