@@ -104,8 +104,11 @@ def _require(condition: bool, directory: Path, problem: str) -> None:
         raise ValueError(f"{directory} is not a valid stc model: {problem}")
 
 
-def load(directory, *, check_backbone: bool = True, device: str | None = None):
-    """Load a model saved with ``STCClassifier.save``; a damaged file or a changed backbone is a clear error."""
+def load(directory, *, check_backbone: bool = True, device: str | None = None, trust_remote_code: bool = False):
+    """Load a model saved with ``STCClassifier.save``; a damaged file or a changed backbone is a clear error.
+
+    A model file cannot switch on ``trust_remote_code`` by itself: the caller must pass it, trusting the source.
+    """
     from .classifier import STCClassifier
 
     directory = Path(directory)
@@ -133,6 +136,9 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None):
         raise ValueError(f"{config_path}: unexpected parameters ({error})") from None
     if device is not None:
         clf.device = device
+    _require(clf.trust_remote_code is False or trust_remote_code is True, directory,
+             f"it asks for trust_remote_code={clf.trust_remote_code!r}, which runs code shipped with its backbone; "
+             f"pass trust_remote_code=True to load only if you trust where it came from")
     try:
         clf._check_params()
     except (ValueError, TypeError) as error:
@@ -187,8 +193,10 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None):
     if check_backbone:
         try:
             backbone = clf._load_backbone()
-        except (RuntimeError, UnpicklingError) as error:  # an unknown device; a pickle torch refuses to load
-            raise ValueError(f"{directory}: cannot load its backbone {clf.model!r}: {error}") from None
+        except (RuntimeError, AssertionError, UnpicklingError) as error:  # a device missing here; a refused pickle
+            raise ValueError(f"{directory}: cannot load its backbone {clf.model!r} on device {clf.device!r} (pass "
+                             f"device= to choose another): {str(error).splitlines()[0] if str(error) else error!r}") \
+                from None
         if backbone.weights_hash() != document["backbone"].get("weights_sha256"):
             raise ValueError(f"{directory}: the backbone {clf.model!r} has weights (sha256 "
                              f"{backbone.weights_hash()[:12]}…) that differ from the ones this model was fitted on "
