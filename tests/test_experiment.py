@@ -144,6 +144,8 @@ def test_markdown_table_has_one_aligned_line_per_row_and_marks_subsampled_rows()
     assert "| fine-tuning * |" in lines[3] and "22.7 M params" in lines[3]
     assert "| smollm2 |" in lines[4] and "0 trained (prompt only)" in lines[4]
     assert lines[-1] == "* mr x minilm · finetune: subsampled (train 50 of 100)"
+    searched = markdown_table([table_row(details={"poolings_searched": ["mean"]})]).splitlines()[2]
+    assert "| STC [mean pooling] |" in searched
 
 
 def test_write_results_merges_files_into_one_table(tmp_path):

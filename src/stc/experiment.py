@@ -57,6 +57,8 @@ class ExperimentSettings:
     setfit_iterations: int = 5
     setfit_max_steps: int | None = 500
     probe_solver: str = "auto"
+    stc_poolings: tuple[str, ...] | None = None  # None: STC's default (mean, max and the natural token)
+    stc_probe_cs: tuple[float, ...] | None = None  # None: STC's default probe C grid
     n_jobs: int | None = 1
     device: str = "auto"
     show_progress_bar: bool = True
@@ -114,7 +116,8 @@ def _estimator(method: str, settings: ExperimentSettings, metric: str):
             model = str(settings.finetuned_dir)
         return STCClassifier(model=model, metric=metric, max_length=settings.max_length, windows=settings.windows,
                              store_dir=store_dir, n_jobs=settings.n_jobs, probe_solver=settings.probe_solver,
-                             **common)
+                             poolings=settings.stc_poolings,
+                             **({"probe_Cs": settings.stc_probe_cs} if settings.stc_probe_cs else {}), **common)
     if method == "embedding":
         return EmbeddingClassifier(model=settings.model, metric=metric, max_length=settings.max_length,
                                    windows=settings.windows, **common)
@@ -134,7 +137,8 @@ def _estimator(method: str, settings: ExperimentSettings, metric: str):
 def _details(method: str, estimator) -> dict:
     """What each method chose, for the JSON (not the table)."""
     if method in ("stc", "stc-finetuned"):
-        return {"configuration": estimator.configuration_, "kept_neurons_sample": estimator.kept_neurons_[:10]}
+        return {"configuration": estimator.configuration_, "poolings_searched": estimator.extraction_["poolings"],
+                "probe_Cs": list(estimator.probe_Cs), "kept_neurons_sample": estimator.kept_neurons_[:10]}
     if method == "embedding":
         return {"pooling": estimator.pooling_, "C": estimator.C_}
     if method == "finetune":
@@ -261,6 +265,8 @@ def markdown_table(rows: list[dict]) -> str:
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for row in rows:
         mark = " *" if row.get("subsampled") else ""
+        poolings = (row.get("details") or {}).get("poolings_searched")
+        mark = f" [{'+'.join(poolings)} pooling]{mark}" if poolings else mark
         lines.append(
             f"| {row['dataset']} | {Path(str(row['model'])).name} "
             f"| {_METHOD_NAMES.get(row['method'], row['method'])}{mark} "
