@@ -100,6 +100,17 @@ class TokenizedTexts:
     window_index: np.ndarray
     n_windows: np.ndarray  # per text
 
+    def padded(self, rows: np.ndarray, pad_id: int, device: torch.device | str = "cpu"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask of these windows, right-padded to the longest."""
+        width = max(len(self.input_ids[r]) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(self.input_ids[r])] = torch.as_tensor(self.input_ids[r])
+            mask[i, :len(self.input_ids[r])] = 1
+        return ids.to(device), mask.to(device)
+
     def batches(self, token_budget: int) -> list[np.ndarray]:
         """Windows sorted by length, grouped so that rows x longest row stays within the token budget."""
         lengths = np.array([len(ids) for ids in self.input_ids])
@@ -214,14 +225,7 @@ def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[st
     try:
         with torch.inference_mode():
             for rows in batches:
-                width = max(len(tokens.input_ids[r]) for r in rows)
-                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for i, r in enumerate(rows):
-                    row_ids = tokens.input_ids[r]
-                    ids[i, :len(row_ids)] = torch.as_tensor(row_ids)
-                    mask[i, :len(row_ids)] = 1
-                ids, mask = ids.to(backbone.device), mask.to(backbone.device)
+                ids, mask = tokens.padded(rows, pad_id, backbone.device)
                 batch_state["rows"], batch_state["mask"] = rows, mask
                 np.add.at(token_counts, tokens.text_index[rows], mask.sum(1).cpu().numpy())
                 try:
