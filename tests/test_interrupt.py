@@ -1,0 +1,168 @@
+"""Interruptions lose nothing: ``kill -9`` during extraction resumes to a byte-identical store; a failed save
+leaves the previous model directory intact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stc
+from stc import STCClassifier
+from tests.test_reliability import LABELS, TEXTS, quiet_env, save_tiny_bert, small_params
+
+N_TEXTS, SHARD_SIZE = 480, 20
+N_SHARDS = N_TEXTS // SHARD_SIZE
+
+# The same entry point as `python -m stc`, counting how many shards this process extracts itself.
+_COUNTING_MAIN = textwrap.dedent("""
+    import sys
+    import stc.store
+    from stc.cli import main
+    calls = []
+    original = stc.store.extract_features
+    def counted(backbone, texts, *args, **kwargs):
+        calls.append(len(texts))
+        return original(backbone, texts, *args, **kwargs)
+    stc.store.extract_features = counted
+    code = main(sys.argv[1:])
+    print("EXTRACTED_SHARDS", len(calls), flush=True)
+    sys.exit(code)
+""")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory):
+    words = "good bad movie film plot actor great awful boring fun story scene music long short".split()
+    rng = np.random.default_rng(0)
+    rows = ["text,label"] + [" ".join(rng.choice(words, size=int(rng.integers(20, 60)))) + f",{i % 2}"
+                             for i in range(N_TEXTS)]
+    path = tmp_path_factory.mktemp("kill-data") / "texts.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _extract_args(data_csv: str, tiny_dir: str, store_dir: Path) -> list[str]:
+    # A small token budget makes many small batches, so the kill lands between the first and the last shard.
+    return ["extract", "--data", data_csv, "--model", tiny_dir, "--store-dir", str(store_dir), "--shard-size",
+            str(SHARD_SIZE), "--token-budget", "64", "--representations", "hidden,ffn", "--poolings", "mean,max",
+            "--quiet"]
+
+
+def _run_counting(args: list[str]) -> int:
+    result = subprocess.run([sys.executable, "-c", _COUNTING_MAIN, *args], capture_output=True, text=True,
+                            timeout=300, env=quiet_env())
+    assert result.returncode == 0, result.stderr[-2000:]
+    return int(result.stdout.split("EXTRACTED_SHARDS")[-1])
+
+
+def _only_store(root: Path) -> Path:
+    stores = [path.parent for path in root.glob("*/plan.json")]
+    assert len(stores) == 1, stores
+    return stores[0]
+
+
+def test_kill_9_during_extraction_resumes_to_a_byte_identical_store(data_csv, tiny_dir, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    args = _extract_args(data_csv, tiny_dir, interrupted)
+    process = subprocess.Popen([sys.executable, "-m", "stc", *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, env=quiet_env())
+    deadline = time.monotonic() + 240
+    try:
+        while not list(interrupted.glob("*/shards/*.safetensors")):
+            assert process.poll() is None, f"extraction ended before any shard: {process.stderr.read()[-2000:]!r}"
+            assert time.monotonic() < deadline, "no shard appeared within 240 s"
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    store = _only_store(interrupted)
+    done = len(list((store / "shards").glob("*.safetensors")))
+    assert not (store / "meta.json").exists() and 1 <= done < N_SHARDS  # the kill landed mid-run
+
+    assert _run_counting(args) == N_SHARDS - done  # the same command again: only the missing shards
+    assert (store / "meta.json").is_file() and not (store / "shards").exists()
+
+    reference = tmp_path / "uninterrupted"
+    assert _run_counting(_extract_args(data_csv, tiny_dir, reference)) == N_SHARDS
+    other = _only_store(reference)
+    assert other.name == store.name
+    names = sorted(path.name for path in (store / "arrays").iterdir())
+    assert names == sorted(path.name for path in (other / "arrays").iterdir()) and len(names) == 10
+    for name in names:
+        assert (store / "arrays" / name).read_bytes() == (other / "arrays" / name).read_bytes(), name
+    assert (store / "meta.json").read_bytes() == (other / "meta.json").read_bytes()
+
+
+# --- an interrupted save ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_models(tiny_dir, tmp_path_factory):
+    """Two fitted models that predict differently: the old one saved, the new one about to replace it."""
+    store_dir = str(tmp_path_factory.mktemp("stores"))
+    old = STCClassifier(tiny_dir, store_dir=store_dir, **small_params()).fit(TEXTS, LABELS)
+    new = STCClassifier(tiny_dir, store_dir=store_dir, **small_params(final_Cs=(0.001,))).fit(TEXTS, LABELS[::-1])
+    return old, new
+
+
+def _siblings(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.parent.iterdir() if path.name != directory.name)
+
+
+def _assert_old_model_intact(directory: Path, old) -> None:
+    texts = ["good fun", "awful film", "number 3"]
+    np.testing.assert_array_equal(stc.load(directory).predict_proba(texts), old.predict_proba(texts))
+    assert _siblings(directory) == []  # no half-written or retired copy lies beside it
+
+
+def test_a_save_whose_final_rename_fails_leaves_the_previous_model(two_models, tmp_path, monkeypatch):
+    old, new = two_models
+    directory = tmp_path / "model"
+    old.save(directory)
+    real_rename = os.rename
+
+    def failing_rename(source, target):
+        if ".tmp-" in str(source):  # the new model moving into place
+            raise OSError("simulated: disk gone")
+        return real_rename(source, target)
+
+    monkeypatch.setattr("stc._persist.os.rename", failing_rename)
+    with pytest.raises(OSError, match="simulated"):
+        new.save(directory)
+    monkeypatch.undo()
+    _assert_old_model_intact(directory, old)
+
+
+def test_a_save_interrupted_while_writing_leaves_the_previous_model(two_models, tmp_path, monkeypatch):
+    old, new = two_models
+    directory = tmp_path / "model"
+    old.save(directory)
+
+    def interrupted_save_file(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\x00" * 10)  # a torn file, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("stc._persist.save_file", interrupted_save_file)
+    with pytest.raises(KeyboardInterrupt):
+        new.save(directory)
+    monkeypatch.undo()
+    _assert_old_model_intact(directory, old)
+    new.save(directory)  # and the next save goes through
+    assert stc.load(directory).predict(["good fun"]).tolist() == new.predict(["good fun"]).tolist()
+    assert _siblings(directory) == []
