@@ -95,6 +95,7 @@ def test_kill_9_during_extraction_resumes_to_a_byte_identical_store(data_csv, ti
     store = _only_store(interrupted)
     done = len(list((store / "shards").glob("*.safetensors")))
     assert not (store / "meta.json").exists() and 1 <= done < N_SHARDS  # the kill landed mid-run
+    print(f"killed after {done} of {N_SHARDS} shards")
 
     assert _run_counting(args) == N_SHARDS - done  # the same command again: only the missing shards
     assert (store / "meta.json").is_file() and not (store / "shards").exists()
