@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import pickle  # only to name the error transformers raises when it refuses a pickled checkpoint
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,7 +175,7 @@ def _load_pretrained(source: str, gguf_file: str | None, trust_remote_code: bool
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
     model = AutoModel.from_pretrained(directory, gguf_file=filename, dtype=torch_dtype)
     partial = cached.with_name(cached.name + f".tmp-{os.getpid()}")
-    model.save_pretrained(partial)
+    _save_dequantized(model, partial)
     tokenizer.save_pretrained(partial)
     try:
         partial.rename(cached)
@@ -182,6 +184,21 @@ def _load_pretrained(source: str, gguf_file: str | None, trust_remote_code: bool
 
         shutil.rmtree(partial, ignore_errors=True)
     return model, tokenizer
+
+
+def _save_dequantized(model: nn.Module, directory: Path) -> None:
+    """Write a GGUF-loaded (already de-quantised) model as an ordinary config + safetensors checkpoint.
+
+    transformers refuses ``save_pretrained`` on models loaded from GGUF, although their weights are plain tensors.
+    """
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (directory / "config.json").write_text(json.dumps(config, indent=1, default=str), encoding="utf-8")
+    tensors = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
 
 
 def find_layer_map(model: nn.Module) -> LayerMap:
@@ -279,9 +296,12 @@ def load_backbone(name: str, *, device: str | torch.device = "auto", dtype: str 
     if key in _LOADED:
         return _LOADED[key]
     source, gguf_file = resolve_model_name(name)
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith(".gguf")
+    if looks_like_path and not Path(source).expanduser().exists():
+        raise ValueError(f"cannot load model {name!r}: no such file or directory")
     try:
         model, tokenizer = _load_pretrained(source, gguf_file, trust_remote_code, torch_dtype)
-    except (OSError, ValueError, ImportError) as error:
+    except (OSError, ValueError, ImportError, pickle.UnpicklingError) as error:
         raise ValueError(f"cannot load model {name!r}: {str(error).splitlines()[0] if str(error) else error!r}") \
             from error
     backbone = from_model(model, tokenizer, name=name, device=torch_device)
