@@ -60,6 +60,7 @@ class ExperimentSettings:
     stc_poolings: tuple[str, ...] | None = None  # None: STC's default (mean, max and the natural token)
     stc_probe_cs: tuple[float, ...] | None = None  # None: STC's default probe C grid
     n_jobs: int | None = 1
+    threads: int | None = None  # torch intra-op threads (None: torch's default); 1 is fastest on a busy machine
     device: str = "auto"
     show_progress_bar: bool = True
     command: str = ""
@@ -198,6 +199,10 @@ def _run_method(method: str, settings: ExperimentSettings, dataset: TextDataset)
 
 def run_experiment(settings: ExperimentSettings) -> list[dict]:
     """Run every method of ``settings`` on the same splits; rows are written after each method finishes."""
+    if settings.threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.threads)
     dataset = load_dataset(settings.dataset, seed=settings.seed, limit=settings.limit)
     if dataset.validation is None or dataset.test is None:
         raise ValueError(f"dataset {settings.dataset!r} needs validation and test splits for an experiment")

@@ -33,7 +33,7 @@ def _cmd_experiment(args) -> int:
         max_length=args.max_length, windows=args.windows, finetune_epochs=args.finetune_epochs,
         finetune_learning_rate=args.finetune_lr, finetune_batch_size=args.finetune_batch_size,
         icl_model=args.icl_model, icl_shots=args.icl_shots, setfit_iterations=args.setfit_iterations,
-        setfit_max_steps=args.setfit_max_steps or None, probe_solver=args.probe_solver, n_jobs=args.jobs,
+        setfit_max_steps=args.setfit_max_steps or None, probe_solver=args.probe_solver, n_jobs=args.jobs, threads=args.threads,
         stc_poolings=tuple(args.stc_poolings.split(",")) if args.stc_poolings else None,
         stc_probe_cs=tuple(float(c) for c in args.stc_probe_cs.split(",")) if args.stc_probe_cs else None,
         device=args.device,
@@ -73,6 +73,7 @@ def register(subparsers) -> None:
     parser.add_argument("--stc-poolings", default=None, help="STC: poolings searched, e.g. mean (default: STC's)")
     parser.add_argument("--stc-probe-cs", default=None, help="STC: probe C grid, e.g. 0.01,0.1 (default: STC's)")
     parser.add_argument("--jobs", type=int, default=1, help="STC: parallel threads for probes and search")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_cmd_experiment)
