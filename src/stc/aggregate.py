@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
+from tqdm.auto import tqdm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -84,7 +85,7 @@ def search_configurations(
     y_train: np.ndarray, y_val: np.ndarray, *,
     representation_sets: Sequence[tuple[str, ...]], pooling_sets: Sequence[tuple[str, ...]],
     etas: Sequence[float], exit_layers: Sequence[int], Cs: Sequence[float], metric: str = "accuracy",
-    n_jobs: int | None = 1, seed: int = 0,
+    n_jobs: int | None = 1, seed: int = 0, show_progress_bar: bool = False,
 ) -> tuple[Configuration, list[Configuration]]:
     """Find the best configuration on validation; ``load(key, columns)`` gives (train, validation) columns."""
     # Larger η keeps a superset, so one read per key at the largest η serves every candidate.
@@ -109,11 +110,15 @@ def search_configurations(
             if columns and signature not in seen:
                 seen[signature] = len(jobs)
                 jobs.append((representations, poolings, eta, exit_layer, C, stage, columns))
+
         def run(columns, C):  # matrices are built inside the job, so only n_jobs of them exist at once
             X_train, X_val = matrices(columns)
             return _fit_and_score(X_train, y_train, X_val, y_val, C, metric, seed)
 
-        scores = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(run)(job[6], job[4]) for job in jobs)
+        scores = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
+            delayed(run)(job[6], job[4]) for job in jobs)
+        scores = list(tqdm(scores, total=len(jobs), desc=f"search stage {candidates[0][-1]}", unit="fit",
+                           disable=not show_progress_bar))
         return [Configuration(r, p, e, k, C, sum(len(v) for v in cols.values()), s, stage)
                 for (r, p, e, k, C, stage, cols), s in zip(jobs, scores)]
 

@@ -151,7 +151,8 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
         train_rows = np.arange(len(train_texts))
         val_rows = np.arange(len(train_texts), len(all_codes))
         probes = fit_probes(store, store.keys, all_codes, train_rows, val_rows, Cs=grids["probe_Cs"],
-                            metric=self.metric, solver=self.probe_solver, n_jobs=self.n_jobs, seed=self.random_state)
+                            metric=self.metric, solver=self.probe_solver, n_jobs=self.n_jobs, seed=self.random_state,
+                            show_progress_bar=self.show_progress_bar)
 
         def load(key, columns):
             values = store.load(key, columns=columns)
@@ -164,7 +165,8 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
         best, table = search_configurations(
             probes, load, train_codes, val_codes, representation_sets=representation_sets,
             pooling_sets=pooling_sets, etas=grids["etas"], exit_layers=range(1, backbone.num_layers + 1),
-            Cs=grids["final_Cs"], metric=self.metric, n_jobs=self.n_jobs, seed=self.random_state)
+            Cs=grids["final_Cs"], metric=self.metric, n_jobs=self.n_jobs, seed=self.random_state,
+            show_progress_bar=self.show_progress_bar)
         self.kept_columns_ = kept_columns(probes, best.representations, best.poolings, best.eta, best.exit_layer)
         X_train = np.hstack([store.load(key, columns=cols, rows=train_rows) for key, cols in self.kept_columns_.items()])
         self.classifier_ = make_final_classifier(best.C, self.random_state).fit(X_train, train_codes)

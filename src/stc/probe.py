@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
+from tqdm.auto import tqdm
 
 from ._metrics import score
 from .store import ActivationStore
@@ -108,11 +109,13 @@ def _fit_one(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nda
 
 def fit_probes(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train_rows: np.ndarray,
                val_rows: np.ndarray, *, Cs: Sequence[float] = DEFAULT_PROBE_CS, metric: str = "accuracy",
-               solver: str = "auto", n_jobs: int | None = 1, seed: int = 0) -> dict[str, ProbeResult]:
+               solver: str = "auto", n_jobs: int | None = 1, seed: int = 0,
+               show_progress_bar: bool = False) -> dict[str, ProbeResult]:
     """Fit one probe per key (in parallel threads when ``n_jobs`` > 1); y holds class codes 0..K-1."""
     if solver not in PROBE_SOLVERS:
         raise ValueError(f"probe solver must be one of {PROBE_SOLVERS}, got {solver!r}")
     Cs = sorted(float(C) for C in Cs)
-    results = Parallel(n_jobs=n_jobs, prefer="threads")(
+    results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
         delayed(_fit_one)(store, key, y, train_rows, val_rows, Cs, metric, solver, seed) for key in keys)
-    return {result.key: result for result in results}
+    bar = tqdm(results, total=len(keys), desc="probes", unit="probe", disable=not show_progress_bar)
+    return {result.key: result for result in bar}
