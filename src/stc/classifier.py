@@ -74,7 +74,8 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
     model : alias (``"minilm"``, ``"smollm2"``), local directory, ``.gguf`` file or Hugging Face hub id.
     representations : which arrays to probe: ``"hidden"`` (residual stream) and/or ``"ffn"`` (FFN neurons).
     poolings : token poolings among mean, max, first, last; None = mean, max and the model's natural single token.
-    etas : the η grid; probe_Cs, final_Cs : C grids of the L1 probes and of the final classifier.
+    etas : the η grid; probe_Cs, final_Cs : C grids of the L1 probes and of the final classifier. probe_Cs None
+        gives each probe the grid (3, 10, 30, 100) x its C_min, the C below which it keeps no neuron.
     metric : ``"accuracy"`` or ``"macro_f1"``, the validation metric every choice is made by.
     validation_size : fraction of the training texts held out (stratified, seeded) when no X_val is given.
     max_length : tokens per text (default: the model's limit); windows : cut longer texts into overlapping windows
@@ -85,7 +86,7 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
                  poolings: Sequence[str] | None = None, etas: Sequence[float] = DEFAULT_ETAS,
-                 probe_Cs: Sequence[float] = DEFAULT_PROBE_CS, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
+                 probe_Cs: Sequence[float] | None = DEFAULT_PROBE_CS, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
                  metric: str = "accuracy", validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
@@ -128,7 +129,7 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"max_length must be None or an integer >= 2, got {self.max_length!r}")
         return {"representations": check_representations(self.representations),
                 "poolings": None if self.poolings is None else check_poolings(self.poolings),
-                "etas": check_grid(self.etas, "etas", upper=1.0), "probe_Cs": check_grid(self.probe_Cs, "probe_Cs"),
+                "etas": check_grid(self.etas, "etas", upper=1.0), "probe_Cs": None if self.probe_Cs is None else check_grid(self.probe_Cs, "probe_Cs"),
                 "final_Cs": check_grid(self.final_Cs, "final_Cs")}
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> STCClassifier:
@@ -187,7 +188,7 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_ = len(self.kept_neurons_)
         self.probe_scores_ = [{"key": key, "representation": parse_key(key)[0], "layer": parse_key(key)[1],
                                "pooling": parse_key(key)[2], "C": probe.C, "val_score": probe.val_score,
-                               "n_nonzero": probe.n_nonzero, "scores_by_C": probe.scores_by_C}
+                               "n_nonzero": probe.n_nonzero, "scores_by_C": probe.scores_by_C, "Cs": probe.Cs}
                               for key, probe in sorted(probes.items(), key=lambda item: parse_key(item[0]))]
         self.search_results_ = [candidate.as_row() for candidate in table]
         self.store_path_ = str(store.path)

@@ -139,7 +139,7 @@ def _details(method: str, estimator) -> dict:
     """What each method chose, for the JSON (not the table)."""
     if method in ("stc", "stc-finetuned"):
         return {"configuration": estimator.configuration_, "poolings_searched": estimator.extraction_["poolings"],
-                "probe_Cs": list(estimator.probe_Cs), "kept_neurons_sample": estimator.kept_neurons_[:10]}
+                "probe_Cs": "relative" if estimator.probe_Cs is None else list(estimator.probe_Cs), "kept_neurons_sample": estimator.kept_neurons_[:10]}
     if method == "embedding":
         return {"pooling": estimator.pooling_, "C": estimator.C_}
     if method == "finetune":

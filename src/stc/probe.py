@@ -15,8 +15,11 @@ from .store import ActivationStore
 
 __all__ = ["ProbeResult", "fit_probes", "standardize", "DEFAULT_PROBE_CS", "PROBE_SOLVERS"]
 
-#: C of ``||w||_1 + C * sum(loss)`` on standardised features: from nearly empty to lightly regularised probes.
-DEFAULT_PROBE_CS = (0.001, 0.01, 0.1, 1.0)
+#: With no C grid given, each probe's grid is these multiples of its C_min, the C below which it keeps no neuron:
+#: from a handful of neurons to a lightly regularised probe, whatever N and the activations' scale (glmnet's idea).
+#: Larger C (weaker L1) costs the most solver time and, on the MR/MiniLM probes, already overfits.
+RELATIVE_PROBE_CS = (3.0, 10.0, 30.0, 100.0)
+DEFAULT_PROBE_CS = None
 PROBE_SOLVERS = ("auto", "liblinear", "saga")
 
 
@@ -32,6 +35,7 @@ class ProbeResult:
     scale: np.ndarray
     val_score: float
     scores_by_C: list[float]
+    Cs: list[float]
 
     @property
     def importance(self) -> np.ndarray:
@@ -49,6 +53,14 @@ def standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = X.std(axis=0, dtype=np.float64)
     scale[scale < 1e-12] = 1.0
     return mean.astype(np.float32), scale.astype(np.float32)
+
+
+def smallest_useful_C(X: np.ndarray, y: np.ndarray, n_classes: int) -> float:
+    """C_min: for C below it the L1 probe (intercept only) keeps no neuron; the largest gradient at zero weights."""
+    targets = np.eye(n_classes)[y] if n_classes > 2 else y[:, None].astype(np.float64)
+    residual = targets - targets.mean(axis=0)
+    gradient = np.abs(X.T.astype(np.float64) @ residual).max()
+    return 1.0 / gradient if gradient > 0 else 1.0
 
 
 def decision(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -93,6 +105,9 @@ def _fit_one(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nda
     X_train = (X_train - mean) / scale
     X_val = (X_val - mean) / scale
     y_train, y_val = y[train_rows], y[val_rows]
+    if Cs is None:
+        C_min = smallest_useful_C(X_train, y_train, int(y.max()) + 1)
+        Cs = [C_min * multiple for multiple in RELATIVE_PROBE_CS]
     if solver == "auto":
         from ._solver import l1_logistic_path
 
@@ -104,17 +119,19 @@ def _fit_one(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nda
     best = int(np.argmax(scores))
     return ProbeResult(key=key, C=float(Cs[best]), coef=np.asarray(coefs[best], dtype=np.float32),
                        intercept=np.asarray(intercepts[best], dtype=np.float32), mean=mean, scale=scale,
-                       val_score=scores[best], scores_by_C=[float(s) for s in scores])
+                       val_score=scores[best], scores_by_C=[float(s) for s in scores], Cs=[float(C) for C in Cs])
 
 
 def fit_probes(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train_rows: np.ndarray,
-               val_rows: np.ndarray, *, Cs: Sequence[float] = DEFAULT_PROBE_CS, metric: str = "accuracy",
+               val_rows: np.ndarray, *, Cs: Sequence[float] | None = DEFAULT_PROBE_CS, metric: str = "accuracy",
                solver: str = "auto", n_jobs: int | None = 1, seed: int = 0,
                show_progress_bar: bool = False) -> dict[str, ProbeResult]:
-    """Fit one probe per key (in parallel threads when ``n_jobs`` > 1); y holds class codes 0..K-1."""
+    """Fit one probe per key (in parallel threads when ``n_jobs`` > 1); y holds class codes 0..K-1.
+
+    ``Cs`` None gives each probe its own grid, ``RELATIVE_PROBE_CS`` times its ``smallest_useful_C``."""
     if solver not in PROBE_SOLVERS:
         raise ValueError(f"probe solver must be one of {PROBE_SOLVERS}, got {solver!r}")
-    Cs = sorted(float(C) for C in Cs)
+    Cs = None if Cs is None else sorted(float(C) for C in Cs)
     results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
         delayed(_fit_one)(store, key, y, train_rows, val_rows, Cs, metric, solver, seed) for key in keys)
     bar = tqdm(results, total=len(keys), desc="probes", unit="probe", disable=not show_progress_bar)
