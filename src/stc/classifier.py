@@ -17,7 +17,7 @@ from .aggregate import (DEFAULT_FINAL_CS, feature_names, kept_columns, make_fina
 from .backbone import Backbone, load_backbone
 from .extract import default_poolings, extract_features, parse_key
 from .probe import DEFAULT_PROBE_CS, PROBE_SOLVERS, fit_probes
-from .sparsify import DEFAULT_ETAS
+from .sparsify import DEFAULT_ETAS, select_neurons
 from .store import ActivationStore, ExtractionSettings, build_store
 
 __all__ = ["STCClassifier", "validation_split", "encode_labels"]
@@ -141,6 +141,7 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
         train_texts, train_codes, val_texts, val_codes = validation_split(
             texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
             random_state=self.random_state)
+        self.validation_ = {"given": X_val is not None, "n_train": len(train_texts), "n_val": len(val_texts)}
         backbone = self._load_backbone()
         poolings = grids["poolings"] or default_poolings(backbone)
         settings = ExtractionSettings(representations=grids["representations"], poolings=poolings,
@@ -191,6 +192,10 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
                                "n_nonzero": probe.n_nonzero, "scores_by_C": probe.scores_by_C, "Cs": probe.Cs}
                               for key, probe in sorted(probes.items(), key=lambda item: parse_key(item[0]))]
         self.search_results_ = [candidate.as_row() for candidate in table]
+        etas = sorted({row.eta for row in table})
+        self.kept_counts_ = {"etas": etas, "counts": {
+            key: [int(len(select_neurons(probe.importance, eta))) for eta in etas]
+            for key, probe in sorted(probes.items(), key=lambda item: parse_key(item[0]))}}
         self.store_path_ = str(store.path)
         self.fit_seconds_ = seconds
 
