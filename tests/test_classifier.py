@@ -126,3 +126,18 @@ def test_unfitted_model_says_so(mr_small):
 
     with pytest.raises(NotFittedError):
         STCClassifier().predict(["a text"])
+
+
+def test_embedding_baseline_reuses_the_store_stc_extracted(fitted, mr_small, store_dir, monkeypatch):
+    import stc.baselines.embedding as embedding_module
+    from stc.baselines import EmbeddingClassifier
+    from stc.extract import extract_features
+
+    monkeypatch.setattr(embedding_module, "extract_features", lambda *a, **k: pytest.fail("extracted again"))
+    baseline = EmbeddingClassifier("minilm", pooling="mean", store_dir=store_dir, show_progress_bar=False)
+    baseline.fit(mr_small.train.texts, mr_small.train.labels, X_val=mr_small.validation.texts,
+                 y_val=mr_small.validation.labels)
+    monkeypatch.setattr(embedding_module, "extract_features", extract_features)
+    direct = extract_features(fitted._load_backbone(), mr_small.train.texts[:5], ["hidden.L6.mean"])["hidden.L6.mean"]
+    np.testing.assert_allclose(baseline.transform(mr_small.train.texts[:5]), direct)
+    assert baseline.score(mr_small.test.texts, mr_small.test.labels) > 0.6

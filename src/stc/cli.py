@@ -227,7 +227,8 @@ def _cmd_demo(args) -> int:
             ("STC", STCClassifier(model=args.model, metric=dataset.metric, show_progress_bar=not args.quiet,
                                   store_dir=args.store_dir)),
             ("last-layer embedding", EmbeddingClassifier(model=args.model, metric=dataset.metric,
-                                                         show_progress_bar=not args.quiet))):
+                                                         show_progress_bar=not args.quiet,
+                                                         store_dir=args.store_dir))):
         _log(f"[stc demo] fitting {name} …")
         estimator.fit(dataset.train.texts, dataset.train.labels, **split)
         predict_started = time.perf_counter()

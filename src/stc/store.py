@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .backbone import Backbone, cache_root
 from .extract import all_keys, extract_features, parse_key
 
-__all__ = ["ExtractionSettings", "ActivationStore", "build_store", "texts_hash", "FORMAT_VERSION"]
+__all__ = ["ExtractionSettings", "ActivationStore", "build_store", "find_stored", "texts_hash", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -99,6 +99,28 @@ class ActivationStore:
         if columns is not None:
             array = array[:, columns]
         return np.asarray(array, dtype=np.float32)
+
+
+def find_stored(backbone: Backbone, texts: Sequence[str], key: str, *, root: str | Path | None = None,
+                max_length: int | None = None, windows: bool = False, window_overlap: int = 64) -> np.ndarray | None:
+    """The array ``key`` for exactly these texts, if a complete store made with the same model and tokenisation
+    settings already holds it (so a baseline can reuse what STC extracted); else None."""
+    directory = Path(root or cache_root() / "stores")
+    if not directory.is_dir():
+        return None
+    digest, weights = texts_hash(list(texts)), backbone.weights_hash()
+    for meta_path in sorted(directory.glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        settings = meta.get("settings", {})
+        if (meta.get("texts_sha256") == digest and meta.get("weights_sha256") == weights
+                and key in meta.get("arrays", {}) and settings.get("max_length") == max_length
+                and settings.get("windows") == windows
+                and (not windows or settings.get("window_overlap") == window_overlap)):
+            return ActivationStore(meta_path.parent).load(key)
+    return None
 
 
 def store_id(backbone: Backbone, settings: ExtractionSettings, texts_digest: str) -> str:

@@ -18,6 +18,7 @@ from ..aggregate import DEFAULT_FINAL_CS, make_final_classifier
 from ..backbone import Backbone, load_backbone
 from ..classifier import encode_labels, validation_split
 from ..extract import POOLINGS, extract_features, feature_key
+from ..store import find_stored
 
 __all__ = ["EmbeddingClassifier", "native_pooling"]
 
@@ -36,12 +37,16 @@ def native_pooling(backbone: Backbone) -> str:
 
 
 class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
-    """Logistic regression on the last layer's pooled hidden state; C chosen on validation."""
+    """Logistic regression on the last layer's pooled hidden state; C chosen on validation.
+
+    Training features come from an activation store of the same texts when one exists (``store_dir``, default
+    ``$STC_CACHE/stores``), so fitting beside STC costs no second forward pass; else they are extracted."""
 
     def __init__(self, model: str = "minilm", *, pooling: str = "auto", Cs=DEFAULT_FINAL_CS,
                  metric: str = "accuracy", validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192, device: str = "auto",
-                 dtype: str = "auto", random_state: int = 42, show_progress_bar: bool = True):
+                 dtype: str = "auto", random_state: int = 42, show_progress_bar: bool = True,
+                 store_dir: str | None = None):
         self.model = model
         self.pooling = pooling
         self.Cs = Cs
@@ -55,9 +60,15 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.show_progress_bar = show_progress_bar
+        self.store_dir = store_dir
 
-    def _embed(self, backbone: Backbone, texts: list[str]) -> np.ndarray:
+    def _embed(self, backbone: Backbone, texts: list[str], *, reuse_store: bool = False) -> np.ndarray:
         key = feature_key("hidden", backbone.num_layers, self.pooling_)
+        if reuse_store:  # STC fitted on the same texts has this array on disk already
+            stored = find_stored(backbone, texts, key, root=self.store_dir, max_length=self.max_length,
+                                 windows=self.windows, window_overlap=self.window_overlap)
+            if stored is not None:
+                return stored
         return extract_features(backbone, texts, [key], max_length=self.max_length, windows=self.windows,
                                 window_overlap=self.window_overlap, token_budget=self.token_budget,
                                 show_progress_bar=self.show_progress_bar, progress_desc="embed")[key]
@@ -75,7 +86,7 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
             random_state=self.random_state)
         backbone = self._backbone()
         self.pooling_ = native_pooling(backbone) if self.pooling == "auto" else self.pooling
-        features = self._embed(backbone, train_texts + val_texts)
+        features = self._embed(backbone, train_texts + val_texts, reuse_store=True)
         X_train, X_val_features = features[:len(train_texts)], features[len(train_texts):]
         self.val_scores_ = {}
         with warnings.catch_warnings():
