@@ -129,7 +129,8 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"max_length must be None or an integer >= 2, got {self.max_length!r}")
         return {"representations": check_representations(self.representations),
                 "poolings": None if self.poolings is None else check_poolings(self.poolings),
-                "etas": check_grid(self.etas, "etas", upper=1.0), "probe_Cs": None if self.probe_Cs is None else check_grid(self.probe_Cs, "probe_Cs"),
+                "etas": check_grid(self.etas, "etas", upper=1.0),
+                "probe_Cs": None if self.probe_Cs is None else check_grid(self.probe_Cs, "probe_Cs"),
                 "final_Cs": check_grid(self.final_Cs, "final_Cs")}
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> STCClassifier:
@@ -172,10 +173,11 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
         self.kept_columns_ = kept_columns(probes, best.representations, best.poolings, best.eta, best.exit_layer)
         X_train = np.hstack([store.load(key, columns=cols, rows=train_rows) for key, cols in self.kept_columns_.items()])
         self.classifier_ = make_final_classifier(best.C, self.random_state).fit(X_train, train_codes)
-        self._set_summary(backbone, settings, best, table, probes, store, time.perf_counter() - started)
+        self._set_summary(backbone, settings, best, table, probes, store, grids["etas"],
+                          time.perf_counter() - started)
         return self
 
-    def _set_summary(self, backbone, settings, best, table, probes, store: ActivationStore, seconds) -> None:
+    def _set_summary(self, backbone, settings, best, table, probes, store: ActivationStore, etas, seconds) -> None:
         self.backbone_ = {"name": backbone.name, "source": backbone.source, "gguf_file": backbone.gguf_file,
                           "weights_sha256": backbone.weights_hash(), "num_layers": backbone.num_layers,
                           "is_decoder": backbone.is_decoder}
@@ -192,7 +194,7 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
                                "n_nonzero": probe.n_nonzero, "scores_by_C": probe.scores_by_C, "Cs": probe.Cs}
                               for key, probe in sorted(probes.items(), key=lambda item: parse_key(item[0]))]
         self.search_results_ = [candidate.as_row() for candidate in table]
-        etas = sorted({row.eta for row in table})
+        etas = sorted(etas)
         self.kept_counts_ = {"etas": etas, "counts": {
             key: [int(len(select_neurons(probe.importance, eta))) for eta in etas]
             for key, probe in sorted(probes.items(), key=lambda item: parse_key(item[0]))}}
