@@ -1,0 +1,343 @@
+"""L1-regularised logistic regression over a grid of C values: a warm-started proximal-Newton path solver.
+
+For every ``C`` this minimises exactly scikit-learn's objective for ``LogisticRegression(C=C, l1_ratio=1.0)``::
+
+    ||W||_1 + C * sum_i loss_i          (intercept unpenalised)
+
+with the logistic loss for two classes (one weight vector, that of class 1, as in scikit-learn's ``coef_``) and the
+multinomial loss otherwise.  Internally the same minimiser is sought in the form ``mean_i loss_i + lam * ||W||_1``
+with ``lam = 1 / (C * n)`` (scikit-learn's saga solver uses this scaling too).
+
+How, and why (timings: ``benchmarks/bench_probe_solver.py``):
+
+* Standardised transformer activations are strongly collinear (MiniLM FFN probes: Hessian condition numbers ~1e6),
+  so first-order methods (FISTA over all C at once, saga) stall for thousands of passes over X, and orthant-wise
+  or active-set Newton steps on the L1 subproblem zig-zag; a proximal Newton method needs 2-4 iterations per C when
+  the C values are solved from the smallest up, each warm-started from the last.
+* Each Newton iteration builds the Hessian only on the working set (nonzero weights plus KKT violators) with one
+  BLAS-3 product ``X_W' D X_W``, then solves the L1 quadratic model on that k x k matrix with compiled coordinate
+  descent (scikit-learn's ``enet_path`` on a precomputed Gram matrix) -- about k^2 work per sweep instead of the
+  n*k of coordinate descent on the data, which is what liblinear does.
+* A step is accepted by an Armijo line search on the exact objective, so the quadratic model may be solved loosely.
+* Multi-class problems take joint Newton steps over all classes (one class block per pair of classes in the
+  Hessian); cycling over the classes one block at a time, tried first, crawled at large C.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+from scipy.special import logsumexp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import enet_path
+from threadpoolctl import threadpool_limits
+
+__all__ = ["l1_logistic_path", "l1_logistic_path_many"]
+
+_ARMIJO = 1e-4
+_MAX_HALVINGS = 40
+_FIRST_SWEEPS = 8  # coordinate-descent sweeps in the first chunk of an inner solve; chunks double after that
+_MAX_SWEEPS = 1000
+_INNER_PROGRESS = 3e-2  # stop the inner solve once a chunk gains less than this share of the gain so far
+
+# Chunks of coordinate descent that end before its own tolerance is met make scikit-learn warn; those are expected.
+# catch_warnings is process-wide, not thread-safe: l1_logistic_path_many holds one block for all its workers.
+_CD_NOT_CONVERGED = "Objective did not converge"
+_WARNINGS_HELD = threading.local()
+
+
+@contextmanager
+def _quiet_cd():
+    """Silence the expected "did not converge" warnings of coordinate-descent chunks."""
+    if getattr(_WARNINGS_HELD, "active", False):  # a worker of l1_logistic_path_many: its caller holds the block
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning, message=_CD_NOT_CONVERGED)
+        yield
+
+
+def _validate(X, y, Cs, n_classes):
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (n_samples, n_features); got shape {X.shape}")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    y = np.asarray(y)
+    if y.dtype == bool:
+        y = y.astype(np.int64)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"X and y disagree: X has {X.shape[0]} rows, y has shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not (np.issubdtype(y.dtype, np.number) and np.all(np.mod(y, 1) == 0)):
+            raise ValueError(f"y must hold integer class codes 0..K-1; got dtype {y.dtype}")
+        y = y.astype(np.int64)
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinite values")
+    Cs = np.asarray(Cs, dtype=np.float64).ravel()
+    if Cs.size == 0:
+        raise ValueError("Cs is empty: give at least one C > 0")
+    if not np.all(np.isfinite(Cs)) or np.any(Cs <= 0):
+        raise ValueError(f"every C must be finite and > 0; got Cs={Cs.tolist()}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"y must hold class codes 0..K-1; found {y.min()}")
+    present = np.unique(y)
+    K = (int(y.max()) + 1 if y.size else 0) if n_classes is None else int(n_classes)
+    if y.size and y.max() >= K:
+        raise ValueError(f"y holds class code {y.max()} but n_classes={K}")
+    if present.size < 2:
+        raise ValueError(f"need at least 2 classes in y; found {present.size}")
+    return np.ascontiguousarray(X), y, Cs, K
+
+
+def _pseudo_gradient(g, w, lam):
+    """Minimum-norm subgradient of ``g.w + lam*|w|_1`` at w (zero exactly where w is optimal)."""
+    shrunk = np.sign(g) * np.maximum(np.abs(g) - lam, 0.0)
+    return np.where(w != 0, g + lam * np.sign(w), shrunk)
+
+
+def _solve_l1_qp(H, c, u, lam, enough, n_free):
+    """Approximately minimise ``c.u + u'Hu/2 + lam*|u[:-n_free]|_1`` (the last ``n_free`` coordinates, intercepts,
+    unpenalised), starting from u.
+
+    The intercepts are eliminated exactly (Schur complement); compiled coordinate descent then runs on the Gram
+    matrix: ``enet_path`` minimises ``(1/2)||y - Xw||^2 + alpha*|w|_1`` for one sample row, given ``Q = X'X`` and
+    ``q = X'y``; that is ``w'Qw/2 - q.w + alpha*|w|_1`` plus ``||y||^2 / 2``, where ``||y||^2 = q'Q^-1 q`` keeps its
+    duality gap, hence its gap-safe screening, exact.  Sweeps run in chunks of doubling length until a chunk gains
+    less than ``enough`` or a small share of the gain so far (its gap is a loose bound on ill-conditioned Q).
+    """
+    m = len(u) - n_free
+    B, free_factor = H[:m, m:], cho_factor(H[m:, m:])
+    w = u[:m].copy()
+    if m:
+        Q = np.ascontiguousarray(H[:m, :m] - B @ cho_solve(free_factor, B.T))
+        q = B @ cho_solve(free_factor, c[m:]) - c[:m]
+        # Rounding in the solve may only loosen the gap (a larger ||y||^2), never make screening unsafe.
+        y_norm2 = float(q @ cho_solve(cho_factor(Q), q)) * (1.0 + 1e-6)
+        dummy_X, dummy_y = np.zeros((1, m)), np.array([np.sqrt(max(y_norm2, np.finfo(np.float64).tiny))])
+
+        def value(w):
+            return 0.5 * float(w @ (Q @ w)) - float(q @ w) + lam * float(np.abs(w).sum())
+
+        start = last = value(w)
+        sweeps, chunk = 0, _FIRST_SWEEPS
+        while sweeps < _MAX_SWEEPS:
+            with _quiet_cd():
+                w = enet_path(dummy_X, dummy_y, l1_ratio=1.0, alphas=[lam], precompute=Q, Xy=q, coef_init=w,
+                              max_iter=chunk, tol=0.0, check_input=False)[1][:, 0]
+            sweeps += chunk
+            chunk *= 2
+            current = value(w)
+            if last - current <= max(_INNER_PROGRESS * (start - current), enough):
+                break
+            last = current
+    return np.concatenate([w, -cho_solve(free_factor, c[m:] + B.T @ w)])  # the best intercepts given w
+
+
+def _probabilities(scores):
+    """Class probabilities from scores (n, rows): the sigmoid for one row (binary), the softmax otherwise."""
+    if scores.shape[1] == 1:
+        return np.exp(-np.logaddexp(0.0, -scores))
+    return np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
+
+
+def _mean_loss(scores, targets):
+    if scores.shape[1] == 1:
+        return float(np.mean(np.logaddexp(0.0, scores[:, 0]) - targets[:, 0] * scores[:, 0]))
+    return float(np.mean(logsumexp(scores, axis=1) - (targets * scores).sum(axis=1)))
+
+
+def _hessian(X_work, P, free):
+    """Hessian of the mean loss in (weights on the working set, class-major; then the free intercepts).
+
+    Block (a, b) of the weights is ``X_W' diag(P_a (delta_ab - P_b)) X_W / n`` (for one row: ``p (1 - p)``).
+    """
+    n, k = X_work.shape
+    rows = P.shape[1]
+    curvature = {}
+    for a in range(rows):
+        for b in range(a, rows):
+            curvature[a, b] = P[:, a] * (1.0 - P[:, a]) if a == b else -P[:, a] * P[:, b]
+    H = np.empty((rows * k + len(free),) * 2)
+    for (a, b), weight in curvature.items():
+        if a == b:
+            weighted = X_work * np.sqrt(weight).astype(X_work.dtype)[:, None]
+            block = weighted.T @ weighted  # symmetric rank-n product: BLAS syrk, half a GEMM
+        else:
+            block = X_work.T @ (X_work * weight.astype(X_work.dtype)[:, None])
+        H[a * k:(a + 1) * k, b * k:(b + 1) * k] = block
+        H[b * k:(b + 1) * k, a * k:(a + 1) * k] = block.T
+    for i, c in enumerate(free):
+        for a in range(rows):
+            column = X_work.T @ curvature[min(a, c), max(a, c)].astype(X_work.dtype)
+            H[a * k:(a + 1) * k, rows * k + i] = H[rows * k + i, a * k:(a + 1) * k] = column
+        for j, e in enumerate(free):
+            H[rows * k + i, rows * k + j] = curvature[min(c, e), max(c, e)].sum()
+    H /= n
+    # A whisper of ridge keeps the pivots positive when probabilities saturate or columns repeat.
+    H[np.diag_indices(len(H))] += 1e-12 * max(float(np.trace(H)) / len(H), 1e-300)
+    return H
+
+
+def _newton_step(X, targets, W, b, scores, lam, enough):
+    """One proximal-Newton step on all weights and intercepts; W and b change in place; X is column-major.
+
+    ``enough`` is a decrease of the objective too small to chase inside the step.  Returns the new scores
+    ``X W' + b`` (n, rows) and the decrease of the objective.
+    """
+    n, rows = scores.shape
+    free = [0] if rows == 1 else list(range(1, rows))  # class 0's intercept is the softmax's gauge
+    P = _probabilities(scores)
+    residual = P - targets
+    G = (X.T @ residual.astype(X.dtype)).astype(np.float64).T / n
+    g_free = residual.mean(axis=0)[free]
+    work = np.flatnonzero(((W != 0) | (_pseudo_gradient(G, W, lam) != 0)).any(axis=0))
+    if not work.size and np.abs(g_free).max() <= 1e-12:
+        return scores, 0.0  # the null model is already optimal: the weights stay exactly zero
+    k = work.size
+    X_work = X[:, work]  # a cheap gather of whole columns: X is column-major
+    H = _hessian(X_work, P, free)
+    u_old = np.concatenate([W[:, work].ravel(), b[free]])
+    gradient = np.concatenate([G[:, work].ravel(), g_free])
+    delta = _solve_l1_qp(H, gradient - H @ u_old, u_old, lam, enough, len(free)) - u_old
+    d_W = delta[:rows * k].reshape(rows, k)
+    d_b = np.zeros(rows)
+    d_b[free] = delta[rows * k:]
+    d_scores = (X_work @ d_W.T.astype(X.dtype)).astype(np.float64) + d_b
+    old_W = W[:, work].copy()
+    penalty_old = lam * float(np.abs(old_W).sum())
+    f_old = _mean_loss(scores, targets) + penalty_old
+    slope = float(gradient @ delta) + lam * float(np.abs(old_W + d_W).sum()) - penalty_old
+    alpha = 1.0
+    for _ in range(_MAX_HALVINGS):
+        new_scores = scores + alpha * d_scores
+        f_new = _mean_loss(new_scores, targets) + lam * float(np.abs(old_W + alpha * d_W).sum())
+        if f_new <= f_old + _ARMIJO * alpha * min(slope, 0.0):
+            break
+        alpha *= 0.5
+    else:
+        return scores, 0.0  # no decrease left at this precision
+    W[:, work] = old_W + alpha * d_W
+    b += alpha * d_b
+    return new_scores, f_old - f_new
+
+
+def _null_intercepts(targets):
+    """Intercepts of the best model without features (binary: log-odds; multinomial: log class frequencies)."""
+    freq = targets.mean(axis=0)
+    if targets.shape[1] == 1:
+        return np.log(freq / (1.0 - freq))
+    logs = np.log(np.maximum(freq, np.finfo(np.float64).tiny))  # a class absent from y gets ~ -708
+    return logs - logs[freq > 0].mean()
+
+
+def _start_points(warm_start, n_C, rows, d):
+    if warm_start is None:
+        return None
+    coef, intercept = (np.asarray(part, dtype=np.float64) for part in warm_start)
+    if coef.ndim == 2:
+        coef, intercept = coef[None], intercept.reshape(1, -1)
+    if coef.shape[0] not in (1, n_C) or coef.shape[1:] != (rows, d) or intercept.shape != (coef.shape[0], rows):
+        raise ValueError(f"warm_start must be shaped like the output, ({n_C}, {rows}, {d}) and ({n_C}, {rows}), "
+                         f"or ({rows}, {d}) and ({rows},); got {coef.shape} and {intercept.shape}")
+    if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
+        raise ValueError("warm_start contains NaN or infinite values")
+    return coef, intercept
+
+
+def l1_logistic_path(
+    X: np.ndarray,
+    y: np.ndarray,
+    Cs: Sequence[float],
+    *,
+    n_classes: int | None = None,
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+    warm_start: tuple | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit L1-regularised logistic regression for every C; returns (coef (n_C, K, d), intercept (n_C, K)).
+
+    Two classes give one row per C (K = 1 in the shapes), the weights of class 1, as scikit-learn's ``coef_``.
+    ``y`` holds class codes 0..K-1 (``n_classes`` fixes K when a class is absent from y).  The C values are solved
+    from the smallest up, each warm-started from the previous solution; Newton iterations end at a C once the gain still expected from later iterations, estimated from the
+    observed rate of decrease, is below ``tol`` times the objective; ``max_iter`` caps those iterations.
+    ``warm_start`` is ``(coef, intercept)`` shaped like the output (one start per C) or ``(K, d)``, ``(K,)`` (a
+    start for the smallest C).  Weights that the L1 penalty removes are exact zeros.  Same input, same output, bit
+    for bit (under the same BLAS thread count).
+    """
+    X, y, Cs, K = _validate(X, y, Cs, n_classes)
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0; got {tol}")
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be >= 1; got {max_iter}")
+    n, d = X.shape
+    rows = 1 if K == 2 else K
+    targets = ((y == 1)[:, None] if K == 2 else y[:, None] == np.arange(K)[None, :]).astype(np.float64)
+    starts = _start_points(warm_start, len(Cs), rows, d)
+    W = np.zeros((rows, d))
+    b = _null_intercepts(targets)
+    coef = np.zeros((len(Cs), rows, d))
+    intercept = np.zeros((len(Cs), rows))
+    X = np.asfortranarray(X)
+    for rank, j in enumerate(np.argsort(Cs, kind="stable")):
+        if starts is not None and (starts[0].shape[0] == len(Cs) or rank == 0):
+            start = j if starts[0].shape[0] == len(Cs) else 0
+            W, b = starts[0][start].copy(), starts[1][start].copy()
+        # Fresh scores at each C: incremental float32 updates would otherwise drift along the path.
+        scores = (X @ W.T.astype(X.dtype)).astype(np.float64) + b
+        lam = 1.0 / (Cs[j] * n)
+        previous = 0.0
+        for _ in range(int(max_iter)):
+            target_gap = tol * (_mean_loss(scores, targets) + lam * float(np.abs(W).sum()))
+            scores, decrease = _newton_step(X, targets, W, b, scores, lam, 0.1 * target_gap)
+            # Newton iterations converge at least linearly; with the rate seen so far, what is still to gain?
+            rate = min(decrease / previous, 0.99) if previous > 0 else 0.5
+            if decrease * rate / (1.0 - rate) <= target_gap:
+                break
+            previous = decrease
+        coef[j], intercept[j] = W, b
+    return coef, intercept
+
+
+def l1_logistic_path_many(
+    Xs: Sequence[np.ndarray],
+    y: np.ndarray,
+    Cs: Sequence[float] | Sequence[Sequence[float]],
+    *,
+    n_classes: int | None = None,
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+    n_threads: int | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fit ``l1_logistic_path`` on every array of ``Xs`` (same rows, same labels); returns one (coef, intercept) each.
+
+    ``Cs`` is one grid for all arrays or one grid per array.  The arrays are fitted concurrently on ``n_threads``
+    threads (default ``torch.get_num_threads()``), each with single-threaded BLAS for the duration of the call:
+    most of a fit (coordinate descent, line searches, small products) runs on one core, so whole fits side by side
+    use the cores better than threaded BLAS inside one fit.  Results are identical to fitting the arrays one by one
+    under single-threaded BLAS.
+    """
+    Xs = list(Xs)
+    grids = [Cs] * len(Xs) if not len(Cs) or np.ndim(Cs[0]) == 0 else list(Cs)
+    if len(grids) != len(Xs):
+        raise ValueError(f"got {len(grids)} C grids for {len(Xs)} arrays")
+    if n_threads is None:
+        import torch
+
+        n_threads = torch.get_num_threads()
+    n_threads = max(1, min(int(n_threads), len(Xs)))
+
+    def fit(i):
+        _WARNINGS_HELD.active = n_threads > 1
+        return l1_logistic_path(Xs[i], y, grids[i], n_classes=n_classes, tol=tol, max_iter=max_iter)
+
+    if n_threads == 1:
+        return [fit(i) for i in range(len(Xs))]
+    with _quiet_cd(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(fit, range(len(Xs))))

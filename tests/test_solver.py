@@ -1,0 +1,201 @@
+"""stc._solver: the L1 logistic path solver against scikit-learn, on planted problems with known answers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.special import log_expit, logsumexp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
+
+from stc._solver import l1_logistic_path, l1_logistic_path_many
+
+
+def objective(X, y, C, coef, intercept):
+    """scikit-learn's objective ``||W||_1 + C * sum(loss)``, in float64, for either solver's output."""
+    X, coef, intercept = (np.asarray(a, dtype=np.float64) for a in (X, coef, intercept))
+    scores = X @ coef.T + intercept
+    if coef.shape[0] == 1:
+        loss = -log_expit(np.where(y == 1, scores[:, 0], -scores[:, 0])).sum()
+    else:
+        loss = (logsumexp(scores, axis=1) - scores[np.arange(len(y)), y]).sum()
+    return float(np.abs(coef).sum() + C * loss)
+
+
+def planted_problem(n=400, d=30, n_classes=2, informative=4, seed=0):
+    """Correlated standardised features; the labels depend on the first ``informative`` features only."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) + 0.6 * rng.standard_normal((n, 1))  # a shared factor: correlated columns
+    X = (X - X.mean(0)) / X.std(0)
+    weights = np.zeros((n_classes, d))
+    for j in range(informative):  # each informative feature raises one class: none cancels out
+        weights[j % n_classes, j] = 3.0
+    y = np.argmax(X @ weights.T + rng.gumbel(size=(n, n_classes)), axis=1)
+    return X, y
+
+
+def saga(X, y, C):
+    """scikit-learn's saga run to a tight tolerance (its n_iter_ says whether it got there)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(C=C, l1_ratio=1.0, solver="saga", tol=1e-10, max_iter=20_000)
+        return model.fit(X, y)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_objective_matches_scikit_learn_saga_at_every_C(n_classes):
+    X, y = planted_problem(n_classes=n_classes)
+    Cs = [0.003, 0.03, 0.3, 3.0]
+    coef, intercept = l1_logistic_path(X, y, Cs, tol=1e-8)
+    assert coef.shape == (len(Cs), 1 if n_classes == 2 else n_classes, X.shape[1])
+    assert intercept.shape == coef.shape[:2]
+    for j, C in enumerate(Cs):
+        reference = saga(X, y, C)
+        ours, theirs = objective(X, y, C, coef[j], intercept[j]), objective(X, y, C, reference.coef_,
+                                                                            reference.intercept_)
+        assert ours <= theirs * (1 + 1e-4), (C, ours, theirs)  # never worse than scikit-learn
+        # ... and optimal in its own right: saga's stopping rule (on weight changes) can stop short at small C.
+        assert kkt_violation(X, y, C, coef[j], intercept[j]) <= 1e-3
+
+
+def test_binary_objective_matches_liblinear_and_keeps_its_sign_convention():
+    X, y = planted_problem(n=600, d=40, seed=1)
+    Cs = [0.01, 0.1, 1.0]
+    coef, intercept = l1_logistic_path(X, y, Cs, tol=1e-8)
+    for j, C in enumerate(Cs):
+        # liblinear penalises the intercept too; a large intercept_scaling makes that penalty negligible.
+        reference = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", tol=1e-10, max_iter=10_000,
+                                       intercept_scaling=1e3).fit(X, y)
+        ours = objective(X, y, C, coef[j], intercept[j])
+        theirs = objective(X, y, C, reference.coef_, reference.intercept_)
+        assert ours <= theirs * (1 + 1e-4) and theirs <= ours * (1 + 1e-4), (C, ours, theirs)
+        # One row: the weights of class 1, as scikit-learn's coef_ for two classes.
+        assert np.array_equal(np.sign(coef[j]), np.sign(reference.coef_))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_C_below_the_null_threshold_gives_exact_zeros_and_the_null_intercepts(n_classes):
+    X, y = planted_problem(n_classes=n_classes, seed=2)
+    coef, intercept = l1_logistic_path(X, y, [1e-6, 1e-5])
+    assert np.all(coef == 0.0)  # exact zeros, not 1e-12
+    freq = np.bincount(y, minlength=n_classes) / len(y)
+    if n_classes == 2:
+        np.testing.assert_allclose(intercept[:, 0], np.log(freq[1] / freq[0]), rtol=1e-10)
+    else:
+        np.testing.assert_allclose(intercept - intercept.mean(1, keepdims=True),
+                                   np.tile(np.log(freq) - np.log(freq).mean(), (2, 1)), rtol=1e-10)
+    assert np.all(saga(X, y, 1e-5).coef_ == 0)  # scikit-learn agrees that nothing survives
+
+
+def test_weights_below_the_penalty_are_exact_zeros_everywhere_on_the_path():
+    X, y = planted_problem(n=500, d=60, seed=3)
+    C_min = 1.0 / np.abs(X.T @ (y - y.mean())).max()  # below it no weight survives
+    coef, _ = l1_logistic_path(X, y, [2 * C_min, 8 * C_min, 40 * C_min])
+    nonzero = np.abs(coef[coef != 0])
+    assert nonzero.min() > 1e-8  # a zero is a zero: no 1e-12 leftovers of a smooth solver
+    assert 0 < np.count_nonzero(coef[0]) < np.count_nonzero(coef[2]) < X.shape[1]
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_planted_informative_features_get_the_weights(n_classes):
+    X, y = planted_problem(n=1000, d=50, n_classes=n_classes, informative=5, seed=4)
+    (sparse, larger), _ = l1_logistic_path(X, y, [0.01, 0.05])
+    kept = np.flatnonzero((sparse ** 2).sum(axis=0))
+    assert 0 < len(kept) and set(kept) <= set(range(5))  # a strong penalty keeps informative features only
+    importance = (larger ** 2).sum(axis=0)
+    assert set(np.argsort(importance)[-5:]) == set(range(5))  # a weaker one ranks them first
+
+
+def kkt_violation(X, y, C, coef, intercept):
+    """Largest minimum-norm subgradient of ``||W||_1 + C * sum(loss)`` over weights and intercepts (0 at optimum)."""
+    scores = X @ coef.T + intercept
+    if coef.shape[0] == 1:
+        residual = (1.0 / (1.0 + np.exp(-scores)) - (y == 1)[:, None]) * C
+    else:
+        residual = (np.exp(scores - logsumexp(scores, axis=1, keepdims=True)) - np.eye(coef.shape[0])[y]) * C
+    gradient = (X.T @ residual).T
+    subgradient = np.where(coef != 0, gradient + np.sign(coef), np.sign(gradient) * np.maximum(
+        np.abs(gradient) - 1.0, 0.0))
+    return max(float(np.abs(subgradient).max()), float(np.abs(residual.sum(axis=0)).max()))
+
+
+def test_output_rows_follow_the_order_of_Cs_given():
+    X, y = planted_problem(seed=5)
+    Cs = [0.3, 0.01, 0.05]
+    coef, intercept = l1_logistic_path(X, y, Cs, tol=1e-8)
+    sorted_coef, sorted_intercept = l1_logistic_path(X, y, sorted(Cs), tol=1e-8)
+    order = np.argsort(Cs)
+    np.testing.assert_array_equal(coef[order], sorted_coef)
+    np.testing.assert_array_equal(intercept[order], sorted_intercept)
+
+
+def test_float32_input_reaches_the_same_objective():
+    X, y = planted_problem(n=500, d=40, seed=6)
+    Cs = [0.02, 0.2]
+    coef64, intercept64 = l1_logistic_path(X, y, Cs, tol=1e-8)
+    coef32, intercept32 = l1_logistic_path(X.astype(np.float32), y, Cs, tol=1e-8)
+    for j, C in enumerate(Cs):
+        f64, f32 = objective(X, y, C, coef64[j], intercept64[j]), objective(X, y, C, coef32[j], intercept32[j])
+        assert abs(f32 - f64) <= 1e-5 * f64
+
+
+def test_same_input_gives_bitwise_the_same_output():
+    X, y = planted_problem(n=300, d=25, n_classes=3, seed=7)
+    first = l1_logistic_path(X, y, [0.01, 0.1, 1.0])
+    second = l1_logistic_path(X, y, [0.01, 0.1, 1.0])
+    for a, b in zip(first, second):
+        assert np.array_equal(a, b)
+
+
+def test_warm_start_at_the_solution_stays_there():
+    X, y = planted_problem(seed=8)
+    Cs = [0.02, 0.2]
+    coef, intercept = l1_logistic_path(X, y, Cs, tol=1e-8)
+    again, again_intercept = l1_logistic_path(X, y, Cs, tol=1e-8, warm_start=(coef, intercept))
+    for j, C in enumerate(Cs):
+        assert objective(X, y, C, again[j], again_intercept[j]) <= objective(X, y, C, coef[j], intercept[j]) * (
+            1 + 1e-10)
+    with pytest.raises(ValueError, match="warm_start"):
+        l1_logistic_path(X, y, Cs, warm_start=(coef[:, :, :3], intercept))
+
+
+def test_many_arrays_at_once_equal_one_at_a_time_with_single_threaded_blas():
+    X, y = planted_problem(n=300, d=30, seed=9)
+    arrays = [X, X[:, :12].copy(), (2 * X[:, 5:]).astype(np.float32)]
+    grids = [[0.01, 0.1], [0.02, 0.2], [0.05]]
+    together = l1_logistic_path_many(arrays, y, grids, n_threads=2)
+    with threadpool_limits(limits=1, user_api="blas"):
+        alone = [l1_logistic_path(A, y, Cs) for A, Cs in zip(arrays, grids)]
+    for (coef, intercept), (coef_alone, intercept_alone) in zip(together, alone):
+        assert np.array_equal(coef, coef_alone) and np.array_equal(intercept, intercept_alone)
+    assert [c.shape for c, _ in l1_logistic_path_many(arrays[:2], y, [0.1])] == [(1, 1, 30), (1, 1, 12)]
+
+
+def test_a_class_absent_from_y_but_counted_in_n_classes_is_never_predicted():
+    X, y = planted_problem(n_classes=2, seed=10)
+    coef, intercept = l1_logistic_path(X, y, [0.1], n_classes=3)
+    assert coef.shape == (1, 3, X.shape[1]) and np.all(coef[0, 2] == 0)
+    assert np.all(np.argmax(X @ coef[0].T + intercept[0], axis=1) != 2)
+
+
+@pytest.mark.parametrize("X_change, y_change, Cs, match", [
+    (None, None, [], "Cs is empty"),
+    (None, None, [0.1, 0.0], "C must be finite and > 0"),
+    (None, None, [-1.0], "C must be finite and > 0"),
+    (None, None, [np.nan], "C must be finite and > 0"),
+    (lambda X: X[:-1], None, [0.1], "X and y disagree"),
+    (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), None, [0.1], "NaN or infinite"),
+    (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 7, np.inf, X), None, [0.1], "NaN or infinite"),
+    (None, lambda y: np.zeros_like(y), [0.1], "at least 2 classes"),
+    (None, lambda y: y - 1, [0.1], "class codes 0..K-1"),
+    (lambda X: X[:, 0], None, [0.1], "2-D array"),
+])
+def test_bad_input_is_refused_with_a_message_naming_the_problem(X_change, y_change, Cs, match):
+    X, y = planted_problem(n=50, d=5, seed=11)
+    X = X_change(X) if X_change else X
+    y = y_change(y) if y_change else y
+    with pytest.raises(ValueError, match=match):
+        l1_logistic_path(X, y, Cs)
