@@ -44,6 +44,7 @@ _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
 _FIRST_SWEEPS = 8  # coordinate-descent sweeps in the first chunk of an inner solve; chunks double after that
 _MAX_SWEEPS = 1000
+_RATE_FLOOR = 0.2  # inexact steps can shrink the decrease faster than the gap: never trust a rate below it
 _INNER_PROGRESS = 3e-2  # stop the inner solve once a chunk gains less than this share of the gain so far
 
 # Chunks of coordinate descent that end before its own tolerance is met make scikit-learn warn; those are expected.
@@ -297,7 +298,7 @@ def l1_logistic_path(
             target_gap = tol * (_mean_loss(scores, targets) + lam * float(np.abs(W).sum()))
             scores, decrease = _newton_step(X, targets, W, b, scores, lam, 0.1 * target_gap)
             # Newton iterations converge at least linearly; with the rate seen so far, what is still to gain?
-            rate = min(decrease / previous, 0.99) if previous > 0 else 0.5
+            rate = max(min(decrease / previous, 0.99), _RATE_FLOOR) if previous > 0 else 0.5
             if decrease * rate / (1.0 - rate) <= target_gap:
                 break
             previous = decrease
