@@ -2,7 +2,7 @@
 
 One process, one command::
 
-    .venv/bin/python benchmarks/bench_probe_solver.py            # full grid (~15 min on 2 cores)
+    .venv/bin/python benchmarks/bench_probe_solver.py            # full grid (~10 min on 2 cores)
     .venv/bin/python benchmarks/bench_probe_solver.py --quick    # a few probes (~1 min)
 
 Data: real MiniLM-L6 activations on the MR movie-review snippets when they can be found offline, else synthetic
@@ -186,7 +186,8 @@ def run_saga(X, y, Cs):
 
 def smallest_useful_C(X, y) -> float:
     """The C below which an L1 probe keeps no neuron, 1 / max|X'(y - mean y)| (as stc.probe computes it)."""
-    return 1.0 / float(np.abs(X.T.astype(np.float64) @ (y - y.mean())).max())
+    gradient = float(np.abs(X.T.astype(np.float64) @ (y - y.mean())).max())
+    return 1.0 / gradient if gradient > 0 else 1.0  # constant features (the first token at layer 0): any C
 
 
 def objective(X, y, C, coef, intercept) -> float:
@@ -263,14 +264,18 @@ def main(argv=None) -> None:
               f"{lib_seconds[key] / seq_seconds[key]:>6.1f}{Cs[i]:>8.2g}{Cs[j]:>8.2g}{100 * lib_acc[i]:>9.2f}"
               f"{100 * our_acc[j]:>9.2f}{diffs[-1]:>+8.2f}{rel_objectives[-1]:>10.1e}", flush=True)
 
-    # saga (SPIN): raw activations, on the first probes of each width, extrapolated per (probe, C) by width.
-    saga_keys = [k for d in sorted({arrays[k].shape[1] for k in keys})
-                 for k in [key for key in keys if arrays[key].shape[1] == d][:saga_probes]]
+    # saga (SPIN): raw activations, on a few probes of each width spread over the layers, extrapolated per
+    # (probe, C) by width.
+    saga_keys = []
+    for d in sorted({arrays[k].shape[1] for k in keys}):
+        same_width = [key for key in keys if arrays[key].shape[1] == d]
+        spread = np.linspace(0, len(same_width), saga_probes + 2)[1:-1].astype(int) if saga_probes else []
+        saga_keys += [same_width[i] for i in spread]
     per_fit = {}
     for key in saga_keys:
         seconds = run_saga(arrays[key][train], y_train, grids[key])
         per_fit.setdefault(arrays[key].shape[1], []).extend(seconds)
-        print(f"saga (SPIN recipe: raw activations, warm-started, max_iter=100) {key}: "
+        print(f"saga (SPIN recipe: raw activations, same C values, warm-started, max_iter=100) {key}: "
               + ", ".join(f"C={C:.2g} {s:.1f}s" for C, s in zip(grids[key], seconds)), flush=True)
     saga_total = (sum(np.mean(per_fit[arrays[key].shape[1]]) * len(grids[key]) for key in keys)
                   if all(arrays[key].shape[1] in per_fit for key in keys) else float("nan"))
