@@ -102,3 +102,15 @@ def test_search_prefers_the_shallowest_exit_that_holds_the_signal(tmp_path):
     assert best.exit_layer == 1
     assert best.val_score >= max(row.val_score for row in table)
     assert {row.stage for row in table} == {1, 2}
+
+
+def test_probes_work_with_more_neurons_than_texts(tmp_path):
+    """Small training sets are common: n < d makes the probe Hessian singular, which must not break the fit."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, size=80)
+    X = rng.normal(size=(80, 300))
+    X[:, 11] += 2.5 * (2.0 * y - 1.0)
+    store = _write_store(tmp_path, {"hidden.L1.mean": X})
+    probes = fit_probes(store, store.keys, y, np.arange(50), np.arange(50, 80))
+    assert probes["hidden.L1.mean"].val_score > 0.8
+    assert select_neurons(probes["hidden.L1.mean"].importance, 0.3).tolist() == [11]
