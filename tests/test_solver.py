@@ -174,6 +174,19 @@ def test_many_arrays_at_once_equal_one_at_a_time_with_single_threaded_blas():
     assert [c.shape for c, _ in l1_logistic_path_many(arrays[:2], y, [0.1])] == [(1, 1, 30), (1, 1, 12)]
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_more_neurons_than_samples_in_float32(n_classes):
+    # The Hessian on the working set is then singular: float32 rounding once broke its Cholesky factorisation.
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((30, 80)).astype(np.float32)
+    y = np.arange(30) % n_classes
+    Cs = [0.1, 1.0, 10.0]
+    coef, intercept = l1_logistic_path(X, y, Cs, tol=1e-8)
+    for j, C in enumerate(Cs):  # optimality certified by the KKT conditions (saga crawls on such problems)
+        assert kkt_violation(X.astype(np.float64), y, C, coef[j], intercept[j]) <= 1e-3
+    assert np.count_nonzero(coef[-1]) < 30 * max(1, n_classes - 1) + 1  # L1 keeps at most ~n neurons
+
+
 def test_a_class_absent_from_y_but_counted_in_n_classes_is_never_predicted():
     X, y = planted_problem(n_classes=2, seed=10)
     coef, intercept = l1_logistic_path(X, y, [0.1], n_classes=3)

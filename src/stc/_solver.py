@@ -122,8 +122,10 @@ def _solve_l1_qp(H, c, u, lam, enough, n_free):
         # Rounding in the solve may only loosen the gap (a larger ||y||^2), never make screening unsafe.
         try:
             y_norm2 = float(q @ cho_solve(cho_factor(Q), q)) * (1.0 + 1e-6)
-        except np.linalg.LinAlgError:  # singular Q: more working neurons than samples; q lies in Q's range
-            y_norm2 = float(q @ np.linalg.lstsq(Q, q, rcond=None)[0]) * (1.0 + 1e-6)
+        except np.linalg.LinAlgError:  # singular Q (more working neurons than samples); q lies in Q's range
+            values, vectors = np.linalg.eigh(Q)
+            kept = values > values[-1] * len(values) * np.finfo(np.float64).eps
+            y_norm2 = float(((vectors[:, kept].T @ q) ** 2 / values[kept]).sum()) * (1.0 + 1e-6)
         dummy_X, dummy_y = np.zeros((1, m)), np.array([np.sqrt(max(y_norm2, np.finfo(np.float64).tiny))])
 
         def value(w):
