@@ -184,7 +184,7 @@ def test_per_layer_counts_across_eta_are_drawn_when_the_model_records_them(saved
     from stc.report._figures import save_figure
 
     clf = stc.load(saved_models[2])
-    assert eta_curves(clf)["kept_per_layer_by_eta"] is None and eta_curves(clf)["note"]
+    assert eta_curves(clf)["kept_per_layer_by_eta"] is not None  # fitted models record their counts
     etas = list(clf.etas)
     # Planted counts: each key keeps (position of η in the grid + 1) × (layer + 1) neurons.
     clf.kept_counts_ = {"etas": etas, "counts": {key: [(i + 1) * (int(key.split(".")[1][1:]) + 1)
