@@ -108,6 +108,10 @@ def _fit_one(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nda
     if Cs is None:
         C_min = smallest_useful_C(X_train, y_train, int(y.max()) + 1)
         Cs = [C_min * multiple for multiple in RELATIVE_PROBE_CS]
+    if solver == "auto" and X_train.shape[0] < X_train.shape[1]:
+        # More neurons than texts: the Newton working sets outgrow the data (singular, cubic-cost Hessians), while
+        # liblinear's coordinate descent is cheap on so few rows.
+        solver = "liblinear"
     if solver == "auto":
         from ._solver import l1_logistic_path
 
