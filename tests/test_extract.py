@@ -95,6 +95,21 @@ def test_pool_tokens_equals_hand_computation_under_either_padding(side):
         torch.testing.assert_close(pool_tokens(x, mask, "last")[row], real[-1])
 
 
+@pytest.mark.parametrize("lengths", [[7, 7, 5, 5, 5, 2], [2, 5, 7, 5, 7, 5], [7, 7, 7, 7, 7, 7], [4, 3, 3, 1, 1, 1]])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_max_pooling_reads_only_real_tokens_for_sorted_unsorted_and_tied_lengths(lengths, side):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(len(lengths), 7, 5, generator=generator) - 100.0  # padding would win if it were read
+    mask = torch.zeros(len(lengths), 7, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = 1 if side == "right" else 0
+        if side == "left":
+            mask[row, 7 - length:] = 1
+        x[row][mask[row] == 0] = 1000.0
+    expected = torch.stack([x[row][mask[row] == 1].max(0).values for row in range(len(lengths))])
+    torch.testing.assert_close(pool_tokens(x, mask, "max"), expected)
+
+
 def test_unknown_pooling_is_refused():
     with pytest.raises(ValueError, match="unknown pooling 'median'"):
         pool_tokens(torch.zeros(1, 2, 3), torch.ones(1, 2), "median")

@@ -66,18 +66,39 @@ def _token_stat(x: torch.Tensor, mask: torch.Tensor, stat: str) -> torch.Tensor:
     if stat == "sum":  # a batched matrix product: no masked copy of the activations is made
         return torch.bmm(mask.unsqueeze(1).to(x.dtype), x).squeeze(1)
     if stat == "max":
-        # Columns that are real in every row need no mask; only the ragged tail is masked (a smaller copy).
-        shortest = int(mask.sum(dim=1).min())
-        if shortest > 0 and bool(mask[:, :shortest].all()):
-            head = x[:, :shortest].amax(dim=1)
-            if shortest == x.shape[1]:
-                return head
-            tail = x[:, shortest:].masked_fill(~mask[:, shortest:].bool().unsqueeze(-1), float("-inf"))
-            return torch.maximum(head, tail.amax(dim=1))
-        return x.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
+        return _masked_max(x, mask)
     rows = torch.arange(x.shape[0], device=x.device)
     index = _first_index(mask) if stat == "first" else _last_index(mask)
     return x[rows, index]
+
+
+def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over the real tokens of each row, reading only real tokens where the batch allows it.
+
+    Columns real in every row need no mask. When the rows are right-padded and sorted longest first (extraction's
+    batches are), rows of one length form a contiguous block, and each block's tail is a plain slice: no masked
+    copy of the activations is made. Other masks (left padding, unsorted rows) mask the ragged tail.
+    """
+    lengths = mask.sum(dim=1)
+    shortest = int(lengths.min())
+    if shortest == 0 or not bool(mask[:, :shortest].all()):
+        return x.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
+    head = x[:, :shortest].amax(dim=1)
+    if shortest == x.shape[1]:
+        return head
+    right_padded = bool((mask.cumprod(dim=1).sum(dim=1) == lengths).all())
+    if right_padded and bool((lengths[:-1] >= lengths[1:]).all()):
+        per_row = lengths.tolist()
+        start = 0
+        while start < len(per_row) and per_row[start] > shortest:
+            length, stop = per_row[start], start
+            while stop < len(per_row) and per_row[stop] == length:
+                stop += 1
+            torch.maximum(head[start:stop], x[start:stop, shortest:length].amax(dim=1), out=head[start:stop])
+            start = stop
+        return head
+    tail = x[:, shortest:].masked_fill(~mask[:, shortest:].bool().unsqueeze(-1), float("-inf"))
+    return torch.maximum(head, tail.amax(dim=1))
 
 
 def pool_tokens(x: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -253,7 +274,9 @@ def _accumulate(accumulators: dict[str, np.ndarray], key: str, pooling: str, val
         accumulators[key] = np.full((n_texts, values.shape[1]), fill, dtype=np.float32)
     target = accumulators[key]
     texts = tokens.text_index[rows]
-    if pooling in ("mean", "max") and len(np.unique(texts)) == len(texts):  # one window per text in this batch
+    if len(tokens.input_ids) == n_texts:  # one window per text: each row is written once, nothing to merge
+        target[texts] = values
+    elif pooling in ("mean", "max") and len(np.unique(texts)) == len(texts):  # one window per text in this batch
         target[texts] = target[texts] + values if pooling == "mean" else np.maximum(target[texts], values)
     elif pooling == "mean":
         np.add.at(target, texts, values)
