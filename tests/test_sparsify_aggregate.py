@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -114,3 +115,19 @@ def test_probes_work_with_more_neurons_than_texts(tmp_path):
     probes = fit_probes(store, store.keys, y, np.arange(50), np.arange(50, 80))
     assert probes["hidden.L1.mean"].val_score > 0.8
     assert select_neurons(probes["hidden.L1.mean"].importance, 0.3).tolist() == [11]
+
+
+@pytest.mark.parametrize("solver", ["auto", "liblinear"])
+def test_probes_fitted_side_by_side_on_threads_equal_probes_fitted_one_by_one(tmp_path, solver):
+    arrays, y = _planted(3 if solver == "auto" else 2, seed=4)
+    store = _write_store(tmp_path, arrays)
+    train, val = np.arange(600), np.arange(600, 900)
+    one_by_one = fit_probes(store, store.keys, y, train, val, solver=solver, n_jobs=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threaded = fit_probes(store, store.keys, y, train, val, solver=solver, n_jobs=-1)
+    assert not [w for w in caught if "converge" in str(w.message)]  # expected solver chatter stays silenced
+    assert list(threaded) == list(one_by_one)
+    for key, probe in one_by_one.items():
+        assert threaded[key].C == probe.C and threaded[key].scores_by_C == probe.scores_by_C
+        np.testing.assert_allclose(threaded[key].coef, probe.coef, rtol=1e-5, atol=1e-6)

@@ -79,7 +79,8 @@ def _write_model(clf, partial: Path, copy_backbone: bool) -> None:
                 "configuration": clf.configuration_, "kept_columns": list(clf.kept_columns_),
                 "val_score": clf.val_score_, "probe_scores": clf.probe_scores_,
                 "search_results": clf.search_results_, "kept_counts": getattr(clf, "kept_counts_", None),
-                "validation": getattr(clf, "validation_", None), "fit_seconds": clf.fit_seconds_}
+                "validation": getattr(clf, "validation_", None), "fit_seconds": clf.fit_seconds_,
+                "fit_timings": getattr(clf, "fit_timings_", None)}
     (partial / _CONFIG).write_text(json.dumps(document, indent=1), encoding="utf-8")
 
 
@@ -183,7 +184,7 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None, t
     clf.val_score_ = document.get("val_score")
     clf.probe_scores_ = document.get("probe_scores", [])
     clf.search_results_ = document.get("search_results", [])
-    for name in ("kept_counts", "validation"):  # descriptive only: nothing computes with them
+    for name in ("kept_counts", "validation", "fit_timings"):  # descriptive only: nothing computes with them
         if isinstance(document.get(name), dict):
             setattr(clf, f"{name}_", document[name])
     clf.fit_seconds_ = document.get("fit_seconds")

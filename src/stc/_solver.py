@@ -38,7 +38,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import enet_path
 from threadpoolctl import threadpool_limits
 
-__all__ = ["l1_logistic_path", "l1_logistic_path_many"]
+__all__ = ["l1_logistic_path", "l1_logistic_path_many", "quiet_solver_warnings"]
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -48,19 +48,35 @@ _RATE_FLOOR = 0.2  # inexact steps can shrink the decrease faster than the gap: 
 _INNER_PROGRESS = 3e-2  # stop the inner solve once a chunk gains less than this share of the gain so far
 
 # Chunks of coordinate descent that end before its own tolerance is met make scikit-learn warn; those are expected.
-# catch_warnings is process-wide, not thread-safe: l1_logistic_path_many holds one block for all its workers.
+# catch_warnings is process-wide and not thread-safe, so callers that fit from several threads hold one block for
+# all their workers (``quiet_solver_warnings``) and the workers then leave the filters alone.
 _CD_NOT_CONVERGED = "Objective did not converge"
-_WARNINGS_HELD = threading.local()
+_held = {"depth": 0}
+_held_lock = threading.Lock()
+
+
+@contextmanager
+def quiet_solver_warnings():
+    """Silence the expected "did not converge" warnings of coordinate-descent chunks, for every thread.
+
+    Enter it in the thread that starts the workers, before they start."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning, message=_CD_NOT_CONVERGED)
+        with _held_lock:
+            _held["depth"] += 1
+        try:
+            yield
+        finally:
+            with _held_lock:
+                _held["depth"] -= 1
 
 
 @contextmanager
 def _quiet_cd():
-    """Silence the expected "did not converge" warnings of coordinate-descent chunks."""
-    if getattr(_WARNINGS_HELD, "active", False):  # a worker of l1_logistic_path_many: its caller holds the block
+    if _held["depth"]:  # a caller holds the block for all threads
         yield
         return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=ConvergenceWarning, message=_CD_NOT_CONVERGED)
+    with quiet_solver_warnings():
         yield
 
 
@@ -340,10 +356,9 @@ def l1_logistic_path_many(
     n_threads = max(1, min(int(n_threads), len(Xs)))
 
     def fit(i):
-        _WARNINGS_HELD.active = n_threads > 1
         return l1_logistic_path(Xs[i], y, grids[i], n_classes=n_classes, tol=tol, max_iter=max_iter)
 
     if n_threads == 1:
         return [fit(i) for i in range(len(Xs))]
-    with _quiet_cd(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+    with quiet_solver_warnings(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
         return list(pool.map(fit, range(len(Xs))))

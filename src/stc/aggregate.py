@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -73,9 +75,7 @@ def make_final_classifier(C: float, seed: int = 0) -> Pipeline:
 
 
 def _fit_and_score(X_train, y_train, X_val, y_val, C, metric, seed) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = make_final_classifier(C, seed).fit(X_train, y_train)
+    model = make_final_classifier(C, seed).fit(X_train, y_train)  # the caller silences ConvergenceWarning
     return score(y_val, model.predict(X_val), metric)
 
 
@@ -115,10 +115,20 @@ def search_configurations(
             X_train, X_val = matrices(columns)
             return _fit_and_score(X_train, y_train, X_val, y_val, C, metric, seed)
 
-        scores = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-            delayed(run)(job[6], job[4]) for job in jobs)
-        scores = list(tqdm(scores, total=len(jobs), desc=f"search stage {candidates[0][-1]}", unit="fit",
-                           disable=not show_progress_bar))
+        workers = min(effective_n_jobs(n_jobs), max(len(jobs), 1))
+        # Whole fits side by side, each on one BLAS thread, use the cores better than threaded BLAS in one fit.
+        # catch_warnings is process-wide and not thread-safe: one block here serves every worker.
+        with warnings.catch_warnings(), (threadpool_limits(limits=1, user_api="blas") if workers > 1
+                                         else nullcontext()):
+            warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
+            # Largest fits first, so that no worker is left with a big one while the others idle at the end.
+            order = sorted(range(len(jobs)), key=lambda i: -sum(len(v) for v in jobs[i][6].values()))
+            results = Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
+                delayed(run)(jobs[i][6], jobs[i][4]) for i in order)
+            scores = [0.0] * len(jobs)
+            for i, result in zip(order, tqdm(results, total=len(jobs), desc=f"search stage {candidates[0][-1]}",
+                                             unit="fit", disable=not show_progress_bar)):
+                scores[i] = result
         return [Configuration(r, p, e, k, C, sum(len(v) for v in cols.values()), s, stage)
                 for (r, p, e, k, C, stage, cols), s in zip(jobs, scores)]
 

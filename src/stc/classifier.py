@@ -82,6 +82,9 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
         of ``max_length`` tokens (``window_overlap`` shared) instead of truncating.
     token_budget : padded tokens per forward batch (batches are length-sorted).
     store_dir : where activation stores go (default ``$STC_CACHE/stores``); store_dtype : float32 or float16.
+    probe_solver : ``"auto"`` (stc's warm-started path solver), ``"liblinear"`` or ``"saga"`` (scikit-learn).
+    n_jobs : probes and search fits run side by side on this many threads (-1: every core; None or 1: one),
+        each with single-threaded BLAS.
     """
 
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
@@ -90,7 +93,7 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
                  metric: str = "accuracy", validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
-                 device: str = "auto", dtype: str = "auto", n_jobs: int | None = 1, random_state: int = 42,
+                 device: str = "auto", dtype: str = "auto", n_jobs: int | None = -1, random_state: int = 42,
                  show_progress_bar: bool = True, trust_remote_code: bool = False):
         self.model = model
         self.representations = representations
@@ -144,18 +147,21 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
             random_state=self.random_state)
         self.validation_ = {"given": X_val is not None, "n_train": len(train_texts), "n_val": len(val_texts)}
         backbone = self._load_backbone()
+        timings = {"load": time.perf_counter() - started}
         poolings = grids["poolings"] or default_poolings(backbone)
         settings = ExtractionSettings(representations=grids["representations"], poolings=poolings,
                                       max_length=self.max_length, windows=self.windows,
                                       window_overlap=self.window_overlap, dtype=self.store_dtype)
         store = build_store(backbone, train_texts + val_texts, settings, root=self.store_dir,
                             token_budget=self.token_budget, show_progress_bar=self.show_progress_bar)
+        timings["extract"] = time.perf_counter() - started - sum(timings.values())
         all_codes = np.concatenate([train_codes, val_codes])
         train_rows = np.arange(len(train_texts))
         val_rows = np.arange(len(train_texts), len(all_codes))
         probes = fit_probes(store, store.keys, all_codes, train_rows, val_rows, Cs=grids["probe_Cs"],
                             metric=self.metric, solver=self.probe_solver, n_jobs=self.n_jobs, seed=self.random_state,
                             show_progress_bar=self.show_progress_bar)
+        timings["probes"] = time.perf_counter() - started - sum(timings.values())
 
         def load(key, columns):
             values = store.load(key, columns=columns)
@@ -170,9 +176,12 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
             pooling_sets=pooling_sets, etas=grids["etas"], exit_layers=range(1, backbone.num_layers + 1),
             Cs=grids["final_Cs"], metric=self.metric, n_jobs=self.n_jobs, seed=self.random_state,
             show_progress_bar=self.show_progress_bar)
+        timings["search"] = time.perf_counter() - started - sum(timings.values())
         self.kept_columns_ = kept_columns(probes, best.representations, best.poolings, best.eta, best.exit_layer)
         X_train = np.hstack([store.load(key, columns=cols, rows=train_rows) for key, cols in self.kept_columns_.items()])
         self.classifier_ = make_final_classifier(best.C, self.random_state).fit(X_train, train_codes)
+        timings["final"] = time.perf_counter() - started - sum(timings.values())
+        self.fit_timings_ = {phase: round(seconds, 3) for phase, seconds in timings.items()}
         self._set_summary(backbone, settings, best, table, probes, store, grids["etas"],
                           time.perf_counter() - started)
         return self

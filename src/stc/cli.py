@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="directory to save the model in")
     fit.add_argument("--metric", choices=("accuracy", "macro_f1"), default=None,
                      help="validation metric (default: the dataset's)")
-    fit.add_argument("--jobs", type=int, default=None, help="parallel threads for probes and search")
+    fit.add_argument("--jobs", type=int, default=None,
+                     help="threads for probes and search (default -1: every core)")
     fit.add_argument("--representations", default=None, help="comma-separated: hidden,ffn (default: both)")
     fit.add_argument("--poolings", default=None, help="comma-separated among mean,max,first,last "
                                                       "(default: mean, max and the model's natural token)")

@@ -59,7 +59,7 @@ class ExperimentSettings:
     probe_solver: str = "auto"
     stc_poolings: tuple[str, ...] | None = None  # None: STC's default (mean, max and the natural token)
     stc_probe_cs: tuple[float, ...] | None = None  # None: STC's default probe C grid
-    n_jobs: int | None = 1
+    n_jobs: int | None = -1
     threads: int | None = None  # torch intra-op threads (None: torch's default); 1 is fastest on a busy machine
     device: str = "auto"
     show_progress_bar: bool = True

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ._metrics import score
+from ._solver import l1_logistic_path, quiet_solver_warnings
 from .store import ActivationStore
 
 __all__ = ["ProbeResult", "fit_probes", "standardize", "DEFAULT_PROBE_CS", "PROBE_SOLVERS"]
@@ -74,9 +78,7 @@ def predict_codes(scores: np.ndarray) -> np.ndarray:
 
 def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str, seed: int):
     """Reference path with scikit-learn, one fit per C (liblinear is one-vs-rest for several classes)."""
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-
     from sklearn.multiclass import OneVsRestClassifier
 
     coefs, intercepts = [], []
@@ -84,9 +86,7 @@ def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str
         model = LogisticRegression(C=C, l1_ratio=1.0, solver=solver, max_iter=1000, tol=1e-4, random_state=seed)
         if solver == "liblinear" and len(np.unique(y)) > 2:  # liblinear is binary only: one-vs-rest
             model = OneVsRestClassifier(model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)  # the grid's largest C may not fully converge
-            model.fit(X, y)
+        model.fit(X, y)  # fit_probes silences ConvergenceWarning: the grid's largest C may not fully converge
         if isinstance(model, OneVsRestClassifier):
             coef = np.vstack([m.coef_ for m in model.estimators_])
             intercept = np.concatenate([m.intercept_ for m in model.estimators_])
@@ -95,6 +95,14 @@ def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str
         coefs.append(coef.astype(np.float32))
         intercepts.append(intercept.astype(np.float32))
     return np.stack(coefs), np.stack(intercepts)
+
+
+def _resolved_solver(solver: str, n_train: int, dim: int) -> str:
+    """The solver a probe really gets: with more neurons than texts, "auto" hands over to liblinear.
+
+    There the Newton working sets outgrow the data (singular, cubic-cost Hessians), while liblinear's coordinate
+    descent is cheap on so few rows."""
+    return "liblinear" if solver == "auto" and n_train < dim else solver
 
 
 def _fit_one(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
@@ -108,13 +116,8 @@ def _fit_one(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nda
     if Cs is None:
         C_min = smallest_useful_C(X_train, y_train, int(y.max()) + 1)
         Cs = [C_min * multiple for multiple in RELATIVE_PROBE_CS]
-    if solver == "auto" and X_train.shape[0] < X_train.shape[1]:
-        # More neurons than texts: the Newton working sets outgrow the data (singular, cubic-cost Hessians), while
-        # liblinear's coordinate descent is cheap on so few rows.
-        solver = "liblinear"
+    solver = _resolved_solver(solver, X_train.shape[0], X_train.shape[1])
     if solver == "auto":
-        from ._solver import l1_logistic_path
-
         coefs, intercepts = l1_logistic_path(X_train, y_train, Cs, n_classes=int(y.max()) + 1)
     else:
         coefs, intercepts = _sklearn_path(X_train, y_train, Cs, solver, seed)
@@ -130,13 +133,33 @@ def fit_probes(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train
                val_rows: np.ndarray, *, Cs: Sequence[float] | None = DEFAULT_PROBE_CS, metric: str = "accuracy",
                solver: str = "auto", n_jobs: int | None = 1, seed: int = 0,
                show_progress_bar: bool = False) -> dict[str, ProbeResult]:
-    """Fit one probe per key (in parallel threads when ``n_jobs`` > 1); y holds class codes 0..K-1.
+    """Fit one probe per key; y holds class codes 0..K-1.
 
-    ``Cs`` None gives each probe its own grid, ``RELATIVE_PROBE_CS`` times its ``smallest_useful_C``."""
+    ``Cs`` None gives each probe its own grid, ``RELATIVE_PROBE_CS`` times its ``smallest_useful_C``. With
+    ``n_jobs`` > 1 (-1: every core) the probes of stc's solver run side by side on threads, each with
+    single-threaded BLAS: most of a fit (coordinate descent, line searches, small products) runs on one core
+    anyway, so this uses the cores better than threaded BLAS inside one probe at a time."""
     if solver not in PROBE_SOLVERS:
         raise ValueError(f"probe solver must be one of {PROBE_SOLVERS}, got {solver!r}")
     Cs = None if Cs is None else sorted(float(C) for C in Cs)
-    results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-        delayed(_fit_one)(store, key, y, train_rows, val_rows, Cs, metric, solver, seed) for key in keys)
-    bar = tqdm(results, total=len(keys), desc="probes", unit="probe", disable=not show_progress_bar)
-    return {result.key: result for result in bar}
+    # scikit-learn's liblinear draws from one process-wide random state: fitted on threads side by side, its
+    # probes would depend on timing. Those run one after another; only stc's own solver runs on threads.
+    threaded = [key for key in keys if _resolved_solver(solver, len(train_rows), store.dim(key)) == "auto"]
+    serial = [key for key in keys if key not in set(threaded)]
+    workers = min(effective_n_jobs(n_jobs), max(len(threaded), 1))
+    bar = tqdm(total=len(keys), desc="probes", unit="probe", disable=not show_progress_bar)
+    fitted = {}
+    with ExitStack() as context:
+        context.enter_context(quiet_solver_warnings())
+        warnings.simplefilter("ignore", ConvergenceWarning)  # scikit-learn's solvers at the grid's largest C
+        for key in serial:
+            fitted[key] = _fit_one(store, key, y, train_rows, val_rows, Cs, metric, solver, seed)
+            bar.update()
+        if workers > 1:
+            context.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        for result in Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
+                delayed(_fit_one)(store, key, y, train_rows, val_rows, Cs, metric, solver, seed) for key in threaded):
+            fitted[result.key] = result
+            bar.update()
+    bar.close()
+    return {key: fitted[key] for key in keys}

@@ -72,7 +72,8 @@ def register(subparsers) -> None:
                         help="STC: solver of the L1 probes")
     parser.add_argument("--stc-poolings", default=None, help="STC: poolings searched, e.g. mean (default: STC's)")
     parser.add_argument("--stc-probe-cs", default=None, help="STC: probe C grid, e.g. 0.01,0.1 (default: STC's)")
-    parser.add_argument("--jobs", type=int, default=1, help="STC: parallel threads for probes and search")
+    parser.add_argument("--jobs", type=int, default=-1,
+                        help="STC: threads for probes and search (-1: every core)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
