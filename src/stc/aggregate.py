@@ -1,8 +1,8 @@
 """Cross-layer assembly of the kept neurons and the search for the final classifier's configuration.
 
 The search runs in two stages, because the full product (representations × poolings × η × exit layer × C) is
-thousands of fits: first every representation set × pooling set × η at full depth with one C, then, for the winner,
-every exit layer × every C. Ties go to fewer features, then the shallower exit.
+thousands of fits: first every representation set × pooling set × η at full depth with one C (the lower middle of
+the grid), then, for the winner, every exit layer × every C. Ties go to fewer features, then the shallower exit.
 """
 
 from __future__ import annotations
@@ -132,7 +132,9 @@ def search_configurations(
         return [Configuration(r, p, e, k, C, sum(len(v) for v in cols.values()), s, stage)
                 for (r, p, e, k, C, stage, cols), s in zip(jobs, scores)]
 
-    middle_C = 1.0 if 1.0 in Cs else sorted(Cs)[len(Cs) // 2]
+    # Stage 1 compares feature sets of very different sizes at one C; a weak penalty (large C) would favour the
+    # small ones and converge slowest, so it takes the lower middle of the grid (0.1 of the default grid).
+    middle_C = sorted(Cs)[(len(Cs) - 1) // 2]
     deepest = max(exit_layers)
     first = evaluate([(r, p, eta, deepest, middle_C, 1) for r in representation_sets for p in pooling_sets
                       for eta in etas])
