@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The `stc experiment` runs behind benchmarks/RESULTS.md, in the order they were run (most important first).
+#
+#   bash benchmarks/experiments.sh [FIRST [LAST]]     # run steps FIRST..LAST (default: all)
+#
+# Each step merges its rows into benchmarks/results/<dataset>-<model>.json and rewrites results-table.md; a step
+# re-run replaces only its own methods' rows. Work files (activation stores, fine-tuned checkpoints) go to
+# $STC_EXPERIMENT_WORK (default /tmp/stc-experiments). Needs the README set-up (.venv); on 2 CPU cores the whole
+# list takes about two hours.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STC="${STC:-.venv/bin/stc}"
+WORK="${STC_EXPERIMENT_WORK:-/tmp/stc-experiments}"
+OUT=benchmarks/results
+first="${1:-1}"
+last="${2:-99}"
+
+steps=(
+  # 1. MiniLM on MR: STC with its default search and every training sentence, beside the embedding.
+  "--dataset mr --model minilm --methods stc,embedding"
+  # 2. MiniLM on BBC News (articles cut to 128 tokens): every method but ICL.
+  "--dataset bbc-news --model minilm --methods stc,embedding,finetune,stc-finetuned,setfit --max-length 128 --setfit-max-steps 200"
+  # 3. MiniLM on tweets: STC and embedding on all 26,039 training tweets ...
+  "--dataset tweets --model minilm --methods stc,embedding"
+  # 4. ... fine-tuning, STC on the fine-tuned model and SetFit on a stratified 5,000 of them.
+  "--dataset tweets --model minilm --methods finetune,stc-finetuned,setfit --train-limit finetune=5000,stc-finetuned=5000,setfit=5000 --setfit-max-steps 200"
+  # 5. SmolLM2 on tweets and BBC News: STC and its last-token embedding, 1,000 training texts, ICL's test subsets.
+  "--dataset tweets --model smollm2 --methods stc,embedding --train-limit stc=1000,embedding=1000 --test-limit stc=400,embedding=400"
+  "--dataset bbc-news --model smollm2 --methods stc,embedding --max-length 128 --test-limit stc=200,embedding=200"
+  # 7. MiniLM on MR: fine-tuning, STC on the fine-tuned model and SetFit on every training sentence.
+  "--dataset mr --model minilm --methods finetune,stc-finetuned,setfit --setfit-max-steps 200"
+)
+
+for i in "${!steps[@]}"; do
+  n=$((i + 1))
+  if (( n < first || n > last )); then continue; fi
+  echo "[experiments.sh] step $n: stc experiment ${steps[$i]}" >&2
+  # shellcheck disable=SC2086
+  "$STC" experiment --quiet ${steps[$i]} --out "$OUT" --work-dir "$WORK"
+done
