@@ -11,20 +11,7 @@ import torch
 from stc.baselines import FineTuneClassifier, ICLClassifier, SetFitClassifier, label_log_probs, setfit_available
 from stc.baselines import setfit_peer
 
-
-def planted_texts(n_per_class: int = 24, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Class 'up' texts hold the word 'excellent', class 'down' texts the word 'terrible'; the rest is noise."""
-    rng = np.random.default_rng(seed)
-    filler = "the a of movie film plot actor scene story time some very quite".split()
-    texts, labels = [], []
-    for label, word in (("up", "excellent"), ("down", "terrible")):
-        for _ in range(n_per_class):
-            words = list(rng.choice(filler, size=6))
-            words.insert(int(rng.integers(0, 6)), word)
-            texts.append(" ".join(words))
-            labels.append(label)
-    order = rng.permutation(len(texts))
-    return [texts[i] for i in order], [labels[i] for i in order]
+from .planted import planted_texts
 
 
 @pytest.fixture(scope="module")

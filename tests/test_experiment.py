@@ -10,21 +10,7 @@ import torch
 
 from stc.experiment import ExperimentSettings, markdown_table, run_experiment, subsample, write_results
 
-
-def planted_texts(n_per_class: int, seed: int) -> tuple[list[str], list[str]]:
-    """Class 'up' texts hold the word 'excellent', class 'down' texts the word 'terrible'."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    filler = "the a of movie film plot actor scene story time some very quite".split()
-    texts, labels = [], []
-    for label, word in (("up", "excellent"), ("down", "terrible")):
-        for _ in range(n_per_class):
-            words = list(rng.choice(filler, size=6))
-            words.insert(int(rng.integers(0, 6)), word)
-            texts.append(" ".join(words))
-            labels.append(label)
-    return texts, labels
+from .planted import planted_texts
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +21,7 @@ def runner_inputs(tmp_path_factory, tokenizer):
     root = tmp_path_factory.mktemp("runner")
     rows = []
     for split, n, seed in (("train", 16, 0), ("validation", 8, 1), ("test", 8, 2)):
-        texts, labels = planted_texts(n, seed=seed)
+        texts, labels = planted_texts(n, seed=seed, shuffle=False)
         rows += [(text, label, split) for text, label in zip(texts, labels)]
     with open(root / "planted.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -61,7 +61,22 @@ def encode_labels(y, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
     return classes, codes
 
 
-class STCClassifier(ClassifierMixin, BaseEstimator):
+class FeatureReadoutMixin:
+    """predict, predict_proba and decision_function of an estimator whose ``transform`` gives the features of its
+    fitted ``classifier_`` (labels decoded through ``classes_``); ``transform`` checks the model is fitted."""
+
+    def decision_function(self, X) -> np.ndarray:
+        return self.classifier_.decision_function(self.transform(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, columns in ``classes_`` order."""
+        return self.classifier_.predict_proba(self.transform(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.classifier_.predict(self.transform(X))]
+
+
+class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     """Sparsify-then-Classify: a text classifier read from a transformer's internal neurons.
 
     ``fit`` extracts every layer's pooled hidden states and FFN activations (cached on disk), fits an L1 probe per
@@ -231,17 +246,6 @@ class STCClassifier(ClassifierMixin, BaseEstimator):
                 show_progress_bar=self.show_progress_bar and len(texts) > 256, progress_desc="predict")
             parts.append(np.hstack([features[key] for key in keys]))
         return np.vstack(parts)
-
-    def decision_function(self, X) -> np.ndarray:
-        return self.classifier_.decision_function(self.transform(X))
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, columns in ``classes_`` order."""
-        return self.classifier_.predict_proba(self.transform(X))
-
-    def predict(self, X) -> np.ndarray:
-        features = self.transform(X)  # checks the model is fitted first
-        return self.classes_[self.classifier_.predict(features)]
 
     def explain(self, text: str, *, top_k: int = 10) -> dict:
         """The predicted label and the neurons that pushed this text's decision most (see ``stc.explain``)."""

@@ -16,7 +16,7 @@ from .._metrics import check_metric, score
 from .._validation import check_grid, check_texts
 from ..aggregate import DEFAULT_FINAL_CS, make_final_classifier
 from ..backbone import Backbone, load_backbone
-from ..classifier import encode_labels, validation_split
+from ..classifier import FeatureReadoutMixin, encode_labels, validation_split
 from ..extract import POOLINGS, extract_features, feature_key
 from ..store import find_stored
 
@@ -36,7 +36,7 @@ def native_pooling(backbone: Backbone) -> str:
     return "last" if backbone.is_decoder else "first"
 
 
-class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
+class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     """Logistic regression on the last layer's pooled hidden state; C chosen on validation.
 
     Training features come from an activation store of the same texts when one exists (``store_dir``, default
@@ -108,13 +108,3 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "classifier_")
         return self._embed(self._backbone(), check_texts(X, "X"))
-
-    def predict_proba(self, X) -> np.ndarray:
-        return self.classifier_.predict_proba(self.transform(X))
-
-    def decision_function(self, X) -> np.ndarray:
-        return self.classifier_.decision_function(self.transform(X))
-
-    def predict(self, X) -> np.ndarray:
-        features = self.transform(X)  # checks the model is fitted first
-        return self.classes_[self.classifier_.predict(features)]
