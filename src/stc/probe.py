@@ -146,7 +146,8 @@ def fit_probes(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train
     # probes would depend on timing. Those run one after another; only stc's own solver runs on threads.
     threaded = [key for key in keys if _resolved_solver(solver, len(train_rows), store.dim(key)) == "auto"]
     threaded.sort(key=lambda key: -store.dim(key))  # widest (slowest) first: no worker is left alone at the end
-    serial = [key for key in keys if key not in set(threaded)]
+    on_threads = set(threaded)
+    serial = [key for key in keys if key not in on_threads]
     workers = min(effective_n_jobs(n_jobs), max(len(threaded), 1))
     bar = tqdm(total=len(keys), desc="probes", unit="probe", disable=not show_progress_bar)
     fitted = {}
