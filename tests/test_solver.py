@@ -212,3 +212,22 @@ def test_bad_input_is_refused_with_a_message_naming_the_problem(X_change, y_chan
     y = y_change(y) if y_change else y
     with pytest.raises(ValueError, match=match):
         l1_logistic_path(X, y, Cs)
+
+
+def test_range_norm_of_a_singular_gram_is_an_upper_bound_within_a_factor_two_without_eigendecomposition(monkeypatch):
+    """Multinomial working sets make Q singular (equal shifts across classes change nothing); the screening bound
+    q' Q^+ q must never come out low, and must not need the slow eigendecomposition."""
+    from stc._solver import _range_norm2
+
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(400, 60))
+    gram = np.hstack([features, -features[:, :20]]).T @ np.hstack([features, -features[:, :20]])  # rank 60 of 80
+    q = gram @ rng.normal(size=80)  # in the range of the Gram matrix
+    exact = float(q @ np.linalg.pinv(gram, hermitian=True) @ q)
+
+    def no_eigh(*args, **kwargs):
+        raise AssertionError("the eigendecomposition fallback was used")
+
+    monkeypatch.setattr(np.linalg, "eigh", no_eigh)
+    bound = _range_norm2(gram, q)
+    assert exact * (1 - 1e-9) <= bound <= 2.0 * exact * (1 + 1e-6)

@@ -135,13 +135,7 @@ def _solve_l1_qp(H, c, u, lam, enough, n_free):
     if m:
         Q = np.ascontiguousarray(H[:m, :m] - B @ cho_solve(free_factor, B.T))
         q = B @ cho_solve(free_factor, c[m:]) - c[:m]
-        # Rounding in the solve may only loosen the gap (a larger ||y||^2), never make screening unsafe.
-        try:
-            y_norm2 = float(q @ cho_solve(cho_factor(Q), q)) * (1.0 + 1e-6)
-        except np.linalg.LinAlgError:  # singular Q (more working neurons than samples); q lies in Q's range
-            values, vectors = np.linalg.eigh(Q)
-            kept = values > values[-1] * len(values) * np.finfo(np.float64).eps
-            y_norm2 = float(((vectors[:, kept].T @ q) ** 2 / values[kept]).sum()) * (1.0 + 1e-6)
+        y_norm2 = _range_norm2(Q, q)
         dummy_X, dummy_y = np.zeros((1, m)), np.array([np.sqrt(max(y_norm2, np.finfo(np.float64).tiny))])
 
         def value(w):
@@ -160,6 +154,31 @@ def _solve_l1_qp(H, c, u, lam, enough, n_free):
                 break
             last = current
     return np.concatenate([w, -cho_solve(free_factor, c[m:] + B.T @ w)])  # the best intercepts given w
+
+
+def _range_norm2(Q, q):
+    """An upper bound, tight to rounding, on ``q' Q^+ q`` for q in the range of the PSD matrix Q.
+
+    Rounding may only loosen the inner solver's duality gap (a larger value), never make its screening unsafe.
+    Q is singular whenever a neuron is in the working set of every class of a multinomial probe (shifting its
+    weights equally in all classes changes no probability) and when there are more working neurons than samples.
+    Then a ridge far below Q's real curvature (1e-10 of its mean diagonal) keeps the Cholesky factorisation, and
+    the result is doubled: a term of an eigenvalue at least as large as the ridge loses at most half of itself to
+    it, and smaller eigenvalues are rounding noise. The eigendecomposition (ten times the cost of a
+    Cholesky factorisation, which on multinomial probes with ~1,000 working neurons is what made them crawl) is
+    the last resort.
+    """
+    try:
+        return float(q @ cho_solve(cho_factor(Q), q)) * (1.0 + 1e-6)
+    except np.linalg.LinAlgError:
+        pass
+    ridge = 1e-10 * max(float(np.trace(Q)) / len(Q), np.finfo(np.float64).tiny)
+    try:
+        return float(q @ cho_solve(cho_factor(Q + ridge * np.eye(len(Q))), q)) * 2.0
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(Q)
+        kept = values > values[-1] * len(values) * np.finfo(np.float64).eps
+        return float(((vectors[:, kept].T @ q) ** 2 / values[kept]).sum()) * (1.0 + 1e-6)
 
 
 def _probabilities(scores):
