@@ -145,6 +145,9 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
                                  f"integer, got {value!r}")
         if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 2):
             raise ValueError(f"max_length must be None or an integer >= 2, got {self.max_length!r}")
+        if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int)
+                                        or self.n_jobs == 0):
+            raise ValueError(f"n_jobs must be None or a non-zero integer (-1: every core), got {self.n_jobs!r}")
         return {"representations": check_representations(self.representations),
                 "poolings": None if self.poolings is None else check_poolings(self.poolings),
                 "etas": check_grid(self.etas, "etas", upper=1.0),
