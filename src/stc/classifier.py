@@ -66,14 +66,17 @@ class FeatureReadoutMixin:
     fitted ``classifier_`` (labels decoded through ``classes_``); ``transform`` checks the model is fitted."""
 
     def decision_function(self, X) -> np.ndarray:
-        return self.classifier_.decision_function(self.transform(X))
+        features = self.transform(X)
+        return self.classifier_.decision_function(features)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order."""
-        return self.classifier_.predict_proba(self.transform(X))
+        features = self.transform(X)
+        return self.classifier_.predict_proba(features)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.classifier_.predict(self.transform(X))]
+        features = self.transform(X)  # first: it raises NotFittedError on an unfitted model
+        return self.classes_[self.classifier_.predict(features)]
 
 
 class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
