@@ -184,10 +184,11 @@ def test_finetuning_refuses_bad_settings_with_a_message_naming_them(tiny_dirs, p
 # --- SetFit ---------------------------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(setfit_available() is not None, reason="setfit is not installed (optional extra)")
-def test_setfit_trains_on_a_tiny_encoder_and_predicts_known_labels(tiny_dirs):
+def test_setfit_trains_on_a_tiny_encoder_and_predicts_known_labels(tiny_dirs, capfd):
     texts, labels = planted_texts(10)
     clf = SetFitClassifier(model=tiny_dirs["bert"], num_iterations=1, max_steps=4, batch_size=8,
                            show_progress_bar=False).fit(texts, labels)
+    assert "4/4" not in capfd.readouterr().err, "show_progress_bar=False must silence the contrastive phase's bar"
     assert set(clf.predict(texts).tolist()) <= {"up", "down"}
     assert clf.predict_proba(texts[:3]).shape == (3, 2)
     assert 0.0 <= clf.val_score_ <= 1.0 and clf.exit_layer_ == 2

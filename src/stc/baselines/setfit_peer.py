@@ -101,6 +101,10 @@ class SetFitClassifier(ClassifierMixin, BaseEstimator):
             trainer = Trainer(model=self.model_, args=args,
                               train_dataset=Dataset.from_dict({"text": train_texts,
                                                                "label": train_codes.tolist()}))
+            if not self.show_progress_bar:  # SetFit's flag does not reach the inner sentence-transformers trainer
+                from transformers import PrinterCallback, ProgressCallback
+                for callback in (ProgressCallback, PrinterCallback):
+                    trainer.st_trainer.remove_callback(callback)
             trainer.train()
         self.val_score_ = score(val_codes, self._codes(val_texts), self.metric)
         self.n_trainable_params_ = count_parameters(self.model_.model_body) + int(
