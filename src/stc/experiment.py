@@ -138,8 +138,10 @@ def _estimator(method: str, settings: ExperimentSettings, metric: str):
 def _details(method: str, estimator) -> dict:
     """What each method chose, for the JSON (not the table)."""
     if method in ("stc", "stc-finetuned"):
+        # fit_timings shows where fit_seconds went; an "extract" near zero means an existing store was reused.
         return {"configuration": estimator.configuration_, "poolings_searched": estimator.extraction_["poolings"],
-                "probe_Cs": "relative" if estimator.probe_Cs is None else list(estimator.probe_Cs), "kept_neurons_sample": estimator.kept_neurons_[:10]}
+                "probe_Cs": "relative" if estimator.probe_Cs is None else list(estimator.probe_Cs),
+                "kept_neurons_sample": estimator.kept_neurons_[:10], "fit_timings": estimator.fit_timings_}
     if method == "embedding":
         return {"pooling": estimator.pooling_, "C": estimator.C_}
     if method == "finetune":
