@@ -141,3 +141,16 @@ def test_embedding_baseline_reuses_the_store_stc_extracted(fitted, mr_small, sto
     direct = extract_features(fitted._load_backbone(), mr_small.train.texts[:5], ["hidden.L6.mean"])["hidden.L6.mean"]
     np.testing.assert_allclose(baseline.transform(mr_small.train.texts[:5]), direct)
     assert baseline.score(mr_small.test.texts, mr_small.test.labels) > 0.6
+
+
+def test_embedding_baseline_without_store_reuse_extracts_its_own_features(fitted, mr_small, store_dir,
+                                                                          monkeypatch):
+    import stc.baselines.embedding as embedding_module
+    from stc.baselines import EmbeddingClassifier
+
+    monkeypatch.setattr(embedding_module, "find_stored", lambda *a, **k: pytest.fail("read STC's store"))
+    texts = mr_small.train.texts[:40]
+    labels = mr_small.train.labels[:40]
+    baseline = EmbeddingClassifier("minilm", pooling="mean", store_dir=store_dir, reuse_store=False, Cs=(1.0,),
+                                   show_progress_bar=False).fit(texts, labels)
+    assert baseline.n_features_ == 384

@@ -90,6 +90,13 @@ def test_per_method_limits_subsample_stratified_and_are_marked(runner_inputs, tm
     assert "sentence embedding + LR *" in table and "subsampled (train 12 of 32)" in table
 
 
+def test_runner_times_the_embedding_with_its_own_forward_pass_not_stcs_store(runner_inputs, tmp_path):
+    from stc.experiment import _estimator
+
+    # Reading STC's activation store would make the embedding's train time exclude its forward pass.
+    assert _estimator("embedding", settings_for(runner_inputs, tmp_path), "accuracy").reuse_store is False
+
+
 def test_stc_finetuned_without_a_checkpoint_says_what_to_run(runner_inputs, tmp_path):
     with pytest.raises(FileNotFoundError, match="run the finetune method first"):
         run_experiment(settings_for(runner_inputs, tmp_path, methods=("stc-finetuned",)))

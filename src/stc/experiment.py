@@ -119,9 +119,9 @@ def _estimator(method: str, settings: ExperimentSettings, metric: str):
                              store_dir=store_dir, n_jobs=settings.n_jobs, probe_solver=settings.probe_solver,
                              poolings=settings.stc_poolings,
                              **({"probe_Cs": settings.stc_probe_cs} if settings.stc_probe_cs else {}), **common)
-    if method == "embedding":
+    if method == "embedding":  # its own forward pass, so that its train time is its own cost, not STC's store
         return EmbeddingClassifier(model=settings.model, metric=metric, max_length=settings.max_length,
-                                   windows=settings.windows, **common)
+                                   windows=settings.windows, reuse_store=False, **common)
     if method == "finetune":
         return FineTuneClassifier(model=settings.model, metric=metric, epochs=settings.finetune_epochs,
                                   learning_rate=settings.finetune_learning_rate,

@@ -40,13 +40,14 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     """Logistic regression on the last layer's pooled hidden state; C chosen on validation.
 
     Training features come from an activation store of the same texts when one exists (``store_dir``, default
-    ``$STC_CACHE/stores``), so fitting beside STC costs no second forward pass; else they are extracted."""
+    ``$STC_CACHE/stores``), so fitting beside STC costs no second forward pass; else they are extracted.
+    ``reuse_store=False`` always extracts, so that the fit time is the baseline's own cost (``stc experiment``)."""
 
     def __init__(self, model: str = "minilm", *, pooling: str = "auto", Cs=DEFAULT_FINAL_CS,
                  metric: str = "accuracy", validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192, device: str = "auto",
                  dtype: str = "auto", random_state: int = 42, show_progress_bar: bool = True,
-                 store_dir: str | None = None):
+                 store_dir: str | None = None, reuse_store: bool = True):
         self.model = model
         self.pooling = pooling
         self.Cs = Cs
@@ -61,6 +62,7 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.show_progress_bar = show_progress_bar
         self.store_dir = store_dir
+        self.reuse_store = reuse_store
 
     def _embed(self, backbone: Backbone, texts: list[str], *, reuse_store: bool = False) -> np.ndarray:
         key = feature_key("hidden", backbone.num_layers, self.pooling_)
@@ -86,7 +88,7 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
             random_state=self.random_state)
         backbone = self._backbone()
         self.pooling_ = native_pooling(backbone) if self.pooling == "auto" else self.pooling
-        features = self._embed(backbone, train_texts + val_texts, reuse_store=True)
+        features = self._embed(backbone, train_texts + val_texts, reuse_store=self.reuse_store)
         X_train, X_val_features = features[:len(train_texts)], features[len(train_texts):]
         self.val_scores_ = {}
         with warnings.catch_warnings():
