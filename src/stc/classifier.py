@@ -63,7 +63,8 @@ def encode_labels(y, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
 
 class FeatureReadoutMixin:
     """predict, predict_proba and decision_function of an estimator whose ``transform`` gives the features of its
-    fitted ``classifier_`` (labels decoded through ``classes_``); ``transform`` checks the model is fitted."""
+    fitted ``classifier_`` (labels decoded through ``classes_``). Each method calls ``transform`` before it reads
+    ``classifier_``: ``transform`` raises NotFittedError on an unfitted model, the attribute only AttributeError."""
 
     def decision_function(self, X) -> np.ndarray:
         features = self.transform(X)
@@ -75,7 +76,7 @@ class FeatureReadoutMixin:
         return self.classifier_.predict_proba(features)
 
     def predict(self, X) -> np.ndarray:
-        features = self.transform(X)  # first: it raises NotFittedError on an unfitted model
+        features = self.transform(X)
         return self.classes_[self.classifier_.predict(features)]
 
 
