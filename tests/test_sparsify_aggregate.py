@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from stc.aggregate import feature_names, kept_columns, search_configurations
+from stc.aggregate import Split, feature_names, kept_columns, search
+from stc.selection import Selector, configuration_rows, estimate_blocks
 from stc.probe import fit_probes
 from stc.sparsify import select_neurons
 from stc.store import FORMAT_VERSION, ActivationStore
@@ -93,13 +94,13 @@ def test_search_prefers_the_shallowest_exit_that_holds_the_signal(tmp_path):
     train, val = np.arange(600), np.arange(600, 900)
     probes = fit_probes(store, store.keys, y, train, val, Cs=(0.001, 0.01))
 
-    def load(key, columns):
-        values = store.load(key, columns=columns)
-        return values[train], values[val]
-
-    best, table = search_configurations(probes, load, y[train], y[val], representation_sets=[("hidden",)],
-                                        pooling_sets=[("mean",)], etas=(0.5, 0.9), exit_layers=(1, 2, 3),
-                                        Cs=(0.1, 1.0))
+    selector = Selector(y[val], estimate_blocks(y[val], 0), "accuracy", "best")
+    chosen, evaluations = search([Split(train, val, probes)], lambda key, columns: store.load(key, columns=columns),
+                                 y, {key: store.dim(key) for key in store.keys}, selector,
+                                 representation_sets=[("hidden",)], pooling_sets=[("mean",)], etas=(0.5, 0.9),
+                                 exit_layers=(1, 2, 3), Cs=(0.1, 1.0))
+    table = configuration_rows(selector, evaluations)
+    best = table[chosen]
     assert best.exit_layer == 1
     assert best.val_score >= max(row.val_score for row in table)
     assert {row.stage for row in table} == {1, 2}

@@ -29,7 +29,9 @@ from .extract import parse_key
 __all__ = ["save_classifier", "load"]
 
 FORMAT = "stc-classifier"
-FORMAT_VERSION = 1
+_ESTIMATES = ("cv_score", "cv_score_se", "expected_score", "expected_score_se")
+FORMAT_VERSION = 2  # 2 added the selection estimates and the calibration temperature
+READABLE_VERSIONS = (1, 2)  # version 1 models load with temperature 1 and no estimates
 _CONFIG = "stc_model.json"
 _ARRAYS = "arrays.safetensors"
 _LABEL_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -80,7 +82,9 @@ def _write_model(clf, partial: Path, copy_backbone: bool) -> None:
                 "val_score": clf.val_score_, "probe_scores": clf.probe_scores_,
                 "search_results": clf.search_results_, "kept_counts": getattr(clf, "kept_counts_", None),
                 "validation": getattr(clf, "validation_", None), "fit_seconds": clf.fit_seconds_,
-                "fit_timings": getattr(clf, "fit_timings_", None)}
+                "fit_timings": getattr(clf, "fit_timings_", None), "selection": getattr(clf, "selection_", None),
+                "estimates": {name: getattr(clf, f"{name}_", None) for name in _ESTIMATES},
+                "temperature": float(getattr(clf, "temperature_", 1.0))}
     (partial / _CONFIG).write_text(json.dumps(document, indent=1), encoding="utf-8")
 
 
@@ -121,8 +125,9 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None, t
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{config_path} is not valid JSON: {error}") from None
     _require(isinstance(document, dict) and document.get("format") == FORMAT, directory, "not an stc model file")
-    _require(document.get("format_version") == FORMAT_VERSION, directory,
-             f"format version {document.get('format_version')!r}, this stc reads {FORMAT_VERSION}")
+    _require(document.get("format_version") in READABLE_VERSIONS, directory,
+             f"format version {document.get('format_version')!r}, this stc reads {READABLE_VERSIONS}; refit the "
+             f"model with this stc (stc fit) to use it here")
     for field, kind in (("params", dict), ("classes", dict), ("backbone", dict), ("extraction", dict),
                         ("configuration", dict), ("kept_columns", list)):
         _require(isinstance(document.get(field), kind), directory, f"'{field}' is missing or not a {kind.__name__}")
@@ -184,9 +189,19 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None, t
     clf.val_score_ = document.get("val_score")
     clf.probe_scores_ = document.get("probe_scores", [])
     clf.search_results_ = document.get("search_results", [])
-    for name in ("kept_counts", "validation", "fit_timings"):  # descriptive only: nothing computes with them
+    for name in ("kept_counts", "validation", "fit_timings", "selection"):  # descriptive: nothing computes with them
         if isinstance(document.get(name), dict):
             setattr(clf, f"{name}_", document[name])
+    estimates = document.get("estimates") or {}
+    for name in _ESTIMATES:
+        value = estimates.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(clf, f"{name}_", float(value))
+    temperature = document.get("temperature", 1.0)
+    _require(isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+             and math.isfinite(temperature) and temperature > 0, directory,
+             f"'temperature' must be a positive number, found {temperature!r}")
+    clf.temperature_ = float(temperature)
     clf.fit_seconds_ = document.get("fit_seconds")
     from .aggregate import feature_names
 
@@ -233,7 +248,7 @@ def _check_extraction(directory: Path, extraction: dict, configuration: dict) ->
 
 
 def _rebuild_pipeline(arrays, clf, n_classes, n_features):
-    pipeline = make_final_classifier(float(clf.configuration_.get("C", 1.0)), clf.random_state)
+    pipeline = make_final_classifier(float(clf.configuration_.get("C", 1.0)), clf.random_state, clf.class_weight)
     scaler: StandardScaler = pipeline.named_steps["scale"]
     scaler.mean_, scaler.scale_ = arrays["scale.mean"], arrays["scale.scale"]
     scaler.var_ = scaler.scale_ ** 2

@@ -167,16 +167,20 @@ def _probabilities(scores):
     return np.exp(scores - logsumexp(scores, axis=1, keepdims=True))
 
 
-def _mean_loss(scores, targets):
+def _mean_loss(scores, targets, weights=None):
+    """The mean logistic loss, each row weighted by ``weights`` (mean 1) when given."""
     if scores.shape[1] == 1:
-        return float(np.mean(np.logaddexp(0.0, scores[:, 0]) - targets[:, 0] * scores[:, 0]))
-    return float(np.mean(logsumexp(scores, axis=1) - (targets * scores).sum(axis=1)))
+        losses = np.logaddexp(0.0, scores[:, 0]) - targets[:, 0] * scores[:, 0]
+    else:
+        losses = logsumexp(scores, axis=1) - (targets * scores).sum(axis=1)
+    return float(np.mean(losses if weights is None else weights * losses))
 
 
-def _hessian(X_work, P, free):
+def _hessian(X_work, P, free, weights=None):
     """Hessian of the mean loss in (weights on the working set, class-major; then the free intercepts).
 
-    Block (a, b) of the weights is ``X_W' diag(P_a (delta_ab - P_b)) X_W / n`` (for one row: ``p (1 - p)``).
+    Block (a, b) of the weights is ``X_W' diag(P_a (delta_ab - P_b)) X_W / n`` (for one row: ``p (1 - p)``), each
+    row's curvature times its sample weight when weights are given.
     """
     n, k = X_work.shape
     rows = P.shape[1]
@@ -184,6 +188,8 @@ def _hessian(X_work, P, free):
     for a in range(rows):
         for b in range(a, rows):
             curvature[a, b] = P[:, a] * (1.0 - P[:, a]) if a == b else -P[:, a] * P[:, b]
+            if weights is not None:
+                curvature[a, b] = curvature[a, b] * weights
     H = np.empty((rows * k + len(free),) * 2)
     for (a, b), weight in curvature.items():
         if a == b:
@@ -205,7 +211,7 @@ def _hessian(X_work, P, free):
     return H
 
 
-def _newton_step(X, targets, W, b, scores, lam, enough):
+def _newton_step(X, targets, W, b, scores, lam, enough, weights=None):
     """One proximal-Newton step on all weights and intercepts; W and b change in place; X is column-major.
 
     ``enough`` is a decrease of the objective too small to chase inside the step.  Returns the new scores
@@ -215,6 +221,8 @@ def _newton_step(X, targets, W, b, scores, lam, enough):
     free = [0] if rows == 1 else list(range(1, rows))  # class 0's intercept is the softmax's gauge
     P = _probabilities(scores)
     residual = P - targets
+    if weights is not None:
+        residual = residual * weights[:, None]
     G = (X.T @ residual.astype(X.dtype)).astype(np.float64).T / n
     g_free = residual.mean(axis=0)[free]
     work = np.flatnonzero(((W != 0) | (_pseudo_gradient(G, W, lam) != 0)).any(axis=0))
@@ -222,7 +230,7 @@ def _newton_step(X, targets, W, b, scores, lam, enough):
         return scores, 0.0  # the null model is already optimal: the weights stay exactly zero
     k = work.size
     X_work = X[:, work]  # a cheap gather of whole columns: X is column-major
-    H = _hessian(X_work, P, free)
+    H = _hessian(X_work, P, free, weights)
     u_old = np.concatenate([W[:, work].ravel(), b[free]])
     gradient = np.concatenate([G[:, work].ravel(), g_free])
     delta = _solve_l1_qp(H, gradient - H @ u_old, u_old, lam, enough, len(free)) - u_old
@@ -232,12 +240,12 @@ def _newton_step(X, targets, W, b, scores, lam, enough):
     d_scores = (X_work @ d_W.T.astype(X.dtype)).astype(np.float64) + d_b
     old_W = W[:, work].copy()
     penalty_old = lam * float(np.abs(old_W).sum())
-    f_old = _mean_loss(scores, targets) + penalty_old
+    f_old = _mean_loss(scores, targets, weights) + penalty_old
     slope = float(gradient @ delta) + lam * float(np.abs(old_W + d_W).sum()) - penalty_old
     alpha = 1.0
     for _ in range(_MAX_HALVINGS):
         new_scores = scores + alpha * d_scores
-        f_new = _mean_loss(new_scores, targets) + lam * float(np.abs(old_W + alpha * d_W).sum())
+        f_new = _mean_loss(new_scores, targets, weights) + lam * float(np.abs(old_W + alpha * d_W).sum())
         if f_new <= f_old + _ARMIJO * alpha * min(slope, 0.0):
             break
         alpha *= 0.5
@@ -248,9 +256,9 @@ def _newton_step(X, targets, W, b, scores, lam, enough):
     return new_scores, f_old - f_new
 
 
-def _null_intercepts(targets):
+def _null_intercepts(targets, weights=None):
     """Intercepts of the best model without features (binary: log-odds; multinomial: log class frequencies)."""
-    freq = targets.mean(axis=0)
+    freq = targets.mean(axis=0) if weights is None else (weights[:, None] * targets).mean(axis=0)
     if targets.shape[1] == 1:
         return np.log(freq / (1.0 - freq))
     logs = np.log(np.maximum(freq, np.finfo(np.float64).tiny))  # a class absent from y gets ~ -708
@@ -280,6 +288,7 @@ def l1_logistic_path(
     tol: float = 1e-4,
     max_iter: int = 1000,
     warm_start: tuple | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit L1-regularised logistic regression for every C; returns (coef (n_C, K, d), intercept (n_C, K)).
 
@@ -288,7 +297,8 @@ def l1_logistic_path(
     from the smallest up, each warm-started from the previous solution; Newton iterations end at a C once the gain still expected from later iterations, estimated from the
     observed rate of decrease, is below ``tol`` times the objective; ``max_iter`` caps those iterations.
     ``warm_start`` is ``(coef, intercept)`` shaped like the output (one start per C) or ``(K, d)``, ``(K,)`` (a
-    start for the smallest C).  Weights that the L1 penalty removes are exact zeros.  Same input, same output, bit
+    start for the smallest C).  ``sample_weight`` (positive, one per row) weights each row's loss as scikit-learn's
+    ``fit(..., sample_weight=)`` does (class weights are sample weights of each row's class).  Weights that the L1 penalty removes are exact zeros.  Same input, same output, bit
     for bit (under the same BLAS thread count).
     """
     X, y, Cs, K = _validate(X, y, Cs, n_classes)
@@ -300,8 +310,16 @@ def l1_logistic_path(
     rows = 1 if K == 2 else K
     targets = ((y == 1)[:, None] if K == 2 else y[:, None] == np.arange(K)[None, :]).astype(np.float64)
     starts = _start_points(warm_start, len(Cs), rows, d)
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=np.float64).ravel()
+        if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+            raise ValueError(f"sample_weight must hold {n} finite positive numbers; got shape {weights.shape}")
+        # Scaled to mean 1, so that the loss is sum_i w_i loss_i * C as in scikit-learn with lam = 1 / (C n).
+        scale = weights.mean()
+        weights = weights / scale
     W = np.zeros((rows, d))
-    b = _null_intercepts(targets)
+    b = _null_intercepts(targets, weights)
     coef = np.zeros((len(Cs), rows, d))
     intercept = np.zeros((len(Cs), rows))
     X = np.asfortranarray(X)
@@ -311,11 +329,11 @@ def l1_logistic_path(
             W, b = starts[0][start].copy(), starts[1][start].copy()
         # Fresh scores at each C: incremental float32 updates would otherwise drift along the path.
         scores = (X @ W.T.astype(X.dtype)).astype(np.float64) + b
-        lam = 1.0 / (Cs[j] * n)
+        lam = 1.0 / (Cs[j] * n) if weights is None else 1.0 / (Cs[j] * n * scale)
         previous = 0.0
         for _ in range(int(max_iter)):
-            target_gap = tol * (_mean_loss(scores, targets) + lam * float(np.abs(W).sum()))
-            scores, decrease = _newton_step(X, targets, W, b, scores, lam, 0.1 * target_gap)
+            target_gap = tol * (_mean_loss(scores, targets, weights) + lam * float(np.abs(W).sum()))
+            scores, decrease = _newton_step(X, targets, W, b, scores, lam, 0.1 * target_gap, weights)
             # Newton iterations converge at least linearly; with the rate seen so far, what is still to gain?
             rate = max(min(decrease / previous, 0.99), _RATE_FLOOR) if previous > 0 else 0.5
             if decrease * rate / (1.0 - rate) <= target_gap:

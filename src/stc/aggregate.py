@@ -1,8 +1,12 @@
-"""Cross-layer assembly of the kept neurons and the search for the final classifier's configuration.
+"""Cross-layer assembly of the kept neurons, and the evaluation of candidate readouts on held-out rows.
 
-The search runs in two stages, because the full product (representations × poolings × η × exit layer × C) is
-thousands of fits: first every representation set × pooling set × η at full depth with one C (the lower middle of
-the grid), then, for the winner, every exit layer × every C. Ties go to fewer features, then the shallower exit.
+A *candidate* is one way to read the backbone: sparse (the neurons the probes keep at η, over the chosen
+representations and poolings, of layers up to an exit layer) or dense (every neuron of one layer's pooled hidden
+state; the last layer's mean is the sentence-embedding baseline itself), and the C of the final logistic
+regression. ``evaluate_candidates`` fits each candidate on the training rows of every split and predicts that
+split's held-out rows; ``search`` runs the two-stage search over candidates. Which candidate wins is decided by a
+selector given by the caller (``stc.selection``): the paper's best validation score, or a one-standard-error rule
+over cross-validation folds.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -21,33 +25,70 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ._metrics import score
-from .extract import parse_key
+from .extract import feature_key, parse_key
 from .probe import ProbeResult
 from .sparsify import select_neurons
 
-__all__ = ["Configuration", "kept_columns", "feature_names", "make_final_classifier", "search_configurations",
-           "DEFAULT_FINAL_CS"]
+__all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", "candidate_columns",
+           "feature_names", "make_final_classifier", "evaluate_candidates", "search", "DEFAULT_FINAL_CS"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
+READOUTS = ("sparse", "dense")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One readout to try: sparse (kept neurons at η up to ``exit_layer``) or dense (one layer, every neuron)."""
+
+    readout: str
+    representations: tuple[str, ...]
+    poolings: tuple[str, ...]
+    eta: float | None
+    exit_layer: int
+    C: float
+    stage: int
+
+
+@dataclass(frozen=True)
+class Split:
+    """Rows to fit on, rows to predict, and the probes fitted on the former (so no neuron saw the latter)."""
+
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    probes: Mapping[str, ProbeResult]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A candidate's held-out predictions (class codes) and decision values (n, 1 or n_classes), on every split's
+    validation rows in split order."""
+
+    candidate: Candidate
+    n_features: float  # mean over splits: the probes of each split keep their own neurons
+    predictions: np.ndarray
+    decisions: np.ndarray
 
 
 @dataclass(frozen=True)
 class Configuration:
-    """One point of the search and its validation score."""
+    """One point of the search and its held-out score (a validation score, or a cross-validation mean)."""
 
     representations: tuple[str, ...]
     poolings: tuple[str, ...]
-    eta: float
+    eta: float | None
     exit_layer: int
     C: float
-    n_features: int
+    n_features: float
     val_score: float
     stage: int
+    readout: str = "sparse"
+    score_se: float | None = None
+    block_scores: tuple[float, ...] = field(default=())
 
     def as_row(self) -> dict:
         row = asdict(self)
         row["representations"], row["poolings"] = "+".join(self.representations), "+".join(self.poolings)
+        row["block_scores"] = list(self.block_scores)
         return row
 
 
@@ -69,84 +110,122 @@ def feature_names(columns: Mapping[str, np.ndarray]) -> list[str]:
     return [f"{key}.{int(index)}" for key, indices in columns.items() for index in indices]
 
 
-def make_final_classifier(C: float, seed: int = 0) -> Pipeline:
+def candidate_columns(candidate: Candidate, probes: Mapping[str, ProbeResult],
+                      dims: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """The stored columns a candidate reads, per key (empty when its probes keep no neuron)."""
+    if candidate.readout == "dense":
+        key = feature_key(candidate.representations[0], candidate.exit_layer, candidate.poolings[0])
+        return {key: np.arange(dims[key], dtype=np.int64)}
+    return kept_columns(probes, candidate.representations, candidate.poolings, candidate.eta, candidate.exit_layer)
+
+
+def make_final_classifier(C: float, seed: int = 0, class_weight: str | None = None) -> Pipeline:
     return Pipeline([("scale", StandardScaler()),
-                     ("logreg", LogisticRegression(C=C, max_iter=2000, random_state=seed))])
+                     ("logreg", LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight=class_weight))])
 
 
-def _fit_and_score(X_train, y_train, X_val, y_val, C, metric, seed) -> float:
-    model = make_final_classifier(C, seed).fit(X_train, y_train)  # the caller silences ConvergenceWarning
-    return score(y_val, model.predict(X_val), metric)
+def evaluate_candidates(
+    candidates: Sequence[Candidate], splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray],
+    y: np.ndarray, dims: Mapping[str, int], *, n_jobs: int | None = 1, seed: int = 0,
+    class_weight: str | None = None, show_progress_bar: bool = False, desc: str = "search",
+) -> list[Evaluation]:
+    """Fit every candidate on each split's training rows and predict its validation rows.
+
+    ``load(key, columns)`` gives those columns of every stored row. Candidates that keep no neuron on some split,
+    or read exactly the same columns with the same C as an earlier one, are dropped."""
+    jobs, seen = [], set()
+    for candidate in candidates:
+        per_split = [candidate_columns(candidate, split.probes, dims) for split in splits]
+        if not all(per_split):
+            continue
+        signature = (tuple(tuple((k, v.tobytes()) for k, v in cols.items()) for cols in per_split), candidate.C)
+        if signature not in seen:
+            seen.add(signature)
+            jobs.append((candidate, per_split))
+    if not jobs:
+        return []
+    wanted: dict[str, set] = {}
+    for _, per_split in jobs:
+        for columns in per_split:
+            for key, indices in columns.items():
+                wanted.setdefault(key, set()).update(indices.tolist())
+    cache = {}
+    for key in sorted(wanted, key=parse_key):  # one read per key serves every candidate
+        held = np.array(sorted(wanted[key]), dtype=np.int64)
+        cache[key] = (held, load(key, held))
+
+    def run(columns: Mapping[str, np.ndarray], split: Split, C: float) -> tuple[np.ndarray, np.ndarray]:
+        # Matrices are built inside the job, so only n_jobs of them exist at once.
+        parts = [cache[key][1][:, np.searchsorted(cache[key][0], indices)] for key, indices in columns.items()]
+        X = np.hstack(parts)
+        model = make_final_classifier(C, seed, class_weight).fit(X[split.train_rows], y[split.train_rows])
+        decisions = model.decision_function(X[split.val_rows])
+        return model.predict(X[split.val_rows]), decisions.reshape(len(split.val_rows), -1)
+
+    tasks = [(j, s) for j in range(len(jobs)) for s in range(len(splits))]
+    workers = min(effective_n_jobs(n_jobs), len(tasks))
+    # Whole fits side by side, each on one BLAS thread, use the cores better than threaded BLAS in one fit.
+    # catch_warnings is process-wide and not thread-safe: one block here serves every worker.
+    with warnings.catch_warnings(), (threadpool_limits(limits=1, user_api="blas") if workers > 1
+                                     else nullcontext()):
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
+        # Largest fits first, so that no worker is left with a big one while the others idle at the end.
+        order = sorted(range(len(tasks)), key=lambda t: -sum(len(v) for v in jobs[tasks[t][0]][1][tasks[t][1]].values()))
+        results = Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
+            delayed(run)(jobs[tasks[t][0]][1][tasks[t][1]], splits[tasks[t][1]], jobs[tasks[t][0]][0].C)
+            for t in order)
+        outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        for t, result in zip(order, tqdm(results, total=len(tasks), desc=desc, unit="fit",
+                                          disable=not show_progress_bar)):
+            outputs[tasks[t]] = result
+    return [Evaluation(candidate, float(np.mean([sum(len(v) for v in cols.values()) for cols in per_split])),
+                       np.concatenate([outputs[j, s][0] for s in range(len(splits))]),
+                       np.concatenate([outputs[j, s][1] for s in range(len(splits))]))
+            for j, (candidate, per_split) in enumerate(jobs)]
 
 
-def search_configurations(
-    probes: Mapping[str, ProbeResult],
-    load: Callable[[str, np.ndarray], tuple[np.ndarray, np.ndarray]],
-    y_train: np.ndarray, y_val: np.ndarray, *,
-    representation_sets: Sequence[tuple[str, ...]], pooling_sets: Sequence[tuple[str, ...]],
-    etas: Sequence[float], exit_layers: Sequence[int], Cs: Sequence[float], metric: str = "accuracy",
-    n_jobs: int | None = 1, seed: int = 0, show_progress_bar: bool = False,
-) -> tuple[Configuration, list[Configuration]]:
-    """Find the best configuration on validation; ``load(key, columns)`` gives (train, validation) columns."""
-    # Larger η keeps a superset, so one read per key at the largest η serves every candidate.
-    superset = kept_columns(probes, sorted({r for s in representation_sets for r in s}),
-                            sorted({p for s in pooling_sets for p in s}), max(etas), max(exit_layers))
-    cache = {key: (columns, *load(key, columns)) for key, columns in superset.items()}
+class Selector:
+    """What ``search`` needs from a selection rule (see ``stc.selection``)."""
 
-    def matrices(columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        train_parts, val_parts = [], []
-        for key, wanted in columns.items():
-            held, train, val = cache[key]
-            position = np.searchsorted(held, wanted)
-            train_parts.append(train[:, position])
-            val_parts.append(val[:, position])
-        return np.hstack(train_parts), np.hstack(val_parts)
+    def leader(self, evaluations: Sequence[Evaluation]) -> int: ...
+    def choose(self, evaluations: Sequence[Evaluation]) -> int: ...
 
-    def evaluate(candidates: list[tuple]) -> list[Configuration]:
-        jobs, seen = [], {}
-        for representations, poolings, eta, exit_layer, C, stage in candidates:
-            columns = kept_columns(probes, representations, poolings, eta, exit_layer)
-            signature = (tuple((k, v.tobytes()) for k, v in columns.items()), C)
-            if columns and signature not in seen:
-                seen[signature] = len(jobs)
-                jobs.append((representations, poolings, eta, exit_layer, C, stage, columns))
 
-        def run(columns, C):  # matrices are built inside the job, so only n_jobs of them exist at once
-            X_train, X_val = matrices(columns)
-            return _fit_and_score(X_train, y_train, X_val, y_val, C, metric, seed)
+def search(
+    splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray], y: np.ndarray, dims: Mapping[str, int],
+    selector: Selector, *, representation_sets: Sequence[tuple[str, ...]], pooling_sets: Sequence[tuple[str, ...]],
+    etas: Sequence[float], exit_layers: Sequence[int], Cs: Sequence[float], dense_keys: Sequence[str] = (),
+    n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None, show_progress_bar: bool = False,
+) -> tuple[int, list[Evaluation]]:
+    """(index of the chosen evaluation, every evaluation) of the two-stage search.
 
-        workers = min(effective_n_jobs(n_jobs), max(len(jobs), 1))
-        # Whole fits side by side, each on one BLAS thread, use the cores better than threaded BLAS in one fit.
-        # catch_warnings is process-wide and not thread-safe: one block here serves every worker.
-        with warnings.catch_warnings(), (threadpool_limits(limits=1, user_api="blas") if workers > 1
-                                         else nullcontext()):
-            warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
-            # Largest fits first, so that no worker is left with a big one while the others idle at the end.
-            order = sorted(range(len(jobs)), key=lambda i: -sum(len(v) for v in jobs[i][6].values()))
-            results = Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
-                delayed(run)(jobs[i][6], jobs[i][4]) for i in order)
-            scores = [0.0] * len(jobs)
-            for i, result in zip(order, tqdm(results, total=len(jobs), desc=f"search stage {candidates[0][-1]}",
-                                             unit="fit", disable=not show_progress_bar)):
-                scores[i] = result
-        return [Configuration(r, p, e, k, C, sum(len(v) for v in cols.values()), s, stage)
-                for (r, p, e, k, C, stage, cols), s in zip(jobs, scores)]
-
+    The full product (representations × poolings × η × exit layer × C) is thousands of fits, so stage 1 tries
+    every representation set × pooling set × η at full depth with one C (and every dense key, when given), then
+    stage 2 tries every exit layer × every C for the sparse leader, and every C for the dense leader. The selector
+    names the leaders and the final choice among every candidate of both stages."""
     # Stage 1 compares feature sets of very different sizes at one C; a weak penalty (large C) would favour the
     # small ones and converge slowest, so it takes the lower middle of the grid (0.1 of the default grid).
     middle_C = sorted(Cs)[(len(Cs) - 1) // 2]
     deepest = max(exit_layers)
-    first = evaluate([(r, p, eta, deepest, middle_C, 1) for r in representation_sets for p in pooling_sets
-                      for eta in etas])
-    if not first:
+    options = dict(n_jobs=n_jobs, seed=seed, class_weight=class_weight, show_progress_bar=show_progress_bar)
+    sparse = [Candidate("sparse", r, p, eta, deepest, middle_C, 1)
+              for r in representation_sets for p in pooling_sets for eta in etas]
+    dense = [Candidate("dense", (representation,), (pooling,), None, layer, middle_C, 1)
+             for representation, layer, pooling in map(parse_key, dense_keys)]
+    first = evaluate_candidates(sparse, splits, load, y, dims, desc="search stage 1", **options)
+    first_dense = evaluate_candidates(dense, splits, load, y, dims, desc="search stage 1 (dense)", **options)
+    if not first and not first_dense:
         raise ValueError("every probe kept no neuron at every eta: the labels look unrelated to the activations "
                          "(or the probe C grid is too small)")
-    leader = _best(first)
-    second = evaluate([(leader.representations, leader.poolings, leader.eta, k, C, 2)
-                       for k in exit_layers for C in Cs])
-    table = first + second
-    return _best(table), table
-
-
-def _best(candidates: Sequence[Configuration]) -> Configuration:
-    return min(candidates, key=lambda c: (-c.val_score, c.n_features, c.exit_layer, c.C))
+    second = []
+    if first:
+        leader = first[selector.leader(first)].candidate
+        second = [Candidate("sparse", leader.representations, leader.poolings, leader.eta, k, C, 2)
+                  for k in exit_layers for C in Cs]
+    if first_dense:
+        leader = first_dense[selector.leader(first_dense)].candidate
+        second += [Candidate("dense", leader.representations, leader.poolings, None, leader.exit_layer, C, 2)
+                   for C in Cs if C != leader.C]
+    table = first + first_dense + evaluate_candidates(second, splits, load, y, dims, desc="search stage 2",
+                                                      **options)
+    return selector.choose(table), table

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -12,11 +13,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._metrics import check_metric
 from ._validation import check_grid, check_labels, check_poolings, check_representations, check_texts
-from .aggregate import (DEFAULT_FINAL_CS, feature_names, kept_columns, make_final_classifier,
-                        search_configurations)
+from .aggregate import DEFAULT_FINAL_CS, Split, candidate_columns, feature_names, make_final_classifier, search
 from .backbone import Backbone, load_backbone
-from .extract import default_poolings, extract_features, parse_key
-from .probe import DEFAULT_PROBE_CS, PROBE_SOLVERS, fit_probes
+from .calibration import fit_temperature, probabilities
+from .extract import all_keys, default_poolings, extract_features, parse_key
+from .probe import CLASS_WEIGHTS, DEFAULT_PROBE_CS, PROBE_SOLVERS, fit_probe_paths
+from .selection import Selector, configuration_rows, estimate_blocks, expected_score, make_folds, resolve_cv
 from .sparsify import DEFAULT_ETAS, select_neurons
 from .store import ActivationStore, ExtractionSettings, build_store
 
@@ -71,9 +73,12 @@ class FeatureReadoutMixin:
         return self.classifier_.decision_function(features)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, columns in ``classes_`` order."""
+        """Class probabilities, columns in ``classes_`` order; divided by ``temperature_`` when one was fitted."""
         features = self.transform(X)
-        return self.classifier_.predict_proba(features)
+        temperature = getattr(self, "temperature_", 1.0)
+        if temperature == 1.0:
+            return self.classifier_.predict_proba(features)
+        return probabilities(self.classifier_.decision_function(features), temperature)
 
     def predict(self, X) -> np.ndarray:
         features = self.transform(X)
@@ -85,8 +90,17 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
 
     ``fit`` extracts every layer's pooled hidden states and FFN activations (cached on disk), fits an L1 probe per
     (representation, layer, pooling), keeps per layer the neurons holding a fraction η of the probe's squared
-    weights, and trains a logistic regression on the kept neurons of layers up to an exit layer; η, exit layer,
-    representations, poolings and C are chosen on validation. ``predict`` runs the backbone only to the exit layer.
+    weights, and trains a logistic regression on the kept neurons of layers up to an exit layer. ``predict`` runs
+    the backbone only to the exit layer.
+
+    How settings are chosen (``cv``): with up to 20,000 texts (``cv="auto"``), by stratified 5-fold
+    cross-validation over the training and validation texts together, the probes refitted inside each fold; the
+    simplest candidate within one standard error of the best wins (fewest features, then the shallowest exit layer,
+    then the smallest C); the final model is refitted on every text. The candidates include dense readouts (every
+    neuron of one layer's pooled hidden state, the last layer's mean being the sentence-embedding baseline), so the
+    search can fall back to the embedding where the sparse neurons do not beat it beyond noise. ``cv=None`` is the
+    paper's protocol: every choice by the best score on one validation split, no dense readouts. Either way
+    ``expected_score_`` estimates the test score with the selection's optimism left out (see ``stc.selection``).
 
     Parameters
     ----------
@@ -95,21 +109,46 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     poolings : token poolings among mean, max, first, last; None = mean, max and the model's natural single token.
     etas : the η grid; probe_Cs, final_Cs : C grids of the L1 probes and of the final classifier. probe_Cs None
         gives each probe the grid (3, 10, 30, 100) x its C_min, the C below which it keeps no neuron.
-    metric : ``"accuracy"`` or ``"macro_f1"``, the validation metric every choice is made by.
-    validation_size : fraction of the training texts held out (stratified, seeded) when no X_val is given.
+    metric : ``"accuracy"`` or ``"macro_f1"``, the held-out metric every choice is made by.
+    cv : ``"auto"`` (5 folds up to 20,000 texts, else one validation split), an integer k >= 2 (k folds), or None
+        (one validation split: the given X_val, else ``validation_size`` of X).
+    class_weight : None, or ``"balanced"`` to weigh every class the same in the probes and the final classifier
+        (for imbalanced labels, typically with ``metric="macro_f1"``).
+    calibrate : fit a temperature on held-out decision values, so that ``predict_proba`` is calibrated.
+    validation_size : fraction of the training texts held out (stratified, seeded) with one split and no X_val.
     max_length : tokens per text (default: the model's limit); windows : cut longer texts into overlapping windows
         of ``max_length`` tokens (``window_overlap`` shared) instead of truncating.
     token_budget : padded tokens per forward batch (batches are length-sorted).
     store_dir : where activation stores go (default ``$STC_CACHE/stores``); store_dtype : float32 or float16.
     probe_solver : ``"auto"`` (stc's warm-started path solver), ``"liblinear"`` or ``"saga"`` (scikit-learn).
+    device : ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …; dtype : the backbone's
+        weights, ``"auto"`` (float32 on the CPU), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
     n_jobs : probes and search fits run side by side on this many threads (-1: every core; None or 1: one),
         each with single-threaded BLAS.
+    random_state : seed of the validation split, the folds and the logistic regressions.
+    show_progress_bar : progress bars for extraction, probes and search.
+    trust_remote_code : let transformers run code shipped with a hub model (off: only built-in architectures).
+
+    Attributes
+    ----------
+    classes_ : the labels, sorted; kept_columns_ : {store key: kept neuron indices}; kept_neurons_, n_features_ :
+        the kept neurons' names (``ffn.L3.mean.1021``) and count; classifier_ : the fitted scaler + logistic
+        regression on them; exit_layer_ : the deepest layer ``predict`` runs; configuration_ : the chosen setting
+        (readout sparse/dense, representations, poolings, eta, exit_layer, C, n_features, score and its se).
+    val_score_ : the chosen setting's held-out score (cross-validation mean, or validation score);
+        cv_score_, cv_score_se_ : the same with its standard error over folds (validation blocks with one split).
+    expected_score_, expected_score_se_ : the expected test score, the selection's optimism left out.
+    selection_ : the protocol (folds or one split, rule, counts); temperature_ : the calibration temperature.
+    probe_scores_, search_results_, kept_counts_ : every probe, every searched candidate, and the kept neurons per
+        η and probe (for reports); backbone_, extraction_ : what ``predict`` needs to read the backbone the same
+        way; validation_, fit_timings_, fit_seconds_, store_path_ : how and how long it was fitted.
     """
 
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
                  poolings: Sequence[str] | None = None, etas: Sequence[float] = DEFAULT_ETAS,
                  probe_Cs: Sequence[float] | None = DEFAULT_PROBE_CS, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
-                 metric: str = "accuracy", validation_size: float = 0.2, max_length: int | None = None,
+                 metric: str = "accuracy", cv: int | str | None = "auto", class_weight: str | None = None,
+                 calibrate: bool = True, validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
                  device: str = "auto", dtype: str = "auto", n_jobs: int | None = -1, random_state: int = 42,
@@ -121,6 +160,9 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         self.probe_Cs = probe_Cs
         self.final_Cs = final_Cs
         self.metric = metric
+        self.cv = cv
+        self.class_weight = class_weight
+        self.calibrate = calibrate
         self.validation_size = validation_size
         self.max_length = max_length
         self.windows = windows
@@ -142,6 +184,13 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         check_metric(self.metric)
         if self.probe_solver not in PROBE_SOLVERS:
             raise ValueError(f"probe_solver must be one of {PROBE_SOLVERS}, got {self.probe_solver!r}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
+        if not isinstance(self.calibrate, bool):
+            raise ValueError(f"calibrate must be True or False, got {self.calibrate!r}")
+        if not (self.cv is None or self.cv == "auto" or (isinstance(self.cv, int) and not isinstance(self.cv, bool)
+                                                          and self.cv >= 2)):
+            raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {self.cv!r}")
         for name in ("token_budget", "window_overlap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "token_budget" else 0):
@@ -159,53 +208,108 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
                 "final_Cs": check_grid(self.final_Cs, "final_Cs")}
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> STCClassifier:
-        """Fit on texts X with labels y; X_val/y_val (else a stratified split of X) choose every setting."""
+        """Fit on texts X with labels y. X_val/y_val join X in cross-validation, or are the validation split."""
         started = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(phase: str) -> None:
+            timings[phase] = time.perf_counter() - started - sum(timings.values())
+
         grids = self._check_params()
         texts = check_texts(X, "X")
         self.classes_, codes = encode_labels(y, len(texts))
-        train_texts, train_codes, val_texts, val_codes = validation_split(
-            texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
-            random_state=self.random_state)
-        self.validation_ = {"given": X_val is not None, "n_train": len(train_texts), "n_val": len(val_texts)}
+        pool_texts, pool_codes = texts, codes
+        if X_val is not None or y_val is not None:  # checked (and joined to the pool) before any work
+            _, _, val_texts, val_codes = validation_split(texts, codes, self.classes_, X_val, y_val,
+                                                          validation_size=self.validation_size,
+                                                          random_state=self.random_state)
+            pool_texts, pool_codes = texts + val_texts, np.concatenate([codes, val_codes])
+        folds = resolve_cv(self.cv, pool_codes, self.classes_)
+        if folds is None:
+            train_texts, train_codes, val_texts, val_codes = validation_split(
+                texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
+                random_state=self.random_state)
+            pool_texts, pool_codes = train_texts + val_texts, np.concatenate([train_codes, val_codes])
+            self.validation_ = {"given": X_val is not None, "n_train": len(train_texts), "n_val": len(val_texts),
+                                "cv": None}
+        else:
+            self.validation_ = {"given": X_val is not None, "n_train": len(pool_texts), "n_val": 0, "cv": folds}
         backbone = self._load_backbone()
-        timings = {"load": time.perf_counter() - started}
+        lap("load")
         poolings = grids["poolings"] or default_poolings(backbone)
         settings = ExtractionSettings(representations=grids["representations"], poolings=poolings,
                                       max_length=self.max_length, windows=self.windows,
                                       window_overlap=self.window_overlap, dtype=self.store_dtype)
-        store = build_store(backbone, train_texts + val_texts, settings, root=self.store_dir,
-                            token_budget=self.token_budget, show_progress_bar=self.show_progress_bar)
-        timings["extract"] = time.perf_counter() - started - sum(timings.values())
-        all_codes = np.concatenate([train_codes, val_codes])
-        train_rows = np.arange(len(train_texts))
-        val_rows = np.arange(len(train_texts), len(all_codes))
-        probes = fit_probes(store, store.keys, all_codes, train_rows, val_rows, Cs=grids["probe_Cs"],
-                            metric=self.metric, solver=self.probe_solver, n_jobs=self.n_jobs, seed=self.random_state,
-                            show_progress_bar=self.show_progress_bar)
-        timings["probes"] = time.perf_counter() - started - sum(timings.values())
-
-        def load(key, columns):
-            values = store.load(key, columns=columns)
-            return values[train_rows], values[val_rows]
-
+        store = self._build_store(backbone, pool_texts, settings)
+        lap("extract")
+        probe_options = dict(Cs=grids["probe_Cs"], metric=self.metric, solver=self.probe_solver, n_jobs=self.n_jobs,
+                             seed=self.random_state, class_weight=self.class_weight,
+                             show_progress_bar=self.show_progress_bar)
+        if folds is None:
+            train_rows, val_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(pool_codes))
+            probes = {key: path.best() for key, path in
+                      fit_probe_paths(store, store.keys, pool_codes, train_rows, val_rows, **probe_options).items()}
+            splits = [Split(train_rows, val_rows, probes)]
+            y_eval = pool_codes[val_rows]
+            blocks = estimate_blocks(y_eval, self.random_state)
+            rule = "best" if self.cv is None else "one_se"
+            lap("probes")
+        else:
+            fold_rows = make_folds(pool_codes, folds, self.random_state)
+            fold_paths = [fit_probe_paths(store, store.keys, pool_codes, train, val, desc=f"probes, fold {i}/{folds}",
+                                          **probe_options) for i, (train, val) in enumerate(fold_rows, 1)]
+            # Each probe's C is a setting like any other: the grid point with the best mean over folds.
+            probe_index = {key: int(np.argmax(np.mean([paths[key].val_scores for paths in fold_paths], axis=0)))
+                           for key in store.keys}
+            splits = [Split(train, val, {key: paths[key].at(probe_index[key]) for key in store.keys})
+                      for (train, val), paths in zip(fold_rows, fold_paths)]
+            y_eval = np.concatenate([pool_codes[val] for _, val in fold_rows])
+            edges = np.cumsum([0] + [len(val) for _, val in fold_rows])
+            blocks = [np.arange(edges[i], edges[i + 1]) for i in range(folds)]
+            rule = "one_se"
+            lap("fold probes")
+        selector = Selector(y_eval, blocks, self.metric, rule)
+        dense_keys = ([] if self.cv is None or "hidden" not in settings.representations  # layer 0: embeddings
+                      else [k for k in all_keys(backbone.num_layers, ("hidden",), poolings) if parse_key(k)[1] > 0])
         representation_sets = [(r,) for r in settings.representations]
         if len(settings.representations) > 1:
             representation_sets.append(settings.representations)
         pooling_sets = [(p,) for p in poolings] + ([tuple(poolings)] if len(poolings) > 1 else [])
-        best, table = search_configurations(
-            probes, load, train_codes, val_codes, representation_sets=representation_sets,
+        chosen, table = search(
+            splits, lambda key, columns: store.load(key, columns=columns), pool_codes,
+            {key: store.dim(key) for key in store.keys}, selector, representation_sets=representation_sets,
             pooling_sets=pooling_sets, etas=grids["etas"], exit_layers=range(1, backbone.num_layers + 1),
-            Cs=grids["final_Cs"], metric=self.metric, n_jobs=self.n_jobs, seed=self.random_state,
-            show_progress_bar=self.show_progress_bar)
-        timings["search"] = time.perf_counter() - started - sum(timings.values())
-        self.kept_columns_ = kept_columns(probes, best.representations, best.poolings, best.eta, best.exit_layer)
-        X_train = np.hstack([store.load(key, columns=cols, rows=train_rows) for key, cols in self.kept_columns_.items()])
-        self.classifier_ = make_final_classifier(best.C, self.random_state).fit(X_train, train_codes)
-        timings["final"] = time.perf_counter() - started - sum(timings.values())
+            Cs=grids["final_Cs"], dense_keys=dense_keys, n_jobs=self.n_jobs, seed=self.random_state,
+            class_weight=self.class_weight, show_progress_bar=self.show_progress_bar)
+        lap("search")
+        if folds is None:
+            fit_rows = train_rows
+        else:  # the final model: probes and classifier refitted on every text with the chosen settings
+            fit_rows = np.arange(len(pool_codes))
+            final_paths = fit_probe_paths(store, store.keys, pool_codes, fit_rows, np.arange(0),
+                                          desc="probes, all texts", **probe_options)
+            probes = {key: final_paths[key].at(probe_index[key]) for key in store.keys}
+            for key, probe in probes.items():  # report each probe's cross-validated scores along its C grid
+                means = np.mean([paths[key].val_scores for paths in fold_paths], axis=0)
+                probes[key] = replace(probe, val_score=float(means[probe_index[key]]),
+                                      scores_by_C=[float(m) for m in means])
+            lap("final probes")
+        best = table[chosen]
+        self.kept_columns_ = candidate_columns(best.candidate, probes, {key: store.dim(key) for key in store.keys})
+        X_fit = np.hstack([store.load(key, columns=cols, rows=fit_rows) for key, cols in self.kept_columns_.items()])
+        self.classifier_ = make_final_classifier(best.candidate.C, self.random_state,
+                                                 self.class_weight).fit(X_fit, pool_codes[fit_rows])
+        self.temperature_ = fit_temperature(best.decisions, y_eval) if self.calibrate else 1.0
+        lap("final")
         self.fit_timings_ = {phase: round(seconds, 3) for phase, seconds in timings.items()}
-        self._set_summary(backbone, settings, best, table, probes, store, grids["etas"],
+        rows = configuration_rows(selector, table)
+        estimate, estimate_se = expected_score(selector, table)
+        self.selection_ = {"protocol": "cv" if folds else "split", "folds": folds, "rule": rule,
+                           "n_blocks": len(blocks), "n_candidates": len(table), "n_held_out": len(y_eval)}
+        self._set_summary(backbone, settings, rows[chosen], rows, probes, store, grids["etas"],
                           time.perf_counter() - started)
+        self.cv_score_, self.cv_score_se_ = rows[chosen].val_score, rows[chosen].score_se
+        self.expected_score_, self.expected_score_se_ = estimate, estimate_se
         return self
 
     def _set_summary(self, backbone, settings, best, table, probes, store: ActivationStore, etas, seconds) -> None:
@@ -231,6 +335,11 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
             for key, probe in sorted(probes.items(), key=lambda item: parse_key(item[0]))}}
         self.store_path_ = str(store.path)
         self.fit_seconds_ = seconds
+
+    def _build_store(self, backbone: Backbone, texts: list[str], settings: ExtractionSettings) -> ActivationStore:
+        """The activation store of ``texts``, row i for texts[i] (built, or found on disk)."""
+        return build_store(backbone, texts, settings, root=self.store_dir, token_budget=self.token_budget,
+                           show_progress_bar=self.show_progress_bar)
 
     def _load_backbone(self) -> Backbone:
         return load_backbone(self.model, device=self.device, dtype=self.dtype,

@@ -61,19 +61,57 @@ def _classifier(args, metric: str):
     grids = {"representations": _comma_list(args.representations, "--representations"),
              "poolings": _comma_list(args.poolings, "--poolings"),
              "etas": _comma_list(args.etas, "--etas", float), "probe_Cs": _comma_list(args.probe_Cs, "--probe-Cs", float),
-             "final_Cs": _comma_list(args.final_Cs, "--final-Cs", float), "n_jobs": args.jobs}
+             "final_Cs": _comma_list(args.final_Cs, "--final-Cs", float), "n_jobs": args.jobs,
+             "cv": _cv_value(args.cv), "class_weight": None if args.class_weight == "none" else args.class_weight,
+             "calibrate": not args.no_calibrate}
     return STCClassifier(model=args.model, metric=metric, max_length=args.max_length, windows=args.windows,
                          window_overlap=args.window_overlap, token_budget=args.token_budget, device=args.device,
                          store_dir=args.store_dir, show_progress_bar=not args.quiet,
                          **{name: value for name, value in grids.items() if value is not None})
 
 
+def _cv_value(value: str | None):
+    """--cv: 'auto', 'none' (one validation split) or an integer number of folds."""
+    if value is None or value == "auto":
+        return "auto"
+    if value.lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--cv must be 'auto', 'none' or an integer >= 2, got {value!r}") from None
+
+
 def _summary_lines(clf) -> list[str]:
     config = clf.configuration_
-    return [f"configuration: representations={config['representations']} poolings={config['poolings']} "
-            f"eta={config['eta']} C={config['C']}",
-            f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
-            f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
+    readout = config.get("readout", "sparse")
+    lines = [f"configuration: readout={readout} representations={config['representations']} "
+             f"poolings={config['poolings']} eta={config['eta']} C={config['C']}",
+             f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
+             f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
+    if readout == "dense":
+        lines.append(f"the dense readout won: every neuron of {next(iter(clf.kept_columns_))} (the sentence "
+                     f"embedding of that layer); no sparse set of neurons beat it beyond noise")
+    return lines + _estimate_lines(clf)
+
+
+def _estimate_lines(clf) -> list[str]:
+    """How the settings were chosen, and the expected test score with its standard error."""
+    selection = getattr(clf, "selection_", None)
+    lines = []
+    if selection:
+        how = (f"{selection['folds']}-fold cross-validation" if selection["protocol"] == "cv"
+               else "one validation split")
+        rule = "one-standard-error rule" if selection["rule"] == "one_se" else "best score"
+        lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric} of "
+                     f"the chosen one {clf.cv_score_:.4f} ± {clf.cv_score_se_ or float('nan'):.4f}")
+    if getattr(clf, "expected_score_", None) is not None:
+        lines.append(f"expected test {clf.metric}: {clf.expected_score_:.4f} ± {clf.expected_score_se_:.4f} "
+                     f"(the selection's optimism left out)")
+    temperature = getattr(clf, "temperature_", 1.0)
+    if temperature != 1.0:
+        lines.append(f"calibration: temperature {temperature:.3f} on held-out decision values")
+    return lines
 
 
 def _log(message: str) -> None:
@@ -92,7 +130,7 @@ def _cmd_fit(args) -> int:
             y_val=validation.labels if validation else None)
     for line in _summary_lines(clf):
         _log(line)
-    _log(f"validation {metric}: {clf.val_score_:.4f}  (fit {clf.fit_seconds_:.1f} s)")
+    _log(f"fit {clf.fit_seconds_:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in clf.fit_timings_.items()))
     if dataset.test is not None:
         _log(f"test {metric}: {_metric(clf, dataset.test, metric):.4f}")
     clf.save(args.out, copy_backbone=args.copy_backbone)
@@ -206,7 +244,8 @@ def _cmd_info(args) -> int:
     _log(f"classes: {clf.classes_.tolist()}")
     for line in _summary_lines(clf):
         _log(line)
-    _log(f"validation {clf.metric}: {clf.val_score_:.4f}")
+    if getattr(clf, "selection_", None) is None:  # a model saved before the selection estimates
+        _log(f"validation {clf.metric}: {clf.val_score_:.4f}")
     return 0
 
 
@@ -240,10 +279,11 @@ def _cmd_demo(args) -> int:
                      "fit_s": estimator.fit_seconds_, "test_texts_per_s": len(dataset.test) / predict_seconds})
         if name == "STC":
             stc_model = estimator
-    _log(f"\n{'method':<22} {'val ' + dataset.metric:>14} {'test ' + dataset.metric:>14} {'features':>9} "
+    _log("\n(held-out: STC's chosen candidate over its cross-validation folds; the embedding's validation split)")
+    _log(f"{'method':<22} {'held-out ' + dataset.metric[:6]:>16} {'test ' + dataset.metric:>14} {'features':>9} "
          f"{'exit':>5} {'fit s':>7} {'test texts/s':>13}")
     for row in rows:
-        _log(f"{row['method']:<22} {row['val']:>14.4f} {row['test']:>14.4f} {row['features']:>9} "
+        _log(f"{row['method']:<22} {row['val']:>16.4f} {row['test']:>14.4f} {row['features']:>9} "
              f"{row['exit_layer']:>5} {row['fit_s']:>7.1f} {row['test_texts_per_s']:>13.1f}")
     _log("")
     for line in _summary_lines(stc_model):
@@ -277,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--etas", default=None, help="comma-separated eta grid (default: the paper's ten values)")
     fit.add_argument("--probe-Cs", default=None, help="comma-separated C grid of the L1 probes")
     fit.add_argument("--final-Cs", default=None, help="comma-separated C grid of the final classifier")
+    fit.add_argument("--cv", default="auto",
+                     help="how settings are chosen: auto (5-fold cross-validation up to 20,000 texts, else one "
+                          "validation split), an integer k (k folds), or none (one validation split, the paper's)")
+    fit.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                     help="balanced: every class weighs the same in the probes and the final classifier")
+    fit.add_argument("--no-calibrate", action="store_true",
+                     help="do not fit a temperature to calibrate the probabilities")
     fit.add_argument("--copy-backbone", action="store_true", help="copy the backbone's weights into the model dir")
     fit.set_defaults(handler=_cmd_fit)
 

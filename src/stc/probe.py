@@ -17,7 +17,8 @@ from ._metrics import score
 from ._solver import l1_logistic_path, quiet_solver_warnings
 from .store import ActivationStore
 
-__all__ = ["ProbeResult", "fit_probes", "standardize", "DEFAULT_PROBE_CS", "PROBE_SOLVERS"]
+__all__ = ["ProbeResult", "ProbePath", "fit_probes", "fit_probe_paths", "balanced_weights", "standardize",
+           "DEFAULT_PROBE_CS", "PROBE_SOLVERS", "CLASS_WEIGHTS"]
 
 #: With no C grid given, each probe's grid is these multiples of its C_min, the C below which it keeps no neuron:
 #: from a handful of neurons to a lightly regularised probe, whatever N and the activations' scale (glmnet's idea).
@@ -25,19 +26,18 @@ __all__ = ["ProbeResult", "fit_probes", "standardize", "DEFAULT_PROBE_CS", "PROB
 RELATIVE_PROBE_CS = (3.0, 10.0, 30.0, 100.0)
 DEFAULT_PROBE_CS = None
 PROBE_SOLVERS = ("auto", "liblinear", "saga")
+CLASS_WEIGHTS = (None, "balanced")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProbeResult:
-    """The selected probe of one array: its weights, standardisation, and validation scores."""
+    """One probe at one C: its weights and the standardisation of the rows it was fitted on."""
 
     key: str
     C: float
     coef: np.ndarray  # (1 or n_classes, dim)
     intercept: np.ndarray
-    mean: np.ndarray
-    scale: np.ndarray
-    val_score: float
+    val_score: float | None
     scores_by_C: list[float]
     Cs: list[float]
 
@@ -51,6 +51,29 @@ class ProbeResult:
         return int(np.count_nonzero(self.importance))
 
 
+@dataclass(frozen=True)
+class ProbePath:
+    """The L1 probes of one array along its C grid, and their validation scores (None without validation rows)."""
+
+    key: str
+    Cs: list[float]
+    coefs: np.ndarray  # (n_C, 1 or n_classes, dim)
+    intercepts: np.ndarray  # (n_C, 1 or n_classes)
+    val_scores: list[float] | None
+
+    def at(self, index: int) -> ProbeResult:
+        """The probe at the ``index``-th C of the grid."""
+        return ProbeResult(key=self.key, C=self.Cs[index], coef=self.coefs[index], intercept=self.intercepts[index],
+                           val_score=None if self.val_scores is None else self.val_scores[index],
+                           scores_by_C=list(self.val_scores or []), Cs=list(self.Cs))
+
+    def best(self) -> ProbeResult:
+        """The probe with the best validation score; among equals the smallest C, i.e. the sparsest probe."""
+        if self.val_scores is None:
+            raise ValueError(f"probe {self.key} has no validation scores to choose its C by")
+        return self.at(int(np.argmax(self.val_scores)))
+
+
 def standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale of each column; constant columns get scale 1 so they stay at zero."""
     mean = X.mean(axis=0, dtype=np.float64)
@@ -59,10 +82,23 @@ def standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), scale.astype(np.float32)
 
 
-def smallest_useful_C(X: np.ndarray, y: np.ndarray, n_classes: int) -> float:
+def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-row weights n / (K * n_class), scikit-learn's ``class_weight="balanced"``: every class weighs the same."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    per_class = np.zeros(n_classes)
+    per_class[present] = len(y) / (present.sum() * counts[present])
+    return per_class[y]
+
+
+def smallest_useful_C(X: np.ndarray, y: np.ndarray, n_classes: int, sample_weight: np.ndarray | None = None) -> float:
     """C_min: for C below it the L1 probe (intercept only) keeps no neuron; the largest gradient at zero weights."""
     targets = np.eye(n_classes)[y] if n_classes > 2 else y[:, None].astype(np.float64)
-    residual = targets - targets.mean(axis=0)
+    if sample_weight is None:
+        residual = targets - targets.mean(axis=0)
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64)[:, None]
+        residual = w * (targets - (w * targets).sum(axis=0) / w.sum())
     gradient = np.abs(X.T.astype(np.float64) @ residual).max()
     return 1.0 / gradient if gradient > 0 else 1.0
 
@@ -76,7 +112,8 @@ def predict_codes(scores: np.ndarray) -> np.ndarray:
     return (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else scores.argmax(axis=1)
 
 
-def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str, seed: int):
+def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str, seed: int,
+                  sample_weight: np.ndarray | None = None):
     """Reference path with scikit-learn, one fit per C (liblinear is one-vs-rest for several classes)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
@@ -86,7 +123,7 @@ def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str
         model = LogisticRegression(C=C, l1_ratio=1.0, solver=solver, max_iter=1000, tol=1e-4, random_state=seed)
         if solver == "liblinear" and len(np.unique(y)) > 2:  # liblinear is binary only: one-vs-rest
             model = OneVsRestClassifier(model)
-        model.fit(X, y)  # fit_probes silences ConvergenceWarning: the grid's largest C may not fully converge
+        model.fit(X, y, **({} if sample_weight is None else {"sample_weight": sample_weight}))  # fit_probes silences ConvergenceWarning: the grid's largest C may not fully converge
         if isinstance(model, OneVsRestClassifier):
             coef = np.vstack([m.coef_ for m in model.estimators_])
             intercept = np.concatenate([m.intercept_ for m in model.estimators_])
@@ -105,42 +142,45 @@ def _resolved_solver(solver: str, n_train: int, dim: int) -> str:
     return "liblinear" if solver == "auto" and n_train < dim else solver
 
 
-def _fit_one(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-             Cs: Sequence[float], metric: str, solver: str, seed: int) -> ProbeResult:
+def _fit_path(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
+              Cs: Sequence[float] | None, metric: str, solver: str, seed: int, class_weight: str | None) -> ProbePath:
     X = store.load(key, rows=np.concatenate([train_rows, val_rows]))
     X_train, X_val = X[:len(train_rows)], X[len(train_rows):]
     mean, scale = standardize(X_train)
     X_train = (X_train - mean) / scale
     X_val = (X_val - mean) / scale
     y_train, y_val = y[train_rows], y[val_rows]
+    n_classes = int(y.max()) + 1
+    weights = balanced_weights(y_train, n_classes) if class_weight == "balanced" else None
     if Cs is None:
-        C_min = smallest_useful_C(X_train, y_train, int(y.max()) + 1)
+        C_min = smallest_useful_C(X_train, y_train, n_classes, weights)
         Cs = [C_min * multiple for multiple in RELATIVE_PROBE_CS]
     solver = _resolved_solver(solver, X_train.shape[0], X_train.shape[1])
     if solver == "auto":
-        coefs, intercepts = l1_logistic_path(X_train, y_train, Cs, n_classes=int(y.max()) + 1)
+        coefs, intercepts = l1_logistic_path(X_train, y_train, Cs, n_classes=n_classes, sample_weight=weights)
     else:
-        coefs, intercepts = _sklearn_path(X_train, y_train, Cs, solver, seed)
-    scores = [score(y_val, predict_codes(decision(X_val, c, b)), metric) for c, b in zip(coefs, intercepts)]
-    # The best validation score; among equals the smallest C, i.e. the sparsest probe.
-    best = int(np.argmax(scores))
-    return ProbeResult(key=key, C=float(Cs[best]), coef=np.asarray(coefs[best], dtype=np.float32),
-                       intercept=np.asarray(intercepts[best], dtype=np.float32), mean=mean, scale=scale,
-                       val_score=scores[best], scores_by_C=[float(s) for s in scores], Cs=[float(C) for C in Cs])
+        coefs, intercepts = _sklearn_path(X_train, y_train, Cs, solver, seed, weights)
+    # The probe reads standardised activations; its importances are those of the standardised neurons.
+    scores = ([score(y_val, predict_codes(decision(X_val, c, b)), metric) for c, b in zip(coefs, intercepts)]
+              if len(val_rows) else None)
+    return ProbePath(key=key, Cs=[float(C) for C in Cs], coefs=np.asarray(coefs, dtype=np.float32),
+                     intercepts=np.asarray(intercepts, dtype=np.float32), val_scores=scores)
 
 
-def fit_probes(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train_rows: np.ndarray,
-               val_rows: np.ndarray, *, Cs: Sequence[float] | None = DEFAULT_PROBE_CS, metric: str = "accuracy",
-               solver: str = "auto", n_jobs: int | None = 1, seed: int = 0,
-               show_progress_bar: bool = False) -> dict[str, ProbeResult]:
-    """Fit one probe per key; y holds class codes 0..K-1.
+def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train_rows: np.ndarray,
+                    val_rows: np.ndarray, *, Cs: Sequence[float] | None = DEFAULT_PROBE_CS, metric: str = "accuracy",
+                    solver: str = "auto", n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None,
+                    show_progress_bar: bool = False, desc: str = "probes") -> dict[str, ProbePath]:
+    """Fit one probe path (every C of the grid) per key on ``train_rows``; y holds class codes 0..K-1.
 
-    ``Cs`` None gives each probe its own grid, ``RELATIVE_PROBE_CS`` times its ``smallest_useful_C``. With
-    ``n_jobs`` > 1 (-1: every core) the probes of stc's solver run side by side on threads, each with
-    single-threaded BLAS: most of a fit (coordinate descent, line searches, small products) runs on one core
-    anyway, so this uses the cores better than threaded BLAS inside one probe at a time."""
+    ``Cs`` None gives each probe its own grid, ``RELATIVE_PROBE_CS`` times its ``smallest_useful_C``. Each path
+    is scored on ``val_rows`` (none: no scores). With ``n_jobs`` > 1 (-1: every core) the probes of stc's solver
+    run side by side on threads, each with single-threaded BLAS: most of a fit (coordinate descent, line searches,
+    small products) runs on one core anyway, so this uses the cores better than threaded BLAS inside one probe."""
     if solver not in PROBE_SOLVERS:
         raise ValueError(f"probe solver must be one of {PROBE_SOLVERS}, got {solver!r}")
+    if class_weight not in CLASS_WEIGHTS:
+        raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got {class_weight!r}")
     Cs = None if Cs is None else sorted(float(C) for C in Cs)
     # scikit-learn's liblinear draws from one process-wide random state: fitted on threads side by side, its
     # probes would depend on timing. Those run one after another; only stc's own solver runs on threads.
@@ -149,19 +189,27 @@ def fit_probes(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train
     on_threads = set(threaded)
     serial = [key for key in keys if key not in on_threads]
     workers = min(effective_n_jobs(n_jobs), max(len(threaded), 1))
-    bar = tqdm(total=len(keys), desc="probes", unit="probe", disable=not show_progress_bar)
+    bar = tqdm(total=len(keys), desc=desc, unit="probe", disable=not show_progress_bar)
     fitted = {}
+    arguments = (y, train_rows, val_rows, Cs, metric, solver, seed, class_weight)
     with ExitStack() as context:
         context.enter_context(quiet_solver_warnings())
         warnings.simplefilter("ignore", ConvergenceWarning)  # scikit-learn's solvers at the grid's largest C
         for key in serial:
-            fitted[key] = _fit_one(store, key, y, train_rows, val_rows, Cs, metric, solver, seed)
+            fitted[key] = _fit_path(store, key, *arguments)
             bar.update()
         if workers > 1:
             context.enter_context(threadpool_limits(limits=1, user_api="blas"))
         for result in Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
-                delayed(_fit_one)(store, key, y, train_rows, val_rows, Cs, metric, solver, seed) for key in threaded):
+                delayed(_fit_path)(store, key, *arguments) for key in threaded):
             fitted[result.key] = result
             bar.update()
     bar.close()
     return {key: fitted[key] for key in keys}
+
+
+def fit_probes(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train_rows: np.ndarray,
+               val_rows: np.ndarray, **options) -> dict[str, ProbeResult]:
+    """One probe per key, its C chosen on ``val_rows`` (the paper's selection); options as ``fit_probe_paths``."""
+    paths = fit_probe_paths(store, keys, y, train_rows, val_rows, **options)
+    return {key: path.best() for key, path in paths.items()}

@@ -1,0 +1,197 @@
+"""Does STC's selection hold on unseen data? STC (new default) vs STC as it was (cv=None) vs the embedding.
+
+For each dataset and training size, over several seeds: draw n training texts and 0.1 n validation texts
+(stratified) from the dataset's train + validation splits ("all": every one of them), fit
+
+* ``stc``: STCClassifier with every default (cross-validated selection up to 20,000 texts, one-SE rule, dense
+  readouts in the search); its estimate is ``expected_score_``;
+* ``stc-split``: STCClassifier(cv=None), the paper's selection on the validation split; its estimate is the
+  validation score it prints (``val_score_``);
+* ``embedding``: the last layer's mean-pooled hidden state + logistic regression, C chosen by the same 5-fold
+  cross-validation over train + validation (its estimate: the chosen C's cross-validation mean),
+
+and score each on the dataset's whole test split. Optimism = estimate - test score. The activations of every text
+of a dataset are extracted once into one store; each fit reads its rows from it, so fit times below leave the
+(identical) extraction out.
+
+    python benchmarks/bench_selection.py                      # mr, bbc-news, tweets; 500, 2000, all; 5 seeds
+    python benchmarks/bench_selection.py --datasets mr --sizes 500 --seeds 2
+
+Runs are appended to ``--out`` (JSON lines) as they finish and skipped when already there, so an interrupted run
+resumes; the table is printed from that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from stc import STCClassifier
+from stc._metrics import score
+from stc.aggregate import make_final_classifier
+from stc.backbone import load_backbone
+from stc.data import load_dataset
+from stc.extract import default_poolings, feature_key
+from stc.store import ActivationStore, ExtractionSettings, build_store
+
+METHODS = ("stc", "stc-split", "embedding")
+
+
+class StoreRows:
+    """Some rows of a store, seen as a store of their own."""
+
+    def __init__(self, store: ActivationStore, rows: np.ndarray):
+        self.store, self.rows, self.path, self.keys = store, np.asarray(rows), store.path, store.keys
+        self.n_texts = len(self.rows)
+
+    def dim(self, key: str) -> int:
+        return self.store.dim(key)
+
+    def load(self, key: str, columns=None, rows=None) -> np.ndarray:
+        return self.store.load(key, columns=columns, rows=self.rows if rows is None else self.rows[rows])
+
+
+class StoredSTC(STCClassifier):
+    """STCClassifier reading the dataset's one store instead of extracting again."""
+
+    big_store: ActivationStore = None
+    row_of: dict = None
+
+    def _build_store(self, backbone, texts, settings):
+        return StoreRows(self.big_store, np.array([self.row_of[text] for text in texts]))
+
+
+def draw(texts, labels, size, seed):
+    """(train texts, train labels, val texts, val labels): n + 0.1 n, stratified, from the pool."""
+    labels = np.asarray(labels)
+    n = len(texts) if size == "all" else min(int(size), int(len(texts) / 1.1))
+    n_val = max(int(round(0.1 * n)), len(np.unique(labels)))
+    index = np.arange(len(texts))
+    if n + n_val < len(texts):
+        index, _ = train_test_split(index, train_size=n + n_val, stratify=labels, random_state=seed)
+    train, val = train_test_split(index, test_size=n_val, stratify=labels[index], random_state=seed)
+    return ([texts[i] for i in train], labels[train], [texts[i] for i in val], labels[val])
+
+
+def embedding_run(features, codes, test_features, test_codes, metric, seed, Cs=(0.01, 0.1, 1.0, 10.0)):
+    """Embedding + LR, C by 5-fold CV over the pool (mean), refitted on all of it."""
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(features, codes))
+    means = {}
+    for C in Cs:
+        means[C] = np.mean([score(codes[va], make_final_classifier(C, seed).fit(features[tr], codes[tr])
+                                  .predict(features[va]), metric) for tr, va in folds])
+    best = max(Cs, key=lambda C: (means[C], -C))
+    model = make_final_classifier(best, seed).fit(features, codes)
+    return means[best], score(test_codes, model.predict(test_features), metric), {"C": best}
+
+
+def run_dataset(name, sizes, seeds, out_path, done, store_dir):
+    dataset = load_dataset(name)
+    backbone = load_backbone("minilm")
+    pool_texts = dataset.train.texts + (dataset.validation.texts if dataset.validation else [])
+    pool_labels = list(dataset.train.labels) + (list(dataset.validation.labels) if dataset.validation else [])
+    all_texts = pool_texts + dataset.test.texts
+    settings = ExtractionSettings(representations=("hidden", "ffn"), poolings=default_poolings(backbone))
+    started = time.perf_counter()
+    store = build_store(backbone, all_texts, settings, root=store_dir, show_progress_bar=True)
+    print(f"[{name}] store of {len(all_texts)} texts in {time.perf_counter() - started:.0f} s", flush=True)
+    row_of = {}
+    for row, text in enumerate(all_texts):
+        row_of.setdefault(text, row)
+    test_rows = np.arange(len(pool_texts), len(all_texts))
+    StoredSTC.big_store, StoredSTC.row_of = store, row_of
+    embedding_key = feature_key("hidden", backbone.num_layers, "mean")
+    for size in sizes:
+        for seed in range(seeds):
+            train_texts, train_labels, val_texts, val_labels = draw(pool_texts, pool_labels, size, seed)
+            for method in METHODS:
+                tag = (name, str(size), seed, method)
+                if tag in done:
+                    continue
+                started = time.perf_counter()
+                extra = {}
+                if method == "embedding":
+                    classes = np.unique(np.concatenate([train_labels, val_labels]))
+                    texts = train_texts + val_texts
+                    codes = np.searchsorted(classes, np.concatenate([train_labels, val_labels]))
+                    features = store.load(embedding_key, rows=np.array([row_of[t] for t in texts]))
+                    test_codes = np.searchsorted(classes, np.asarray(dataset.test.labels))
+                    estimate, test, extra = embedding_run(features, codes, store.load(embedding_key, rows=test_rows),
+                                                          test_codes, dataset.metric, seed)
+                else:
+                    clf = StoredSTC(metric=dataset.metric, cv="auto" if method == "stc" else None,
+                                    calibrate=method == "stc", random_state=seed, show_progress_bar=False)
+                    clf.fit(train_texts, train_labels, X_val=val_texts, y_val=val_labels)
+                    X_test = np.hstack([store.load(key, columns=cols, rows=test_rows)
+                                        for key, cols in clf.kept_columns_.items()])
+                    predicted = clf.classes_[clf.classifier_.predict(X_test)]
+                    test = score(np.asarray(dataset.test.labels), predicted, dataset.metric)
+                    estimate = clf.expected_score_ if method == "stc" else clf.val_score_
+                    config = clf.configuration_
+                    extra = {"readout": config.get("readout"), "n_features": clf.n_features_,
+                             "exit_layer": clf.exit_layer_, "eta": config.get("eta"), "C": config.get("C"),
+                             "cv_score": clf.cv_score_, "val_score": clf.val_score_, "timings": clf.fit_timings_}
+                record = {"dataset": name, "size": str(size), "seed": seed, "method": method,
+                          "n_train": len(train_texts), "n_val": len(val_texts), "metric": dataset.metric,
+                          "estimate": estimate, "test": test, "optimism": estimate - test,
+                          "fit_seconds": time.perf_counter() - started, **extra}
+                with open(out_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                print(json.dumps({k: record[k] for k in ("dataset", "size", "seed", "method", "estimate", "test",
+                                                         "fit_seconds")}), flush=True)
+
+
+def table(out_path) -> str:
+    records = [json.loads(line) for line in Path(out_path).read_text().splitlines() if line.strip()]
+    cells = {}
+    for r in records:
+        cells.setdefault((r["dataset"], r["size"]), {}).setdefault(r["method"], []).append(r)
+    lines = ["| dataset | size | seeds | metric | stc test | stc optimism | stc-split test | stc-split optimism | "
+             "embedding test | embedding optimism | stc − embedding | stc fit s | stc-split fit s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    margins = []
+    for (name, size), methods in sorted(cells.items()):
+        def mean(method, field):
+            values = [r[field] for r in methods.get(method, [])]
+            return float(np.mean(values)) if values else float("nan")
+        n = min(len(methods.get(m, [])) for m in METHODS)
+        margin = 100 * (mean("stc", "test") - mean("embedding", "test"))
+        margins.append(margin)
+        lines.append(f"| {name} | {size} | {n} | {methods[METHODS[0]][0]['metric']} | "
+                     f"{100 * mean('stc', 'test'):.1f} | {100 * mean('stc', 'optimism'):+.1f} | "
+                     f"{100 * mean('stc-split', 'test'):.1f} | {100 * mean('stc-split', 'optimism'):+.1f} | "
+                     f"{100 * mean('embedding', 'test'):.1f} | {100 * mean('embedding', 'optimism'):+.1f} | "
+                     f"{margin:+.1f} | {mean('stc', 'fit_seconds'):.0f} | {mean('stc-split', 'fit_seconds'):.0f} |")
+    lines.append(f"\nmean stc − embedding over {len(margins)} cells: {np.nanmean(margins):+.2f} points")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default="mr,bbc-news,tweets")
+    parser.add_argument("--sizes", default="500,2000,all")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results/selection.jsonl")
+    parser.add_argument("--store-dir", default=None)
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if not args.table_only:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        done = set()
+        if out.exists():
+            done = {(r["dataset"], r["size"], r["seed"], r["method"])
+                    for r in map(json.loads, filter(str.strip, out.read_text().splitlines()))}
+        for name in args.datasets.split(","):
+            run_dataset(name, [s if s == "all" else int(s) for s in args.sizes.split(",")], args.seeds, out, done,
+                        args.store_dir)
+    print(table(out))
+
+
+if __name__ == "__main__":
+    main()
