@@ -17,6 +17,10 @@ of a dataset are extracted once into one store; each fit reads its rows from it,
     python benchmarks/bench_selection.py                      # mr, bbc-news, tweets; 500, 2000, all; 5 seeds
     python benchmarks/bench_selection.py --datasets mr --sizes 500 --seeds 2
 
+For ``stc`` the record also holds ablations read from the same fit (the search's candidates are captured; each
+alternative is refitted on the same texts with the same final probes): ``best`` (the best cross-validation
+score, no one-standard-error rule) and ``no_hybrid`` (the rule without the hybrid readouts).
+
 Runs are appended to ``--out`` (JSON lines) as they finish and skipped when already there, so an interrupted run
 resumes; the table is printed from that file.
 """
@@ -31,7 +35,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+import stc.classifier as classifier_module
 from stc import STCClassifier
+from stc.aggregate import candidate_columns
+from stc.selection import choose_one_se, score_blocks
 from stc._metrics import score
 from stc.aggregate import make_final_classifier
 from stc.backbone import load_backbone
@@ -54,6 +61,46 @@ class StoreRows:
 
     def load(self, key: str, columns=None, rows=None) -> np.ndarray:
         return self.store.load(key, columns=columns, rows=self.rows if rows is None else self.rows[rows])
+
+
+_captured: dict = {}
+
+
+def _capture_search(*args, **kwargs):
+    chosen, table = _search(*args, **kwargs)
+    _captured.update(table=table, selector=args[4])
+    return chosen, table
+
+
+def _capture_columns(candidate, probes, dims):
+    _captured.update(probes=probes, dims=dims)
+    return candidate_columns(candidate, probes, dims)
+
+
+_search = classifier_module.search
+classifier_module.search = _capture_search
+classifier_module.candidate_columns = _capture_columns
+
+
+def ablations(clf, store, pool_rows, pool_codes, test_rows, test_labels, metric, seed) -> dict:
+    """Test scores of what other rules would have chosen from the same candidates (see the module docstring)."""
+    table, selector = _captured["table"], _captured["selector"]
+    blocks = score_blocks(table, selector.y_eval, selector.blocks, selector.metric)
+    means = blocks.mean(axis=1)
+    plain = [i for i, e in enumerate(table) if e.candidate.readout != "hybrid"]
+    choices = {"best": max(range(len(table)), key=lambda i: (means[i], -table[i].n_features)),
+               "no_hybrid": plain[choose_one_se(blocks[plain], [table[i] for i in plain])]}
+    results = {}
+    for name, index in choices.items():
+        candidate = table[index].candidate
+        columns = candidate_columns(candidate, _captured["probes"], _captured["dims"])
+        model = classifier_module.make_final_classifier(candidate.C, seed).fit(
+            np.hstack([store.load(k, columns=c, rows=pool_rows) for k, c in columns.items()]), pool_codes)
+        predicted = clf.classes_[model.predict(np.hstack([store.load(k, columns=c, rows=test_rows)
+                                                          for k, c in columns.items()]))]
+        results[name] = {"test": score(test_labels, predicted, metric), "cv": float(means[index]),
+                         "readout": candidate.readout, "n_features": float(table[index].n_features)}
+    return results
 
 
 class StoredSTC(STCClassifier):
@@ -133,9 +180,14 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir):
                     test = score(np.asarray(dataset.test.labels), predicted, dataset.metric)
                     estimate = clf.expected_score_ if method == "stc" else clf.val_score_
                     config = clf.configuration_
-                    extra = {"readout": config.get("readout"), "n_features": clf.n_features_,
+                    if method == "stc" and clf.selection_["protocol"] == "cv":
+                        extra["ablations"] = ablations(
+                            clf, store, np.array([row_of[t] for t in train_texts + val_texts]),
+                            np.searchsorted(clf.classes_, np.concatenate([train_labels, val_labels])), test_rows,
+                            np.asarray(dataset.test.labels), dataset.metric, seed)
+                    extra.update({"readout": config.get("readout"), "n_features": clf.n_features_,
                              "exit_layer": clf.exit_layer_, "eta": config.get("eta"), "C": config.get("C"),
-                             "cv_score": clf.cv_score_, "val_score": clf.val_score_, "timings": clf.fit_timings_}
+                             "cv_score": clf.cv_score_, "val_score": clf.val_score_, "timings": clf.fit_timings_})
                 record = {"dataset": name, "size": str(size), "seed": seed, "method": method,
                           "n_train": len(train_texts), "n_val": len(val_texts), "metric": dataset.metric,
                           "estimate": estimate, "test": test, "optimism": estimate - test,
@@ -152,21 +204,27 @@ def table(out_path) -> str:
     for r in records:
         cells.setdefault((r["dataset"], r["size"]), {}).setdefault(r["method"], []).append(r)
     lines = ["| dataset | size | seeds | metric | stc test | stc optimism | stc-split test | stc-split optimism | "
-             "embedding test | embedding optimism | stc − embedding | stc fit s | stc-split fit s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "embedding test | embedding optimism | stc − embedding | stc fit s | stc-split fit s | "
+             "ablation: best-score rule test | ablation: no-hybrid test |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     margins = []
     for (name, size), methods in sorted(cells.items()):
         def mean(method, field):
             values = [r[field] for r in methods.get(method, [])]
             return float(np.mean(values)) if values else float("nan")
         n = min(len(methods.get(m, [])) for m in METHODS)
+
+        def ablation(name):
+            values = [r["ablations"][name]["test"] for r in methods.get("stc", []) if "ablations" in r]
+            return f"{100 * np.mean(values):.1f}" if values else "–"
         margin = 100 * (mean("stc", "test") - mean("embedding", "test"))
         margins.append(margin)
         lines.append(f"| {name} | {size} | {n} | {methods[METHODS[0]][0]['metric']} | "
                      f"{100 * mean('stc', 'test'):.1f} | {100 * mean('stc', 'optimism'):+.1f} | "
                      f"{100 * mean('stc-split', 'test'):.1f} | {100 * mean('stc-split', 'optimism'):+.1f} | "
                      f"{100 * mean('embedding', 'test'):.1f} | {100 * mean('embedding', 'optimism'):+.1f} | "
-                     f"{margin:+.1f} | {mean('stc', 'fit_seconds'):.0f} | {mean('stc-split', 'fit_seconds'):.0f} |")
+                     f"{margin:+.1f} | {mean('stc', 'fit_seconds'):.0f} | {mean('stc-split', 'fit_seconds'):.0f} | "
+                     f"{ablation('best')} | {ablation('no_hybrid')} |")
     lines.append(f"\nmean stc − embedding over {len(margins)} cells: {np.nanmean(margins):+.2f} points")
     return "\n".join(lines)
 

@@ -232,3 +232,22 @@ def test_binary_probabilities_are_the_sigmoid_of_the_decision():
     decision = np.array([-2.0, 0.0, 3.0])
     np.testing.assert_allclose(probabilities(decision)[:, 1], 1 / (1 + np.exp(-decision)))
     np.testing.assert_allclose(probabilities(decision, 2.0)[:, 1], 1 / (1 + np.exp(-decision / 2)))
+
+
+def test_estimates_temperature_and_readout_survive_save_and_load(tmp_path, planted_classifier):
+    from stc import load
+
+    arrays, y = _planted(5, n=300, effect=1.5)
+    planted_classifier.store = _write_store(tmp_path / "s", arrays)
+    texts = [f"text {i}" for i in range(len(y))]
+    clf = planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
+    clf.fit(texts[:250], y[:250])
+    clf.save(tmp_path / "model")
+    loaded = load(tmp_path / "model", check_backbone=False)
+    for name in ("temperature_", "expected_score_", "expected_score_se_", "cv_score_", "cv_score_se_",
+                 "selection_", "configuration_", "validation_"):
+        assert getattr(loaded, name) == getattr(clf, name), name
+    assert loaded.temperature_ != 1.0 and loaded.selection_["protocol"] == "cv"
+    features = np.hstack([arrays[key][250:, columns] for key, columns in clf.kept_columns_.items()])
+    np.testing.assert_array_equal(loaded.classifier_.decision_function(features),
+                                  clf.classifier_.decision_function(features))

@@ -1,9 +1,10 @@
 """Cross-layer assembly of the kept neurons, and the evaluation of candidate readouts on held-out rows.
 
 A *candidate* is one way to read the backbone: sparse (the neurons the probes keep at η, over the chosen
-representations and poolings, of layers up to an exit layer) or dense (every neuron of one layer's pooled hidden
-state; the last layer's mean is the sentence-embedding baseline itself), and the C of the final logistic
-regression. ``evaluate_candidates`` fits each candidate on the training rows of every split and predicts that
+representations and poolings, of layers up to an exit layer), dense (every neuron of one layer's pooled hidden
+state; the last layer's mean is the sentence-embedding baseline itself) or hybrid (the best dense layer plus the
+best sparse neurons: the embedding, told what it misses by named neurons of other layers), and the C of the final
+logistic regression. ``evaluate_candidates`` fits each candidate on the training rows of every split and predicts that
 split's held-out rows; ``search`` runs the two-stage search over candidates. Which candidate wins is decided by a
 selector given by the caller (``stc.selection``): the paper's best validation score, or a one-standard-error rule
 over cross-validation folds.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -33,12 +34,13 @@ __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", 
            "feature_names", "make_final_classifier", "evaluate_candidates", "search", "DEFAULT_FINAL_CS"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
-READOUTS = ("sparse", "dense")
+READOUTS = ("sparse", "dense", "hybrid")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One readout to try: sparse (kept neurons at η up to ``exit_layer``) or dense (one layer, every neuron)."""
+    """One readout to try: sparse (kept neurons at η up to ``exit_layer``), dense (every neuron of ``dense_key``)
+    or hybrid (both)."""
 
     readout: str
     representations: tuple[str, ...]
@@ -47,6 +49,7 @@ class Candidate:
     exit_layer: int
     C: float
     stage: int
+    dense_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Configuration:
     val_score: float
     stage: int
     readout: str = "sparse"
+    dense_key: str | None = None
     score_se: float | None = None
     block_scores: tuple[float, ...] = field(default=())
 
@@ -114,9 +118,12 @@ def candidate_columns(candidate: Candidate, probes: Mapping[str, ProbeResult],
                       dims: Mapping[str, int]) -> dict[str, np.ndarray]:
     """The stored columns a candidate reads, per key (empty when its probes keep no neuron)."""
     if candidate.readout == "dense":
-        key = feature_key(candidate.representations[0], candidate.exit_layer, candidate.poolings[0])
-        return {key: np.arange(dims[key], dtype=np.int64)}
-    return kept_columns(probes, candidate.representations, candidate.poolings, candidate.eta, candidate.exit_layer)
+        return {candidate.dense_key: np.arange(dims[candidate.dense_key], dtype=np.int64)}
+    columns = kept_columns(probes, candidate.representations, candidate.poolings, candidate.eta, candidate.exit_layer)
+    if candidate.readout == "hybrid" and columns:
+        columns[candidate.dense_key] = np.arange(dims[candidate.dense_key], dtype=np.int64)
+        columns = {key: columns[key] for key in sorted(columns, key=parse_key)}
+    return columns
 
 
 def make_final_classifier(C: float, seed: int = 0, class_weight: str | None = None) -> Pipeline:
@@ -201,7 +208,8 @@ def search(
 
     The full product (representations × poolings × η × exit layer × C) is thousands of fits, so stage 1 tries
     every representation set × pooling set × η at full depth with one C (and every dense key, when given), then
-    stage 2 tries every exit layer × every C for the sparse leader, and every C for the dense leader. The selector
+    stage 2 tries every exit layer × every C for the sparse leader, every C for the dense leader, and every C for
+    the two together (hybrid). The selector
     names the leaders and the final choice among every candidate of both stages."""
     # Stage 1 compares feature sets of very different sizes at one C; a weak penalty (large C) would favour the
     # small ones and converge slowest, so it takes the lower middle of the grid (0.1 of the default grid).
@@ -210,22 +218,26 @@ def search(
     options = dict(n_jobs=n_jobs, seed=seed, class_weight=class_weight, show_progress_bar=show_progress_bar)
     sparse = [Candidate("sparse", r, p, eta, deepest, middle_C, 1)
               for r in representation_sets for p in pooling_sets for eta in etas]
-    dense = [Candidate("dense", (representation,), (pooling,), None, layer, middle_C, 1)
-             for representation, layer, pooling in map(parse_key, dense_keys)]
+    dense = [Candidate("dense", (representation,), (pooling,), None, layer, middle_C, 1, key)
+             for key, (representation, layer, pooling) in zip(dense_keys, map(parse_key, dense_keys))]
     first = evaluate_candidates(sparse, splits, load, y, dims, desc="search stage 1", **options)
     first_dense = evaluate_candidates(dense, splits, load, y, dims, desc="search stage 1 (dense)", **options)
     if not first and not first_dense:
         raise ValueError("every probe kept no neuron at every eta: the labels look unrelated to the activations "
                          "(or the probe C grid is too small)")
     second = []
+    sparse_leader = dense_leader = None
     if first:
-        leader = first[selector.leader(first)].candidate
-        second = [Candidate("sparse", leader.representations, leader.poolings, leader.eta, k, C, 2)
-                  for k in exit_layers for C in Cs]
+        sparse_leader = first[selector.leader(first)].candidate
+        second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta, k, C,
+                            2) for k in exit_layers for C in Cs]
     if first_dense:
-        leader = first_dense[selector.leader(first_dense)].candidate
-        second += [Candidate("dense", leader.representations, leader.poolings, None, leader.exit_layer, C, 2)
-                   for C in Cs if C != leader.C]
+        dense_leader = first_dense[selector.leader(first_dense)].candidate
+        second += [replace(dense_leader, C=C, stage=2) for C in Cs if C != dense_leader.C]
+    if sparse_leader and dense_leader:  # the embedding plus the neurons that add most to it
+        second += [Candidate("hybrid", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
+                             max(sparse_leader.exit_layer, dense_leader.exit_layer), C, 2, dense_leader.dense_key)
+                   for C in Cs]
     table = first + first_dense + evaluate_candidates(second, splits, load, y, dims, desc="search stage 2",
                                                       **options)
     return selector.choose(table), table

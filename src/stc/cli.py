@@ -90,8 +90,11 @@ def _summary_lines(clf) -> list[str]:
              f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
              f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
     if readout == "dense":
-        lines.append(f"the dense readout won: every neuron of {next(iter(clf.kept_columns_))} (the sentence "
-                     f"embedding of that layer); no sparse set of neurons beat it beyond noise")
+        lines.append(f"the dense readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
+                     f"that layer); no sparse set of neurons beat it beyond noise")
+    elif readout == "hybrid":
+        lines.append(f"the hybrid readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
+                     f"that layer) plus the kept neurons of the other arrays")
     return lines + _estimate_lines(clf)
 
 

@@ -105,8 +105,8 @@ def simplifies(candidate: Candidate, leader: Candidate) -> bool:
     if (candidate.readout, candidate.representations, candidate.poolings) != \
             (leader.readout, leader.representations, leader.poolings):
         return False
-    if candidate.readout == "dense":
-        return candidate.exit_layer == leader.exit_layer and candidate.C <= leader.C
+    if candidate.readout != "sparse":
+        return candidate.dense_key == leader.dense_key and candidate.C <= leader.C
     return candidate.eta <= leader.eta and candidate.exit_layer <= leader.exit_layer and candidate.C <= leader.C
 
 
@@ -183,5 +183,5 @@ def configuration_rows(selector: Selector, evaluations: Sequence[Evaluation]) ->
         se = float(blocks.std(ddof=1) / math.sqrt(len(blocks))) if len(blocks) > 1 else None
         n_features = int(e.n_features) if float(e.n_features).is_integer() else round(e.n_features, 1)
         rows.append(Configuration(c.representations, c.poolings, c.eta, c.exit_layer, c.C, n_features,
-                                  float(value), c.stage, c.readout, se, tuple(float(b) for b in blocks)))
+                                  float(value), c.stage, c.readout, c.dense_key, se, tuple(float(b) for b in blocks)))
     return rows
