@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -94,13 +95,15 @@ def _cmd_fit(args) -> int:
         _log(line)
     _log(f"validation {metric}: {clf.val_score_:.4f}  (fit {clf.fit_seconds_:.1f} s)")
     if dataset.test is not None:
-        _log(f"test {metric}: {_metric(clf, dataset.test, metric):.4f}")
+        _log(f"test {metric}: {_scores(clf, dataset.test, [metric])[metric]:.4f}")
     clf.save(args.out, copy_backbone=args.copy_backbone)
     _log(f"saved to {args.out}")
     return 0
 
 
-def _metric(clf, split, metric: str) -> float:
+def _scores(clf, split, metrics: Sequence[str]) -> dict[str, float]:
+    """Each metric of the model on a labelled split, from one pass of the backbone over its texts (the labels are
+    the probabilities' argmax, read through ``classes_``)."""
     from ._metrics import score
     from ._validation import check_labels
 
@@ -109,7 +112,8 @@ def _metric(clf, split, metric: str) -> float:
     if unseen:
         raise ValueError(f"the data holds labels the model never saw: {unseen[:5]} (model classes: "
                          f"{clf.classes_.tolist()})")
-    return score(labels, clf.predict(split.texts), metric)
+    predicted = clf.classes_[clf.predict_proba(split.texts).argmax(axis=1)]
+    return {metric: score(labels, predicted, metric) for metric in metrics}
 
 
 def _cmd_predict(args) -> int:
@@ -149,8 +153,8 @@ def _cmd_evaluate(args) -> int:
     if split is None:
         raise ValueError(f"dataset {args.data!r} has no {args.split} split")
     report = {"split": args.split, "n": len(split.texts)}
-    for metric in ("accuracy", "macro_f1"):
-        report[metric] = round(_metric(clf, split, metric), 6)
+    for metric, value in _scores(clf, split, ("accuracy", "macro_f1")).items():
+        report[metric] = round(value, 6)
     _log(json.dumps(report))
     return 0
 
