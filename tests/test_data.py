@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from stc.data import (Split, TextDataset, available_datasets, load_dataset, read_labelled_file, read_texts,
                       stratified_split)
-from stc.data._cache import PackageArchive, fetched_archive
+from stc._archive import PackageArchive, fetched_archive
 from stc.data._corpora import CORPORA, corpus_cache_path
 from stc.data._splits import drop_duplicate_texts, stratified_subsample
 

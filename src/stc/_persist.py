@@ -21,12 +21,12 @@ from safetensors.numpy import load_file, save_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from . import __version__
+from ._version import __version__
 from .aggregate import make_final_classifier
 from .backbone import load_backbone
 from .extract import parse_key
 
-__all__ = ["save_classifier", "load"]
+__all__ = ["save_classifier", "load_classifier"]
 
 FORMAT = "stc-classifier"
 FORMAT_VERSION = 1
@@ -106,13 +106,13 @@ def _require(condition: bool, directory: Path, problem: str) -> None:
         raise ValueError(f"{directory} is not a valid stc model: {problem}")
 
 
-def load(directory, *, check_backbone: bool = True, device: str | None = None, trust_remote_code: bool = False):
-    """Load a model saved with ``STCClassifier.save``; a damaged file or a changed backbone is a clear error.
+def load_classifier(estimator_class, directory, *, check_backbone: bool = True, device: str | None = None,
+                    trust_remote_code: bool = False):
+    """A fitted ``estimator_class`` (STCClassifier, which ``stc.load`` passes: this module sits below it) from a
+    directory ``save_classifier`` wrote; a damaged file or a changed backbone is a clear error.
 
     A model file cannot switch on ``trust_remote_code`` by itself: the caller must pass it, trusting the source.
     """
-    from .classifier import STCClassifier
-
     directory = Path(directory)
     config_path = directory / _CONFIG
     _require(config_path.is_file(), directory, f"{_CONFIG} is missing")
@@ -133,7 +133,7 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None, t
     params = {k: tuple(v) if k in _TUPLE_PARAMS and isinstance(v, list) else v
               for k, v in document["params"].items()}
     try:
-        clf = STCClassifier(**params)
+        clf = estimator_class(**params)
     except TypeError as error:
         raise ValueError(f"{config_path}: unexpected parameters ({error})") from None
     if device is not None:

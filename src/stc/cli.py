@@ -15,7 +15,7 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 #: Modules adding more subcommands; each exposes ``register(subparsers)``.
-_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli", "stc.baselines._cli")
+_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli", "stc._experiment_cli")
 
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, RuntimeError)
 
@@ -194,7 +194,7 @@ def _cmd_extract(args) -> int:
 
 def _cmd_info(args) -> int:
     if args.model_dir is None:
-        from . import __version__
+        from ._version import __version__
         from .backbone import MODEL_ALIASES
         from .data import available_datasets
 

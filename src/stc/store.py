@@ -22,7 +22,8 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
-from .backbone import Backbone, cache_root
+from ._files import cache_root
+from .backbone import Backbone
 from .extract import all_keys, extract_features, parse_key
 
 __all__ = ["ExtractionSettings", "ActivationStore", "build_store", "find_stored", "texts_hash", "FORMAT_VERSION"]

@@ -16,7 +16,7 @@ from .._metrics import check_metric, score
 from .._validation import check_grid, check_texts
 from ..aggregate import DEFAULT_FINAL_CS, make_final_classifier
 from ..backbone import Backbone, load_backbone
-from ..classifier import FeatureReadoutMixin, encode_labels, validation_split
+from .._estimator import FeatureReadoutMixin, encode_labels, validation_split
 from ..extract import POOLINGS, extract_features, feature_key
 from ..store import find_stored
 

@@ -19,10 +19,11 @@ from tqdm.auto import tqdm
 
 from .._metrics import check_metric, score
 from .._validation import check_texts
-from ..backbone import _file_sha256, cache_root, load_backbone, resolve_device, resolve_model_name
-from ..classifier import encode_labels, validation_split
+from .._estimator import encode_labels, validation_split
+from .._files import gguf_cache_dir
+from ..backbone import load_backbone, resolve_device, resolve_model_name
 
-__all__ = ["FineTuneClassifier", "checkpoint_source", "length_batches", "count_parameters"]
+__all__ = ["FineTuneClassifier", "checkpoint_source", "load_tokenizer", "length_batches", "count_parameters"]
 
 
 def checkpoint_source(model: str) -> tuple[str, str | None]:
@@ -31,7 +32,7 @@ def checkpoint_source(model: str) -> tuple[str, str | None]:
     source, gguf_file = resolve_model_name(str(model))
     if gguf_file is None:
         return source, None
-    cached = cache_root() / "backbones" / f"gguf-{_file_sha256(Path(source))[:16]}"
+    cached = gguf_cache_dir(source)
     if not (cached / "config.json").exists():
         load_backbone(str(model), device="cpu")  # writes the cache
     if (cached / "config.json").exists():
@@ -52,7 +53,8 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = True) -> int
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only))
 
 
-def _load_tokenizer(source: str, gguf_file: str | None):
+def load_tokenizer(source: str, gguf_file: str | None):
+    """The tokenizer of a checkpoint, with a pad token (decoders lack one)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
@@ -121,7 +123,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
         source, gguf_file = checkpoint_source(self.model)
-        self.tokenizer_ = _load_tokenizer(source, gguf_file)
+        self.tokenizer_ = load_tokenizer(source, gguf_file)
         self.tokenizer_.padding_side = "right"
         labels = [str(c) for c in self.classes_.tolist()]
         model = AutoModelForSequenceClassification.from_pretrained(

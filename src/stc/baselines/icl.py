@@ -18,10 +18,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from .._estimator import encode_labels
 from .._validation import check_texts
 from ..backbone import resolve_device
-from ..classifier import encode_labels
-from .finetune import _load_tokenizer, checkpoint_source, count_parameters
+from .finetune import checkpoint_source, count_parameters, load_tokenizer
 
 __all__ = ["ICLClassifier", "label_log_probs", "DEFAULT_INSTRUCTION", "DEFAULT_TEMPLATE"]
 
@@ -145,7 +145,7 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):
         if len(set(self.label_words_)) < len(self.label_words_):
             raise ValueError(f"label words must differ between classes, got {self.label_words_}")
         source, gguf_file = checkpoint_source(self.model)
-        self.tokenizer_ = _load_tokenizer(source, gguf_file)
+        self.tokenizer_ = load_tokenizer(source, gguf_file)
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
         self.device_ = resolve_device(self.device)
         self.model_ = AutoModelForCausalLM.from_pretrained(

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._metrics import check_metric, score
 from .._validation import check_texts
 from ..backbone import resolve_device
-from ..classifier import encode_labels, validation_split
+from .._estimator import encode_labels, validation_split
 from .finetune import checkpoint_source, count_parameters
 
 __all__ = ["SetFitClassifier", "setfit_available"]
