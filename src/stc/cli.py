@@ -6,7 +6,6 @@ import argparse
 import csv
 import importlib
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -118,6 +117,7 @@ def _scores(clf, split, metrics: Sequence[str]) -> dict[str, float]:
 
 def _cmd_predict(args) -> int:
     from . import load
+    from ._files import atomic_path
     from .data import read_texts
 
     clf = load(args.model_dir, device=args.device)
@@ -127,8 +127,7 @@ def _cmd_predict(args) -> int:
     labels = clf.classes_[probabilities.argmax(axis=1)]
     out = Path(args.out)
     classes = [str(c) for c in clf.classes_.tolist()]
-    partial = out.with_name(out.name + f".tmp-{os.getpid()}")
-    with open(partial, "w", encoding="utf-8", newline="") as handle:
+    with atomic_path(out) as partial, open(partial, "w", encoding="utf-8", newline="") as handle:
         if out.suffix.lower() == ".csv":
             writer = csv.writer(handle)
             writer.writerow(["text", "label"] + [f"p_{c}" for c in classes])
@@ -138,7 +137,6 @@ def _cmd_predict(args) -> int:
             for text, label, row in zip(texts, labels.tolist(), probabilities.tolist()):
                 handle.write(json.dumps({"text": text, "label": label,
                                          "probabilities": dict(zip(classes, row))}, ensure_ascii=False) + "\n")
-    os.replace(partial, out)
     _log(f"wrote {len(texts)} predictions to {out}")
     return 0
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._estimator import plain_label
 from ._validation import check_texts
 from .backbone import Backbone
 from .extract import parse_key, pool_tokens, tokenize
@@ -198,20 +199,15 @@ def explain_prediction(clf, text: str, *, top_k: int = 10) -> dict:
         entry.update({"feature": int(feature), "weight": float(weights[row, feature]),
                       "activation": float(raw[feature]), "standardised_activation": float(standardised[feature]),
                       "contribution": float(contributions[row, feature]),
-                      "pushes_toward": _label(clf.classes_[1 if contributions[row, feature] > 0 else 0]) if binary
-                      else (_label(clf.classes_[row]) if contributions[row, feature] > 0 else "other classes")})
+                      "pushes_toward": plain_label(clf.classes_[1 if contributions[row, feature] > 0 else 0]) if binary
+                      else (plain_label(clf.classes_[row]) if contributions[row, feature] > 0 else "other classes")})
         if entry["pooling"] == "max":
             entry["peak"] = peak_token(activations, entry["key"], int(feature - key_start[entry["key"]]))
         top.append(entry)
-    return {"text": text, "label": _label(clf.classes_[predicted]), "probability": float(probabilities[predicted]),
-            "probabilities": {str(_label(c)): float(p) for c, p in zip(clf.classes_, probabilities)},
-            "decision_classes": [_label(c) for c in row_classes], "decision": decision.tolist(),
+    return {"text": text, "label": plain_label(clf.classes_[predicted]), "probability": float(probabilities[predicted]),
+            "probabilities": {str(plain_label(c)): float(p) for c, p in zip(clf.classes_, probabilities)},
+            "decision_classes": [plain_label(c) for c in row_classes], "decision": decision.tolist(),
             "intercept": intercept.tolist(), "explained_row": row,
             "all_contributions_sum": contributions.sum(axis=1).tolist(), "n_features": int(len(raw)),
             "n_tokens": len(activations.tokens), "contributions": top}
-
-
-def _label(value):
-    """A label as a plain JSON value (numpy scalars become Python ones)."""
-    return value.item() if isinstance(value, np.generic) else value
 

@@ -7,7 +7,7 @@ pooled statistics are merged per text. The forward pass stops after the deepest 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,14 +40,12 @@ def default_poolings(backbone: Backbone) -> tuple[str, ...]:
     return ("mean", "max", "last") if backbone.is_decoder else ("mean", "max", "first")
 
 
-def all_keys(num_layers: int, representations: Sequence[str], poolings: Sequence[str],
-             max_layer: int | None = None) -> list[str]:
-    """Every key up to ``max_layer``: hidden layers 0..L (0 = embeddings), FFN layers 1..L."""
-    top = num_layers if max_layer is None else max_layer
+def all_keys(num_layers: int, representations: Sequence[str], poolings: Sequence[str]) -> list[str]:
+    """Every key: hidden layers 0..L (0 = embeddings), FFN layers 1..L."""
     keys = []
     for representation in representations:
         first = 0 if representation == "hidden" else 1
-        keys += [feature_key(representation, layer, pooling) for layer in range(first, top + 1) for pooling in poolings]
+        keys += [feature_key(representation, layer, pooling) for layer in range(first, num_layers + 1) for pooling in poolings]
     return keys
 
 
@@ -185,8 +183,7 @@ def _block_output(output):
 def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[str], *,
                      columns: Mapping[str, np.ndarray] | None = None, max_length: int | None = None,
                      windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
-                     show_progress_bar: bool = False, progress_desc: str = "extract",
-                     on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+                     show_progress_bar: bool = False, progress_desc: str = "extract") -> dict[str, np.ndarray]:
     """Pooled activations for every key, as float32 arrays (n_texts, dim or len(columns[key])), in input order."""
     parsed = {key: parse_key(key) for key in keys}
     num_layers = backbone.num_layers
@@ -254,8 +251,6 @@ def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[st
                 except _StopForward:
                     pass
                 bar.update(len(rows))
-                if on_batch is not None:
-                    on_batch(len(rows))
     finally:
         for handle in handles:
             handle.remove()

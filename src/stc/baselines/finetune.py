@@ -18,8 +18,8 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._metrics import check_metric, score
-from .._validation import check_texts
-from .._estimator import encode_labels, validation_split
+from .._validation import check_integers, check_texts
+from .._estimator import fit_split
 from .._files import gguf_cache_dir
 from ..backbone import load_backbone, resolve_device, resolve_model_name
 
@@ -98,16 +98,12 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         check_metric(self.metric)
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_integers(self, ("epochs", "batch_size"))
         if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be a number in (0, 1), got {self.learning_rate!r}")
         if not isinstance(self.warmup_ratio, (int, float)) or not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be a number in [0, 1), got {self.warmup_ratio!r}")
-        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 2):
-            raise ValueError(f"max_length must be None or an integer >= 2, got {self.max_length!r}")
+        check_integers(self, ("max_length",), at_least=2, none_allowed=True)
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> FineTuneClassifier:
         """Fine-tune on texts X, labels y; keep the epoch scoring best on X_val/y_val (else a split of X)."""
@@ -115,11 +111,8 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
         started = time.perf_counter()
         self._check_params()
-        texts = check_texts(X, "X")
-        self.classes_, codes = encode_labels(y, len(texts))
-        train_texts, train_codes, val_texts, val_codes = validation_split(
-            texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
-            random_state=self.random_state)
+        self.classes_, train_texts, train_codes, val_texts, val_codes = fit_split(
+            X, y, X_val, y_val, validation_size=self.validation_size, random_state=self.random_state)
         torch.manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
         source, gguf_file = checkpoint_source(self.model)
