@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from sklearn.utils import Tags, TransformerTags
 
 from ._validation import check_labels, check_texts
 
-__all__ = ["encode_labels", "validation_split", "fit_split", "plain_label", "FeatureReadoutMixin"]
+__all__ = ["encode_labels", "validation_split", "fit_split", "plain_label", "text_estimator_tags", "FeatureReadoutMixin"]
 
 
 def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X_val, y_val, *,
@@ -61,10 +62,23 @@ def plain_label(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def text_estimator_tags(tags: Tags, *, transformer: bool) -> Tags:
+    """scikit-learn tags of an stc estimator: X is a list of texts (strings), never a 2-D numeric array; with
+    ``transformer``, ``transform`` gives float features whose dtype does not follow the input's."""
+    tags.input_tags.two_d_array = False
+    tags.input_tags.string = True
+    if transformer:
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
+    return tags
+
+
 class FeatureReadoutMixin:
     """predict, predict_proba and decision_function of an estimator whose ``transform`` gives the features of its
     fitted ``classifier_`` (labels decoded through ``classes_``). Each method calls ``transform`` before it reads
     ``classifier_``: ``transform`` raises NotFittedError on an unfitted model, the attribute only AttributeError."""
+
+    def __sklearn_tags__(self) -> Tags:
+        return text_estimator_tags(super().__sklearn_tags__(), transformer=True)
 
     def decision_function(self, X) -> np.ndarray:
         features = self.transform(X)

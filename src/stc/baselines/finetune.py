@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._metrics import check_metric, score
 from .._validation import check_integers, check_texts
-from .._estimator import fit_split
+from .._estimator import fit_split, text_estimator_tags
 from .._files import gguf_cache_dir
 from ..backbone import load_backbone, resolve_device, resolve_model_name
 
@@ -104,6 +105,9 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.warmup_ratio, (int, float)) or not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be a number in [0, 1), got {self.warmup_ratio!r}")
         check_integers(self, ("max_length",), at_least=2, none_allowed=True)
+
+    def __sklearn_tags__(self) -> Tags:
+        return text_estimator_tags(super().__sklearn_tags__(), transformer=False)
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> FineTuneClassifier:
         """Fine-tune on texts X, labels y; keep the epoch scoring best on X_val/y_val (else a split of X)."""

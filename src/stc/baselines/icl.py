@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._estimator import encode_labels
+from .._estimator import encode_labels, text_estimator_tags
 from .._validation import check_integers, check_texts
 from ..backbone import resolve_device, resolve_dtype
 from .finetune import checkpoint_source, count_parameters, load_tokenizer
@@ -125,6 +126,9 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"template must contain {{text}} and {{label}}, got {self.template!r}")
         if self.template.index("{text}") > self.template.index("{label}"):
             raise ValueError("template must put {text} before {label}: the label word is what the model predicts")
+
+    def __sklearn_tags__(self) -> Tags:
+        return text_estimator_tags(super().__sklearn_tags__(), transformer=False)
 
     def fit(self, X, y, **_ignored) -> ICLClassifier:
         """Draw ``shots`` demonstrations per class from X, y (seeded) and load the LM; no weights change."""

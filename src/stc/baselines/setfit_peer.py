@@ -12,12 +12,13 @@ import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
 from .._metrics import check_metric, score
 from .._validation import check_integers, check_texts
 from ..backbone import resolve_device
-from .._estimator import fit_split
+from .._estimator import fit_split, text_estimator_tags
 from .finetune import checkpoint_source, count_parameters
 
 __all__ = ["SetFitClassifier", "setfit_available"]
@@ -62,6 +63,9 @@ class SetFitClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.show_progress_bar = show_progress_bar
+
+    def __sklearn_tags__(self) -> Tags:
+        return text_estimator_tags(super().__sklearn_tags__(), transformer=False)
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> SetFitClassifier:
         """Contrastive fine-tuning on X, y, then the head; the validation score is reported, not searched."""
