@@ -51,3 +51,29 @@ def test_check_estimator_runs_and_passes(estimator):
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
 def test_scikit_learn_api_checks_that_need_no_numeric_data_pass(estimator, check):
     getattr(estimator_checks, check)(type(estimator).__name__, clone(estimator))
+
+
+def _documented_names(docstring: str, section: str, next_section: str | None) -> set[str]:
+    """Names documented as ``name : ...`` (or ``a, b : ...``) in one numpydoc section of a docstring."""
+    import re
+
+    text = docstring.split(f"{section}\n    {'-' * len(section)}")[1]
+    if next_section:
+        text = text.split(f"{next_section}\n    {'-' * len(next_section)}")[0]
+    return {name.strip() for group in re.findall(r"(\w+(?:, \w+)*) : ", text) for name in group.split(",")}
+
+
+def test_every_stc_parameter_and_fitted_attribute_is_documented(tmp_path):
+    import inspect
+
+    from tests.test_reliability import LABELS, TEXTS, save_tiny_bert, small_params
+
+    parameters = set(inspect.signature(STCClassifier.__init__).parameters) - {"self"}
+    documented = _documented_names(STCClassifier.__doc__, "Parameters", "Attributes")
+    assert parameters - documented == set(), "parameters missing from the docstring"
+    assert documented - parameters == set(), "the docstring documents parameters that do not exist"
+    fitted = STCClassifier(save_tiny_bert(tmp_path / "tiny"), store_dir=str(tmp_path / "stores"),
+                           **small_params()).fit(TEXTS, LABELS)
+    attributes = {name for name in vars(fitted) if name.endswith("_") and not name.startswith("_")}
+    assert len(attributes) >= 17
+    assert attributes == _documented_names(STCClassifier.__doc__, "Attributes", None)

@@ -43,12 +43,35 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     metric : ``"accuracy"`` or ``"macro_f1"``, the validation metric every choice is made by.
     validation_size : fraction of the training texts held out (stratified, seeded) when no X_val is given.
     max_length : tokens per text (default: the model's limit); windows : cut longer texts into overlapping windows
-        of ``max_length`` tokens (``window_overlap`` shared) instead of truncating.
+        of ``max_length`` tokens instead of truncating; window_overlap : tokens two neighbouring windows share.
     token_budget : padded tokens per forward batch (batches are length-sorted).
     store_dir : where activation stores go (default ``$STC_CACHE/stores``); store_dtype : float32 or float16.
     probe_solver : ``"auto"`` (stc's warm-started path solver), ``"liblinear"`` or ``"saga"`` (scikit-learn).
     n_jobs : probes and search fits run side by side on this many threads (-1: every core; None or 1: one),
         each with single-threaded BLAS.
+    device : where the backbone runs: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    dtype : the backbone's weights: ``"auto"`` (float32 on CPU, bfloat16 or float16 on a GPU), ``"float32"``,
+        ``"float16"`` or ``"bfloat16"``.
+    random_state : seed of the validation split, the probes and the final classifier (same seed, same model).
+    show_progress_bar : progress bars for extraction, probes, search and long predictions.
+    trust_remote_code : let a hub model run the code it ships (``transformers``' flag); only for sources you trust.
+
+    Attributes
+    ----------
+    classes_ : the labels, sorted; ``predict_proba`` columns follow them.
+    classifier_ : the final scikit-learn pipeline (standardisation + logistic regression) on the kept neurons.
+    kept_columns_ : {key: neuron indices} of every (representation, layer, pooling) array read at prediction.
+    kept_neurons_ : names of the features, in column order (``"ffn.L3.mean.1021"``-style); n_features_ : their number.
+    exit_layer_ : the deepest layer read: ``predict`` runs the backbone only this far.
+    configuration_ : the chosen representations, poolings, η, exit layer, C, feature count and validation score.
+    val_score_ : the validation score of that configuration, in ``metric``.
+    backbone_ : the backbone's name, source, GGUF file, weights sha256, layer count and whether it is a decoder.
+    extraction_ : how texts were tokenised (representations, poolings, max_length, windows, window_overlap).
+    validation_ : whether a validation set was given, and the train / validation sizes.
+    probe_scores_ : every probe's C, validation score and non-zero count, per (representation, layer, pooling).
+    search_results_ : every configuration the search scored (the table ``configuration_`` was chosen from).
+    kept_counts_ : neurons kept per probe at each η of the grid.
+    store_path_ : the activation store the fit read; fit_seconds_, fit_timings_ : the fit's time, whole and by phase.
     """
 
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
