@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                "baselines.*")),
 ]
 #: The only modules allowed to put hooks on a model's forward pass.
-HOOK_MODULES = {"extract", "explain"}  # explain: until its token-level pass moves into extract (issue 12, item 2)
+HOOK_MODULES = {"extract"}
 HOOK_METHODS = {"register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
                 "register_full_backward_pre_hook"}
 
