@@ -68,6 +68,23 @@ def _run_counting(args: list[str]) -> int:
     return int(result.stdout.split("EXTRACTED_SHARDS")[-1])
 
 
+def _kill_9_when(process: subprocess.Popen, reached, what: str, seconds: float) -> None:
+    """kill -9 the process as soon as ``reached()`` is true; it must not end (or take ``seconds``) before that."""
+    deadline = time.monotonic() + seconds
+    try:
+        while not reached():
+            assert process.poll() is None, f"the process ended before {what}: {process.stderr.read()[-2000:]!r}"
+            assert time.monotonic() < deadline, f"{what} did not come within {seconds} s"
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+
 def _only_store(root: Path) -> Path:
     stores = [path.parent for path in root.glob("*/plan.json")]
     assert len(stores) == 1, stores
@@ -79,19 +96,7 @@ def test_kill_9_during_extraction_resumes_to_a_byte_identical_store(data_csv, ti
     args = _extract_args(data_csv, tiny_dir, interrupted)
     process = subprocess.Popen([sys.executable, "-m", "stc", *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, env=quiet_env())
-    deadline = time.monotonic() + 240
-    try:
-        while not list(interrupted.glob("*/shards/*.safetensors")):
-            assert process.poll() is None, f"extraction ended before any shard: {process.stderr.read()[-2000:]!r}"
-            assert time.monotonic() < deadline, "no shard appeared within 240 s"
-            time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=60)
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
+    _kill_9_when(process, lambda: list(interrupted.glob("*/shards/*.safetensors")), "the first shard", 240)
     store = _only_store(interrupted)
     done = len(list((store / "shards").glob("*.safetensors")))
     assert not (store / "meta.json").exists() and 1 <= done < N_SHARDS  # the kill landed mid-run
@@ -183,19 +188,7 @@ def _kill_inside_the_save_window(source: Path, directory: Path) -> None:
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env=quiet_env(STC_TEST_SAVE_WINDOW_PAUSE_S="60"))
     retired = directory.with_name(f"{directory.name}.old-{process.pid}")
-    deadline = time.monotonic() + 120
-    try:
-        while not retired.exists():
-            assert process.poll() is None, f"the save ended before its window: {process.stderr.read()[-2000:]!r}"
-            assert time.monotonic() < deadline, "the save did not reach its window within 120 s"
-            time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=60)
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
+    _kill_9_when(process, retired.exists, "the save window (the old model renamed away)", 120)
     assert not directory.exists()  # the window: no model at <dir>, the old one at <dir>.old-PID
     assert retired.is_dir() and directory.with_name(f"{directory.name}.tmp-{process.pid}").is_dir()
 
