@@ -27,7 +27,6 @@ from sklearn.preprocessing import StandardScaler
 
 from ._version import __version__
 from .aggregate import make_final_classifier
-from .backbone import load_backbone
 from .extract import parse_key
 
 __all__ = ["save_classifier", "load_classifier"]

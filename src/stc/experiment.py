@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_write_text
 from ._metrics import score
 from .data import Split, TextDataset, load_dataset, stratified_split
 
