@@ -29,7 +29,7 @@ texts = (mr.train.texts + mr.validation.texts)[:n]
 labels = (mr.train.labels + mr.validation.labels)[:n]
 started = time.perf_counter()
 if phase == "extract":  # the texts in the order fit will ask for them, so that fit reuses this store
-    from stc.classifier import encode_labels, validation_split
+    from stc._estimator import encode_labels, validation_split
 
     classes, codes = encode_labels(labels, len(texts))
     train, _, val, _ = validation_split(texts, codes, classes, None, None, validation_size=0.2, random_state=42)

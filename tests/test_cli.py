@@ -63,12 +63,30 @@ def test_predict_writes_jsonl_and_csv_with_probabilities(model_dir, data_files, 
     assert [row["label"] for row in table] == [row["label"] for row in rows]
 
 
-def test_evaluate_prints_accuracy_and_macro_f1(model_dir, data_files, capsys):
+def test_evaluate_prints_accuracy_and_macro_f1_from_one_pass_over_the_texts(model_dir, data_files, mr_small, capsys,
+                                                                             monkeypatch):
+    import stc.classifier
+    from stc import load
+    from stc._metrics import score
+
     _, train, _ = data_files
+    texts_seen = []
+    extract = stc.classifier.extract_features
+
+    def counting_extract(backbone, texts, *args, **kwargs):
+        texts_seen.extend(texts)
+        return extract(backbone, texts, *args, **kwargs)
+
+    monkeypatch.setattr(stc.classifier, "extract_features", counting_extract)
     assert main(["evaluate", str(model_dir), "--data", str(train), "--text-column", "sentence",
                  "--label-column", "polarity", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["split"] == "test" and report["n"] == 100 and 0.5 < report["accuracy"] <= 1.0
+    assert len(texts_seen) == 100  # the backbone ran once over the test texts, not once per metric
+    truth = mr_small.test.labels[:100]
+    predicted = load(model_dir).predict(mr_small.test.texts[:100])
+    assert report["accuracy"] == round(score(truth, predicted, "accuracy"), 6)
+    assert report["macro_f1"] == round(score(truth, predicted, "macro_f1"), 6)
 
 
 def test_evaluate_refuses_labels_the_model_never_saw(model_dir, tmp_path, capsys):

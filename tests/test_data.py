@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stc.data import Split, TextDataset, available_datasets, load_dataset, read_labelled_file, stratified_split
-from stc.data._cache import PackageArchive, fetched_archive
+from stc.data import (Split, TextDataset, available_datasets, load_dataset, read_labelled_file, read_texts,
+                      stratified_split)
+from stc._archive import PackageArchive, fetched_archive
 from stc.data._corpora import CORPORA, corpus_cache_path
 from stc.data._splits import drop_duplicate_texts, stratified_subsample
 
@@ -91,6 +92,45 @@ def test_empty_file_is_refused(tmp_path, content):
     path = tmp_path / "empty.csv"
     path.write_bytes(content)
     with pytest.raises(ValueError, match=r"empty\.csv: the file (is empty|has no data rows)"):
+        read_labelled_file(path)
+
+
+# Characters str.splitlines() breaks at although they are not a line end in a text file.
+NOT_LINE_ENDS = ["\x85", "\u2028", "\u2029", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e", "\r"]
+
+
+@pytest.mark.parametrize("separator", NOT_LINE_ENDS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_txt_line_is_one_text_whatever_it_holds(tmp_path, separator, line_end):
+    # a "\r" at a line's end is the CR of a CRLF, so no text here ends with the separator
+    texts = [f"before{separator}after", "second text", f"{separator}leading{separator}{separator}x"]
+    path = tmp_path / "new.txt"
+    path.write_bytes(line_end.join(texts + [""]).encode("utf-8"))
+    assert read_texts(path) == texts
+
+
+@pytest.mark.parametrize("separator", NOT_LINE_ENDS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_labelled_row_is_one_text_whatever_it_holds(tmp_path, separator, suffix):
+    texts = [f"before{separator}after", "second text", f"x{separator}"]
+    path = write_table(tmp_path / f"data{suffix}", {"text": texts, "label": ["a", "b", "a"]})
+    assert read_labelled_file(path).texts == texts
+    assert read_texts(path) == texts
+
+
+@pytest.mark.parametrize("separator", ["\x85", "\u2028", "\u2029"], ids=lambda c: f"U+{ord(c):04X}")
+def test_raw_separator_inside_a_json_string_stays_in_the_text(tmp_path, separator):
+    # json.dumps(ensure_ascii=False) writes these three unescaped: real JSONL files hold them raw.
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(('{"text": "one' + separator + 'text", "label": "a"}\r\n{"text": "two", "label": "b"}\n')
+                     .encode("utf-8"))
+    assert read_labelled_file(path).texts == [f"one{separator}text", "two"]
+
+
+def test_raw_control_character_in_jsonl_is_refused_on_its_own_line(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"text": "fine", "label": "a"}\n{"text": "form\x0cfeed", "label": "b"}\n')
+    with pytest.raises(ValueError, match=r"line 2 is not valid JSON"):
         read_labelled_file(path)
 
 

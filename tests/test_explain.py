@@ -194,15 +194,45 @@ def test_explain_refuses_bad_input(binary_clf):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "bert", "distilbert", "roberta", "llama"])
-def test_token_level_sites_match_extraction_for_every_family_and_pooling(tiny_backbones, family):
-    from stc.extract import all_keys, extract_features
+def test_token_level_sites_are_the_models_hidden_states_and_ffn_inputs(tiny_backbones, family):
+    import torch
 
     backbone = tiny_backbones[family]
-    keys = all_keys(backbone.num_layers, ("hidden", "ffn"), ("mean", "max", "first", "last"))
-    columns = {key: np.array([0, 3, 7]) for key in keys}
     text = "An ambitious story about memory, grief and the small rituals of a family."
+    layers = range(1, backbone.num_layers + 1)
+    columns = {f"hidden.L{layer}.mean": np.arange(backbone.hidden_size) for layer in [0, *layers]}
+    columns |= {f"ffn.L{layer}.max": np.arange(backbone.ffn_size) for layer in layers}
     activations = token_activations(backbone, text, columns)
-    expected = extract_features(backbone, [text], keys, columns=columns)
-    for key in keys:
-        np.testing.assert_allclose(pooled_activations(activations, key), expected[key][0], rtol=1e-5, atol=1e-5,
-                                   err_msg=key)
+    # The reference: one plain forward of the whole model, its own hidden states, and the FFN output
+    # projections' inputs read by hooks of this test.
+    ids = torch.as_tensor([backbone.tokenizer(text)["input_ids"]])
+    ffn_inputs = {}
+    handles = [backbone.layer_map.ffn_out[layer - 1].register_forward_pre_hook(
+        lambda module, args, layer=layer: ffn_inputs.__setitem__(layer, args[0][0].detach().float().numpy()))
+        for layer in layers]
+    try:
+        with torch.inference_mode():
+            output = backbone.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for layer in [0, *layers]:
+        np.testing.assert_allclose(activations.values[f"hidden.L{layer}.mean"],
+                                   output.hidden_states[layer][0].float().numpy(), rtol=1e-5, atol=1e-5,
+                                   err_msg=f"hidden layer {layer}")
+    for layer in layers:
+        np.testing.assert_allclose(activations.values[f"ffn.L{layer}.max"], ffn_inputs[layer], rtol=1e-5,
+                                   atol=1e-5, err_msg=f"ffn layer {layer}")
+
+
+def test_token_level_pass_stops_after_the_deepest_needed_block(tiny_backbones):
+    backbone = tiny_backbones["bert"]
+    calls = []
+    handle = backbone.layer_map.blocks[-1].register_forward_hook(lambda *args: calls.append(1))
+    try:
+        token_activations(backbone, "a short text", {"ffn.L1.max": np.array([0, 1])})
+        assert calls == []  # the last block never ran
+        token_activations(backbone, "a short text", {f"hidden.L{backbone.num_layers}.max": np.array([0])})
+        assert calls == [1]
+    finally:
+        handle.remove()

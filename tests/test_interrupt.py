@@ -68,6 +68,23 @@ def _run_counting(args: list[str]) -> int:
     return int(result.stdout.split("EXTRACTED_SHARDS")[-1])
 
 
+def _kill_9_when(process: subprocess.Popen, reached, what: str, seconds: float) -> None:
+    """kill -9 the process as soon as ``reached()`` is true; it must not end (or take ``seconds``) before that."""
+    deadline = time.monotonic() + seconds
+    try:
+        while not reached():
+            assert process.poll() is None, f"the process ended before {what}: {process.stderr.read()[-2000:]!r}"
+            assert time.monotonic() < deadline, f"{what} did not come within {seconds} s"
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+
 def _only_store(root: Path) -> Path:
     stores = [path.parent for path in root.glob("*/plan.json")]
     assert len(stores) == 1, stores
@@ -79,19 +96,7 @@ def test_kill_9_during_extraction_resumes_to_a_byte_identical_store(data_csv, ti
     args = _extract_args(data_csv, tiny_dir, interrupted)
     process = subprocess.Popen([sys.executable, "-m", "stc", *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, env=quiet_env())
-    deadline = time.monotonic() + 240
-    try:
-        while not list(interrupted.glob("*/shards/*.safetensors")):
-            assert process.poll() is None, f"extraction ended before any shard: {process.stderr.read()[-2000:]!r}"
-            assert time.monotonic() < deadline, "no shard appeared within 240 s"
-            time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=60)
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
+    _kill_9_when(process, lambda: list(interrupted.glob("*/shards/*.safetensors")), "the first shard", 240)
     store = _only_store(interrupted)
     done = len(list((store / "shards").glob("*.safetensors")))
     assert not (store / "meta.json").exists() and 1 <= done < N_SHARDS  # the kill landed mid-run
@@ -167,3 +172,51 @@ def test_a_save_interrupted_while_writing_leaves_the_previous_model(two_models, 
     new.save(directory)  # and the next save goes through
     assert stc.load(directory).predict(["good fun"]).tolist() == new.predict(["good fun"]).tolist()
     assert _siblings(directory) == []
+
+
+# A save of the model at argv[1] onto argv[2], the environment asking it to sleep between its two renames.
+_SLOW_SAVE = textwrap.dedent("""
+    import sys
+    import stc
+    stc.load(sys.argv[1], check_backbone=False).save(sys.argv[2])
+""")
+
+
+def _kill_inside_the_save_window(source: Path, directory: Path) -> None:
+    """Start a save of ``source`` onto ``directory`` and kill -9 it once the old model is renamed away."""
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, str(source), str(directory)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=quiet_env(STC_TEST_SAVE_WINDOW_PAUSE_S="60"))
+    retired = directory.with_name(f"{directory.name}.old-{process.pid}")
+    _kill_9_when(process, retired.exists, "the save window (the old model renamed away)", 120)
+    assert not directory.exists()  # the window: no model at <dir>, the old one at <dir>.old-PID
+    assert retired.is_dir() and directory.with_name(f"{directory.name}.tmp-{process.pid}").is_dir()
+
+
+@pytest.mark.parametrize("next_call", ["load", "save"])
+def test_kill_9_between_the_renames_of_a_save_is_repaired_by_the_next_load_or_save(two_models, tmp_path, next_call):
+    old, new = two_models
+    directory, source = tmp_path / "model", tmp_path / "elsewhere" / "new-model"
+    old.save(directory)
+    new.save(source)
+    _kill_inside_the_save_window(source, directory)
+    texts = ["good fun", "awful film", "number 3"]
+    if next_call == "load":
+        np.testing.assert_array_equal(stc.load(directory).predict_proba(texts), old.predict_proba(texts))
+        assert _siblings(directory) == ["elsewhere"]  # the previous model is back, nothing left beside it
+    else:
+        new.save(directory)
+        assert _siblings(directory) == ["elsewhere"]
+        np.testing.assert_array_equal(stc.load(directory).predict_proba(texts), new.predict_proba(texts))
+
+
+def test_a_leftover_after_the_second_rename_is_removed_and_a_live_save_left_alone(two_models, tmp_path):
+    old, _ = two_models
+    directory = tmp_path / "model"
+    old.save(directory)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has ended
+    (tmp_path / f"model.old-{dead_pid}").mkdir()  # killed after its second rename, before the clean-up
+    (tmp_path / f"model.old-{os.getppid()}").mkdir()  # a save in progress in a live process: not ours to touch
+    stc.load(directory, check_backbone=False)
+    assert _siblings(directory) == [f"model.old-{os.getppid()}"]

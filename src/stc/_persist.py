@@ -3,7 +3,9 @@
 A model directory holds ``stc_model.json`` (parameters, labels, chosen configuration, backbone reference with its
 weights hash, tables), ``arrays.safetensors`` (standardisation, final weights, kept-neuron indices), and, when asked,
 ``backbone/`` (a copy of the model and tokenizer). A save is written to a temporary directory and renamed into
-place, so an interrupted save leaves the previous model intact.
+place, so an interrupted save leaves the previous model intact. Replacing a model takes two renames (the old one
+to ``<dir>.old-<pid>``, the new one to ``<dir>``); a process killed between them leaves no model at ``<dir>``,
+so every save and load of ``<dir>`` first puts such a leftover back (or removes it once ``<dir>`` is there).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 from pickle import UnpicklingError  # only the exception: nothing here unpickles
 
@@ -21,17 +25,18 @@ from safetensors.numpy import load_file, save_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from . import __version__
+from ._version import __version__
 from .aggregate import make_final_classifier
-from .backbone import load_backbone
 from .extract import parse_key
 
-__all__ = ["save_classifier", "load"]
+__all__ = ["save_classifier", "load_classifier"]
 
 FORMAT = "stc-classifier"
 _ESTIMATES = ("cv_score", "cv_score_se", "expected_score", "expected_score_se")
 FORMAT_VERSION = 2  # 2 added the selection estimates and the calibration temperature
 READABLE_VERSIONS = (1, 2)  # version 1 models load with temperature 1 and no estimates
+#: Seconds to sleep between the two renames of a save: only tests set it, to kill a process inside that window.
+SAVE_WINDOW_PAUSE_ENV = "STC_TEST_SAVE_WINDOW_PAUSE_S"
 _CONFIG = "stc_model.json"
 _ARRAYS = "arrays.safetensors"
 _LABEL_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -51,6 +56,7 @@ def save_classifier(clf, directory, *, copy_backbone: bool = False) -> Path:
 
     check_is_fitted(clf, "classifier_")
     directory = Path(directory)
+    recover_interrupted_save(directory)
     partial = directory.with_name(directory.name + f".tmp-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -97,6 +103,9 @@ def _move_into_place(partial: Path, directory: Path) -> None:
         raise ValueError(f"{directory} exists and is not an stc model directory; refusing to replace it")
     retired = directory.with_name(directory.name + f".old-{os.getpid()}")
     os.rename(directory, retired)
+    pause = os.environ.get(SAVE_WINDOW_PAUSE_ENV)
+    if pause:
+        time.sleep(float(pause))
     try:
         os.rename(partial, directory)
     except BaseException:
@@ -105,19 +114,55 @@ def _move_into_place(partial: Path, directory: Path) -> None:
     shutil.rmtree(retired)
 
 
+def recover_interrupted_save(directory: Path) -> None:
+    """Put back what a save killed between its two renames left: the previous model, ``<dir>.old-<pid>``, goes
+    back to ``<dir>`` when ``<dir>`` is missing, and is removed when ``<dir>`` is there (the kill came after the
+    second rename). The unfinished new model (``<dir>.tmp-<pid>``) of a dead process is removed. Leftovers of a
+    process still running (a save in progress) are left alone."""
+    directory = Path(directory)
+    if not directory.parent.is_dir():
+        return
+    pattern = re.compile(re.escape(directory.name) + r"\.(old|tmp)-(\d+)")
+    leftovers = []
+    for path in directory.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match and path.is_dir() and not _process_alive(int(match.group(2))):
+            leftovers.append((match.group(1), path))
+    retired = sorted((path for kind, path in leftovers if kind == "old" and (path / _CONFIG).is_file()),
+                     key=lambda path: path.stat().st_mtime)
+    if retired and not directory.exists():
+        os.rename(retired.pop(), directory)  # the newest previous model: the save that retired it never finished
+    for _, path in leftovers:
+        if path.exists() and path != directory:
+            shutil.rmtree(path)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours is never mid-save while we recover
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
 def _require(condition: bool, directory: Path, problem: str) -> None:
     if not condition:
         raise ValueError(f"{directory} is not a valid stc model: {problem}")
 
 
-def load(directory, *, check_backbone: bool = True, device: str | None = None, trust_remote_code: bool = False):
-    """Load a model saved with ``STCClassifier.save``; a damaged file or a changed backbone is a clear error.
+def load_classifier(estimator_class, directory, *, check_backbone: bool = True, device: str | None = None,
+                    trust_remote_code: bool = False):
+    """A fitted ``estimator_class`` (STCClassifier, which ``stc.load`` passes: this module sits below it) from a
+    directory ``save_classifier`` wrote; a damaged file or a changed backbone is a clear error.
 
     A model file cannot switch on ``trust_remote_code`` by itself: the caller must pass it, trusting the source.
     """
-    from .classifier import STCClassifier
-
     directory = Path(directory)
+    recover_interrupted_save(directory)
     config_path = directory / _CONFIG
     _require(config_path.is_file(), directory, f"{_CONFIG} is missing")
     try:
@@ -138,7 +183,7 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None, t
     params = {k: tuple(v) if k in _TUPLE_PARAMS and isinstance(v, list) else v
               for k, v in document["params"].items()}
     try:
-        clf = STCClassifier(**params)
+        clf = estimator_class(**params)
     except TypeError as error:
         raise ValueError(f"{config_path}: unexpected parameters ({error})") from None
     if device is not None:

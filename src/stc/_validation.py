@@ -9,7 +9,7 @@ import numpy as np
 
 from .extract import POOLINGS, REPRESENTATIONS
 
-__all__ = ["check_texts", "check_labels", "check_grid", "check_choices"]
+__all__ = ["check_texts", "check_labels", "check_grid", "check_choices", "check_integers"]
 
 
 def check_texts(texts, name: str = "X") -> list[str]:
@@ -69,6 +69,18 @@ def check_grid(values: Sequence[float], name: str, *, upper: float | None = None
             bound = f"in (0, {upper}]" if upper is not None else "> 0"
             raise ValueError(f"{name} must hold numbers {bound}, got {value!r}")
     return tuple(float(v) for v in values)
+
+
+def check_integers(owner, names: Sequence[str], *, at_least: int = 1, none_allowed: bool = False) -> None:
+    """Each attribute ``names`` of ``owner`` (an estimator's parameters) is an integer >= ``at_least`` (or None
+    where allowed); a ValueError names the first that is not."""
+    for name in names:
+        value = getattr(owner, name)
+        if value is None and none_allowed:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < at_least:
+            kind = {1: "a positive integer", 0: "a non-negative integer"}.get(at_least, f"an integer >= {at_least}")
+            raise ValueError(f"{name} must be {'None or ' if none_allowed else ''}{kind}, got {value!r}")
 
 
 def check_choices(values, allowed: Sequence[str], name: str) -> tuple[str, ...]:

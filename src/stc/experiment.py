@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_write_text
 from ._metrics import score
 from .data import Split, TextDataset, load_dataset, stratified_split
 
@@ -243,9 +244,7 @@ def write_results(out: Path, rows: list[dict], settings: ExperimentSettings | No
         merged = [row for row in old if row["method"] not in replaced] + new_rows
         merged.sort(key=lambda row: METHODS.index(row["method"]) if row["method"] in METHODS else len(METHODS))
         payload = {"rows": merged, **({"settings": asdict(settings)} if settings else {})}
-        partial = path.with_name(path.name + f".tmp-{os.getpid()}")
-        partial.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
-        os.replace(partial, path)
+        atomic_write_text(path, json.dumps(payload, indent=1, default=str))
     all_rows = [row for path in sorted(out.glob("*.json")) for row in json.loads(path.read_text("utf-8"))["rows"]]
     (out / "results-table.md").write_text(markdown_table(all_rows) + "\n", encoding="utf-8")
     return out / "results-table.md"

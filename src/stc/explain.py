@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._estimator import plain_label
 from ._validation import check_texts
 from .backbone import Backbone
-from .extract import parse_key, pool_tokens, tokenize
+from .extract import check_layers, parse_key, pool_tokens, token_activations_of_windows, tokenize
 
 __all__ = ["TokenActivations", "token_activations", "pooled_activations", "peak_token", "explain_prediction",
            "neuron_parts"]
@@ -35,71 +36,18 @@ class TokenActivations:
     values: dict[str, np.ndarray]  # key -> (n_tokens, n_columns) float32, columns as requested
 
 
-class _StopForward(Exception):
-    """Raised after the deepest needed block: nothing deeper is computed."""
-
-
-def _output(output):
-    return output[0] if isinstance(output, tuple) else output
-
-
 def token_activations(backbone: Backbone, text: str, columns: Mapping[str, np.ndarray], *,
                       max_length: int | None = None, windows: bool = False,
                       window_overlap: int = 64) -> TokenActivations:
-    """One forward pass over one text (all its windows): the token-level activations of ``columns`` per key.
-
-    The sites are the ones extraction reads: the FFN output projection's input, each block's output (the final norm
-    applied at the last layer, as the model reports it), and the first block's input for layer 0.
-    """
+    """One forward pass over one text (all its windows): the token-level activations of ``columns`` per key, read
+    at the sites extraction reads (``stc.extract.hooked_forward``)."""
     parsed = {key: parse_key(key) for key in columns}
     if not parsed:
         raise ValueError("columns is empty: name at least one key")
+    check_layers(backbone, parsed)
     tokens = tokenize(backbone, [text], max_length=max_length, windows=windows, window_overlap=window_overlap)
-    layer_map, num_layers = backbone.layer_map, backbone.num_layers
-    deepest = max(layer for _, layer, _ in parsed.values())
-    if deepest > num_layers:
-        raise ValueError(f"columns name layer {deepest} of a {num_layers}-layer model")
     lengths = [len(ids) for ids in tokens.input_ids]
-    captured: dict[tuple[str, int], torch.Tensor] = {}
-    wanted_sites = {(representation, layer) for representation, layer, _ in parsed.values()}
-
-    def keep(site: tuple[str, int], x: torch.Tensor) -> None:
-        if site in wanted_sites:
-            captured[site] = x.detach().float()
-
-    handles = [layer_map.blocks[0].register_forward_pre_hook(
-        lambda module, args, kwargs: keep(("hidden", 0), args[0] if args else kwargs["hidden_states"]),
-        with_kwargs=True)]
-    for layer in range(1, deepest + 1):
-        handles.append(layer_map.ffn_out[layer - 1].register_forward_pre_hook(
-            lambda module, args, layer=layer: keep(("ffn", layer), args[0])))
-
-        def block_hook(module, args, output, layer=layer):
-            if ("hidden", layer) in wanted_sites:
-                hidden = _output(output)
-                if layer == num_layers and layer_map.final_norm is not None:
-                    hidden = layer_map.final_norm(hidden)
-                keep(("hidden", layer), hidden)
-            if layer == deepest:
-                raise _StopForward
-        handles.append(layer_map.blocks[layer - 1].register_forward_hook(block_hook))
-
-    width = max(lengths)
-    ids = torch.full((len(lengths), width), backbone.tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(lengths), width), dtype=torch.long)
-    for row, row_ids in enumerate(tokens.input_ids):
-        ids[row, :len(row_ids)] = torch.as_tensor(row_ids)
-        mask[row, :len(row_ids)] = 1
-    try:
-        with torch.inference_mode():
-            try:
-                backbone.model(input_ids=ids.to(backbone.device), attention_mask=mask.to(backbone.device),
-                               use_cache=False)
-            except _StopForward:
-                pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    captured = token_activations_of_windows(backbone, tokens, {(r, layer) for r, layer, _ in parsed.values()})
     values = {}
     for key, (representation, layer, _) in parsed.items():
         site = captured[(representation, layer)]
@@ -184,7 +132,7 @@ def explain_prediction(clf, text: str, *, top_k: int = 10) -> dict:
     intercept = np.asarray(logreg.intercept_, np.float64)
     contributions = weights * standardised[None, :]  # (rows, n_features)
     decision = contributions.sum(axis=1) + intercept
-    probabilities = clf.classifier_.predict_proba(raw[None].astype(np.float32))[0]
+    probabilities = clf.proba_from_features(raw[None].astype(np.float32))[0]
     predicted = int(np.argmax(probabilities))
     binary = weights.shape[0] == 1
     row = 0 if binary else predicted
@@ -198,20 +146,15 @@ def explain_prediction(clf, text: str, *, top_k: int = 10) -> dict:
         entry.update({"feature": int(feature), "weight": float(weights[row, feature]),
                       "activation": float(raw[feature]), "standardised_activation": float(standardised[feature]),
                       "contribution": float(contributions[row, feature]),
-                      "pushes_toward": _label(clf.classes_[1 if contributions[row, feature] > 0 else 0]) if binary
-                      else (_label(clf.classes_[row]) if contributions[row, feature] > 0 else "other classes")})
+                      "pushes_toward": plain_label(clf.classes_[1 if contributions[row, feature] > 0 else 0]) if binary
+                      else (plain_label(clf.classes_[row]) if contributions[row, feature] > 0 else "other classes")})
         if entry["pooling"] == "max":
             entry["peak"] = peak_token(activations, entry["key"], int(feature - key_start[entry["key"]]))
         top.append(entry)
-    return {"text": text, "label": _label(clf.classes_[predicted]), "probability": float(probabilities[predicted]),
-            "probabilities": {str(_label(c)): float(p) for c, p in zip(clf.classes_, probabilities)},
-            "decision_classes": [_label(c) for c in row_classes], "decision": decision.tolist(),
+    return {"text": text, "label": plain_label(clf.classes_[predicted]), "probability": float(probabilities[predicted]),
+            "probabilities": {str(plain_label(c)): float(p) for c, p in zip(clf.classes_, probabilities)},
+            "decision_classes": [plain_label(c) for c in row_classes], "decision": decision.tolist(),
             "intercept": intercept.tolist(), "explained_row": row,
             "all_contributions_sum": contributions.sum(axis=1).tolist(), "n_features": int(len(raw)),
             "n_tokens": len(activations.tokens), "contributions": top}
-
-
-def _label(value):
-    """A label as a plain JSON value (numpy scalars become Python ones)."""
-    return value.item() if isinstance(value, np.generic) else value
 

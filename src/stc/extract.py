@@ -7,7 +7,7 @@ pooled statistics are merged per text. The forward pass stops after the deepest 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from .backbone import Backbone
 
 __all__ = ["POOLINGS", "REPRESENTATIONS", "feature_key", "parse_key", "pool_tokens", "all_keys",
-           "default_poolings", "TokenizedTexts", "tokenize", "extract_features"]
+           "default_poolings", "TokenizedTexts", "tokenize", "hooked_forward", "check_layers",
+           "token_activations_of_windows", "extract_features"]
 
 POOLINGS = ("mean", "max", "first", "last")
 REPRESENTATIONS = ("hidden", "ffn")
@@ -40,14 +41,12 @@ def default_poolings(backbone: Backbone) -> tuple[str, ...]:
     return ("mean", "max", "last") if backbone.is_decoder else ("mean", "max", "first")
 
 
-def all_keys(num_layers: int, representations: Sequence[str], poolings: Sequence[str],
-             max_layer: int | None = None) -> list[str]:
-    """Every key up to ``max_layer``: hidden layers 0..L (0 = embeddings), FFN layers 1..L."""
-    top = num_layers if max_layer is None else max_layer
+def all_keys(num_layers: int, representations: Sequence[str], poolings: Sequence[str]) -> list[str]:
+    """Every key: hidden layers 0..L (0 = embeddings), FFN layers 1..L."""
     keys = []
     for representation in representations:
         first = 0 if representation == "hidden" else 1
-        keys += [feature_key(representation, layer, pooling) for layer in range(first, top + 1) for pooling in poolings]
+        keys += [feature_key(representation, layer, pooling) for layer in range(first, num_layers + 1) for pooling in poolings]
     return keys
 
 
@@ -182,31 +181,104 @@ def _block_output(output):
     return output[0] if isinstance(output, tuple) else output
 
 
-def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[str], *,
-                     columns: Mapping[str, np.ndarray] | None = None, max_length: int | None = None,
-                     windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
-                     show_progress_bar: bool = False, progress_desc: str = "extract",
-                     on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Pooled activations for every key, as float32 arrays (n_texts, dim or len(columns[key])), in input order."""
-    parsed = {key: parse_key(key) for key in keys}
+def hooked_forward(backbone: Backbone, tokens: TokenizedTexts, sites: Collection[tuple[str, int]],
+                   batches: Sequence[np.ndarray], consume: Callable[[str, int, torch.Tensor, np.ndarray, torch.Tensor],
+                                                                    None], *, bar=None) -> None:
+    """Run the model over the windows ``tokens``, one batch of rows at a time, and hand every site its token-level
+    activations: ``consume(representation, layer, x, rows, mask)`` with x (B, T, F) for the batch's windows
+    ``rows`` and their attention mask. The forward stops after the deepest block a site needs.
+
+    The sites, (representation, layer): ``("hidden", 0)`` is the first block's input (the embeddings), ``("ffn",
+    l)`` the input of block l's FFN output projection (the FFN neurons), ``("hidden", l)`` block l's output, with
+    the model's final norm applied at the last layer, as its own ``output_hidden_states`` reports it. This is the
+    only place stc hooks a model's forward pass.
+    """
+    layer_map, num_layers = backbone.layer_map, backbone.num_layers
+    sites = set(sites)
+    deepest = max(layer for _, layer in sites)
+    batch_state: dict[str, object] = {}
+
+    def hand(representation: str, layer: int, x: torch.Tensor) -> None:
+        consume(representation, layer, x, batch_state["rows"], batch_state["mask"])
+
+    handles = []
+    if ("hidden", 0) in sites:
+        def embeddings_hook(module, args, kwargs):
+            hand("hidden", 0, args[0] if args else kwargs["hidden_states"])
+        handles.append(layer_map.blocks[0].register_forward_pre_hook(embeddings_hook, with_kwargs=True))
+    for layer in range(1, deepest + 1):
+        block = layer_map.blocks[layer - 1]
+        if ("ffn", layer) in sites:
+            handles.append(layer_map.ffn_out[layer - 1].register_forward_pre_hook(
+                lambda module, args, layer=layer: hand("ffn", layer, args[0])))
+
+        def block_hook(module, args, output, layer=layer):
+            if ("hidden", layer) in sites:
+                hidden = _block_output(output)
+                if layer == num_layers and layer_map.final_norm is not None:
+                    hidden = layer_map.final_norm(hidden)  # as the model's own output_hidden_states reports it
+                hand("hidden", layer, hidden)
+            if layer == deepest:
+                raise _StopForward
+        handles.append(block.register_forward_hook(block_hook))
+
+    pad_id = backbone.tokenizer.pad_token_id
+    try:
+        with torch.inference_mode():
+            for rows in batches:
+                ids, mask = tokens.padded(rows, pad_id, backbone.device)
+                batch_state["rows"], batch_state["mask"] = rows, mask
+                try:
+                    backbone.model(input_ids=ids, attention_mask=mask, use_cache=False)
+                except _StopForward:
+                    pass
+                if bar is not None:
+                    bar.update(len(rows))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def check_layers(backbone: Backbone, parsed: Mapping[str, tuple[str, int, str]]) -> None:
+    """Every parsed key's layer exists in this backbone (hidden 0..L, ffn 1..L)."""
     num_layers = backbone.num_layers
     for key, (representation, layer, _) in parsed.items():
         low = 0 if representation == "hidden" else 1
         if not low <= layer <= num_layers:
             raise ValueError(f"{key}: layer {layer} is outside {low}..{num_layers} for this {num_layers}-layer model")
+
+
+def token_activations_of_windows(backbone: Backbone, tokens: TokenizedTexts, sites: Collection[tuple[str, int]]
+                                 ) -> dict[tuple[str, int], torch.Tensor]:
+    """Token-level activations (n_windows, T, F), float32, of every site for all windows of ``tokens`` run as one
+    right-padded batch in window order: what an explanation reads, from the same hooks as extraction."""
+    captured: dict[tuple[str, int], torch.Tensor] = {}
+
+    def keep(representation: str, layer: int, x: torch.Tensor, rows: np.ndarray, mask: torch.Tensor) -> None:
+        captured[(representation, layer)] = x.detach().float()
+
+    hooked_forward(backbone, tokens, sites, [np.arange(len(tokens.input_ids))], keep)
+    return captured
+
+
+def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[str], *,
+                     columns: Mapping[str, np.ndarray] | None = None, max_length: int | None = None,
+                     windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
+                     show_progress_bar: bool = False, progress_desc: str = "extract") -> dict[str, np.ndarray]:
+    """Pooled activations for every key, as float32 arrays (n_texts, dim or len(columns[key])), in input order."""
+    parsed = {key: parse_key(key) for key in keys}
+    check_layers(backbone, parsed)
     tokens = tokenize(backbone, texts, max_length=max_length, windows=windows, window_overlap=window_overlap)
     n_texts = len(texts)
     # Which pooled statistics each (representation, layer) site must produce.
     sites: dict[tuple[str, int], set[str]] = {}
     for representation, layer, pooling in parsed.values():
         sites.setdefault((representation, layer), set()).update({"sum"} if pooling == "mean" else {pooling})
-    deepest = max(layer for _, layer in sites)
     accumulators: dict[str, np.ndarray] = {}
-    token_counts = np.zeros(n_texts, dtype=np.float64)
-    batch_state: dict[str, object] = {}
+    token_counts = np.bincount(tokens.text_index, weights=[len(ids) for ids in tokens.input_ids],
+                               minlength=n_texts).astype(np.float64)
 
-    def consume(representation: str, layer: int, x: torch.Tensor) -> None:
-        rows, mask = batch_state["rows"], batch_state["mask"]
+    def consume(representation: str, layer: int, x: torch.Tensor, rows: np.ndarray, mask: torch.Tensor) -> None:
         for stat in sites[(representation, layer)]:
             pooled = _token_stat(x, mask, stat).float()
             for pooling in ("mean",) if stat == "sum" else (stat,):
@@ -217,48 +289,11 @@ def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[st
                     columns[key], device=pooled.device)]
                 _accumulate(accumulators, key, pooling, selected.cpu().numpy(), rows, tokens, n_texts)
 
-    handles = []
-    layer_map = backbone.layer_map
-    if ("hidden", 0) in sites:
-        def embeddings_hook(module, args, kwargs):
-            consume("hidden", 0, args[0] if args else kwargs["hidden_states"])
-        handles.append(layer_map.blocks[0].register_forward_pre_hook(embeddings_hook, with_kwargs=True))
-    for layer in range(1, deepest + 1):
-        block = layer_map.blocks[layer - 1]
-        if ("ffn", layer) in sites:
-            handles.append(layer_map.ffn_out[layer - 1].register_forward_pre_hook(
-                lambda module, args, layer=layer: consume("ffn", layer, args[0])))
-
-        def block_hook(module, args, output, layer=layer):
-            if ("hidden", layer) in sites:
-                hidden = _block_output(output)
-                if layer == num_layers and layer_map.final_norm is not None:
-                    hidden = layer_map.final_norm(hidden)  # as the model's own output_hidden_states reports it
-                consume("hidden", layer, hidden)
-            if layer == deepest:
-                raise _StopForward
-        handles.append(block.register_forward_hook(block_hook))
-
-    pad_id = backbone.tokenizer.pad_token_id
-    batches = tokens.batches(token_budget)
     bar = tqdm(total=len(tokens.input_ids), desc=progress_desc, unit="win", disable=not show_progress_bar,
                leave=False)
     try:
-        with torch.inference_mode():
-            for rows in batches:
-                ids, mask = tokens.padded(rows, pad_id, backbone.device)
-                batch_state["rows"], batch_state["mask"] = rows, mask
-                np.add.at(token_counts, tokens.text_index[rows], mask.sum(1).cpu().numpy())
-                try:
-                    backbone.model(input_ids=ids, attention_mask=mask, use_cache=False)
-                except _StopForward:
-                    pass
-                bar.update(len(rows))
-                if on_batch is not None:
-                    on_batch(len(rows))
+        hooked_forward(backbone, tokens, sites, tokens.batches(token_budget), consume, bar=bar)
     finally:
-        for handle in handles:
-            handle.remove()
         bar.close()
     for key, (_, _, pooling) in parsed.items():
         if pooling == "mean":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -22,7 +21,8 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
-from .backbone import Backbone, cache_root
+from ._files import atomic_path, atomic_write_text, cache_root
+from .backbone import Backbone
 from .extract import all_keys, extract_features, parse_key
 
 __all__ = ["ExtractionSettings", "ActivationStore", "build_store", "find_stored", "texts_hash", "FORMAT_VERSION"]
@@ -38,7 +38,6 @@ class ExtractionSettings:
 
     representations: tuple[str, ...]
     poolings: tuple[str, ...]
-    max_layer: int | None = None
     max_length: int | None = None
     windows: bool = False
     window_overlap: int = 64
@@ -56,12 +55,6 @@ def texts_hash(texts: Sequence[str]) -> str:
         digest.update(len(encoded).to_bytes(8, "little"))
         digest.update(encoded)
     return digest.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + f".tmp-{os.getpid()}")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 class ActivationStore:
@@ -123,9 +116,15 @@ def find_stored(backbone: Backbone, texts: Sequence[str], key: str, *, root: str
     return None
 
 
+def _settings_record(settings: ExtractionSettings) -> dict:
+    """The settings as hashed into a store's id and written into its plan. ``max_layer`` (a field that was never
+    set) stays in as null, so that stores written before it was removed keep their ids and plans."""
+    return dict(asdict(settings), max_layer=None)
+
+
 def store_id(backbone: Backbone, settings: ExtractionSettings, texts_digest: str) -> str:
     payload = json.dumps({"weights": backbone.weights_hash(), "tokenizer": type(backbone.tokenizer).__name__,
-                          "vocab": len(backbone.tokenizer), "settings": asdict(settings), "texts": texts_digest,
+                          "vocab": len(backbone.tokenizer), "settings": _settings_record(settings), "texts": texts_digest,
                           "format": FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -141,7 +140,7 @@ def build_store(backbone: Backbone, texts: Sequence[str], settings: ExtractionSe
     directory = Path(root or cache_root() / "stores") / store_id(backbone, settings, digest)
     if (directory / "meta.json").exists():
         return ActivationStore(directory)
-    keys = all_keys(backbone.num_layers, settings.representations, settings.poolings, settings.max_layer)
+    keys = all_keys(backbone.num_layers, settings.representations, settings.poolings)
     dims = {key: backbone.hidden_size if parse_key(key)[0] == "hidden" else backbone.ffn_size for key in keys}
     if shard_size is None:  # default: as many texts as fit the accumulator budget
         shard_size = int(np.clip(_SHARD_BYTES // (4 * sum(dims.values())), 16, 4096))
@@ -149,7 +148,7 @@ def build_store(backbone: Backbone, texts: Sequence[str], settings: ExtractionSe
         raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
     n_shards = max(1, -(-len(texts) // shard_size))
     plan = {"model": backbone.name, "source": backbone.source, "gguf_file": backbone.gguf_file,
-            "weights_sha256": backbone.weights_hash(), "settings": asdict(settings), "texts_sha256": digest,
+            "weights_sha256": backbone.weights_hash(), "settings": _settings_record(settings), "texts_sha256": digest,
             "n_texts": len(texts), "shard_size": shard_size, "n_shards": n_shards, "format_version": FORMAT_VERSION,
             "tokenizer": {"class": type(backbone.tokenizer).__name__, "padding_side": "right",
                           "max_length": settings.max_length or backbone.max_length}}
@@ -158,7 +157,7 @@ def build_store(backbone: Backbone, texts: Sequence[str], settings: ExtractionSe
     plan = json.loads(json.dumps(plan))  # as it reads back from disk (tuples become lists)
     if plan_path.exists() and json.loads(plan_path.read_text(encoding="utf-8")) != plan:
         raise ValueError(f"{directory} holds a different extraction plan; delete it to start again")
-    _atomic_write_text(plan_path, json.dumps(plan, indent=1, sort_keys=True))
+    atomic_write_text(plan_path, json.dumps(plan, indent=1, sort_keys=True))
     mine = [j for j in range(n_shards) if shard is None or j % shard[1] == shard[0]]
     todo = [j for j in mine if not (directory / "shards" / f"{j:05d}.safetensors").exists()]
     bar = tqdm(total=len(texts), initial=len(texts) - sum(_shard_len(j, shard_size, len(texts)) for j in todo),
@@ -173,9 +172,8 @@ def build_store(backbone: Backbone, texts: Sequence[str], settings: ExtractionSe
                 raise ValueError(f"the model produced non-finite activations in {key} (texts {start}.."
                                  f"{start + len(values) - 1}); try dtype='float32'")
         target = directory / "shards" / f"{j:05d}.safetensors"
-        partial = target.with_name(target.name + f".tmp-{os.getpid()}")
-        save_file(features, str(partial), metadata={"shard": str(j)})
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            save_file(features, str(partial), metadata={"shard": str(j)})
         bar.update(len(features[keys[0]]))
     bar.close()
     if all((directory / "shards" / f"{j:05d}.safetensors").exists() for j in range(n_shards)):
@@ -188,34 +186,38 @@ def _shard_len(j: int, shard_size: int, n_texts: int) -> int:
     return max(0, min(shard_size, n_texts - j * shard_size))
 
 
+def _merge_shards(shard_files: list[Path], key: str, path: Path, plan: dict, dim: int) -> dict:
+    """Write array ``key`` of every shard, in order, to one ``.npy``; its metadata."""
+    parts = []
+    for shard_path in shard_files:  # one tensor at a time: memory stays at one array, not the whole store
+        with safe_open(str(shard_path), framework="numpy") as shard_file:
+            parts.append(shard_file.get_tensor(key))
+    peak = max(float(np.abs(part).max()) for part in parts)
+    dtype = "float16" if plan["settings"]["dtype"] == "float16" and peak < _FLOAT16_MAX else "float32"
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(plan["n_texts"], dim))
+    start = 0
+    for part in parts:
+        out[start:start + len(part)] = part
+        start += len(part)
+    out.flush()
+    del out
+    return {"dim": dim, "dtype": dtype}
+
+
 def _finalize(directory: Path, plan: dict, keys: list[str], dims: dict[str, int]) -> None:
     """Merge the shards into one array per key; float16 only for arrays whose values all fit."""
     shard_files = [directory / "shards" / f"{j:05d}.safetensors" for j in range(plan["n_shards"])]
-    partial = directory / f"arrays.tmp-{os.getpid()}"
-    partial.mkdir(exist_ok=True)
-    arrays_meta = {}
-    for key in keys:
-        parts = []
-        for path in shard_files:  # one tensor at a time: memory stays at one array, not the whole store
-            with safe_open(str(path), framework="numpy") as shard_file:
-                parts.append(shard_file.get_tensor(key))
-        peak = max(float(np.abs(part).max()) for part in parts)
-        dtype = "float16" if plan["settings"]["dtype"] == "float16" and peak < _FLOAT16_MAX else "float32"
-        out = np.lib.format.open_memmap(partial / f"{key}.npy", mode="w+", dtype=dtype,
-                                        shape=(plan["n_texts"], dims[key]))
-        start = 0
-        for part in parts:
-            out[start:start + len(part)] = part
-            start += len(part)
-        out.flush()
-        del out
-        arrays_meta[key] = {"dim": dims[key], "dtype": dtype}
     final = directory / "arrays"
+    arrays_meta = {}
     try:
-        os.rename(partial, final)
-    except OSError:  # another process finalised first: its arrays are identical
-        shutil.rmtree(partial, ignore_errors=True)
-        return
+        with atomic_path(final) as partial:
+            partial.mkdir()
+            for key in keys:
+                arrays_meta[key] = _merge_shards(shard_files, key, partial / f"{key}.npy", plan, dims[key])
+    except OSError:
+        if not final.is_dir():
+            raise
+        return  # another process finalised first: its arrays are identical, and it writes meta.json
     meta = dict(plan, arrays=arrays_meta)
-    _atomic_write_text(directory / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
+    atomic_write_text(directory / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
     shutil.rmtree(directory / "shards", ignore_errors=True)

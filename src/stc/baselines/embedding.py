@@ -16,7 +16,7 @@ from .._metrics import check_metric, score
 from .._validation import check_grid, check_texts
 from ..aggregate import DEFAULT_FINAL_CS, make_final_classifier
 from ..backbone import Backbone, load_backbone
-from ..classifier import FeatureReadoutMixin, encode_labels, validation_split
+from .._estimator import FeatureReadoutMixin, fit_split
 from ..extract import POOLINGS, extract_features, feature_key
 from ..store import find_stored
 
@@ -81,11 +81,8 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         Cs = check_grid(self.Cs, "Cs")
         if self.pooling != "auto" and self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be 'auto' or one of {POOLINGS}, got {self.pooling!r}")
-        texts = check_texts(X, "X")
-        self.classes_, codes = encode_labels(y, len(texts))
-        train_texts, train_codes, val_texts, val_codes = validation_split(
-            texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
-            random_state=self.random_state)
+        self.classes_, train_texts, train_codes, val_texts, val_codes = fit_split(
+            X, y, X_val, y_val, validation_size=self.validation_size, random_state=self.random_state)
         backbone = self._backbone()
         self.pooling_ = native_pooling(backbone) if self.pooling == "auto" else self.pooling
         features = self._embed(backbone, train_texts + val_texts, reuse_store=self.reuse_store)

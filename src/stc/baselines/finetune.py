@@ -14,15 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._metrics import check_metric, score
-from .._validation import check_texts
-from ..backbone import _file_sha256, cache_root, load_backbone, resolve_device, resolve_model_name
-from ..classifier import encode_labels, validation_split
+from .._validation import check_integers, check_texts
+from .._estimator import fit_split, text_estimator_tags
+from .._files import gguf_cache_dir
+from ..backbone import load_backbone, resolve_device, resolve_model_name
 
-__all__ = ["FineTuneClassifier", "checkpoint_source", "length_batches", "count_parameters"]
+__all__ = ["FineTuneClassifier", "checkpoint_source", "load_tokenizer", "length_batches", "count_parameters"]
 
 
 def checkpoint_source(model: str) -> tuple[str, str | None]:
@@ -31,7 +33,7 @@ def checkpoint_source(model: str) -> tuple[str, str | None]:
     source, gguf_file = resolve_model_name(str(model))
     if gguf_file is None:
         return source, None
-    cached = cache_root() / "backbones" / f"gguf-{_file_sha256(Path(source))[:16]}"
+    cached = gguf_cache_dir(source)
     if not (cached / "config.json").exists():
         load_backbone(str(model), device="cpu")  # writes the cache
     if (cached / "config.json").exists():
@@ -52,7 +54,8 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = True) -> int
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only))
 
 
-def _load_tokenizer(source: str, gguf_file: str | None):
+def load_tokenizer(source: str, gguf_file: str | None):
+    """The tokenizer of a checkpoint, with a pad token (decoders lack one)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
@@ -96,16 +99,15 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         check_metric(self.metric)
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_integers(self, ("epochs", "batch_size"))
         if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be a number in (0, 1), got {self.learning_rate!r}")
         if not isinstance(self.warmup_ratio, (int, float)) or not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be a number in [0, 1), got {self.warmup_ratio!r}")
-        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 2):
-            raise ValueError(f"max_length must be None or an integer >= 2, got {self.max_length!r}")
+        check_integers(self, ("max_length",), at_least=2, none_allowed=True)
+
+    def __sklearn_tags__(self) -> Tags:
+        return text_estimator_tags(super().__sklearn_tags__(), transformer=False)
 
     def fit(self, X, y, *, X_val=None, y_val=None) -> FineTuneClassifier:
         """Fine-tune on texts X, labels y; keep the epoch scoring best on X_val/y_val (else a split of X)."""
@@ -113,15 +115,12 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
 
         started = time.perf_counter()
         self._check_params()
-        texts = check_texts(X, "X")
-        self.classes_, codes = encode_labels(y, len(texts))
-        train_texts, train_codes, val_texts, val_codes = validation_split(
-            texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
-            random_state=self.random_state)
+        self.classes_, train_texts, train_codes, val_texts, val_codes = fit_split(
+            X, y, X_val, y_val, validation_size=self.validation_size, random_state=self.random_state)
         torch.manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
         source, gguf_file = checkpoint_source(self.model)
-        self.tokenizer_ = _load_tokenizer(source, gguf_file)
+        self.tokenizer_ = load_tokenizer(source, gguf_file)
         self.tokenizer_.padding_side = "right"
         labels = [str(c) for c in self.classes_.tolist()]
         model = AutoModelForSequenceClassification.from_pretrained(

@@ -15,13 +15,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._validation import check_texts
-from ..backbone import resolve_device
-from ..classifier import encode_labels
-from .finetune import _load_tokenizer, checkpoint_source, count_parameters
+from .._estimator import encode_labels, text_estimator_tags
+from .._validation import check_integers, check_texts
+from ..backbone import resolve_device, resolve_dtype
+from .finetune import checkpoint_source, count_parameters, load_tokenizer
 
 __all__ = ["ICLClassifier", "label_log_probs", "DEFAULT_INSTRUCTION", "DEFAULT_TEMPLATE"]
 
@@ -120,14 +121,14 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):
         self.show_progress_bar = show_progress_bar
 
     def _check_params(self) -> None:
-        for name in ("shots", "max_text_tokens", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_integers(self, ("shots", "max_text_tokens", "batch_size"))
         if "{text}" not in self.template or "{label}" not in self.template:
             raise ValueError(f"template must contain {{text}} and {{label}}, got {self.template!r}")
         if self.template.index("{text}") > self.template.index("{label}"):
             raise ValueError("template must put {text} before {label}: the label word is what the model predicts")
+
+    def __sklearn_tags__(self) -> Tags:
+        return text_estimator_tags(super().__sklearn_tags__(), transformer=False)
 
     def fit(self, X, y, **_ignored) -> ICLClassifier:
         """Draw ``shots`` demonstrations per class from X, y (seeded) and load the LM; no weights change."""
@@ -145,9 +146,9 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):
         if len(set(self.label_words_)) < len(self.label_words_):
             raise ValueError(f"label words must differ between classes, got {self.label_words_}")
         source, gguf_file = checkpoint_source(self.model)
-        self.tokenizer_ = _load_tokenizer(source, gguf_file)
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+        self.tokenizer_ = load_tokenizer(source, gguf_file)
         self.device_ = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, self.device_)
         self.model_ = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, **({"gguf_file": gguf_file} if gguf_file else {})).to(self.device_).eval()
         rng = np.random.default_rng(self.random_state)

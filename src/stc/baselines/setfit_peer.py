@@ -12,12 +12,13 @@ import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
 from .._metrics import check_metric, score
-from .._validation import check_texts
+from .._validation import check_integers, check_texts
 from ..backbone import resolve_device
-from ..classifier import encode_labels, validation_split
+from .._estimator import fit_split, text_estimator_tags
 from .finetune import checkpoint_source, count_parameters
 
 __all__ = ["SetFitClassifier", "setfit_available"]
@@ -63,6 +64,9 @@ class SetFitClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.show_progress_bar = show_progress_bar
 
+    def __sklearn_tags__(self) -> Tags:
+        return text_estimator_tags(super().__sklearn_tags__(), transformer=False)
+
     def fit(self, X, y, *, X_val=None, y_val=None) -> SetFitClassifier:
         """Contrastive fine-tuning on X, y, then the head; the validation score is reported, not searched."""
         reason = setfit_available()
@@ -73,17 +77,10 @@ class SetFitClassifier(ClassifierMixin, BaseEstimator):
 
         started = time.perf_counter()
         check_metric(self.metric)
-        for name in ("num_iterations", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
-            raise ValueError(f"max_steps must be None or a positive integer, got {self.max_steps!r}")
-        texts = check_texts(X, "X")
-        self.classes_, codes = encode_labels(y, len(texts))
-        train_texts, train_codes, val_texts, val_codes = validation_split(
-            texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
-            random_state=self.random_state)
+        check_integers(self, ("num_iterations", "epochs", "batch_size"))
+        check_integers(self, ("max_steps",), none_allowed=True)
+        self.classes_, train_texts, train_codes, val_texts, val_codes = fit_split(
+            X, y, X_val, y_val, validation_size=self.validation_size, random_state=self.random_state)
         source, gguf_file = checkpoint_source(self.model)
         if gguf_file is not None:
             raise ValueError(f"SetFit cannot load the GGUF file of {self.model!r} directly; load it once with "

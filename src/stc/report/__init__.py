@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .. import __version__
-from ..classifier import encode_labels, validation_split
+from .._version import __version__
+from .._estimator import encode_labels, validation_split
 from ._data import (configuration_summary, confusion, embedding_baseline, eta_curves, exit_curve, kept_per_layer,
                     layer_curve, top_neurons)
 from ._figures import save_figure

@@ -7,16 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
+from .._estimator import plain_label
 from .._metrics import score
 from ..explain import neuron_parts, peak_token, token_activations
 from ..extract import extract_features, parse_key
 
 __all__ = ["layer_curve", "kept_per_layer", "eta_curves", "exit_curve", "configuration_summary",
            "confusion", "top_neurons", "embedding_baseline"]
-
-
-def _label(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def layer_curve(clf, embedding: dict | None) -> dict:
@@ -123,7 +120,7 @@ def exit_curve(clf) -> dict:
 def configuration_summary(clf, test_score: float | None, n_test: int | None, embedding: dict | None) -> dict:
     config = clf.configuration_
     return {"backbone": clf.backbone_.get("name"), "num_layers": int(clf.backbone_["num_layers"]),
-            "classes": [_label(c) for c in clf.classes_], "metric": clf.metric,
+            "classes": [plain_label(c) for c in clf.classes_], "metric": clf.metric,
             "representations": config["representations"], "poolings": config["poolings"],
             "eta": float(config["eta"]), "C": float(config["C"]), "n_features": int(clf.n_features_),
             "exit_layer": int(clf.exit_layer_), "val_score": float(clf.val_score_),
@@ -137,7 +134,7 @@ def confusion(clf, texts: Sequence[str], labels: Sequence) -> tuple[dict, float]
     truth = np.asarray(labels)
     matrix = confusion_matrix(truth, predicted, labels=clf.classes_)
     test_score = score(truth, predicted, clf.metric)
-    return {"classes": [_label(c) for c in clf.classes_], "matrix": matrix.tolist(), "n": int(len(truth)),
+    return {"classes": [plain_label(c) for c in clf.classes_], "matrix": matrix.tolist(), "n": int(len(truth)),
             "metric": clf.metric, "score": float(test_score)}, float(test_score)
 
 
@@ -177,14 +174,14 @@ def top_neurons(clf, train_texts: Sequence[str], train_labels: Sequence, *, coun
     pooled = extract_features(backbone, list(train_texts), keys, columns=columns_arrays,
                               token_budget=clf.token_budget, show_progress_bar=show_progress_bar,
                               progress_desc="top texts", **options)
-    rows_classes = [_label(clf.classes_[1])] if weights.shape[0] == 1 else [_label(c) for c in clf.classes_]
+    rows_classes = [plain_label(clf.classes_[1])] if weights.shape[0] == 1 else [plain_label(c) for c in clf.classes_]
     result = []
     for rank, (feature, part) in enumerate(zip(chosen, parts), start=1):
         column = int(np.searchsorted(columns_arrays[part["key"]], part["index"]))
         values = pooled[part["key"]][:, column]
         texts = []
         for row in np.argsort(-values, kind="stable")[:texts_per_neuron]:
-            entry = {"text": train_texts[row], "label": _label(np.asarray(train_labels)[row]),
+            entry = {"text": train_texts[row], "label": plain_label(np.asarray(train_labels)[row]),
                      "activation": float(values[row])}
             if part["pooling"] == "max":
                 activations = token_activations(backbone, train_texts[row],

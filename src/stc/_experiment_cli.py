@@ -24,7 +24,7 @@ def _limits(text: str | None, option: str) -> dict[str, int]:
 
 
 def _cmd_experiment(args) -> int:
-    from ..experiment import ExperimentSettings, run_experiment
+    from .experiment import ExperimentSettings, run_experiment
 
     settings = ExperimentSettings(
         dataset=args.dataset, model=args.model, methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),

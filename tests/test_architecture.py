@@ -1,0 +1,171 @@
+"""The shape of the house, checked from the source (AST only, nothing imported): arrows point one way.
+
+Every module of ``src/stc`` sits in one layer of ``LAYERS``; a module may import its own layer and the layers below
+(an import inside a function counts too), never one above. Also checked: no import circle, no import of another
+module's private (underscore) name or of another package's private module, forward hooks only in the extraction
+module, and no file over ``MAX_LINES`` lines.
+"""
+
+from __future__ import annotations
+
+import ast
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "stc"
+MAX_LINES = 400
+
+#: Lowest first. Patterns are module names relative to ``stc`` ("" is the package ``stc`` itself).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("utilities", ("_version", "_files", "_archive", "_metrics", "_solver", "calibration")),
+    ("data", ("data", "data.*")),
+    ("backbone", ("backbone",)),
+    ("extract", ("extract", "_validation")),  # _validation checks names against extract's vocabulary
+    ("store", ("store",)),
+    ("probe", ("probe",)),
+    ("sparsify", ("sparsify",)),
+    ("aggregate", ("aggregate",)),
+    ("selection", ("selection",)),
+    # what the estimator is made of: shared estimator helpers, persistence, per-prediction explanations
+    ("estimator parts", ("_estimator", "_persist", "explain")),
+    ("classifier", ("classifier",)),
+    ("package", ("",)),  # stc/__init__.py: the public face (STCClassifier, load)
+    ("faces", ("cli", "__main__", "experiment", "_experiment_cli", "report", "report.*", "baselines",
+               "baselines.*")),
+]
+#: The only modules allowed to put hooks on a model's forward pass.
+HOOK_MODULES = {"extract"}
+HOOK_METHODS = {"register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+                "register_full_backward_pre_hook"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(path): path for path in sorted(SRC.rglob("*.py"))}
+
+
+def is_package(name: str) -> bool:
+    return MODULES[name].name == "__init__.py"
+
+
+def layer_of(name: str) -> int:
+    for index, (_, patterns) in enumerate(LAYERS):
+        if any(fnmatchcase(name, pattern) for pattern in patterns):
+            return index
+    raise AssertionError(f"module stc.{name} is in no layer of tests/test_architecture.py's LAYERS: add it")
+
+
+def imports_of(name: str) -> list[tuple[str, str | None, int]]:
+    """(imported stc module, imported name or None, line) for every import of stc code in module ``name``."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    package = name if is_package(name) else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "stc" or alias.name.startswith("stc."):
+                    found.append((alias.name[4:], None, node.lineno))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".") if package else []
+                base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and (node.module == "stc" or node.module.startswith("stc.")):
+                target = node.module[4:]
+            else:
+                continue
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}" if target else alias.name
+                if submodule in MODULES:  # "from . import extract" imports a module
+                    found.append((submodule, None, node.lineno))
+                else:
+                    found.append((target, alias.name, node.lineno))
+    return found
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def test_every_module_has_a_layer():
+    for name in MODULES:
+        layer_of(name)
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = []
+    for name, imports in GRAPH.items():
+        for target, _, line in imports:
+            assert target in MODULES, f"stc.{name} line {line} imports stc.{target}, which does not exist"
+            if layer_of(target) > layer_of(name):
+                upward.append(f"stc.{name} (layer {LAYERS[layer_of(name)][0]!r}) line {line} imports "
+                              f"stc.{target} (layer {LAYERS[layer_of(target)][0]!r})")
+    assert not upward, "upward imports:\n" + "\n".join(upward)
+
+
+def test_no_import_circle():
+    edges = {name: sorted({target for target, _, _ in imports if target != name}) for name, imports in GRAPH.items()}
+    circles, state, stack = [], {}, []
+
+    def visit(name: str) -> None:  # depth-first; a grey node met again closes a circle
+        state[name] = "grey"
+        stack.append(name)
+        for target in edges[name]:
+            if state.get(target) == "grey":
+                circles.append(" -> ".join(stack[stack.index(target):] + [target]))
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[name] = "black"
+
+    for name in sorted(edges):
+        if name not in state:
+            visit(name)
+    assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+def test_no_module_imports_private_names_of_another():
+    found = []
+    for name, imports in GRAPH.items():
+        for target, imported, line in imports:
+            if imported is not None and imported.startswith("_") and not imported.startswith("__") and target != name:
+                found.append(f"stc.{name} line {line}: {imported} from stc.{target}")
+            parent, _, last = target.rpartition(".")
+            # a private module belongs to its package: only that package's own modules import it
+            if last.startswith("_") and not last.startswith("__") and parent and not (
+                    name == parent or name.startswith(parent + ".")):
+                found.append(f"stc.{name} line {line}: private module stc.{target}")
+    assert not found, "imports of private names:\n" + "\n".join(found)
+
+
+def test_forward_hooks_only_in_the_extraction_module():
+    found = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in HOOK_METHODS and name not in HOOK_MODULES:
+                found.append(f"stc.{name} line {node.lineno}: {node.attr}")
+    assert not found, "hooks outside the extraction module:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_file_is_over_the_line_limit(name):
+    lines = len(MODULES[name].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{MODULES[name]} has {lines} lines (limit {MAX_LINES}): it holds two ideas, split it"
+
+
+def test_the_checker_sees_a_planted_upward_import_and_circle(monkeypatch):
+    # the checks above pass on the real tree; this shows they would catch a violation
+    monkeypatch.setitem(GRAPH, "backbone", GRAPH["backbone"] + [("classifier", "STCClassifier", 1)])
+    with pytest.raises(AssertionError, match=r"stc\.backbone .* imports stc\.classifier"):
+        test_no_module_imports_a_layer_above_its_own()
+    with pytest.raises(AssertionError, match=r"import circles:\n.*backbone"):
+        test_no_import_circle()
+    monkeypatch.setitem(GRAPH, "backbone", GRAPH["backbone"] + [("data._corpora", "_read_bbc_news", 1)])
+    with pytest.raises(AssertionError, match=r"_read_bbc_news from stc\.data\._corpora\n.*private module"):
+        test_no_module_imports_private_names_of_another()
