@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 
@@ -15,6 +16,7 @@ from ._validation import check_grid, check_labels, check_poolings, check_represe
 from .aggregate import (DEFAULT_FINAL_CS, feature_names, kept_columns, make_final_classifier,
                         search_configurations)
 from .backbone import Backbone, load_backbone
+from .distributed import joblib_backend, make_engine
 from .extract import default_poolings, extract_features, parse_key
 from .probe import DEFAULT_PROBE_CS, PROBE_SOLVERS, fit_probes
 from .sparsify import DEFAULT_ETAS, select_neurons
@@ -80,6 +82,16 @@ class FeatureReadoutMixin:
         return self.classes_[self.classifier_.predict(features)]
 
 
+def _on_engine(fit):
+    """Run ``fit`` inside joblib's Ray backend when ``engine='ray'``, so probe and search fits spread over the
+    cluster; with the default engine nothing changes."""
+    @functools.wraps(fit)
+    def fit_on_engine(self, *args, **kwargs):
+        with joblib_backend(make_engine(self.engine, self.ray_address, self.workers, self.gpus_per_worker)):
+            return fit(self, *args, **kwargs)
+    return fit_on_engine
+
+
 class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     """Sparsify-then-Classify: a text classifier read from a transformer's internal neurons.
 
@@ -104,6 +116,10 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     probe_solver : ``"auto"`` (stc's warm-started path solver), ``"liblinear"`` or ``"saga"`` (scikit-learn).
     n_jobs : probes and search fits run side by side on this many threads (-1: every core; None or 1: one),
         each with single-threaded BLAS.
+    engine : ``"local"`` (this process) or ``"ray"``: store shards on a Ray actor pool, probe and search fits on
+        joblib's Ray backend (the extra ``sparsify-then-classify[ray]``); ray_address : the cluster to join (None:
+        Ray starts embedded); workers : actors extracting (None: one per CPU, or per ``gpus_per_worker`` GPUs);
+        gpus_per_worker : GPUs per actor (0: the actors run on CPU).
     """
 
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
@@ -113,7 +129,8 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
                  device: str = "auto", dtype: str = "auto", n_jobs: int | None = -1, random_state: int = 42,
-                 show_progress_bar: bool = True, trust_remote_code: bool = False):
+                 show_progress_bar: bool = True, trust_remote_code: bool = False, engine: str = "local",
+                 ray_address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0):
         self.model = model
         self.representations = representations
         self.poolings = poolings
@@ -135,6 +152,10 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.show_progress_bar = show_progress_bar
         self.trust_remote_code = trust_remote_code
+        self.engine = engine
+        self.ray_address = ray_address
+        self.workers = workers
+        self.gpus_per_worker = gpus_per_worker
 
     # --- fitting ------------------------------------------------------------------------------------------------
 
@@ -156,8 +177,10 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
                 "poolings": None if self.poolings is None else check_poolings(self.poolings),
                 "etas": check_grid(self.etas, "etas", upper=1.0),
                 "probe_Cs": None if self.probe_Cs is None else check_grid(self.probe_Cs, "probe_Cs"),
-                "final_Cs": check_grid(self.final_Cs, "final_Cs")}
+                "final_Cs": check_grid(self.final_Cs, "final_Cs"),
+                "engine": make_engine(self.engine, self.ray_address, self.workers, self.gpus_per_worker)}
 
+    @_on_engine
     def fit(self, X, y, *, X_val=None, y_val=None) -> STCClassifier:
         """Fit on texts X with labels y; X_val/y_val (else a stratified split of X) choose every setting."""
         started = time.perf_counter()
@@ -175,7 +198,8 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
                                       max_length=self.max_length, windows=self.windows,
                                       window_overlap=self.window_overlap, dtype=self.store_dtype)
         store = build_store(backbone, train_texts + val_texts, settings, root=self.store_dir,
-                            token_budget=self.token_budget, show_progress_bar=self.show_progress_bar)
+                            token_budget=self.token_budget, show_progress_bar=self.show_progress_bar,
+                            engine=grids["engine"])
         timings["extract"] = time.perf_counter() - started - sum(timings.values())
         all_codes = np.concatenate([train_codes, val_codes])
         train_rows = np.arange(len(train_texts))

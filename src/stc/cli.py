@@ -38,6 +38,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     parser.add_argument("--store-dir", default=None, help="where activation stores go (default: $STC_CACHE/stores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: store shards on a Ray actor pool (needs the [ray] extra)")
+    parser.add_argument("--address", default=None, help="Ray cluster to join (default: Ray starts embedded)")
+    parser.add_argument("--workers", type=int, default=None, help="Ray actors extracting (default: one per CPU)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default 0: CPU)")
 
 
 def _dataset(args):
@@ -64,7 +69,8 @@ def _classifier(args, metric: str):
              "final_Cs": _comma_list(args.final_Cs, "--final-Cs", float), "n_jobs": args.jobs}
     return STCClassifier(model=args.model, metric=metric, max_length=args.max_length, windows=args.windows,
                          window_overlap=args.window_overlap, token_budget=args.token_budget, device=args.device,
-                         store_dir=args.store_dir, show_progress_bar=not args.quiet,
+                         store_dir=args.store_dir, show_progress_bar=not args.quiet, engine=args.engine,
+                         ray_address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                          **{name: value for name, value in grids.items() if value is not None})
 
 
@@ -157,6 +163,7 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_extract(args) -> int:
     from .backbone import load_backbone
+    from .distributed import make_engine
     from .extract import default_poolings
     from .store import ExtractionSettings, build_store
 
@@ -169,6 +176,9 @@ def _cmd_extract(args) -> int:
         shard = (index, count)
     from ._validation import check_poolings, check_representations
 
+    engine = make_engine(args.engine, args.address, args.workers, args.gpus_per_worker)
+    if engine is not None:
+        engine.connect()  # an unreachable cluster is reported before the model and the data are loaded
     representations = check_representations(args.representations.split(","))
     poolings = check_poolings(args.poolings.split(",")) if args.poolings else None
     dataset = _dataset(args)
@@ -180,7 +190,7 @@ def _cmd_extract(args) -> int:
     texts = [text for split in (splits if args.split == "all" else [getattr(dataset, args.split)]) for text in
              split.texts]
     store = build_store(backbone, texts, settings, root=args.store_dir, shard=shard, token_budget=args.token_budget,
-                        shard_size=args.shard_size, show_progress_bar=not args.quiet)
+                        shard_size=args.shard_size, show_progress_bar=not args.quiet, engine=engine)
     if store is None:
         _log(f"shard {args.shard} done; the store completes when every shard is extracted")
     else:
