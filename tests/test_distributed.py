@@ -110,7 +110,15 @@ def test_kill_9_of_a_ray_worker_mid_shard_still_ends_with_the_same_store(ray_ses
     assert sorted(p.name for p in store.path.iterdir()) == ["arrays", "meta.json", "plan.json", "store.lock"]
 
 
-def test_cli_extract_on_ray_matches_and_resumes(ray_session, tiny_dir, texts, tmp_path):
+def test_cli_extract_on_ray_matches_and_resumes(ray_session, tiny_dir, texts, tmp_path, monkeypatch):
+    handed_out = []
+    real = RayEngine.extract_shards
+
+    def recording(self, backbone, directory, jobs, *args):
+        handed_out.append([j for j, _ in jobs])
+        return real(self, backbone, directory, jobs, *args)
+
+    monkeypatch.setattr(RayEngine, "extract_shards", recording)
     data = tmp_path / "texts.csv"
     data.write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(texts)), encoding="utf-8")
     args = ["extract", "--data", str(data), "--model", tiny_dir, "--device", "cpu", "--shard-size", "20",
@@ -119,7 +127,8 @@ def test_cli_extract_on_ray_matches_and_resumes(ray_session, tiny_dir, texts, tm
     assert main(on_ray + ["--shard", "0/3"]) == 0  # a third of the shards, as an interrupted run leaves them
     directory = next((tmp_path / "ray").iterdir())
     assert len(list((directory / "shards").glob("*.safetensors"))) == 4
-    assert main(on_ray) == 0  # the rest
+    assert main(on_ray) == 0  # the rest, and only the rest
+    assert handed_out == [[0, 3, 6, 9], [1, 2, 4, 5, 7, 8, 10, 11]]
     assert main([*args, str(tmp_path / "local")]) == 0
     assert _files(ActivationStore(directory)) == _files(ActivationStore(tmp_path / "local" / directory.name))
 
@@ -219,3 +228,13 @@ def test_more_gpus_per_worker_than_the_cluster_has_is_refused(ray_session, tiny_
         build_store(backbone, ["good film"], SETTINGS, root=tmp_path, show_progress_bar=False,
                     engine=RayEngine(gpus_per_worker=1))
     assert not list(tmp_path.glob("*/meta.json"))
+
+
+def test_the_estimator_refuses_bad_engine_parameters_before_any_work(tmp_path):
+    from stc import STCClassifier
+
+    with pytest.raises(ValueError, match="workers must be None or a positive integer, got 0"):
+        STCClassifier("minilm", engine="ray", workers=0, store_dir=str(tmp_path)).fit(TEXTS, LABELS)
+    with pytest.raises(ValueError, match="only apply with engine='ray'"):
+        STCClassifier("minilm", ray_address="head:6379", store_dir=str(tmp_path)).fit(TEXTS, LABELS)
+    assert list(tmp_path.iterdir()) == []

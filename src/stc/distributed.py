@@ -133,7 +133,7 @@ class RayEngine:
         from ray.util import ActorPool
 
         load = {"name": backbone.name, "dtype": str(next(backbone.model.parameters()).dtype).removeprefix("torch."),
-                "device": "cuda" if self.gpus_per_worker > 0 else str(backbone.device),
+                "device": "cuda" if self.gpus_per_worker > 0 else "cpu",
                 "weights_sha256": backbone.weights_hash()}
         worker_class = ray.remote(_ShardWorker).options(
             num_cpus=1, num_gpus=self.gpus_per_worker, max_restarts=_RETRIES, max_task_retries=_RETRIES)
