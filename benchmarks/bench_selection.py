@@ -109,7 +109,7 @@ class StoredSTC(STCClassifier):
     big_store: ActivationStore = None
     row_of: dict = None
 
-    def _build_store(self, backbone, texts, settings):
+    def _build_store(self, backbone, texts, settings, engine=None):
         return StoreRows(self.big_store, np.array([self.row_of[text] for text in texts]))
 
 

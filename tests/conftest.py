@@ -70,3 +70,13 @@ def mr_small():
     from stc.data import load_dataset
 
     return load_dataset("mr", limit=160)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray for the whole test session (start-up costs seconds): two CPUs, as CI has."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("backbone", ("backbone",)),
     ("extract", ("extract", "_validation")),  # _validation checks names against extract's vocabulary
     ("store", ("store",)),
+    ("distributed", ("distributed",)),  # the Ray engine: runs store shards on actors
     ("probe", ("probe",)),
     ("sparsify", ("sparsify",)),
     ("aggregate", ("aggregate",)),
@@ -32,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("estimator parts", ("_estimator", "_persist", "explain")),
     ("classifier", ("classifier",)),
     ("package", ("",)),  # stc/__init__.py: the public face (STCClassifier, load)
-    ("faces", ("cli", "__main__", "experiment", "_experiment_cli", "report", "report.*", "baselines",
+    ("faces", ("cli", "_summary", "__main__", "experiment", "_experiment_cli", "report", "report.*", "baselines",
                "baselines.*")),
 ]
 #: The only modules allowed to put hooks on a model's forward pass.

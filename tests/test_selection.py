@@ -59,7 +59,7 @@ def planted_classifier(tiny_backbones):
         def _load_backbone(self):
             return tiny_backbones["bert"]
 
-        def _build_store(self, backbone, texts, settings):
+        def _build_store(self, backbone, texts, settings, engine=None):
             return _Rows(self.store, np.array([int(text.split()[1]) for text in texts]))
 
     return Planted

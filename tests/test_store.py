@@ -97,3 +97,106 @@ def test_bad_shard_and_dtype_arguments_are_refused(tiny_backbones, tmp_path):
         build_store(tiny_backbones["bert"], TEXTS, SETTINGS, root=tmp_path, shard=(2, 2))
     with pytest.raises(ValueError, match="store dtype"):
         ExtractionSettings(representations=("hidden",), poolings=("mean",), dtype="int8")
+
+
+# --- many writers on one store -----------------------------------------------------------------------------------
+
+# `python -m stc` counting the shards this process extracts; before its first shard it waits until the other
+# writer has reached its own first shard too, so that the two really work side by side.
+_COUNTING_EXTRACT = """
+import os, pathlib, sys, time
+import stc.store
+from stc.cli import main
+calls = []
+original = stc.store.extract_features
+gate = pathlib.Path(os.environ["STC_TEST_GATE"])
+def counted(backbone, texts, *args, **kwargs):
+    if not calls:
+        (gate / str(os.getpid())).touch()
+        deadline = time.monotonic() + 120
+        while len(list(gate.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    calls.append(len(texts))
+    return original(backbone, texts, *args, **kwargs)
+stc.store.extract_features = counted
+code = main(sys.argv[1:])
+print("EXTRACTED_SHARDS", len(calls), flush=True)
+sys.exit(code)
+"""
+
+
+def _debris(root) -> list[str]:
+    """Anything in a finished store besides its arrays, metadata, plan and lock file."""
+    expected = {"arrays", "meta.json", "plan.json", "store.lock"}
+    return sorted(str(path.relative_to(root)) for store in root.iterdir() for path in store.iterdir()
+                  if path.name not in expected)
+
+
+def test_two_processes_extracting_the_same_store_both_succeed_and_leave_no_debris(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_reliability import quiet_env, save_tiny_bert
+
+    model_dir = save_tiny_bert(tmp_path / "tiny-bert")
+    rng = np.random.default_rng(1)
+    words = "good bad movie film plot actor great awful boring fun story scene".split()
+    rows = ["text,label"] + [" ".join(rng.choice(words, size=int(rng.integers(10, 40)))) + f",{i % 2}"
+                             for i in range(300)]
+    data = tmp_path / "texts.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    args = ["extract", "--data", str(data), "--model", model_dir, "--shard-size", "10", "--token-budget", "128",
+            "--representations", "hidden,ffn", "--poolings", "mean,max", "--quiet", "--store-dir"]
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    writers = [subprocess.Popen([sys.executable, "-c", _COUNTING_EXTRACT, *args, str(shared)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=quiet_env(STC_TEST_GATE=str(gate))) for _ in range(2)]
+    # Meanwhile a reader opens the store as often as it can: it is either incomplete or whole, never half-written.
+    from stc.store import ActivationStore
+
+    complete_reads = 0
+    deadline = time.monotonic() + 300
+    while any(writer.poll() is None for writer in writers) and time.monotonic() < deadline:
+        for meta in shared.glob("*/meta.json"):
+            store = ActivationStore(meta.parent)
+            assert all(store.load(key).shape == (300, store.dim(key)) for key in store.keys)
+            complete_reads += 1
+        time.sleep(0.01)
+    outputs = [writer.communicate(timeout=60) for writer in writers]
+    for writer, (stdout, stderr) in zip(writers, outputs):
+        assert writer.returncode == 0, stderr[-2000:]
+    extracted = [int(stdout.split("EXTRACTED_SHARDS")[-1]) for stdout, _ in outputs]
+    assert sum(extracted) == 30 and min(extracted) >= 1  # both worked; no shard was extracted twice
+    assert _debris(shared) == []
+    reference = subprocess.run([sys.executable, "-m", "stc", *args, str(alone)], capture_output=True, text=True,
+                               env=quiet_env(), timeout=300)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    (together,), (single,) = ([ActivationStore(m.parent) for m in root.glob("*/meta.json")] for root in (shared, alone))
+    assert together.path.name == single.path.name and _arrays(together) == _arrays(single)
+    print(f"shards per writer: {extracted}; complete reads during the run: {complete_reads}")
+
+
+def test_what_a_killed_merge_left_behind_is_cleared_by_the_next_writer(tiny_backbones, tmp_path):
+    backbone = tiny_backbones["bert"]
+    assert build_store(backbone, TEXTS, SETTINGS, root=tmp_path, shard=(0, 2), shard_size=5,
+                       show_progress_bar=False) is None
+    directory = next(tmp_path.iterdir())
+    (directory / "arrays.tmp-99999").mkdir()  # a merger killed mid-merge
+    (directory / "arrays").mkdir()  # ... or killed between the rename and meta.json
+    (directory / "arrays" / "hidden.L0.mean.npy").write_bytes(b"half")
+    (directory / "shards" / "00001.safetensors.tmp-99999").write_bytes(b"half")  # a writer killed mid-write
+    store = build_store(backbone, TEXTS, SETTINGS, root=tmp_path, shard=(1, 2), shard_size=5,
+                        show_progress_bar=False)
+    whole = build_store(backbone, TEXTS, SETTINGS, root=tmp_path / "whole", shard_size=5, show_progress_bar=False)
+    assert _arrays(store) == _arrays(whole)
+    assert sorted(p.name for p in directory.iterdir()) == ["arrays", "meta.json", "plan.json", "store.lock"]
+
+
+def test_a_store_path_that_cannot_be_written_is_one_clear_error(tiny_backbones, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="cannot write the activation store at .*a-file"):
+        build_store(tiny_backbones["bert"], TEXTS, SETTINGS, root=blocker / "stores", show_progress_bar=False)

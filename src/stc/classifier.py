@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,6 +17,7 @@ from ._validation import check_grid, check_poolings, check_representations, chec
 from .aggregate import DEFAULT_FINAL_CS, Split, candidate_columns, feature_names, make_final_classifier, search
 from .backbone import Backbone, load_backbone
 from .calibration import fit_temperature
+from .distributed import joblib_backend, make_engine
 from .extract import all_keys, default_poolings, extract_features, parse_key
 from .probe import CLASS_WEIGHTS, DEFAULT_PROBE_CS, PROBE_SOLVERS, fit_probe_paths
 from .selection import Selector, configuration_rows, estimate_blocks, expected_score, make_folds, resolve_cv
@@ -25,6 +27,16 @@ from .store import ActivationStore, ExtractionSettings, build_store
 __all__ = ["STCClassifier"]
 
 _PREDICT_CHUNK = 2048  # texts per extraction call at inference: memory stays flat for any number of texts
+
+
+def _on_engine(fit):
+    """Run ``fit`` inside joblib's Ray backend when ``engine='ray'``, so probe and search fits spread over the
+    cluster; with the default engine nothing changes."""
+    @functools.wraps(fit)
+    def fit_on_engine(self, *args, **kwargs):
+        with joblib_backend(make_engine(self.engine, self.ray_address, self.workers, self.gpus_per_worker)):
+            return fit(self, *args, **kwargs)
+    return fit_on_engine
 
 
 class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
@@ -67,6 +79,10 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         weights, ``"auto"`` (float32 on the CPU), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
     n_jobs : probes and search fits run side by side on this many threads (-1: every core; None or 1: one),
         each with single-threaded BLAS.
+    engine : ``"local"`` (this process) or ``"ray"``: store shards on a Ray actor pool, probe and search fits on
+        joblib's Ray backend (the extra ``sparsify-then-classify[ray]``); ray_address : the cluster to join (None:
+        Ray starts embedded); workers : actors extracting (None: one per CPU, or per ``gpus_per_worker`` GPUs);
+        gpus_per_worker : GPUs per actor (0: the actors run on CPU).
     device : where the backbone runs: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     dtype : the backbone's weights: ``"auto"`` (float32 on CPU, bfloat16 or float16 on a GPU), ``"float32"``,
         ``"float16"`` or ``"bfloat16"``.
@@ -109,7 +125,8 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
                  device: str = "auto", dtype: str = "auto", n_jobs: int | None = -1, random_state: int = 42,
-                 show_progress_bar: bool = True, trust_remote_code: bool = False):
+                 show_progress_bar: bool = True, trust_remote_code: bool = False, engine: str = "local",
+                 ray_address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0):
         self.model = model
         self.representations = representations
         self.poolings = poolings
@@ -134,6 +151,10 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.show_progress_bar = show_progress_bar
         self.trust_remote_code = trust_remote_code
+        self.engine = engine
+        self.ray_address = ray_address
+        self.workers = workers
+        self.gpus_per_worker = gpus_per_worker
 
     # --- fitting ------------------------------------------------------------------------------------------------
 
@@ -162,8 +183,10 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
                 "poolings": None if self.poolings is None else check_poolings(self.poolings),
                 "etas": check_grid(self.etas, "etas", upper=1.0),
                 "probe_Cs": None if self.probe_Cs is None else check_grid(self.probe_Cs, "probe_Cs"),
-                "final_Cs": check_grid(self.final_Cs, "final_Cs")}
+                "final_Cs": check_grid(self.final_Cs, "final_Cs"),
+                "engine": make_engine(self.engine, self.ray_address, self.workers, self.gpus_per_worker)}
 
+    @_on_engine
     def fit(self, X, y, *, X_val=None, y_val=None) -> STCClassifier:
         """Fit on texts X with labels y. X_val/y_val join X in cross-validation, or are the validation split."""
         started = time.perf_counter()
@@ -197,7 +220,7 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         settings = ExtractionSettings(representations=grids["representations"], poolings=poolings,
                                       max_length=self.max_length, windows=self.windows,
                                       window_overlap=self.window_overlap, dtype=self.store_dtype)
-        store = self._build_store(backbone, pool_texts, settings)
+        store = self._build_store(backbone, pool_texts, settings, grids["engine"])
         lap("extract")
         probe_options = dict(Cs=grids["probe_Cs"], metric=self.metric, solver=self.probe_solver, n_jobs=self.n_jobs,
                              seed=self.random_state, class_weight=self.class_weight,
@@ -293,10 +316,11 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         self.store_path_ = str(store.path)
         self.fit_seconds_ = seconds
 
-    def _build_store(self, backbone: Backbone, texts: list[str], settings: ExtractionSettings) -> ActivationStore:
-        """The activation store of ``texts``, row i for texts[i] (built, or found on disk)."""
+    def _build_store(self, backbone: Backbone, texts: list[str], settings: ExtractionSettings,
+                     engine=None) -> ActivationStore:
+        """The activation store of ``texts``, row i for texts[i] (built on ``engine``, or found on disk)."""
         return build_store(backbone, texts, settings, root=self.store_dir, token_budget=self.token_budget,
-                           show_progress_bar=self.show_progress_bar)
+                           show_progress_bar=self.show_progress_bar, engine=engine)
 
     def _load_backbone(self) -> Backbone:
         return load_backbone(self.model, device=self.device, dtype=self.dtype,

@@ -11,6 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._summary import summary_lines
+
 __all__ = ["main", "build_parser"]
 
 #: Modules adding more subcommands; each exposes ``register(subparsers)``.
@@ -38,6 +40,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     parser.add_argument("--store-dir", default=None, help="where activation stores go (default: $STC_CACHE/stores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: store shards on a Ray actor pool (needs the [ray] extra)")
+    parser.add_argument("--address", default=None, help="Ray cluster to join (default: Ray starts embedded)")
+    parser.add_argument("--workers", type=int, default=None, help="Ray actors extracting (default: one per CPU)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default 0: CPU)")
 
 
 def _dataset(args):
@@ -66,7 +73,8 @@ def _classifier(args, metric: str):
              "calibrate": not args.no_calibrate}
     return STCClassifier(model=args.model, metric=metric, max_length=args.max_length, windows=args.windows,
                          window_overlap=args.window_overlap, token_budget=args.token_budget, device=args.device,
-                         store_dir=args.store_dir, show_progress_bar=not args.quiet,
+                         store_dir=args.store_dir, show_progress_bar=not args.quiet, engine=args.engine,
+                         ray_address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                          **{name: value for name, value in grids.items() if value is not None})
 
 
@@ -80,41 +88,6 @@ def _cv_value(value: str | None):
         return int(value)
     except ValueError:
         raise ValueError(f"--cv must be 'auto', 'none' or an integer >= 2, got {value!r}") from None
-
-
-def _summary_lines(clf) -> list[str]:
-    config = clf.configuration_
-    readout = config.get("readout", "sparse")
-    lines = [f"configuration: readout={readout} representations={config['representations']} "
-             f"poolings={config['poolings']} eta={config['eta']} C={config['C']}",
-             f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
-             f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
-    if readout == "dense":
-        lines.append(f"the dense readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
-                     f"that layer); no sparse set of neurons beat it beyond noise")
-    elif readout == "hybrid":
-        lines.append(f"the hybrid readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
-                     f"that layer) plus the kept neurons of the other arrays")
-    return lines + _estimate_lines(clf)
-
-
-def _estimate_lines(clf) -> list[str]:
-    """How the settings were chosen, and the expected test score with its standard error."""
-    selection = getattr(clf, "selection_", None)
-    lines = []
-    if selection:
-        how = (f"{selection['folds']}-fold cross-validation" if selection["protocol"] == "cv"
-               else "one validation split")
-        rule = "one-standard-error rule" if selection["rule"] == "one_se" else "best score"
-        lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric} of "
-                     f"the chosen one {clf.cv_score_:.4f} ± {clf.cv_score_se_ or float('nan'):.4f}")
-    if getattr(clf, "expected_score_", None) is not None:
-        lines.append(f"expected test {clf.metric}: {clf.expected_score_:.4f} ± {clf.expected_score_se_:.4f} "
-                     f"(the selection's optimism left out)")
-    temperature = getattr(clf, "temperature_", 1.0)
-    if temperature != 1.0:
-        lines.append(f"calibration: temperature {temperature:.3f} on held-out decision values")
-    return lines
 
 
 def _log(message: str) -> None:
@@ -131,7 +104,7 @@ def _cmd_fit(args) -> int:
     validation = dataset.validation
     clf.fit(dataset.train.texts, dataset.train.labels, X_val=validation.texts if validation else None,
             y_val=validation.labels if validation else None)
-    for line in _summary_lines(clf):
+    for line in summary_lines(clf):
         _log(line)
     _log(f"fit {clf.fit_seconds_:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in clf.fit_timings_.items()))
     if dataset.test is not None:
@@ -200,6 +173,7 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_extract(args) -> int:
     from .backbone import load_backbone
+    from .distributed import make_engine
     from .extract import default_poolings
     from .store import ExtractionSettings, build_store
 
@@ -212,6 +186,9 @@ def _cmd_extract(args) -> int:
         shard = (index, count)
     from ._validation import check_poolings, check_representations
 
+    engine = make_engine(args.engine, args.address, args.workers, args.gpus_per_worker)
+    if engine is not None:
+        engine.connect()  # an unreachable cluster is reported before the model and the data are loaded
     representations = check_representations(args.representations.split(","))
     poolings = check_poolings(args.poolings.split(",")) if args.poolings else None
     dataset = _dataset(args)
@@ -223,7 +200,7 @@ def _cmd_extract(args) -> int:
     texts = [text for split in (splits if args.split == "all" else [getattr(dataset, args.split)]) for text in
              split.texts]
     store = build_store(backbone, texts, settings, root=args.store_dir, shard=shard, token_budget=args.token_budget,
-                        shard_size=args.shard_size, show_progress_bar=not args.quiet)
+                        shard_size=args.shard_size, show_progress_bar=not args.quiet, engine=engine)
     if store is None:
         _log(f"shard {args.shard} done; the store completes when every shard is extracted")
     else:
@@ -247,7 +224,7 @@ def _cmd_info(args) -> int:
     _log(f"backbone: {clf.backbone_['name']} ({clf.backbone_['source']}), sha256 "
          f"{clf.backbone_['weights_sha256'][:16]}…")
     _log(f"classes: {clf.classes_.tolist()}")
-    for line in _summary_lines(clf):
+    for line in summary_lines(clf):
         _log(line)
     if getattr(clf, "selection_", None) is None:  # a model saved before the selection estimates
         _log(f"validation {clf.metric}: {clf.val_score_:.4f}")
@@ -291,7 +268,7 @@ def _cmd_demo(args) -> int:
         _log(f"{row['method']:<22} {row['val']:>16.4f} {row['test']:>14.4f} {row['features']:>9} "
              f"{row['exit_layer']:>5} {row['fit_s']:>7.1f} {row['test_texts_per_s']:>13.1f}")
     _log("")
-    for line in _summary_lines(stc_model):
+    for line in summary_lines(stc_model):
         _log(line)
     stc_model.save(args.out)
     summary = {"dataset": dataset.description, "model": args.model, "rows": rows,

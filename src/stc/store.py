@@ -5,16 +5,25 @@ interrupted run resumes at the first missing shard and several processes can eac
 (``shard=(i, n)`` takes every shard j with j % n == i). When every shard is there, they are merged into the final
 arrays and ``meta.json`` is written last: its presence means the store is complete. The directory name is a hash of
 model weights, settings and texts, so the same run again finds and reuses it.
+
+Any number of writers (processes, Ray actors) may work on one store at once. Each shard is claimed with an flock
+before it is extracted, so two writers never extract the same shard and a dead writer's claim vanishes with it;
+writers hold the store lock (``store.lock``) shared, and the merge holds it exclusive, so no shard is removed under
+a writer's feet and whatever a killed merger left behind is cleared before the next merge.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from safetensors import safe_open
@@ -25,11 +34,13 @@ from ._files import atomic_path, atomic_write_text, cache_root
 from .backbone import Backbone
 from .extract import all_keys, extract_features, parse_key
 
-__all__ = ["ExtractionSettings", "ActivationStore", "build_store", "find_stored", "texts_hash", "FORMAT_VERSION"]
+__all__ = ["ExtractionSettings", "ActivationStore", "build_store", "extract_shard", "find_stored", "texts_hash",
+           "store_lock", "ShardEngine", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 _SHARD_BYTES = 256 * 2**20  # per-shard accumulator budget: memory stays flat whatever N is
+_LOCK_NAME = "store.lock"
 
 
 @dataclass(frozen=True)
@@ -131,14 +142,20 @@ def store_id(backbone: Backbone, settings: ExtractionSettings, texts_digest: str
 
 def build_store(backbone: Backbone, texts: Sequence[str], settings: ExtractionSettings, *,
                 root: str | Path | None = None, shard: tuple[int, int] | None = None, token_budget: int = 8192,
-                shard_size: int | None = None, show_progress_bar: bool = True) -> ActivationStore | None:
-    """Extract into (or reuse) the store for these texts; None when only this process's slice is done so far."""
+                shard_size: int | None = None, show_progress_bar: bool = True,
+                engine: ShardEngine | None = None) -> ActivationStore | None:
+    """Extract into (or reuse) the store for these texts; None when only this process's slice is done so far.
+
+    ``engine`` runs the missing shards elsewhere (``stc.distributed.RayEngine``: an actor pool); None runs them
+    here. Either way every shard goes through :func:`extract_shard`, so the store is the same byte for byte.
+    """
     if shard is not None and not (isinstance(shard, tuple) and len(shard) == 2 and 0 <= shard[0] < shard[1]):
         raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
     texts = list(texts)
     digest = texts_hash(texts)
     directory = Path(root or cache_root() / "stores") / store_id(backbone, settings, digest)
     if (directory / "meta.json").exists():
+        _tidy_complete(directory)
         return ActivationStore(directory)
     keys = all_keys(backbone.num_layers, settings.representations, settings.poolings)
     dims = {key: backbone.hidden_size if parse_key(key)[0] == "hidden" else backbone.ffn_size for key in keys}
@@ -152,72 +169,163 @@ def build_store(backbone: Backbone, texts: Sequence[str], settings: ExtractionSe
             "n_texts": len(texts), "shard_size": shard_size, "n_shards": n_shards, "format_version": FORMAT_VERSION,
             "tokenizer": {"class": type(backbone.tokenizer).__name__, "padding_side": "right",
                           "max_length": settings.max_length or backbone.max_length}}
-    (directory / "shards").mkdir(parents=True, exist_ok=True)
-    plan_path = directory / "plan.json"
     plan = json.loads(json.dumps(plan))  # as it reads back from disk (tuples become lists)
-    if plan_path.exists() and json.loads(plan_path.read_text(encoding="utf-8")) != plan:
-        raise ValueError(f"{directory} holds a different extraction plan; delete it to start again")
-    atomic_write_text(plan_path, json.dumps(plan, indent=1, sort_keys=True))
-    mine = [j for j in range(n_shards) if shard is None or j % shard[1] == shard[0]]
-    todo = [j for j in mine if not (directory / "shards" / f"{j:05d}.safetensors").exists()]
-    bar = tqdm(total=len(texts), initial=len(texts) - sum(_shard_len(j, shard_size, len(texts)) for j in todo),
-               desc=f"extract {backbone.name}", unit="text", disable=not show_progress_bar)
-    for j in todo:
-        start = j * shard_size
-        features = extract_features(backbone, texts[start:start + shard_size], keys,
-                                    max_length=settings.max_length, windows=settings.windows,
-                                    window_overlap=settings.window_overlap, token_budget=token_budget)
+    if engine is not None:
+        engine.connect()  # an unreachable cluster fails here, before anything is written
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = store_lock(directory, fcntl.LOCK_SH)
+    except OSError as error:
+        raise ValueError(f"cannot write the activation store at {directory}: {error.strerror or error}") from error
+    with lock:  # shared: many writers side by side; finalising (exclusive) waits for them
+        if (directory / "meta.json").exists():
+            return ActivationStore(directory)
+        (directory / "shards").mkdir(exist_ok=True)
+        plan_path = directory / "plan.json"
+        if plan_path.exists() and json.loads(plan_path.read_text(encoding="utf-8")) != plan:
+            raise ValueError(f"{directory} holds a different extraction plan; delete it to start again")
+        atomic_write_text(plan_path, json.dumps(plan, indent=1, sort_keys=True))
+        mine = [j for j in range(n_shards) if shard is None or j % shard[1] == shard[0]]
+        todo = [j for j in mine if not _shard_path(directory, j).exists()]
+        bar = tqdm(total=len(texts), initial=len(texts) - sum(_shard_len(j, shard_size, len(texts)) for j in todo),
+                   desc=f"extract {backbone.name}", unit="text", disable=not show_progress_bar)
+        jobs = [(j, texts[j * shard_size:(j + 1) * shard_size]) for j in todo]
+        if engine is None:
+            _extract_here(backbone, directory, jobs, keys, settings, token_budget, bar.update)
+        else:
+            engine.extract_shards(backbone, directory, jobs, keys, settings, token_budget, bar.update)
+        bar.close()
+    with store_lock(directory, fcntl.LOCK_EX):
+        if (directory / "meta.json").exists():  # another process finalised while this one waited
+            return ActivationStore(directory)
+        if all(_shard_path(directory, j).exists() for j in range(n_shards)):
+            _finalize(directory, plan, keys, dims)
+            return ActivationStore(directory)
+    return None
+
+
+class ShardEngine(Protocol):
+    """What runs a list of shards somewhere else (``stc.distributed.RayEngine``)."""
+
+    def connect(self) -> None: ...
+
+    def extract_shards(self, backbone: Backbone, directory: Path, jobs: list[tuple[int, list[str]]],
+                       keys: list[str], settings: ExtractionSettings, token_budget: int,
+                       on_done: Callable[[int], object]) -> None: ...
+
+
+def _extract_here(backbone: Backbone, directory: Path, jobs: list[tuple[int, list[str]]], keys: list[str],
+                  settings: ExtractionSettings, token_budget: int, on_done: Callable[[int], object]) -> None:
+    """Every job in this process: first those no other process has claimed, then (waiting) the rest."""
+    waiting = []
+    for j, shard_texts in jobs:
+        extracted = extract_shard(backbone, directory, j, shard_texts, keys, settings, token_budget, blocking=False)
+        if extracted is None:
+            waiting.append((j, shard_texts))
+        else:
+            on_done(len(shard_texts))
+    for j, shard_texts in waiting:  # another writer holds it: wait, and redo it if that writer died
+        extract_shard(backbone, directory, j, shard_texts, keys, settings, token_budget, blocking=True)
+        on_done(len(shard_texts))
+
+
+def extract_shard(backbone: Backbone, directory: Path, j: int, shard_texts: list[str], keys: list[str],
+                  settings: ExtractionSettings, token_budget: int, *, blocking: bool = True) -> int | None:
+    """Claim shard j, extract it and write it atomically: the number of texts extracted, 0 if the shard was
+    already there, None if another writer holds the claim and ``blocking`` is False.
+
+    The claim is an flock on ``shards/NNNNN.claim``: the kernel drops it when its holder dies (even by kill -9),
+    so a dead writer's shard is simply claimed and redone by the next one.
+    """
+    directory = Path(directory)
+    target = _shard_path(directory, j)
+    with store_lock(directory, fcntl.LOCK_SH), \
+            _flock(target.with_name(f"{j:05d}.claim"), fcntl.LOCK_EX, blocking=blocking) as held:
+        if not held:
+            return None
+        if target.exists():
+            return 0
+        for stale in target.parent.glob(target.name + ".tmp-*"):  # left by a writer that died mid-write
+            stale.unlink(missing_ok=True)
+        features = extract_features(backbone, shard_texts, keys, max_length=settings.max_length,
+                                    windows=settings.windows, window_overlap=settings.window_overlap,
+                                    token_budget=token_budget)
         for key, values in features.items():
             if not np.isfinite(values).all():
-                raise ValueError(f"the model produced non-finite activations in {key} (texts {start}.."
-                                 f"{start + len(values) - 1}); try dtype='float32'")
-        target = directory / "shards" / f"{j:05d}.safetensors"
-        with atomic_path(target) as partial:
-            save_file(features, str(partial), metadata={"shard": str(j)})
-        bar.update(len(features[keys[0]]))
-    bar.close()
-    if all((directory / "shards" / f"{j:05d}.safetensors").exists() for j in range(n_shards)):
-        _finalize(directory, plan, keys, dims)
-        return ActivationStore(directory)
-    return None
+                raise ValueError(f"the model produced non-finite activations in {key} (shard {j}); "
+                                 f"try dtype='float32'")
+        partial = target.with_name(target.name + f".tmp-{os.getpid()}")
+        save_file(features, str(partial), metadata={"shard": str(j)})
+        os.replace(partial, target)
+    return len(shard_texts)
+
+
+def _shard_path(directory: Path, j: int) -> Path:
+    return directory / "shards" / f"{j:05d}.safetensors"
 
 
 def _shard_len(j: int, shard_size: int, n_texts: int) -> int:
     return max(0, min(shard_size, n_texts - j * shard_size))
 
 
-def _merge_shards(shard_files: list[Path], key: str, path: Path, plan: dict, dim: int) -> dict:
-    """Write array ``key`` of every shard, in order, to one ``.npy``; its metadata."""
-    parts = []
-    for shard_path in shard_files:  # one tensor at a time: memory stays at one array, not the whole store
-        with safe_open(str(shard_path), framework="numpy") as shard_file:
-            parts.append(shard_file.get_tensor(key))
-    peak = max(float(np.abs(part).max()) for part in parts)
-    dtype = "float16" if plan["settings"]["dtype"] == "float16" and peak < _FLOAT16_MAX else "float32"
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(plan["n_texts"], dim))
-    start = 0
-    for part in parts:
-        out[start:start + len(part)] = part
-        start += len(part)
-    out.flush()
-    del out
-    return {"dim": dim, "dtype": dtype}
+@contextmanager
+def _flock(path: Path, mode: int, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold an flock on ``path`` (created if missing): yields True, or False at once if busy and not blocking."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(descriptor, mode | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock
+
+
+def store_lock(directory: Path, mode: int):
+    """The store's lock: shared while shards are written, exclusive while they are merged or tidied away."""
+    return _flock(Path(directory) / _LOCK_NAME, mode)
+
+
+def _tidy_complete(directory: Path) -> None:
+    """Remove what a writer killed after writing meta.json left behind (its shards, a half-merged copy)."""
+    if (directory / "shards").exists() or any(directory.glob("arrays.tmp-*")):
+        with store_lock(directory, fcntl.LOCK_EX):
+            shutil.rmtree(directory / "shards", ignore_errors=True)
+            for partial in directory.glob("arrays.tmp-*"):
+                shutil.rmtree(partial, ignore_errors=True)
 
 
 def _finalize(directory: Path, plan: dict, keys: list[str], dims: dict[str, int]) -> None:
-    """Merge the shards into one array per key; float16 only for arrays whose values all fit."""
-    shard_files = [directory / "shards" / f"{j:05d}.safetensors" for j in range(plan["n_shards"])]
-    final = directory / "arrays"
+    """Merge the shards into one array per key; float16 only for arrays whose values all fit.
+
+    Called under the exclusive store lock: no one else is writing, so whatever a killed finaliser left (a
+    half-merged ``arrays.tmp-PID``, an ``arrays`` without ``meta.json``) is removed and the merge starts afresh.
+    """
+    for leftover in [*directory.glob("arrays.tmp-*"), directory / "arrays"]:
+        shutil.rmtree(leftover, ignore_errors=True)
+    shard_files = [_shard_path(directory, j) for j in range(plan["n_shards"])]
+    partial = directory / f"arrays.tmp-{os.getpid()}"
+    partial.mkdir()
     arrays_meta = {}
-    try:
-        with atomic_path(final) as partial:
-            partial.mkdir()
-            for key in keys:
-                arrays_meta[key] = _merge_shards(shard_files, key, partial / f"{key}.npy", plan, dims[key])
-    except OSError:
-        if not final.is_dir():
-            raise
-        return  # another process finalised first: its arrays are identical, and it writes meta.json
+    for key in keys:
+        parts = []
+        for path in shard_files:  # one tensor at a time: memory stays at one array, not the whole store
+            with safe_open(str(path), framework="numpy") as shard_file:
+                parts.append(shard_file.get_tensor(key))
+        peak = max(float(np.abs(part).max()) for part in parts)
+        dtype = "float16" if plan["settings"]["dtype"] == "float16" and peak < _FLOAT16_MAX else "float32"
+        out = np.lib.format.open_memmap(partial / f"{key}.npy", mode="w+", dtype=dtype,
+                                        shape=(plan["n_texts"], dims[key]))
+        start = 0
+        for part in parts:
+            out[start:start + len(part)] = part
+            start += len(part)
+        out.flush()
+        del out
+        arrays_meta[key] = {"dim": dims[key], "dtype": dtype}
+    os.rename(partial, directory / "arrays")
     meta = dict(plan, arrays=arrays_meta)
-    atomic_write_text(directory / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
+    atomic_write_text(directory / "meta.json", json.dumps(meta, indent=1, sort_keys=True))  # complete from here
     shutil.rmtree(directory / "shards", ignore_errors=True)

@@ -1,0 +1,40 @@
+"""What a fitted model says about itself, in lines for a terminal: its configuration and the score to expect."""
+
+from __future__ import annotations
+
+__all__ = ["summary_lines", "estimate_lines"]
+
+
+def summary_lines(clf) -> list[str]:
+    config = clf.configuration_
+    readout = config.get("readout", "sparse")
+    lines = [f"configuration: readout={readout} representations={config['representations']} "
+             f"poolings={config['poolings']} eta={config['eta']} C={config['C']}",
+             f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
+             f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
+    if readout == "dense":
+        lines.append(f"the dense readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
+                     f"that layer); no sparse set of neurons beat it beyond noise")
+    elif readout == "hybrid":
+        lines.append(f"the hybrid readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
+                     f"that layer) plus the kept neurons of the other arrays")
+    return lines + estimate_lines(clf)
+
+
+def estimate_lines(clf) -> list[str]:
+    """How the settings were chosen, and the expected test score with its standard error."""
+    selection = getattr(clf, "selection_", None)
+    lines = []
+    if selection:
+        how = (f"{selection['folds']}-fold cross-validation" if selection["protocol"] == "cv"
+               else "one validation split")
+        rule = "one-standard-error rule" if selection["rule"] == "one_se" else "best score"
+        lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric} of "
+                     f"the chosen one {clf.cv_score_:.4f} ± {clf.cv_score_se_ or float('nan'):.4f}")
+    if getattr(clf, "expected_score_", None) is not None:
+        lines.append(f"expected test {clf.metric}: {clf.expected_score_:.4f} ± {clf.expected_score_se_:.4f} "
+                     f"(the selection's optimism left out)")
+    temperature = getattr(clf, "temperature_", 1.0)
+    if temperature != 1.0:
+        lines.append(f"calibration: temperature {temperature:.3f} on held-out decision values")
+    return lines
