@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from stc.cli import main
@@ -87,6 +88,23 @@ def test_evaluate_prints_accuracy_and_macro_f1_from_one_pass_over_the_texts(mode
     predicted = load(model_dir).predict(mr_small.test.texts[:100])
     assert report["accuracy"] == round(score(truth, predicted, "accuracy"), 6)
     assert report["macro_f1"] == round(score(truth, predicted, "macro_f1"), 6)
+    from stc.calibration import expected_calibration_error, log_loss
+
+    proba = load(model_dir).predict_proba(mr_small.test.texts[:100])
+    codes = np.searchsorted(load(model_dir).classes_, np.asarray(truth))
+    assert report["ece"] == round(expected_calibration_error(proba, codes), 6)
+    assert report["log_loss"] == round(log_loss(proba, codes), 6)
+
+
+def test_fit_prints_the_expected_test_score_and_refuses_a_bad_cv(model_dir, data_files, tmp_path, capsys):
+    assert main(["info", str(model_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "expected test accuracy:" in printed and "5-fold cross-validation" in printed
+    _, train, _ = data_files
+    assert main(["fit", "--data", str(train), "--text-column", "sentence", "--label-column", "polarity",
+                 "--out", str(tmp_path / "m"), "--cv", "1", "--quiet"]) == 2
+    assert "cv must be 'auto', None or an integer >= 2, got 1" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
 
 
 def test_evaluate_refuses_labels_the_model_never_saw(model_dir, tmp_path, capsys):

@@ -158,6 +158,7 @@ def test_auto_uses_five_folds_up_to_the_limit_and_one_split_above_it():
     assert resolve_cv("auto", np.array([0, 1] * 100), np.array([0, 1])) == 5
     assert resolve_cv("auto", np.array([0, 1] * 10_001), np.array([0, 1])) is None
     assert resolve_cv(None, np.array([0, 1] * 100), np.array([0, 1])) is None
+    assert resolve_cv("auto", np.array([0] * 50 + [1] * 3), np.array([0, 1])) == 3  # a rare class: fewer folds
 
 
 def test_folds_are_stratified_seeded_and_cover_every_row_once():

@@ -4,7 +4,8 @@ Two protocols:
 
 * **Cross-validation** (``cv=k``): stratified, seeded k folds over train + validation; the probes are refitted
   inside each fold, so no neuron is chosen by the labels of the fold it is scored on. A candidate's score is the
-  mean of its fold scores. ``cv="auto"`` uses 5 folds up to ``AUTO_CV_LIMIT`` texts: below it one validation split
+  mean of its fold scores. ``cv="auto"`` uses 5 folds (fewer when a class has fewer texts) up to
+  ``AUTO_CV_LIMIT`` texts: below it one validation split
   is a few hundred to a few thousand texts, whose standard error (1-3 points) is as large as the differences the
   search chooses between; above it the split is large enough (> 4,000 texts, standard error < 0.8 points) and
   k refits of every probe would cost more than they buy.
@@ -52,15 +53,16 @@ def resolve_cv(cv, codes: np.ndarray, classes: np.ndarray) -> int | None:
     """The number of folds ``cv`` means for these labels (None: one validation split); refuses impossible values."""
     if cv is None:
         return None
+    counts = np.bincount(codes, minlength=len(classes))
     if isinstance(cv, str):
         if cv != "auto":
             raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
-        cv = DEFAULT_FOLDS if len(codes) <= AUTO_CV_LIMIT else None
-        if cv is None:
+        if len(codes) > AUTO_CV_LIMIT:
             return None
+        # A class with fewer than 5 texts still gets cross-validation, with as many folds as it has texts.
+        return int(min(DEFAULT_FOLDS, counts.min())) if counts.min() >= 2 else None
     elif isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
         raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
-    counts = np.bincount(codes, minlength=len(classes))
     smallest = int(counts.argmin())
     if counts[smallest] < cv:
         raise ValueError(f"cv={int(cv)} folds need at least {int(cv)} texts of every class, but class "

@@ -122,8 +122,12 @@ def configuration_summary(clf, test_score: float | None, n_test: int | None, emb
     return {"backbone": clf.backbone_.get("name"), "num_layers": int(clf.backbone_["num_layers"]),
             "classes": [plain_label(c) for c in clf.classes_], "metric": clf.metric,
             "representations": config["representations"], "poolings": config["poolings"],
-            "eta": float(config["eta"]), "C": float(config["C"]), "n_features": int(clf.n_features_),
+            "eta": None if config["eta"] is None else float(config["eta"]), "C": float(config["C"]),
+            "readout": config.get("readout", "sparse"), "n_features": int(clf.n_features_),
             "exit_layer": int(clf.exit_layer_), "val_score": float(clf.val_score_),
+            "expected_score": getattr(clf, "expected_score_", None),
+            "expected_score_se": getattr(clf, "expected_score_se_", None),
+            "temperature": float(getattr(clf, "temperature_", 1.0)),
             "test_score": test_score, "n_test": n_test,
             "embedding_val_score": embedding["val_score"] if embedding else None}
 

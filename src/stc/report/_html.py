@@ -112,7 +112,10 @@ def render_page(out: Path, sections: dict, context: dict) -> str:
     split = sections.get("confusion_matrix", {}).get("split", "test")
     backbone = str(config["backbone"]).rstrip("/").rpartition("/")[2]
     cards = "".join([
-        _card(f"validation {config['metric']}", _number(config["val_score"], "val_score")),
+        _card(f"held-out {config['metric']} of the chosen setting", _number(config["val_score"], "val_score")),
+        _card(f"expected test {config['metric']} (± se)",
+              "–" if config.get("expected_score") is None else
+              f"{_number(config['expected_score'], 'expected_score')} ± {config['expected_score_se']:.3f}"),
         _card(f"{split} {config['metric']}", _number(config["test_score"], "test_score")),
         _card("neurons used", _number(config["n_features"], "n_features")),
         _card(f"exit layer (of {config['num_layers']})", _number(config["exit_layer"], "exit_layer")),
