@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .backbone import Backbone
 
 __all__ = ["POOLINGS", "REPRESENTATIONS", "feature_key", "parse_key", "pool_tokens", "all_keys",
-           "default_poolings", "TokenizedTexts", "tokenize", "extract_features"]
+           "default_poolings", "TokenizedTexts", "tokenize", "tokenize_with", "extract_features"]
 
 POOLINGS = ("mean", "max", "first", "last")
 REPRESENTATIONS = ("hidden", "ffn")
@@ -79,6 +79,8 @@ def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     batches are), rows of one length form a contiguous block, and each block's tail is a plain slice: no masked
     copy of the activations is made. Other masks (left padding, unsorted rows) mask the ragged tail.
     """
+    if torch.compiler.is_exporting() or torch.jit.is_tracing():  # a graph cannot branch on the data: mask it all
+        return x.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
     lengths = mask.sum(dim=1)
     shortest = int(lengths.min())
     if shortest == 0 or not bool(mask[:, :shortest].all()):
@@ -148,8 +150,13 @@ class TokenizedTexts:
 def tokenize(backbone: Backbone, texts: Sequence[str], *, max_length: int | None = None, windows: bool = False,
              window_overlap: int = 64) -> TokenizedTexts:
     """Tokenise texts, truncated to ``max_length`` or, with ``windows``, cut into overlapping windows."""
-    tokenizer = backbone.tokenizer
-    max_length = max_length or backbone.max_length
+    return tokenize_with(backbone.tokenizer, texts, max_length=max_length or backbone.max_length, windows=windows,
+                         window_overlap=window_overlap)
+
+
+def tokenize_with(tokenizer, texts: Sequence[str], *, max_length: int, windows: bool = False,
+                  window_overlap: int = 64) -> TokenizedTexts:
+    """``tokenize`` with a bare tokenizer: runtimes without a torch backbone (ONNX) tokenise exactly as extraction."""
     if windows and not 0 <= window_overlap < max_length // 2:
         raise ValueError(f"window_overlap must be in [0, max_length/2), got {window_overlap} with "
                          f"max_length={max_length}")
