@@ -9,12 +9,14 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from fastapi.testclient import TestClient
 from sklearn.exceptions import NotFittedError
 
 import stc
 from stc.cli import main
 from stc.export import OnnxPredictor, export_onnx
 from stc.predictor import LinearHead, TorchPredictor, load_predictor
+from stc.serving import create_app
 
 from .conftest import FAMILIES
 from .fitted_tiny import NEW_TEXTS, fit_tiny, keep_every_site, planted, save_tiny
@@ -107,6 +109,12 @@ def test_a_temperature_is_applied_by_every_runtime(family, fitted, tmp_path):
     assert onnx_predictor.head.temperature == 2.0
     for probabilities in (onnx_predictor.predict_proba(NEW_TEXTS), TorchPredictor(clf).predict_proba(NEW_TEXTS)):
         np.testing.assert_allclose(probabilities, expected, atol=1e-4, rtol=0)
+    for predictor in (onnx_predictor, TorchPredictor(clf)):  # served by either runtime
+        with TestClient(create_app(lambda: predictor)) as client:
+            answer = client.post("/predict", json={"texts": NEW_TEXTS}).json()["predictions"]
+            assert client.get("/metadata").json()["temperature"] == 2.0
+        served = np.array([[row["probabilities"][str(c)] for c in clf.classes_] for row in answer])
+        np.testing.assert_allclose(served, expected, atol=1e-4, rtol=0)
     np.testing.assert_allclose(clf.predict_proba(NEW_TEXTS), expected, atol=1e-5, rtol=0)
 
 
