@@ -25,6 +25,7 @@ from . import __version__
 from .aggregate import make_final_classifier
 from .backbone import load_backbone
 from .extract import parse_key
+from .model_card import write_model_card
 
 __all__ = ["save_classifier", "load"]
 
@@ -82,6 +83,7 @@ def _write_model(clf, partial: Path, copy_backbone: bool) -> None:
                 "validation": getattr(clf, "validation_", None), "fit_seconds": clf.fit_seconds_,
                 "fit_timings": getattr(clf, "fit_timings_", None)}
     (partial / _CONFIG).write_text(json.dumps(document, indent=1), encoding="utf-8")
+    write_model_card(clf, partial)
 
 
 def _move_into_place(partial: Path, directory: Path) -> None:

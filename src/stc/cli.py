@@ -96,6 +96,7 @@ def _cmd_fit(args) -> int:
     _log(f"validation {metric}: {clf.val_score_:.4f}  (fit {clf.fit_seconds_:.1f} s)")
     if dataset.test is not None:
         _log(f"test {metric}: {_metric(clf, dataset.test, metric):.4f}")
+    clf.data_name_ = args.data  # the model card names the data as the user did
     clf.save(args.out, copy_backbone=args.copy_backbone)
     _log(f"saved to {args.out}")
     return 0
