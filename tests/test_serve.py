@@ -225,3 +225,12 @@ def test_the_real_server_answers_concurrent_requests(clf, tmp_path):
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "Traceback" not in output, output
+
+
+def test_serve_with_a_bad_model_directory_is_a_one_line_error(tmp_path, capsys):
+    from stc.cli import main
+
+    assert main(["serve", str(tmp_path), "--port", str(_free_port())]) == 2
+    assert "stc_model.json is missing" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "--runtime", "onnx"]) == 2
+    assert "stc_onnx.json is missing" in capsys.readouterr().err

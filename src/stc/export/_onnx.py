@@ -98,9 +98,12 @@ def export_onnx(clf, out, *, quantize: str | None = None, opset_version: int | N
         with torch.inference_mode():
             torch_features = graph(ids, mask).numpy()
         onnx_features = _session(fp32_path).run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
-        gap = float(np.abs(head.probabilities(onnx_features) - head.probabilities(torch_features)).max())
+        # Features, not probabilities: a kept neuron that is nearly constant over the training texts has a tiny
+        # scale (MiniLM's [CLS] FFN neurons: down to 1e-10), so float32 rounding alone, in torch too, moves its
+        # standardised value and the probabilities; the graph is right when its features are.
+        gap = float((np.abs(onnx_features - torch_features) / (1.0 + np.abs(torch_features))).max())
         if not gap <= 1e-4:
-            raise ValueError(f"the exported graph's probabilities differ from torch's by {gap:.2e} (> 1e-4)")
+            raise ValueError(f"the exported graph's features differ from torch's by {gap:.2e} (relative, > 1e-4)")
         if quantize == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -115,7 +118,7 @@ def export_onnx(clf, out, *, quantize: str | None = None, opset_version: int | N
                     "exit_layer": int(clf.exit_layer_), "backbone": dict(clf.backbone_),
                     "onnx_sha256": _file_sha256(partial / _GRAPH),
                     "tokenizer_sha256": _tokenizer_sha256(partial / _TOKENIZER),
-                    "export_check_max_gap": gap}
+                    "export_check_max_feature_gap": gap}
         (partial / _DOCUMENT).write_text(json.dumps(document, indent=1), encoding="utf-8")
         _replace_directory(partial, out)
     except BaseException:
