@@ -52,13 +52,12 @@ def main() -> None:
     test = load_dataset(args.data).test
     texts, labels = test.texts[:args.limit], np.asarray(test.labels[:args.limit])
     exports = {}
-    for name, quantize in (("onnx-fp32", None), ("onnx-int8", "int8")):
+    for name, quantize in (("onnx-fp32", None), ("onnx-int8", "int8"), ("onnx-int8-ffn-out", "int8-ffn-out")):
         started = time.perf_counter()
         path = export_onnx(clf, Path(args.export_dir) / name, quantize=quantize)
         exports[name] = {"seconds": time.perf_counter() - started,
                          "mb": (path / "model.onnx").stat().st_size / 2**20}
-    runtimes = {"torch": TorchPredictor(clf), "onnx-fp32": OnnxPredictor(Path(args.export_dir) / "onnx-fp32"),
-                "onnx-int8": OnnxPredictor(Path(args.export_dir) / "onnx-int8")}
+    runtimes = {"torch": TorchPredictor(clf), **{name: OnnxPredictor(Path(args.export_dir) / name) for name in exports}}
     for predictor in runtimes.values():  # warm-up
         predictor.predict_proba(texts[:64])
     seconds = {name: [] for name in runtimes}
@@ -86,10 +85,10 @@ def main() -> None:
     print(f"{args.data} test split: {len(texts)} texts; model {args.model_dir}: exit layer {clf.exit_layer_} of "
           f"{clf.backbone_['num_layers']}, {len(clf.kept_neurons_)} kept neurons; {args.repeats} interleaved repeats "
           f"(median); torch threads {torch.get_num_threads()}, onnxruntime default threads")
-    print(f"{'runtime':<10} {'texts/s':>8} {'x torch':>8} {'accuracy':>9} {'max|dp|':>9} {'tokenise':>9} "
+    print(f"{'runtime':<18} {'texts/s':>8} {'x torch':>8} {'accuracy':>9} {'max|dp|':>9} {'tokenise':>9} "
           f"{'export s':>9} {'MB':>6}")
     for row in rows:
-        print(f"{row['runtime']:<10} {row['texts_per_s']:>8.1f} {row['vs_torch']:>8.2f} {row['accuracy']:>9.4f} "
+        print(f"{row['runtime']:<18} {row['texts_per_s']:>8.1f} {row['vs_torch']:>8.2f} {row['accuracy']:>9.4f} "
               f"{row['max_abs_prob_diff_vs_torch']:>9.2e} {row['tokenize_share']:>8.0%} "
               f"{row.get('export_s', float('nan')):>9.1f} {row.get('model_mb', float('nan')):>6.1f}")
     if args.json:

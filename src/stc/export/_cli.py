@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="export a saved model to ONNX (backbone to the exit layer + kept neurons)")
     export.add_argument("model_dir")
     export.add_argument("--format", choices=("onnx",), default="onnx")
-    export.add_argument("--quantize", choices=("none", "int8"), default="none",
-                        help="int8: dynamic quantisation of the graph's weights (onnxruntime)")
+    export.add_argument("--quantize", choices=("none", "int8", "int8-ffn-out"), default="none",
+                        help="onnxruntime's dynamic int8 quantisation of every MatMul (int8) or of the FFN output "
+                             "projections only (int8-ffn-out: slower, keeps the accuracy)")
     export.add_argument("--out", required=True, help="directory to write the export into")
     export.set_defaults(handler=_cmd_export)
