@@ -29,6 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--format", choices=("onnx",), default="onnx")
     export.add_argument("--quantize", choices=("none", "int8", "int8-ffn-out"), default="none",
                         help="onnxruntime's dynamic int8 quantisation of every MatMul (int8) or of the FFN output "
-                             "projections only (int8-ffn-out: slower, keeps the accuracy)")
+                             "projections only (int8-ffn-out: slower, loses less accuracy)")
     export.add_argument("--out", required=True, help="directory to write the export into")
     export.set_defaults(handler=_cmd_export)
