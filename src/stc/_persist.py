@@ -28,6 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from ._version import __version__
 from .aggregate import make_final_classifier
 from .extract import parse_key
+from .model_card import write_model_card
 
 __all__ = ["save_classifier", "load_classifier"]
 
@@ -92,6 +93,7 @@ def _write_model(clf, partial: Path, copy_backbone: bool) -> None:
                 "estimates": {name: getattr(clf, f"{name}_", None) for name in _ESTIMATES},
                 "temperature": float(getattr(clf, "temperature_", 1.0))}
     (partial / _CONFIG).write_text(json.dumps(document, indent=1), encoding="utf-8")
+    write_model_card(clf, partial)
 
 
 def _move_into_place(partial: Path, directory: Path) -> None:

@@ -16,7 +16,8 @@ from ._summary import summary_lines
 __all__ = ["main", "build_parser"]
 
 #: Modules adding more subcommands; each exposes ``register(subparsers)``.
-_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli", "stc._experiment_cli")
+_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli", "stc._experiment_cli", "stc.export._cli",
+                                            "stc.serving._cli")
 
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, RuntimeError)
 
@@ -109,6 +110,7 @@ def _cmd_fit(args) -> int:
     _log(f"fit {clf.fit_seconds_:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in clf.fit_timings_.items()))
     if dataset.test is not None:
         _log(f"test {metric}: {_scores(clf, dataset.test, [metric])[metric]:.4f}")
+    clf.data_name_ = args.data  # the model card names the data as the user did
     clf.save(args.out, copy_backbone=args.copy_backbone)
     _log(f"saved to {args.out}")
     return 0
@@ -137,17 +139,29 @@ def _scores(clf, split, metrics: Sequence[str]) -> dict[str, float]:
 
 
 def _cmd_predict(args) -> int:
-    from . import load
+    import numpy as np
+
     from ._files import atomic_path
     from .data import read_texts
 
-    clf = load(args.model_dir, device=args.device)
-    clf.show_progress_bar = not args.quiet
-    texts = read_texts(args.data, text_column=args.text_column)
-    probabilities = clf.predict_proba(texts)
-    labels = clf.classes_[probabilities.argmax(axis=1)]
+    if args.runtime == "torch":
+        from . import load
+
+        clf = load(args.model_dir, device=args.device)
+        clf.show_progress_bar = not args.quiet
+        texts = read_texts(args.data, text_column=args.text_column)
+        probabilities = clf.predict_proba(texts)
+        model_classes = clf.classes_
+    else:  # MODEL_DIR is an `stc export` directory
+        from .runtimes import load_predictor
+
+        predictor = load_predictor(args.model_dir, runtime=args.runtime)
+        texts = read_texts(args.data, text_column=args.text_column)
+        probabilities = predictor.predict_proba(texts)
+        model_classes = np.asarray(predictor.head.classes)
+    labels = model_classes[probabilities.argmax(axis=1)]
     out = Path(args.out)
-    classes = [str(c) for c in clf.classes_.tolist()]
+    classes = [str(c) for c in model_classes.tolist()]
     with atomic_path(out) as partial, open(partial, "w", encoding="utf-8", newline="") as handle:
         if out.suffix.lower() == ".csv":
             writer = csv.writer(handle)
@@ -323,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text-column", default="text")
     predict.add_argument("--out", required=True, help="output file: .jsonl or .csv")
     predict.add_argument("--device", default=None)
+    predict.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                         help="onnx: MODEL_DIR is a directory made by `stc export` (needs the onnx extra)")
     predict.add_argument("--quiet", action="store_true")
     predict.set_defaults(handler=_cmd_predict)
 

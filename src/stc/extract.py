@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .backbone import Backbone
 
 __all__ = ["POOLINGS", "REPRESENTATIONS", "feature_key", "parse_key", "pool_tokens", "all_keys",
-           "default_poolings", "TokenizedTexts", "tokenize", "hooked_forward", "check_layers",
+           "default_poolings", "TokenizedTexts", "tokenize", "tokenize_with", "attach_site_hooks", "hooked_forward", "check_layers",
            "token_activations_of_windows", "extract_features"]
 
 POOLINGS = ("mean", "max", "first", "last")
@@ -78,6 +78,8 @@ def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     batches are), rows of one length form a contiguous block, and each block's tail is a plain slice: no masked
     copy of the activations is made. Other masks (left padding, unsorted rows) mask the ragged tail.
     """
+    if torch.compiler.is_exporting() or torch.jit.is_tracing():  # a graph cannot branch on the data: mask it all
+        return x.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
     lengths = mask.sum(dim=1)
     shortest = int(lengths.min())
     if shortest == 0 or not bool(mask[:, :shortest].all()):
@@ -147,8 +149,13 @@ class TokenizedTexts:
 def tokenize(backbone: Backbone, texts: Sequence[str], *, max_length: int | None = None, windows: bool = False,
              window_overlap: int = 64) -> TokenizedTexts:
     """Tokenise texts, truncated to ``max_length`` or, with ``windows``, cut into overlapping windows."""
-    tokenizer = backbone.tokenizer
-    max_length = max_length or backbone.max_length
+    return tokenize_with(backbone.tokenizer, texts, max_length=max_length or backbone.max_length, windows=windows,
+                         window_overlap=window_overlap)
+
+
+def tokenize_with(tokenizer, texts: Sequence[str], *, max_length: int, windows: bool = False,
+                  window_overlap: int = 64) -> TokenizedTexts:
+    """``tokenize`` with a bare tokenizer: runtimes without a torch backbone (ONNX) tokenise exactly as extraction."""
     if windows and not 0 <= window_overlap < max_length // 2:
         raise ValueError(f"window_overlap must be in [0, max_length/2), got {window_overlap} with "
                          f"max_length={max_length}")
@@ -181,6 +188,36 @@ def _block_output(output):
     return output[0] if isinstance(output, tuple) else output
 
 
+def attach_site_hooks(layer_map, sites: Collection[tuple[str, int]], hand: Callable[[str, int, torch.Tensor], None],
+                      *, num_layers: int, stop_after: int | None = None) -> list:
+    """Hooks handing each site's token-level activations to ``hand(representation, layer, x)`` (the sites as in
+    ``hooked_forward``); with ``stop_after``, the forward stops after that block. Returns the hook handles. Also
+    used inside the ONNX export graph, so that exported and extracted activations come from the same sites."""
+    sites = set(sites)
+    deepest = max(layer for _, layer in sites)
+    handles = []
+    if ("hidden", 0) in sites:
+        def embeddings_hook(module, args, kwargs):
+            hand("hidden", 0, args[0] if args else kwargs["hidden_states"])
+        handles.append(layer_map.blocks[0].register_forward_pre_hook(embeddings_hook, with_kwargs=True))
+    for layer in range(1, deepest + 1):
+        block = layer_map.blocks[layer - 1]
+        if ("ffn", layer) in sites:
+            handles.append(layer_map.ffn_out[layer - 1].register_forward_pre_hook(
+                lambda module, args, layer=layer: hand("ffn", layer, args[0])))
+
+        def block_hook(module, args, output, layer=layer):
+            if ("hidden", layer) in sites:
+                hidden = _block_output(output)
+                if layer == num_layers and layer_map.final_norm is not None:
+                    hidden = layer_map.final_norm(hidden)  # as the model's own output_hidden_states reports it
+                hand("hidden", layer, hidden)
+            if layer == stop_after:
+                raise _StopForward
+        handles.append(block.register_forward_hook(block_hook))
+    return handles
+
+
 def hooked_forward(backbone: Backbone, tokens: TokenizedTexts, sites: Collection[tuple[str, int]],
                    batches: Sequence[np.ndarray], consume: Callable[[str, int, torch.Tensor, np.ndarray, torch.Tensor],
                                                                     None], *, bar=None) -> None:
@@ -201,27 +238,7 @@ def hooked_forward(backbone: Backbone, tokens: TokenizedTexts, sites: Collection
     def hand(representation: str, layer: int, x: torch.Tensor) -> None:
         consume(representation, layer, x, batch_state["rows"], batch_state["mask"])
 
-    handles = []
-    if ("hidden", 0) in sites:
-        def embeddings_hook(module, args, kwargs):
-            hand("hidden", 0, args[0] if args else kwargs["hidden_states"])
-        handles.append(layer_map.blocks[0].register_forward_pre_hook(embeddings_hook, with_kwargs=True))
-    for layer in range(1, deepest + 1):
-        block = layer_map.blocks[layer - 1]
-        if ("ffn", layer) in sites:
-            handles.append(layer_map.ffn_out[layer - 1].register_forward_pre_hook(
-                lambda module, args, layer=layer: hand("ffn", layer, args[0])))
-
-        def block_hook(module, args, output, layer=layer):
-            if ("hidden", layer) in sites:
-                hidden = _block_output(output)
-                if layer == num_layers and layer_map.final_norm is not None:
-                    hidden = layer_map.final_norm(hidden)  # as the model's own output_hidden_states reports it
-                hand("hidden", layer, hidden)
-            if layer == deepest:
-                raise _StopForward
-        handles.append(block.register_forward_hook(block_hook))
-
+    handles = attach_site_hooks(layer_map, sites, hand, num_layers=num_layers, stop_after=deepest)
     pad_id = backbone.tokenizer.pad_token_id
     try:
         with torch.inference_mode():

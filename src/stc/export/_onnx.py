@@ -1,0 +1,258 @@
+"""Export a fitted STCClassifier to ONNX (optionally int8) and run the export with onnxruntime.
+
+The exported directory holds ``model.onnx`` (texts' token ids -> kept-neuron features), ``tokenizer/`` and
+``stc_onnx.json`` (classes, the head's arrays, kept neurons, how texts are tokenised, the backbone's name and
+sha256, and the sha256 of the graph and of the tokenizer files, checked on load).
+
+The head (scaler + logistic regression, with the temperature when the model has one) is applied in numpy beside
+the graph, not inside it: it is the same ``LinearHead`` every runtime uses, so probabilities are made in one place;
+dynamic int8 quantisation then touches only the backbone's matrix products, never the classifier's weights; and
+it costs one (n_texts, n_features) product, nothing beside the backbone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from .. import __version__
+from .._validation import check_texts
+from ..backbone import load_backbone
+from ..extract import tokenize_with
+from ..predictor import LinearHead, model_metadata
+from ._graph import FeatureGraph
+
+__all__ = ["export_onnx", "OnnxPredictor", "FORMAT", "QUANTIZATIONS"]
+
+FORMAT = "stc-onnx"
+FORMAT_VERSION = 1
+#: int8: every MatMul weight of the graph, per output channel; int8-ffn-out: only the FFN output projections, the
+#: matrix products whose outputs are never read as features (the others compute the kept neurons themselves, and
+#: the head's standardisation magnifies their rounding: see benchmarks/README.md).
+QUANTIZATIONS = (None, "int8", "int8-ffn-out")
+_DOCUMENT = "stc_onnx.json"
+_GRAPH = "model.onnx"
+_TOKENIZER = "tokenizer"
+_CHECK_TEXTS = ["a first short sentence to check the export", "another one, a little longer, with punctuation!",
+                "three"]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tokenizer_sha256(directory: Path) -> str:
+    """sha256 over the names and bytes of every tokenizer file: any change to the tokenizer changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(directory).as_posix()}|".encode())
+        digest.update(_file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def export_onnx(clf, out, *, quantize: str | None = None, opset_version: int | None = None) -> Path:
+    """Write ``clf`` as an ONNX directory at ``out``; ``quantize="int8"`` applies dynamic int8 quantisation.
+
+    The fp32 graph is checked against the torch features of a few texts before anything is written.
+    """
+    check_is_fitted(clf, "classifier_")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    extraction = clf.extraction_
+    if extraction.get("windows"):
+        raise ValueError("this model was fitted with windows=True; ONNX export supports only models that truncate "
+                         "texts (windows=False): merging windows is not in the graph")
+    head = LinearHead.from_classifier(clf)
+    kept = {key: np.asarray(columns, dtype=np.int64) for key, columns in clf.kept_columns_.items()}
+    if sum(len(c) for c in kept.values()) != head.n_features or len(clf.kept_neurons_) != head.n_features:
+        raise ValueError(f"the model is inconsistent: {sum(len(c) for c in kept.values())} kept columns, "
+                         f"{len(clf.kept_neurons_)} kept neuron names, a head over {head.n_features} features")
+    backbone = load_backbone(clf.model, device="cpu", dtype="float32", trust_remote_code=clf.trust_remote_code)
+    expected = clf.backbone_.get("weights_sha256")
+    if backbone.weights_hash() != expected:
+        raise ValueError(f"the backbone {clf.model!r} has weights (sha256 {backbone.weights_hash()[:12]}…) that differ "
+                         f"from the ones this model was fitted on ({str(expected)[:12]}…); refusing to export")
+    for key, columns in kept.items():
+        width = backbone.hidden_size if key.startswith("hidden.") else backbone.ffn_size
+        if len(columns) and (columns.min() < 0 or columns.max() >= width):
+            raise ValueError(f"kept columns of {key} reach index {int(columns.max())}, outside its {width} neurons")
+    graph = FeatureGraph(backbone, kept).eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        tokens = tokenize_with(backbone.tokenizer, _CHECK_TEXTS, max_length=extraction["max_length"])
+        ids, mask = tokens.padded(np.arange(len(_CHECK_TEXTS)), backbone.tokenizer.pad_token_id)
+        fp32_path = partial / ("model.fp32.onnx" if quantize else _GRAPH)
+        _export_graph(graph, ids, mask, fp32_path, opset_version)
+        with torch.inference_mode():
+            torch_features = graph(ids, mask).numpy()
+        onnx_features = _session(fp32_path).run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        # Features, not probabilities: a kept neuron that is nearly constant over the training texts has a tiny
+        # scale (MiniLM's [CLS] FFN neurons: down to 1e-10), so float32 rounding alone, in torch too, moves its
+        # standardised value and the probabilities; the graph is right when its features are.
+        gap = float((np.abs(onnx_features - torch_features) / (1.0 + np.abs(torch_features))).max())
+        if not gap <= 1e-4:
+            raise ValueError(f"the exported graph's features differ from torch's by {gap:.2e} (relative, > 1e-4)")
+        if quantize is not None:
+            _quantize(fp32_path, partial / _GRAPH, quantize, ffn_shape=(backbone.ffn_size, backbone.hidden_size))
+            fp32_path.unlink()
+        backbone.tokenizer.save_pretrained(partial / _TOKENIZER)
+        document = {"format": FORMAT, "format_version": FORMAT_VERSION, "stc_version": __version__,
+                    "quantization": quantize, "head": head.to_json(),
+                    "kept_columns": {key: columns.tolist() for key, columns in kept.items()},
+                    "kept_neurons": list(clf.kept_neurons_), "extraction": dict(extraction),
+                    "token_budget": int(clf.token_budget), "configuration": clf.configuration_,
+                    "exit_layer": int(clf.exit_layer_), "backbone": dict(clf.backbone_),
+                    "onnx_sha256": _file_sha256(partial / _GRAPH),
+                    "tokenizer_sha256": _tokenizer_sha256(partial / _TOKENIZER),
+                    "export_check_max_feature_gap": gap}
+        (partial / _DOCUMENT).write_text(json.dumps(document, indent=1), encoding="utf-8")
+        _replace_directory(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return out
+
+
+def _export_graph(graph: FeatureGraph, ids: torch.Tensor, mask: torch.Tensor, path: Path,
+                  opset_version: int | None) -> None:
+    """torch.onnx's dynamo exporter, batch and sequence length dynamic, weights inside the one file."""
+    dynamic = {0: "batch", 1: "sequence"}
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter warns about torchvision ops and its own internals
+        torch.onnx.export(graph, (ids, mask), str(path), dynamo=True, external_data=False,
+                          input_names=["input_ids", "attention_mask"], output_names=["features"],
+                          dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, "features": {0: "batch"}},
+                          opset_version=opset_version, verbose=False)
+
+
+def _quantize(source: Path, target: Path, quantize: str, ffn_shape: tuple[int, int]) -> None:
+    """onnxruntime's dynamic quantisation (int8 weights, activations quantised per batch) of the chosen MatMuls."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = None
+    if quantize == "int8-ffn-out":  # the exporter stores a Linear's weight as (in, out): (ffn, hidden) here
+        graph = onnx.load(str(source), load_external_data=False).graph
+        shapes = {initializer.name: tuple(initializer.dims) for initializer in graph.initializer}
+        nodes = [node.name for node in graph.node
+                 if node.op_type == "MatMul" and len(node.input) > 1 and shapes.get(node.input[1]) == ffn_shape]
+        if not nodes:
+            raise ValueError(f"no FFN output projection (a MatMul with a {ffn_shape} weight) found to quantise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes)
+
+
+def _replace_directory(partial: Path, out: Path) -> None:
+    """Rename the finished export into place; an existing directory is replaced only if it is an stc export."""
+    if out.exists():
+        if not (out / _DOCUMENT).is_file():
+            raise ValueError(f"{out} exists and is not an stc ONNX export; refusing to replace it")
+        retired = out.with_name(out.name + f".old-{os.getpid()}")
+        os.rename(out, retired)
+        try:
+            os.rename(partial, out)
+        except BaseException:
+            os.rename(retired, out)
+            raise
+        shutil.rmtree(retired)
+    else:
+        os.rename(partial, out)
+
+
+def _session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class OnnxPredictor:
+    """An exported directory run with onnxruntime: the graph gives features, ``LinearHead`` the probabilities.
+
+    Loading refuses a directory whose graph or tokenizer files are not the ones exported (sha256 mismatch), and,
+    when ``backbone_sha256`` is given, one exported from another backbone.
+    """
+
+    runtime = "onnx"
+
+    def __init__(self, directory, *, backbone_sha256: str | None = None, threads: int | None = None):
+        directory = Path(directory)
+        path = directory / _DOCUMENT
+        if not path.is_file():
+            raise ValueError(f"{directory} is not an stc ONNX export: {_DOCUMENT} is missing (make one with "
+                             f"`stc export MODEL_DIR --format onnx --out DIR`)")
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT \
+                or document.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path} is not an stc ONNX export of format version {FORMAT_VERSION}")
+        graph_path, tokenizer_dir = directory / _GRAPH, directory / _TOKENIZER
+        if not graph_path.is_file() or _file_sha256(graph_path) != document.get("onnx_sha256"):
+            raise ValueError(f"{graph_path} is missing or is not the graph that was exported (sha256 mismatch)")
+        if not tokenizer_dir.is_dir() or _tokenizer_sha256(tokenizer_dir) != document.get("tokenizer_sha256"):
+            raise ValueError(f"{tokenizer_dir} is missing or is not the tokenizer the model was exported with "
+                             f"(sha256 mismatch): a graph read through another tokenizer gives wrong answers")
+        backbone = document.get("backbone") or {}
+        if backbone_sha256 is not None and backbone.get("weights_sha256") != backbone_sha256:
+            raise ValueError(f"{directory} was exported from backbone weights sha256 "
+                             f"{str(backbone.get('weights_sha256'))[:12]}…, not {backbone_sha256[:12]}…")
+        self.head = LinearHead.from_json(document.get("head") or {}, str(path))
+        self.kept_neurons = list(document.get("kept_neurons") or [])
+        if len(self.kept_neurons) != self.head.n_features:
+            raise ValueError(f"{path}: {len(self.kept_neurons)} kept neuron names for a head over "
+                             f"{self.head.n_features} features")
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        self.document = document
+        self.max_length = int(document["extraction"]["max_length"])
+        self.token_budget = int(document.get("token_budget", 8192))
+        self.session = _session(graph_path, threads)
+
+    def features(self, texts: list[str]) -> np.ndarray:
+        """Kept-neuron features (n_texts, n_features) in input order; batches sorted by length, as extraction."""
+        texts = check_texts(texts, "texts")
+        tokens = tokenize_with(self.tokenizer, texts, max_length=self.max_length)
+        out = np.empty((len(texts), self.head.n_features), dtype=np.float32)
+        for rows in tokens.batches(self.token_budget):
+            ids, mask = tokens.padded(rows, self.tokenizer.pad_token_id)
+            out[tokens.text_index[rows]] = self.session.run(
+                None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        return out
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.head.probabilities(self.features(texts))
+
+    def explain(self, text: str, *, top_k: int = 10) -> dict:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {type(text).__name__}")
+        result = self.head.explain(self.features([text])[0], self.kept_neurons, top_k=top_k)
+        return {"text": text, **result}
+
+    def metadata(self) -> dict:
+        document = self.document
+        return {**model_metadata(self.runtime, self.head, document.get("configuration", {}),
+                                 int(document.get("exit_layer", 0)), self.head.n_features,
+                                 document.get("backbone", {})),
+                "quantization": document.get("quantization")}

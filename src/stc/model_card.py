@@ -1,0 +1,149 @@
+"""The model card (``README.md``, Hugging Face layout) that ``save`` writes beside a fitted model.
+
+Every number in it is read from the fitted model; what the model does not carry (a cross-validated score, a
+fitted temperature, the data's name) is left out, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from sklearn.utils.validation import check_is_fitted
+
+from ._version import __version__
+from .extract import parse_key
+
+__all__ = ["model_card", "write_model_card"]
+
+#: Hub ids of the weights behind stc's aliases (see stc.backbone.MODEL_ALIASES).
+_ALIAS_HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _yaml(value) -> str:
+    """A YAML scalar: JSON strings and numbers are valid YAML."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
+        value) else None
+
+
+def _score_line(name: str, clf, value_attr: str, se_attr: str, metric: str) -> str | None:
+    value = _number(getattr(clf, value_attr, None))
+    if value is None:
+        return None
+    se = _number(getattr(clf, se_attr, None))
+    return f"- {name} {metric}: **{value:.4f}**" + (f" ± {se:.4f} (standard error)" if se is not None else "")
+
+
+def _base_model(backbone: dict) -> str | None:
+    name = str(backbone.get("name", ""))
+    if name in _ALIAS_HUB_IDS:
+        return _ALIAS_HUB_IDS[name]
+    return name if _HUB_ID.match(name) and not Path(name).exists() else None
+
+
+def model_card(clf) -> str:
+    """The card of a fitted STCClassifier as Markdown with YAML front matter."""
+    check_is_fitted(clf, "classifier_")
+    backbone, configuration, extraction = clf.backbone_, clf.configuration_, clf.extraction_
+    classes = [c.item() if hasattr(c, "item") else c for c in clf.classes_]
+    metric = clf.metric
+    base_model = _base_model(backbone)
+    data_name = getattr(clf, "data_name_", None)
+    val_score = _number(getattr(clf, "val_score_", None))
+    temperature = _number(getattr(clf, "temperature_", None))
+    front = ["---", "library_name: sparsify-then-classify", "pipeline_tag: text-classification",
+             "tags:", "- text-classification", "- sparsify-then-classify", "- stc",
+             f"- {_yaml('backbone:' + str(backbone.get('name')))}"]
+    if base_model:
+        front.append(f"base_model: {_yaml(base_model)}")
+    if data_name:
+        front.append(f"datasets:\n- {_yaml(str(data_name))}")
+    front.append(f"metrics:\n- {_yaml(metric)}")
+    if val_score is not None:
+        front += ["model-index:", f"- name: {_yaml('stc-' + str(backbone.get('name')))}", "  results:",
+                  "  - task:", "      type: text-classification",
+                  "    dataset:", f"      name: {_yaml(str(data_name or 'validation split'))}",
+                  "      type: text-classification", "      split: validation",
+                  "    metrics:", f"    - type: {_yaml(metric)}", f"      value: {val_score:.6f}",
+                  f"      name: {_yaml('validation ' + metric)}"]
+    front.append("---")
+
+    n_layers = backbone.get("num_layers")
+    lines = [f"# STC text classifier on {backbone.get('name')}", "",
+             f"A [Sparsify-then-Classify](https://arxiv.org/abs/2311.15983) classifier made with stc {__version__}: "
+             f"a logistic regression on {len(clf.kept_neurons_)} neurons of the backbone "
+             f"`{backbone.get('name')}`, read up to layer {clf.exit_layer_} of {n_layers}.", "",
+             "## What it classifies", "",
+             f"{len(classes)} classes: " + ", ".join(f"`{c}`" for c in classes) + ".", "",
+             "## Data", ""]
+    validation = getattr(clf, "validation_", None) or {}
+    if data_name:
+        lines.append(f"Fitted on `{data_name}`.")
+    if validation.get("n_train") is not None:
+        how = "a validation set passed to fit" if validation.get("given") else \
+            f"a stratified {clf.validation_size:.0%} split of the training texts (seed {clf.random_state})"
+        lines.append(f"{validation['n_train']} training texts; every setting was chosen on {validation['n_val']} "
+                     f"validation texts ({how}).")
+    lines += ["", "## Chosen configuration", "",
+              "| setting | value |", "|---|---|"]
+    for name in ("representations", "poolings", "eta", "exit_layer", "C", "n_features"):
+        if name in configuration:
+            lines.append(f"| {name} | {configuration[name]} |")
+    lines += [f"| max_length (tokens) | {extraction.get('max_length')} |",
+              f"| long texts | {'overlapping windows' if extraction.get('windows') else 'truncated'} |", "",
+              "## Kept neurons per layer", "", "| layer | " + " | ".join(
+                  sorted({parse_key(k)[0] for k in clf.kept_columns_})) + " |"]
+    per_layer: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for key, columns in clf.kept_columns_.items():
+        representation, layer, _ = parse_key(key)
+        per_layer[layer][representation] += len(columns)
+    representations = sorted({parse_key(k)[0] for k in clf.kept_columns_})
+    lines.append("|---|" + "---|" * len(representations))
+    for layer in sorted(per_layer):
+        lines.append(f"| {layer} | " + " | ".join(str(per_layer[layer][r]) for r in representations) + " |")
+    lines += ["", "## Scores", ""]
+    scores = [line for line in (
+        f"- validation {metric}: **{val_score:.4f}**" if val_score is not None else None,
+        _score_line("cross-validated", clf, "cv_score_", "cv_score_se_", metric),
+        _score_line("expected (on unseen data)", clf, "expected_score_", "expected_score_se_", metric)) if line]
+    lines += scores or ["No score is stored with this model."]
+    lines += ["", "## Calibration", ""]
+    lines.append(f"Probabilities are calibrated by a fitted temperature T = {temperature:.4f} (the decision values "
+                 f"are divided by T before the softmax/sigmoid)." if temperature is not None else
+                 "No temperature was fitted: probabilities are the logistic regression's own and may be "
+                 "overconfident.")
+    lines += ["", "## How to use", "", "```python", "import stc", "", "clf = stc.load(\"PATH/TO/THIS/DIRECTORY\")",
+              "clf.predict([\"a text to classify\"])", "clf.predict_proba([\"a text to classify\"])",
+              "clf.explain(\"a text to classify\")", "```", "", "```bash",
+              "stc predict PATH --data texts.txt --out predictions.jsonl",
+              "stc serve PATH --port 8000            # POST /predict {\"texts\": [...]}; needs the serve extra",
+              "stc export PATH --format onnx --quantize int8 --out PATH-onnx   # needs the onnx extra",
+              "stc serve PATH-onnx --runtime onnx", "```", "",
+              "## Limitations", ""]
+    limitations = [
+        f"The backbone `{backbone.get('name')}` (weights sha256 `{str(backbone.get('weights_sha256'))[:16]}…`) "
+        f"must be available where the model is loaded; a backbone with other weights is refused.",
+        f"Texts longer than {extraction.get('max_length')} tokens are "
+        + ("cut into overlapping windows." if extraction.get("windows") else "truncated: the rest is not read."),
+        "It only knows the classes above; every text gets one of them.",
+    ]
+    if validation.get("n_val") is not None:
+        limitations.append(f"The validation score comes from {validation['n_val']} texts of the same source as the "
+                           f"training data; on other sources the accuracy may be lower.")
+    lines += [f"- {item}" for item in limitations]
+    return "\n".join(front + [""] + lines) + "\n"
+
+
+def write_model_card(clf, directory) -> Path:
+    """Write ``README.md`` into ``directory``; the path written."""
+    path = Path(directory) / "README.md"
+    path.write_text(model_card(clf), encoding="utf-8")
+    return path

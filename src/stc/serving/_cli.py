@@ -1,0 +1,49 @@
+"""``stc serve MODEL_DIR [--runtime torch|onnx] [--host] [--port] [limits] [micro-batching]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+
+def _cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from . import ServeSettings, create_app
+    except ImportError as error:
+        raise ImportError(f"stc serve needs the serve extra ({error.name} is missing): "
+                          f"pip install 'sparsify-then-classify[serve]'") from None
+    from ..runtimes import load_predictor
+
+    settings = ServeSettings(max_texts=args.max_texts, max_chars=args.max_chars,
+                             max_batch_size=1 if args.no_batching else args.max_batch_size,
+                             max_wait_ms=0.0 if args.no_batching else args.max_wait_ms)
+    # Loaded here, before the server binds: a bad model directory is a one-line error, not a failed start-up.
+    predictor = load_predictor(args.model_dir, runtime=args.runtime, device=args.device)
+    app = create_app(lambda: predictor, settings)
+    print(f"stc serve: {args.runtime} model from {args.model_dir} on http://{args.host}:{args.port} "
+          f"(max batch {settings.max_batch_size} texts, max wait {settings.max_wait_ms} ms)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="serve a saved model over HTTP (POST /predict, /explain; GET /health, "
+                                         "/metadata)")
+    serve.add_argument("model_dir", help="an `stc fit` directory (torch) or an `stc export` directory (onnx)")
+    serve.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--device", default=None, help="torch runtime: cpu, cuda … (default: as saved)")
+    serve.add_argument("--max-texts", type=int, default=64, help="texts per request (default 64)")
+    serve.add_argument("--max-chars", type=int, default=10_000, help="characters per text (default 10000)")
+    serve.add_argument("--max-batch-size", type=int, default=64,
+                       help="texts per backbone pass, gathered from concurrent requests (default 64)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0,
+                       help="how long a pass waits for more requests after the first (default 5 ms)")
+    serve.add_argument("--no-batching", action="store_true", help="one request per backbone pass")
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(handler=_cmd_serve)
