@@ -67,3 +67,26 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def replace_directory(partial: str | Path, directory: str | Path, *, marker: str, what: str,
+                      between=None) -> None:
+    """Rename the finished directory ``partial`` onto ``directory``. An existing ``directory`` is replaced only if
+    it holds ``marker`` (it is ``what``, e.g. "an stc model"); if the second rename fails it is put back.
+    ``between`` runs between the two renames (tests use it to kill a process inside that window)."""
+    partial, directory = Path(partial), Path(directory)
+    if not directory.exists():
+        os.rename(partial, directory)
+        return
+    if not (directory / marker).exists():
+        raise ValueError(f"{directory} exists and is not {what}; refusing to replace it")
+    retired = directory.with_name(directory.name + f".old-{os.getpid()}")
+    os.rename(directory, retired)
+    if between is not None:
+        between()
+    try:
+        os.rename(partial, directory)
+    except BaseException:
+        os.rename(retired, directory)
+        raise
+    shutil.rmtree(retired)

@@ -25,6 +25,7 @@ from safetensors.numpy import load_file, save_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from ._files import replace_directory
 from ._version import __version__
 from .aggregate import make_final_classifier
 from .extract import parse_key
@@ -98,22 +99,9 @@ def _write_model(clf, partial: Path, copy_backbone: bool) -> None:
 
 def _move_into_place(partial: Path, directory: Path) -> None:
     """Rename the finished directory into place; the previous model is restored if that rename fails."""
-    if not directory.exists():
-        os.rename(partial, directory)
-        return
-    if not (directory / _CONFIG).exists():
-        raise ValueError(f"{directory} exists and is not an stc model directory; refusing to replace it")
-    retired = directory.with_name(directory.name + f".old-{os.getpid()}")
-    os.rename(directory, retired)
     pause = os.environ.get(SAVE_WINDOW_PAUSE_ENV)
-    if pause:
-        time.sleep(float(pause))
-    try:
-        os.rename(partial, directory)
-    except BaseException:
-        os.rename(retired, directory)
-        raise
-    shutil.rmtree(retired)
+    replace_directory(partial, directory, marker=_CONFIG, what="an stc model directory",
+                      between=(lambda: time.sleep(float(pause))) if pause else None)
 
 
 def recover_interrupted_save(directory: Path) -> None:

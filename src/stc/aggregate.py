@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .extract import feature_key, parse_key
+from .extract import parse_key
 from .probe import ProbeResult
 from .sparsify import select_neurons
 

@@ -254,9 +254,8 @@ def extract_shard(backbone: Backbone, directory: Path, j: int, shard_texts: list
             if not np.isfinite(values).all():
                 raise ValueError(f"the model produced non-finite activations in {key} (shard {j}); "
                                  f"try dtype='float32'")
-        partial = target.with_name(target.name + f".tmp-{os.getpid()}")
-        save_file(features, str(partial), metadata={"shard": str(j)})
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            save_file(features, str(partial), metadata={"shard": str(j)})
     return len(shard_texts)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import warnings
@@ -25,6 +24,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .. import __version__
+from .._files import replace_directory
 from .._validation import check_texts
 from ..backbone import load_backbone
 from ..extract import tokenize_with
@@ -161,19 +161,7 @@ def _quantize(source: Path, target: Path, quantize: str, ffn_shape: tuple[int, i
 
 def _replace_directory(partial: Path, out: Path) -> None:
     """Rename the finished export into place; an existing directory is replaced only if it is an stc export."""
-    if out.exists():
-        if not (out / _DOCUMENT).is_file():
-            raise ValueError(f"{out} exists and is not an stc ONNX export; refusing to replace it")
-        retired = out.with_name(out.name + f".old-{os.getpid()}")
-        os.rename(out, retired)
-        try:
-            os.rename(partial, out)
-        except BaseException:
-            os.rename(retired, out)
-            raise
-        shutil.rmtree(retired)
-    else:
-        os.rename(partial, out)
+    replace_directory(partial, out, marker=_DOCUMENT, what="an stc ONNX export")
 
 
 def _session(path: Path, threads: int | None = None):
