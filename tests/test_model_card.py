@@ -48,19 +48,32 @@ def test_save_writes_a_card_whose_numbers_come_from_the_model(clf, tmp_path):
     representations = sorted({parse_key(k)[0] for k in clf.kept_columns_})
     assert {int(k): v for k, v in table.items()} == {
         layer: " | ".join(str(counts.get(r, 0)) for r in representations) for layer, counts in per_layer.items()}
-    assert f"validation {clf.metric}: **{clf.val_score_:.4f}**" in card
-    assert f"{clf.validation_['n_train']} training texts" in card
+    # the fit cross-validated (cv="auto"): the card says so, with the scores the model carries
+    assert f"cross-validated {clf.metric}: **{clf.cv_score_:.4f}** ± {clf.cv_score_se_:.4f}" in card
+    assert f"expected (on unseen data) {clf.metric}: **{clf.expected_score_:.4f}**" in card
+    assert f"{clf.validation_['n_train']} texts (training and validation together)" in card
+    assert f"{clf.validation_['cv']}-fold cross-validation" in card
+    assert "validation accuracy: **" not in card
     assert clf.backbone_["weights_sha256"][:16] in card
 
 
+def _without_scores(clf):
+    """The model as a version-1 save loads it: no selection estimates, no temperature."""
+    model = copy.deepcopy(clf)
+    for name in ("cv_score_", "cv_score_se_", "expected_score_", "expected_score_se_", "temperature_"):
+        if hasattr(model, name):
+            delattr(model, name)
+    return model
+
+
 def test_absent_scores_and_temperature_are_not_printed(clf):
-    card = model_card(clf)
+    card = model_card(_without_scores(clf))
     assert "cross-validated" not in card and "expected (on unseen data)" not in card
     assert "No temperature was fitted" in card and "datasets" not in _front_matter(card)
 
 
 def test_present_scores_temperature_and_data_name_are_printed(clf):
-    model = copy.deepcopy(clf)
+    model = _without_scores(clf)
     model.cv_score_, model.cv_score_se_ = 0.8125, 0.0123
     model.expected_score_ = 0.79
     model.temperature_ = 1.75

@@ -228,9 +228,12 @@ def load_classifier(estimator_class, directory, *, check_backbone: bool = True, 
         if isinstance(document.get(name), dict):
             setattr(clf, f"{name}_", document[name])
     estimates = document.get("estimates") or {}
+    _require(isinstance(estimates, dict), directory, "'estimates' must be an object")
     for name in _ESTIMATES:
         value = estimates.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _require(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)), directory,
+                 f"estimate {name!r} must be a number or null, found {value!r}")
+        if value is not None:
             setattr(clf, f"{name}_", float(value))
     temperature = document.get("temperature", 1.0)
     _require(isinstance(temperature, (int, float)) and not isinstance(temperature, bool)

@@ -164,6 +164,8 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"probe_solver must be one of {PROBE_SOLVERS}, got {self.probe_solver!r}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
+        if not isinstance(self.validation_size, float) or not 0.0 < self.validation_size < 1.0:
+            raise ValueError(f"validation_size must be a float in (0, 1), got {self.validation_size!r}")
         if not isinstance(self.calibrate, bool):
             raise ValueError(f"calibrate must be True or False, got {self.calibrate!r}")
         if not (self.cv is None or self.cv == "auto" or (isinstance(self.cv, int) and not isinstance(self.cv, bool)

@@ -59,6 +59,7 @@ def model_card(clf) -> str:
     data_name = getattr(clf, "data_name_", None)
     val_score = _number(getattr(clf, "val_score_", None))
     temperature = _number(getattr(clf, "temperature_", None))
+    temperature = None if temperature == 1.0 else temperature  # 1: calibration was switched off
     front = ["---", "library_name: sparsify-then-classify", "pipeline_tag: text-classification",
              "tags:", "- text-classification", "- sparsify-then-classify", "- stc",
              f"- {_yaml('backbone:' + str(backbone.get('name')))}"]
@@ -87,14 +88,18 @@ def model_card(clf) -> str:
     validation = getattr(clf, "validation_", None) or {}
     if data_name:
         lines.append(f"Fitted on `{data_name}`.")
-    if validation.get("n_train") is not None:
+    if validation.get("cv"):
+        lines.append(f"{validation['n_train']} texts (training and validation together); every setting was chosen "
+                     f"by stratified {validation['cv']}-fold cross-validation over them, with the probes refitted "
+                     f"inside each fold, and the final model refitted on all of them.")
+    elif validation.get("n_train") is not None:
         how = "a validation set passed to fit" if validation.get("given") else \
             f"a stratified {clf.validation_size:.0%} split of the training texts (seed {clf.random_state})"
         lines.append(f"{validation['n_train']} training texts; every setting was chosen on {validation['n_val']} "
                      f"validation texts ({how}).")
     lines += ["", "## Chosen configuration", "",
               "| setting | value |", "|---|---|"]
-    for name in ("representations", "poolings", "eta", "exit_layer", "C", "n_features"):
+    for name in ("readout", "dense_key", "representations", "poolings", "eta", "exit_layer", "C", "n_features"):
         if name in configuration:
             lines.append(f"| {name} | {configuration[name]} |")
     lines += [f"| max_length (tokens) | {extraction.get('max_length')} |",
@@ -110,8 +115,9 @@ def model_card(clf) -> str:
     for layer in sorted(per_layer):
         lines.append(f"| {layer} | " + " | ".join(str(per_layer[layer][r]) for r in representations) + " |")
     lines += ["", "## Scores", ""]
+    cross_validated = bool(validation.get("cv"))
     scores = [line for line in (
-        f"- validation {metric}: **{val_score:.4f}**" if val_score is not None else None,
+        f"- validation {metric}: **{val_score:.4f}**" if val_score is not None and not cross_validated else None,
         _score_line("cross-validated", clf, "cv_score_", "cv_score_se_", metric),
         _score_line("expected (on unseen data)", clf, "expected_score_", "expected_score_se_", metric)) if line]
     lines += scores or ["No score is stored with this model."]
@@ -135,7 +141,10 @@ def model_card(clf) -> str:
         + ("cut into overlapping windows." if extraction.get("windows") else "truncated: the rest is not read."),
         "It only knows the classes above; every text gets one of them.",
     ]
-    if validation.get("n_val") is not None:
+    if cross_validated:
+        limitations.append("The scores come from texts of the same source as the training data; on other sources "
+                           "the accuracy may be lower.")
+    elif validation.get("n_val") is not None:
         limitations.append(f"The validation score comes from {validation['n_val']} texts of the same source as the "
                            f"training data; on other sources the accuracy may be lower.")
     lines += [f"- {item}" for item in limitations]
