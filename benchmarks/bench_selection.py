@@ -47,6 +47,7 @@ from stc.extract import default_poolings, feature_key
 from stc.store import ActivationStore, ExtractionSettings, build_store
 
 METHODS = ("stc", "stc-split", "embedding")
+EXTRA_METHODS = ("stc-balanced",)  # STCClassifier(class_weight="balanced"), every other default: --methods
 
 
 class StoreRows:
@@ -137,7 +138,7 @@ def embedding_run(features, codes, test_features, test_codes, metric, seed, Cs=(
     return means[best], score(test_codes, model.predict(test_features), metric), {"C": best}
 
 
-def run_dataset(name, sizes, seeds, out_path, done, store_dir):
+def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
     dataset = load_dataset(name)
     backbone = load_backbone("minilm")
     pool_texts = dataset.train.texts + (dataset.validation.texts if dataset.validation else [])
@@ -156,7 +157,7 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir):
     for size in sizes:
         for seed in range(seeds):
             train_texts, train_labels, val_texts, val_labels = draw(pool_texts, pool_labels, size, seed)
-            for method in METHODS:
+            for method in methods:
                 tag = (name, str(size), seed, method)
                 if tag in done:
                     continue
@@ -171,14 +172,15 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir):
                     estimate, test, extra = embedding_run(features, codes, store.load(embedding_key, rows=test_rows),
                                                           test_codes, dataset.metric, seed)
                 else:
-                    clf = StoredSTC(metric=dataset.metric, cv="auto" if method == "stc" else None,
-                                    calibrate=method == "stc", random_state=seed, show_progress_bar=False)
+                    clf = StoredSTC(metric=dataset.metric, cv=None if method == "stc-split" else "auto",
+                                    calibrate=method != "stc-split", random_state=seed, show_progress_bar=False,
+                                    class_weight="balanced" if method == "stc-balanced" else None)
                     clf.fit(train_texts, train_labels, X_val=val_texts, y_val=val_labels)
                     X_test = np.hstack([store.load(key, columns=cols, rows=test_rows)
                                         for key, cols in clf.kept_columns_.items()])
                     predicted = clf.classes_[clf.classifier_.predict(X_test)]
                     test = score(np.asarray(dataset.test.labels), predicted, dataset.metric)
-                    estimate = clf.expected_score_ if method == "stc" else clf.val_score_
+                    estimate = clf.val_score_ if method == "stc-split" else clf.expected_score_
                     config = clf.configuration_
                     if method == "stc" and clf.selection_["protocol"] == "cv":
                         extra["ablations"] = ablations(
@@ -226,6 +228,14 @@ def table(out_path) -> str:
                      f"{margin:+.1f} | {mean('stc', 'fit_seconds'):.0f} | {mean('stc-split', 'fit_seconds'):.0f} | "
                      f"{ablation('best')} | {ablation('no_hybrid')} |")
     lines.append(f"\nmean stc − embedding over {len(margins)} cells: {np.nanmean(margins):+.2f} points")
+    for (name, size), methods in sorted(cells.items()):
+        balanced = methods.get("stc-balanced", [])
+        if balanced:
+            seeds = {r["seed"] for r in balanced}
+            plain = [r["test"] for r in methods.get("stc", []) if r["seed"] in seeds]
+            lines.append(f"class_weight='balanced', {name} {size}, seeds {sorted(seeds)}: test "
+                         f"{100 * np.mean([r['test'] for r in balanced]):.1f} vs {100 * np.mean(plain):.1f} without "
+                         f"(optimism {100 * np.mean([r['optimism'] for r in balanced]):+.1f})")
     return "\n".join(lines)
 
 
@@ -237,6 +247,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/selection.jsonl")
     parser.add_argument("--store-dir", default=None)
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"among {METHODS + EXTRA_METHODS} (default: the first three)")
     args = parser.parse_args()
     out = Path(args.out)
     if not args.table_only:
@@ -247,7 +259,7 @@ def main() -> None:
                     for r in map(json.loads, filter(str.strip, out.read_text().splitlines()))}
         for name in args.datasets.split(","):
             run_dataset(name, [s if s == "all" else int(s) for s in args.sizes.split(",")], args.seeds, out, done,
-                        args.store_dir)
+                        args.store_dir, tuple(args.methods.split(",")))
     print(table(out))
 
 

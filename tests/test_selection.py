@@ -252,3 +252,20 @@ def test_estimates_temperature_and_readout_survive_save_and_load(tmp_path, plant
     features = np.hstack([arrays[key][250:, columns] for key, columns in clf.kept_columns_.items()])
     np.testing.assert_array_equal(loaded.classifier_.decision_function(features),
                                   clf.classifier_.decision_function(features))
+
+
+@pytest.mark.parametrize("solver", ["auto", "liblinear"])
+def test_balanced_class_weight_fits_three_class_probes_with_more_neurons_than_texts(tmp_path, solver):
+    """n < d sends "auto" to liblinear's one-vs-rest, which must take the sample weights too."""
+    from stc.probe import fit_probes
+
+    rng = np.random.default_rng(2)
+    y = np.array(([0] * 15 + [1] * 3 + [2] * 2) * 2)  # imbalanced, every class on both sides
+    X = rng.normal(size=(40, 60))
+    X[:, 3] += 2.0 * (y == 1) - 2.0 * (y == 2)
+    store = _write_store(tmp_path / "s", {"ffn.L1.mean": X})
+    probes = fit_probes(store, store.keys, y, np.arange(30), np.arange(30, 40), solver=solver,
+                        class_weight="balanced")
+    assert probes["ffn.L1.mean"].coef.shape == (3, 60)
+    assert np.argmax(probes["ffn.L1.mean"].importance) == 3
+

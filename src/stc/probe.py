@@ -116,18 +116,22 @@ def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str
                   sample_weight: np.ndarray | None = None):
     """Reference path with scikit-learn, one fit per C (liblinear is one-vs-rest for several classes)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
 
+    weights = {} if sample_weight is None else {"sample_weight": sample_weight}
+    classes = np.unique(y)
     coefs, intercepts = [], []
-    for C in Cs:
-        model = LogisticRegression(C=C, l1_ratio=1.0, solver=solver, max_iter=1000, tol=1e-4, random_state=seed)
-        if solver == "liblinear" and len(np.unique(y)) > 2:  # liblinear is binary only: one-vs-rest
-            model = OneVsRestClassifier(model)
-        model.fit(X, y, **({} if sample_weight is None else {"sample_weight": sample_weight}))  # fit_probes silences ConvergenceWarning: the grid's largest C may not fully converge
-        if isinstance(model, OneVsRestClassifier):
-            coef = np.vstack([m.coef_ for m in model.estimators_])
-            intercept = np.concatenate([m.intercept_ for m in model.estimators_])
+    for C in Cs:  # fit_probes silences ConvergenceWarning: the grid's largest C may not fully converge
+        def fit(target):
+            return LogisticRegression(C=C, l1_ratio=1.0, solver=solver, max_iter=1000, tol=1e-4,
+                                      random_state=seed).fit(X, target, **weights)
+        if solver == "liblinear" and len(classes) > 2:
+            # liblinear is binary only: one-vs-rest, one binary fit per class (as OneVsRestClassifier does, which
+            # does not pass sample weights on without metadata routing)
+            models = [fit((y == k).astype(np.int64)) for k in classes]
+            coef = np.vstack([m.coef_ for m in models])
+            intercept = np.concatenate([m.intercept_ for m in models])
         else:
+            model = fit(y)
             coef, intercept = model.coef_, model.intercept_
         coefs.append(coef.astype(np.float32))
         intercepts.append(intercept.astype(np.float32))
