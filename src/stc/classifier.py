@@ -200,22 +200,24 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         grids = self._check_params()
         texts = check_texts(X, "X")
         self.classes_, codes = encode_labels(y, len(texts))
-        pool_texts, pool_codes = texts, codes
-        if X_val is not None or y_val is not None:  # checked (and joined to the pool) before any work
-            _, _, val_texts, val_codes = validation_split(texts, codes, self.classes_, X_val, y_val,
-                                                          validation_size=self.validation_size,
-                                                          random_state=self.random_state)
-            pool_texts, pool_codes = texts + val_texts, np.concatenate([codes, val_codes])
+        given = X_val is not None or y_val is not None
+        split = None  # (train texts, train codes, validation texts, validation codes), made once
+        if given:  # checked, and joined to the pool, before any work
+            split = validation_split(texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
+                                     random_state=self.random_state)
+            pool_texts, pool_codes = split[0] + split[2], np.concatenate([split[1], split[3]])
+        else:
+            pool_texts, pool_codes = texts, codes
         folds = resolve_cv(self.cv, pool_codes, self.classes_)
         if folds is None:
-            train_texts, train_codes, val_texts, val_codes = validation_split(
-                texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
-                random_state=self.random_state)
+            if split is None:
+                split = validation_split(texts, codes, self.classes_, None, None,
+                                         validation_size=self.validation_size, random_state=self.random_state)
+            train_texts, train_codes, val_texts, val_codes = split
             pool_texts, pool_codes = train_texts + val_texts, np.concatenate([train_codes, val_codes])
-            self.validation_ = {"given": X_val is not None, "n_train": len(train_texts), "n_val": len(val_texts),
-                                "cv": None}
+            self.validation_ = {"given": given, "n_train": len(train_texts), "n_val": len(val_texts), "cv": None}
         else:
-            self.validation_ = {"given": X_val is not None, "n_train": len(pool_texts), "n_val": 0, "cv": folds}
+            self.validation_ = {"given": given, "n_train": len(pool_texts), "n_val": 0, "cv": folds}
         backbone = self._load_backbone()
         lap("load")
         poolings = grids["poolings"] or default_poolings(backbone)
