@@ -238,3 +238,75 @@ def test_the_estimator_refuses_bad_engine_parameters_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="only apply with engine='ray'"):
         STCClassifier("minilm", ray_address="head:6379", store_dir=str(tmp_path)).fit(TEXTS, LABELS)
     assert list(tmp_path.iterdir()) == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A Ray cluster of its own, started as a user starts one (``ray start --head``), with token authentication
+    (the default of ``ray start`` since Ray 2.59) and a token of this test's: (address, environment to join it)."""
+    import secrets
+
+    port = _free_port()
+    env = dict(quiet_env(), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats",
+                             f"--temp-dir={tmp_path_factory.mktemp('ray-head')}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the head is up once its GCS port answers
+            import socket
+
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None, head.stderr.read().decode(errors="replace")[-2000:]
+                assert time.monotonic() < deadline, "ray start --head did not come up in 120 s"
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # --block: the head stops its processes when it is stopped
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+
+def test_extract_joins_a_cluster_started_with_ray_start(ray_head, tiny_dir, texts, tmp_path):
+    address, env = ray_head
+    data = tmp_path / "texts.csv"
+    data.write_text("text,label\n" + "".join(f"{text},{i % 2}\n" for i, text in enumerate(texts)), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "stc", "extract", "--data", str(data), "--model", tiny_dir,
+                             "--store-dir", str(tmp_path / "stores"), "--quiet", "--engine", "ray", "--address",
+                             address, "--workers", "2", "--representations", "hidden,ffn", "--poolings", "mean,max",
+                             "--shard-size", "20"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (built,) = [ActivationStore(path.parent) for path in (tmp_path / "stores").glob("*/meta.json")]
+    here = _run_cli(["extract", "--data", str(data), "--model", tiny_dir, "--store-dir", str(tmp_path / "here"),
+                     "--quiet", "--representations", "hidden,ffn", "--poolings", "mean,max", "--shard-size", "20"])
+    assert here.returncode == 0, here.stderr[-2000:]
+    (local,) = [ActivationStore(path.parent) for path in (tmp_path / "here").glob("*/meta.json")]
+    assert _files(built) == _files(local)
+
+
+def test_joining_a_token_cluster_without_the_auth_mode_says_what_to_set(ray_head, tiny_dir, tmp_path):
+    address, env = ray_head
+    env = {key: value for key, value in env.items() if key != "RAY_AUTH_MODE"}
+    data = tmp_path / "texts.csv"
+    data.write_text("text,label\ngood film,1\nbad film,0\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "stc", "extract", "--data", str(data), "--model", tiny_dir,
+                             "--store-dir", str(tmp_path / "stores"), "--quiet", "--engine", "ray", "--address",
+                             address], capture_output=True, text=True, timeout=300, env=env)
+    _one_line_error(result, f"cannot join the Ray cluster at '{address}'.*set RAY_AUTH_MODE=token")
+    assert not list((tmp_path / "stores").glob("*/meta.json"))

@@ -99,8 +99,14 @@ class RayEngine:
         try:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
+            # Ray >= 2.59 starts clusters (``ray start``) with token authentication, and a client that is not told
+            # so fails with only "Failed to connect": say what to set.
+            hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                    " (if the cluster uses token authentication, as `ray start` does by default since Ray 2.59, "
+                    "set RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or ~/.ray/auth_token)")
             raise ValueError(f"cannot join the Ray cluster at {self.address!r}: "
-                             f"{str(error).strip().splitlines()[0] if str(error).strip() else error!r}") from None
+                             f"{str(error).strip().splitlines()[0] if str(error).strip() else error!r}{hint}") \
+                from None
 
     def _pool_size(self, n_jobs: int) -> int:
         ray = self._ray()
