@@ -84,6 +84,19 @@ def test_planted_informative_neurons_are_the_ones_kept(tmp_path, n_classes, solv
     assert feature_names(informative) == ["hidden.L1.mean.7", "hidden.L2.mean.23"]
 
 
+def test_a_neuron_of_almost_no_spread_is_never_kept_however_well_it_separates(tmp_path):
+    # Like MiniLM's FFN at the first token: values ~3e-6 that vary by ~1e-10, 1e-10 of the other neurons' spread.
+    # Standardised, it separates the classes perfectly; its variation is float32 rounding, which changes with the
+    # other texts of a batch, so keeping it would make predictions depend on the batch.
+    arrays, y = _planted(2)
+    arrays["hidden.L1.mean"][:, 3] = 3e-6 + 1e-10 * (2.0 * y - 1.0)
+    store = _write_store(tmp_path, arrays)
+    train, val = np.arange(600), np.arange(600, 900)
+    probes = fit_probes(store, store.keys, y, train, val, Cs=(0.001, 0.01, 0.1, 1.0))
+    assert probes["hidden.L1.mean"].importance[3] == 0.0
+    assert kept_columns(probes, ("hidden",), ("mean",), eta=0.99, exit_layer=2)["hidden.L1.mean"].tolist() == [7]
+
+
 def test_search_prefers_the_shallowest_exit_that_holds_the_signal(tmp_path):
     rng = np.random.default_rng(1)
     n = 900

@@ -74,11 +74,21 @@ class ProbePath:
         return self.at(int(np.argmax(self.val_scores)))
 
 
+#: A neuron whose spread over the texts is below this fraction of its array's median spread counts as constant.
+#: Such neurons exist (MiniLM's FFN at the first token: values ~1e-6 varying by ~1e-10, 1e-7 of their layer's median
+#: spread); standardised, their last float32 bits become as large as any neuron's, so a probe may keep them, and
+#: then a prediction changes with the other texts of its batch (padding changes the rounding).
+RELATIVE_SPREAD_FLOOR = 1e-4
+
+
 def standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of each column; constant columns get scale 1 so they stay at zero."""
+    """Mean and scale of each column; (near-)constant columns get scale 1 so they stay at (near) zero.
+
+    Near-constant: a spread below ``RELATIVE_SPREAD_FLOOR`` times the median spread of the columns, or 1e-12."""
     mean = X.mean(axis=0, dtype=np.float64)
     scale = X.std(axis=0, dtype=np.float64)
-    scale[scale < 1e-12] = 1.0
+    floor = max(1e-12, RELATIVE_SPREAD_FLOOR * float(np.median(scale))) if scale.size else 1e-12
+    scale[scale < floor] = 1.0
     return mean.astype(np.float32), scale.astype(np.float32)
 
 
