@@ -127,16 +127,24 @@ class Parameter:
     """One estimator parameter: its default, what it accepts, its help, and its command-line option.
 
     ``flag`` defaults to ``--name-with-dashes`` (``--no-name`` for a boolean that defaults to True); a boolean is
-    a switch that sets the opposite of its default. ``parse`` turns the option's string into the value;
-    ``cli_help`` replaces ``help`` on the command line where the option is spelled otherwise (switches, 'none')."""
+    a switch that sets the opposite of its default. ``parse`` turns the option's string into the value (by
+    default: one of the allowed choices, spelled 'none' for None, or the string itself); ``cli_help`` replaces
+    ``help`` on the command line where the option is spelled otherwise (switches, 'none')."""
 
     name: str
     default: Any
     allowed: Allowed
     help: str
-    parse: Callable[[str], Any] = str
+    parse: Callable[[str], Any] | None = None
     flag: str = ""
     cli_help: str = ""
+
+    @property
+    def cli_parse(self) -> Callable[[str], Any]:
+        """How the option's string becomes the value: ``parse``, else a choice among the allowed values, else str."""
+        if self.parse is not None:
+            return self.parse
+        return _choice(self.allowed.choices) if self.allowed.choices else str
 
     @property
     def option(self) -> str:
@@ -170,8 +178,7 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
               "below which it keeps no neuron", comma_list(float)),
     Parameter("final_Cs", DEFAULT_FINAL_CS, grid("final_Cs"), "C grid of the final logistic regression",
               comma_list(float)),
-    Parameter("metric", "accuracy", one_of(*METRICS), "the held-out metric every choice is made by",
-              _choice(METRICS)),
+    Parameter("metric", "accuracy", one_of(*METRICS), "the held-out metric every choice is made by"),
     Parameter("cv", "auto", Allowed("'auto', None or an integer >= 2",
                                     lambda value: value is None or value == "auto" or (_is_int(value) and value >= 2)),
               "how settings are chosen: 'auto' (5-fold cross-validation up to 20,000 texts, else one validation "
@@ -181,7 +188,7 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
                        "validation split), an integer k (k folds), or none (one validation split, the paper's)"),
     Parameter("class_weight", None, one_of(*CLASS_WEIGHTS),
               "None, or 'balanced' to weigh every class the same in the probes and the final classifier (for "
-              "imbalanced labels, typically with metric='macro_f1')", _choice(CLASS_WEIGHTS),
+              "imbalanced labels, typically with metric='macro_f1')",
               cli_help="balanced: every class weighs the same in the probes and the final classifier (default: "
                        "none)"),
     Parameter("calibrate", True, BOOLEAN,
@@ -198,16 +205,14 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
               int),
     Parameter("store_dir", None, text("None or a directory", none=True),
               "where activation stores go; by default $STC_CACHE/stores"),
-    Parameter("store_dtype", "float32", one_of("float32", "float16"), "the float type activations are stored in",
-              _choice(("float32", "float16"))),
+    Parameter("store_dtype", "float32", one_of("float32", "float16"), "the float type activations are stored in"),
     Parameter("probe_solver", "auto", one_of(*PROBE_SOLVERS),
               "solver of the L1 probes: 'auto' (stc's warm-started path solver), 'liblinear' or 'saga' "
-              "(scikit-learn)", _choice(PROBE_SOLVERS)),
+              "(scikit-learn)"),
     Parameter("device", "auto", text(),
               "where the backbone runs: 'auto' (CUDA when available, else the CPU), 'cpu', 'cuda', 'cuda:1' and so on"),
     Parameter("dtype", "auto", one_of("auto", "float32", "float16", "bfloat16"),
-              "the backbone's weights; 'auto' is float32 on the CPU, bfloat16 (or float16) on a GPU",
-              _choice(("auto", "float32", "float16", "bfloat16"))),
+              "the backbone's weights; 'auto' is float32 on the CPU, bfloat16 (or float16) on a GPU"),
     Parameter("n_jobs", -1, Allowed("None or a non-zero integer (-1: every core)",
                                     lambda value: value is None or (_is_int(value) and value != 0)),
               "probes and search fits run side by side on this many threads (-1: every core; None or 1: one), "
@@ -222,7 +227,7 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
               "let a hub model run the code it ships (transformers' flag); only for sources you trust"),
     Parameter("engine", "local", one_of(*ENGINES),
               "'local' (this process) or 'ray': store shards on a Ray actor pool, probe and search fits on "
-              "joblib's Ray backend (needs the extra sparsify-then-classify[ray])", _choice(ENGINES)),
+              "joblib's Ray backend (needs the extra sparsify-then-classify[ray])"),
     Parameter("ray_address", None, text("None or a non-empty 'host:port' (or 'ray://host:port')", none=True),
               "the Ray cluster to join; by default Ray starts embedded", flag="--address"),
     Parameter("workers", None, integer(1, none=True),
@@ -262,7 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser, parameters: Mapping[str, Para
             parser.add_argument(parameter.option, dest=name, default=default, help=help_text.replace("%", "%%"),
                                 action="store_false" if parameter.default else "store_true")
             continue
-        if getattr(parameter.parse, "comma_separated", False):
+        if getattr(parameter.cli_parse, "comma_separated", False):
             help_text = "comma-separated: " + help_text
         if default is not None and name not in helps:
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else _cli_word(default)
@@ -270,7 +275,7 @@ def add_arguments(parser: argparse.ArgumentParser, parameters: Mapping[str, Para
         choices = parameter.allowed.choices
         metavar = ("{" + ",".join(map(_cli_word, choices)) + "}" if choices
                    else parameter.option.lstrip("-").replace("-", "_").upper())
-        parser.add_argument(parameter.option, dest=name, default=default, type=parameter.parse, metavar=metavar,
+        parser.add_argument(parameter.option, dest=name, default=default, type=parameter.cli_parse, metavar=metavar,
                             help=help_text.replace("%", "%%"))
 
 
