@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("aggregate", ("aggregate",)),
     ("selection", ("selection",)),
     # what the estimator is made of: shared estimator helpers, persistence, per-prediction explanations
-    ("estimator parts", ("_estimator", "model_card", "_persist", "explain")),
+    ("estimator parts", ("_estimator", "_parameters", "model_card", "_persist", "explain")),
     ("classifier", ("classifier",)),
     ("package", ("",)),  # stc/__init__.py: the public face (STCClassifier, load)
     ("faces", ("cli", "_summary", "predictor", "runtimes", "export", "export.*", "serving", "serving.*", "__main__", "experiment", "_experiment_cli", "report", "report.*", "baselines",

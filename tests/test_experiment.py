@@ -157,3 +157,21 @@ def test_cli_experiment_reports_bad_limits_as_one_line(capsys):
 
     assert main(["experiment", "--dataset", "mr", "--out", "x", "--train-limit", "stc:5"]) == 2
     assert "--train-limit must look like method=N" in capsys.readouterr().err
+
+
+def test_cli_experiment_defaults_are_the_settings_defaults_and_its_options_reach_them(monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    import stc.experiment
+    from stc.cli import main
+
+    seen = []
+    monkeypatch.setattr(stc.experiment, "run_experiment", lambda settings: seen.append(settings) or [])
+    assert main(["experiment", "--dataset", "mr", "--out", str(tmp_path)]) == 0
+    assert replace(seen[-1], command="") == ExperimentSettings(dataset="mr", out=str(tmp_path))
+    assert main(["experiment", "--dataset", "mr", "--out", str(tmp_path), "--jobs", "2", "--quiet",
+                 "--probe-solver", "saga", "--stc-poolings", "mean,max", "--stc-probe-cs", "0.1,1",
+                 "--setfit-max-steps", "0"]) == 0
+    assert (seen[-1].n_jobs, seen[-1].show_progress_bar, seen[-1].probe_solver) == (2, False, "saga")
+    assert (seen[-1].stc_poolings, seen[-1].stc_probe_cs, seen[-1].setfit_max_steps) == (("mean", "max"),
+                                                                                        (0.1, 1.0), None)

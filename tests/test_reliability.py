@@ -127,7 +127,7 @@ BAD_FIT_INPUT = [  # (case, X, y, extra params, error type, message pattern)
     ("negative window_overlap", TEXTS, LABELS, {"window_overlap": -1}, ValueError, r"window_overlap"),
     ("unknown probe solver", TEXTS, LABELS, {"probe_solver": "adam"}, ValueError, r"probe_solver"),
     ("n_jobs 0", TEXTS, LABELS, {"n_jobs": 0}, ValueError, r"n_jobs must be None or a non-zero integer"),
-    ("unknown store dtype", TEXTS, LABELS, {"store_dtype": "int8"}, ValueError, r"store dtype"),
+    ("unknown store dtype", TEXTS, LABELS, {"store_dtype": "int8"}, ValueError, r"store_dtype must be one of"),
 ]
 
 

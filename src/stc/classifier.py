@@ -12,14 +12,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._estimator import FeatureReadoutMixin, encode_labels, validation_split
-from ._metrics import check_metric
-from ._validation import check_grid, check_poolings, check_representations, check_texts
+from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
+from ._validation import check_texts
 from .aggregate import DEFAULT_FINAL_CS, Split, candidate_columns, feature_names, make_final_classifier, search
 from .backbone import Backbone, load_backbone
 from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .extract import all_keys, default_poolings, extract_features, parse_key
-from .probe import CLASS_WEIGHTS, DEFAULT_PROBE_CS, PROBE_SOLVERS, fit_probe_paths
+from .probe import DEFAULT_PROBE_CS, fit_probe_paths
 from .selection import Selector, configuration_rows, estimate_blocks, expected_score, make_folds, resolve_cv
 from .sparsify import DEFAULT_ETAS, select_neurons
 from .store import ActivationStore, ExtractionSettings, build_store
@@ -40,7 +40,7 @@ def _on_engine(fit):
 
 
 class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
-    """Sparsify-then-Classify: a text classifier read from a transformer's internal neurons.
+    __doc__ = f"""Sparsify-then-Classify: a text classifier read from a transformer's internal neurons.
 
     ``fit`` extracts every layer's pooled hidden states and FFN activations (cached on disk), fits an L1 probe per
     (representation, layer, pooling), keeps per layer the neurons holding a fraction η of the probe's squared
@@ -58,63 +58,43 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    model : alias (``"minilm"``, ``"smollm2"``), local directory, ``.gguf`` file or Hugging Face hub id.
-    representations : which arrays to probe: ``"hidden"`` (residual stream) and/or ``"ffn"`` (FFN neurons).
-    poolings : token poolings among mean, max, first, last; None = mean, max and the model's natural single token.
-    etas : the η grid; probe_Cs, final_Cs : C grids of the L1 probes and of the final classifier. probe_Cs None
-        gives each probe the grid (3, 10, 30, 100) x its C_min, the C below which it keeps no neuron.
-    metric : ``"accuracy"`` or ``"macro_f1"``, the held-out metric every choice is made by.
-    cv : ``"auto"`` (5 folds up to 20,000 texts, else one validation split), an integer k >= 2 (k folds), or None
-        (one validation split: the given X_val, else ``validation_size`` of X).
-    class_weight : None, or ``"balanced"`` to weigh every class the same in the probes and the final classifier
-        (for imbalanced labels, typically with ``metric="macro_f1"``).
-    calibrate : fit a temperature on held-out decision values, so that ``predict_proba`` is calibrated.
-    validation_size : fraction of the training texts held out (stratified, seeded) with one split and no X_val.
-    max_length : tokens per text (default: the model's limit); windows : cut longer texts into overlapping windows
-        of ``max_length`` tokens instead of truncating; window_overlap : tokens two neighbouring windows share.
-    token_budget : padded tokens per forward batch (batches are length-sorted).
-    store_dir : where activation stores go (default ``$STC_CACHE/stores``); store_dtype : float32 or float16.
-    probe_solver : ``"auto"`` (stc's warm-started path solver), ``"liblinear"`` or ``"saga"`` (scikit-learn).
-    device : ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …; dtype : the backbone's
-        weights, ``"auto"`` (float32 on the CPU), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
-    n_jobs : probes and search fits run side by side on this many threads (-1: every core; None or 1: one),
-        each with single-threaded BLAS.
-    engine : ``"local"`` (this process) or ``"ray"``: store shards on a Ray actor pool, probe and search fits on
-        joblib's Ray backend (the extra ``sparsify-then-classify[ray]``); ray_address : the cluster to join (None:
-        Ray starts embedded); workers : actors extracting (None: one per CPU, or per ``gpus_per_worker`` GPUs);
-        gpus_per_worker : GPUs per actor (0: the actors run on CPU).
-    device : where the backbone runs: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-    dtype : the backbone's weights: ``"auto"`` (float32 on CPU, bfloat16 or float16 on a GPU), ``"float32"``,
-        ``"float16"`` or ``"bfloat16"``.
-    random_state : seed of the validation split, the folds, the probes and the final classifier (same seed, same
-        model).
-    show_progress_bar : progress bars for extraction, probes, search and long predictions.
-    trust_remote_code : let a hub model run the code it ships (``transformers``' flag); only for sources you trust.
+{parameters_doc(STC_PARAMETERS)}
 
     Attributes
     ----------
     classes_ : the labels, sorted; ``predict_proba`` columns follow them.
-    classifier_ : the final scikit-learn pipeline (standardisation + logistic regression) on the kept neurons.
-    kept_columns_ : {key: neuron indices} of every (representation, layer, pooling) array read at prediction.
-    kept_neurons_ : names of the features, in column order (``"ffn.L3.mean.1021"``-style); n_features_ : their number.
+    classifier_ : the final scikit-learn pipeline (standardisation, then logistic regression) on the kept neurons.
+    kept_columns_ : dict from each array read at prediction (``"ffn.L3.mean"``: representation, layer, pooling) to
+        the indices of its kept neurons, in column order.
+    kept_neurons_ : the names of the features, in column order (``"ffn.L3.mean.1021"``: array, then neuron index).
+    n_features_ : the number of kept neurons, the columns the final classifier reads.
     exit_layer_ : the deepest layer read: ``predict`` runs the backbone only this far.
-    configuration_ : the chosen readout (sparse, dense or hybrid), representations, poolings, η, exit layer, C,
-        feature count, held-out score and its standard error.
+    configuration_ : the chosen readout as a dict: readout (sparse, dense or hybrid), representations, poolings,
+        eta, exit_layer, C, n_features, val_score, score_se, and the per-block scores.
     val_score_ : the held-out score of that configuration, in ``metric`` (the cross-validation mean, or the
         validation score with one split).
-    cv_score_, cv_score_se_ : the same score and its standard error over the folds (over 5 validation blocks with
-        one split).
-    expected_score_, expected_score_se_ : the expected test score and its standard error, the selection's optimism
-        left out (each fold scored by the setting chosen without it; see ``stc.selection``).
-    selection_ : how the setting was chosen: protocol (cv or split), folds, rule, blocks, candidates.
-    temperature_ : the calibration temperature dividing the final logits in ``predict_proba`` (1: none).
-    backbone_ : the backbone's name, source, GGUF file, weights sha256, layer count and whether it is a decoder.
-    extraction_ : how texts were tokenised (representations, poolings, max_length, windows, window_overlap).
-    validation_ : whether a validation set was given, the train / validation sizes, and the folds.
-    probe_scores_ : every probe's C, validation score and non-zero count, per (representation, layer, pooling).
-    search_results_ : every configuration the search scored (the table ``configuration_`` was chosen from).
-    kept_counts_ : neurons kept per probe at each η of the grid.
-    store_path_ : the activation store the fit read; fit_seconds_, fit_timings_ : the fit's time, whole and by phase.
+    cv_score_ : the same held-out score, the figure ``cv_score_se_`` belongs to.
+    cv_score_se_ : its standard error over the folds (over 5 blocks of the validation texts with one split).
+    expected_score_ : the expected test score, the selection's optimism left out: each fold (each block of the
+        validation texts, with one split) scored by the setting chosen without it (see ``stc.selection``).
+    expected_score_se_ : the standard error of ``expected_score_``.
+    selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, rule ("one_se" or
+        "best"), n_blocks, n_candidates and n_held_out (texts scored).
+    temperature_ : the calibration temperature dividing the final logits in ``predict_proba`` (1.0: none).
+    backbone_ : the backbone, a dict: name, source, gguf_file, weights_sha256, num_layers and is_decoder.
+    extraction_ : how texts were tokenised and pooled, a dict: representations, poolings, max_length (resolved),
+        windows and window_overlap.
+    validation_ : the held-out data, a dict: given (whether X_val was passed), n_train, n_val (0 with folds) and cv
+        (the number of folds, or None with one split).
+    probe_scores_ : one dict per probe (key, representation, layer, pooling): its C, held-out score, non-zero
+        weights, and the held-out score at every C of its grid (scores_by_C, Cs).
+    search_results_ : every configuration the search scored, as dicts like ``configuration_`` (the table it was
+        chosen from).
+    kept_counts_ : neurons kept per probe at each η, a dict: etas (the sorted grid) and counts (probe key to one
+        count per η).
+    store_path_ : the directory of the activation store the fit read.
+    fit_seconds_ : the fit's wall time in seconds.
+    fit_timings_ : the fit's seconds by phase (load, extract, probes or fold probes, search, final probes, final).
     """
 
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
@@ -159,34 +139,11 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     # --- fitting ------------------------------------------------------------------------------------------------
 
     def _check_params(self) -> dict:
-        check_metric(self.metric)
-        if self.probe_solver not in PROBE_SOLVERS:
-            raise ValueError(f"probe_solver must be one of {PROBE_SOLVERS}, got {self.probe_solver!r}")
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
-        if not isinstance(self.validation_size, float) or not 0.0 < self.validation_size < 1.0:
-            raise ValueError(f"validation_size must be a float in (0, 1), got {self.validation_size!r}")
-        if not isinstance(self.calibrate, bool):
-            raise ValueError(f"calibrate must be True or False, got {self.calibrate!r}")
-        if not (self.cv is None or self.cv == "auto" or (isinstance(self.cv, int) and not isinstance(self.cv, bool)
-                                                          and self.cv >= 2)):
-            raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {self.cv!r}")
-        for name in ("token_budget", "window_overlap"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "token_budget" else 0):
-                raise ValueError(f"{name} must be a {'positive' if name == 'token_budget' else 'non-negative'} "
-                                 f"integer, got {value!r}")
-        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 2):
-            raise ValueError(f"max_length must be None or an integer >= 2, got {self.max_length!r}")
-        if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int)
-                                        or self.n_jobs == 0):
-            raise ValueError(f"n_jobs must be None or a non-zero integer (-1: every core), got {self.n_jobs!r}")
-        return {"representations": check_representations(self.representations),
-                "poolings": None if self.poolings is None else check_poolings(self.poolings),
-                "etas": check_grid(self.etas, "etas", upper=1.0),
-                "probe_Cs": None if self.probe_Cs is None else check_grid(self.probe_Cs, "probe_Cs"),
-                "final_Cs": check_grid(self.final_Cs, "final_Cs"),
-                "engine": make_engine(self.engine, self.ray_address, self.workers, self.gpus_per_worker)}
+        """{name: value as fit uses it} of every parameter, checked against ``STC_PARAMETERS`` (the grids as
+        tuples of floats; "engine" the engine object, its options checked together)."""
+        checked = check_parameters(self, STC_PARAMETERS)
+        checked["engine"] = make_engine(self.engine, self.ray_address, self.workers, self.gpus_per_worker)
+        return checked
 
     @_on_engine
     def fit(self, X, y, *, X_val=None, y_val=None) -> STCClassifier:

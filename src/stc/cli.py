@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._parameters import STC_PARAMETERS, add_arguments, values_from_args
 from ._summary import summary_lines
 
 __all__ = ["main", "build_parser"]
@@ -31,21 +32,10 @@ def _add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
     parser.add_argument("--limit", type=int, default=None, help="cap each split at N texts (stratified, seeded)")
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="minilm",
-                        help="backbone: minilm, smollm2, a local directory, a .gguf file or a hub id (default: minilm)")
-    parser.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's limit)")
-    parser.add_argument("--windows", action="store_true", help="cut long texts into overlapping windows")
-    parser.add_argument("--window-overlap", type=int, default=64, help="tokens shared by neighbouring windows")
-    parser.add_argument("--token-budget", type=int, default=8192, help="padded tokens per forward batch")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
-    parser.add_argument("--store-dir", default=None, help="where activation stores go (default: $STC_CACHE/stores)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="local: this process; ray: store shards on a Ray actor pool (needs the [ray] extra)")
-    parser.add_argument("--address", default=None, help="Ray cluster to join (default: Ray starts embedded)")
-    parser.add_argument("--workers", type=int, default=None, help="Ray actors extracting (default: one per CPU)")
-    parser.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default 0: CPU)")
+#: STCClassifier parameters that ``stc fit`` and ``stc extract`` share: the backbone, tokenisation and the engine.
+_MODEL_OPTIONS = ("model", "max_length", "windows", "window_overlap", "token_budget", "device", "dtype",
+                  "trust_remote_code", "store_dir", "show_progress_bar", "engine", "ray_address", "workers",
+                  "gpus_per_worker", "representations", "poolings", "store_dtype")
 
 
 def _dataset(args):
@@ -54,41 +44,10 @@ def _dataset(args):
     return load_dataset(args.data, text_column=args.text_column, label_column=args.label_column, limit=args.limit)
 
 
-def _comma_list(value: str | None, name: str, convert=str) -> tuple | None:
-    if value is None:
-        return None
-    try:
-        return tuple(convert(part.strip()) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"{name} must be a comma-separated list of numbers, got {value!r}") from None
-
-
 def _classifier(args, metric: str):
     from .classifier import STCClassifier
 
-    grids = {"representations": _comma_list(args.representations, "--representations"),
-             "poolings": _comma_list(args.poolings, "--poolings"),
-             "etas": _comma_list(args.etas, "--etas", float), "probe_Cs": _comma_list(args.probe_Cs, "--probe-Cs", float),
-             "final_Cs": _comma_list(args.final_Cs, "--final-Cs", float), "n_jobs": args.jobs,
-             "cv": _cv_value(args.cv), "class_weight": None if args.class_weight == "none" else args.class_weight,
-             "calibrate": not args.no_calibrate}
-    return STCClassifier(model=args.model, metric=metric, max_length=args.max_length, windows=args.windows,
-                         window_overlap=args.window_overlap, token_budget=args.token_budget, device=args.device,
-                         store_dir=args.store_dir, show_progress_bar=not args.quiet, engine=args.engine,
-                         ray_address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-                         **{name: value for name, value in grids.items() if value is not None})
-
-
-def _cv_value(value: str | None):
-    """--cv: 'auto', 'none' (one validation split) or an integer number of folds."""
-    if value is None or value == "auto":
-        return "auto"
-    if value.lower() == "none":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"--cv must be 'auto', 'none' or an integer >= 2, got {value!r}") from None
+    return STCClassifier(**{**values_from_args(args, STC_PARAMETERS), "metric": metric})
 
 
 def _log(message: str) -> None:
@@ -208,13 +167,14 @@ def _cmd_extract(args) -> int:
         shard = (index, count)
     from ._validation import check_poolings, check_representations
 
-    engine = make_engine(args.engine, args.address, args.workers, args.gpus_per_worker)
+    engine = make_engine(args.engine, args.ray_address, args.workers, args.gpus_per_worker)
     if engine is not None:
         engine.connect()  # an unreachable cluster is reported before the model and the data are loaded
-    representations = check_representations(args.representations.split(","))
-    poolings = check_poolings(args.poolings.split(",")) if args.poolings else None
+    representations = check_representations(args.representations)
+    poolings = check_poolings(args.poolings) if args.poolings else None
     dataset = _dataset(args)
-    backbone = load_backbone(args.model, device=args.device)
+    backbone = load_backbone(args.model, device=args.device, dtype=args.dtype,
+                             trust_remote_code=args.trust_remote_code)
     settings = ExtractionSettings(representations=representations, poolings=poolings or default_poolings(backbone),
                                   max_length=args.max_length,
                                   windows=args.windows, window_overlap=args.window_overlap, dtype=args.store_dtype)
@@ -222,7 +182,7 @@ def _cmd_extract(args) -> int:
     texts = [text for split in (splits if args.split == "all" else [getattr(dataset, args.split)]) for text in
              split.texts]
     store = build_store(backbone, texts, settings, root=args.store_dir, shard=shard, token_budget=args.token_budget,
-                        shard_size=args.shard_size, show_progress_bar=not args.quiet, engine=engine)
+                        shard_size=args.shard_size, show_progress_bar=args.show_progress_bar, engine=engine)
     if store is None:
         _log(f"shard {args.shard} done; the store completes when every shard is extracted")
     else:
@@ -267,10 +227,10 @@ def _cmd_demo(args) -> int:
     split = dict(X_val=dataset.validation.texts, y_val=dataset.validation.labels)
     rows = []
     for name, estimator in (
-            ("STC", STCClassifier(model=args.model, metric=dataset.metric, show_progress_bar=not args.quiet,
+            ("STC", STCClassifier(model=args.model, metric=dataset.metric, show_progress_bar=args.show_progress_bar,
                                   store_dir=args.store_dir)),
             ("last-layer embedding", EmbeddingClassifier(model=args.model, metric=dataset.metric,
-                                                         show_progress_bar=not args.quiet,
+                                                         show_progress_bar=args.show_progress_bar,
                                                          store_dir=args.store_dir))):
         _log(f"[stc demo] fitting {name} …")
         estimator.fit(dataset.train.texts, dataset.train.labels, **split)
@@ -309,25 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit STC on a dataset and save the model")
     _add_data_arguments(fit)
-    _add_model_arguments(fit)
     fit.add_argument("--out", required=True, help="directory to save the model in")
-    fit.add_argument("--metric", choices=("accuracy", "macro_f1"), default=None,
-                     help="validation metric (default: the dataset's)")
-    fit.add_argument("--jobs", type=int, default=None,
-                     help="threads for probes and search (default -1: every core)")
-    fit.add_argument("--representations", default=None, help="comma-separated: hidden,ffn (default: both)")
-    fit.add_argument("--poolings", default=None, help="comma-separated among mean,max,first,last "
-                                                      "(default: mean, max and the model's natural token)")
-    fit.add_argument("--etas", default=None, help="comma-separated eta grid (default: the paper's ten values)")
-    fit.add_argument("--probe-Cs", default=None, help="comma-separated C grid of the L1 probes")
-    fit.add_argument("--final-Cs", default=None, help="comma-separated C grid of the final classifier")
-    fit.add_argument("--cv", default="auto",
-                     help="how settings are chosen: auto (5-fold cross-validation up to 20,000 texts, else one "
-                          "validation split), an integer k (k folds), or none (one validation split, the paper's)")
-    fit.add_argument("--class-weight", choices=("none", "balanced"), default="none",
-                     help="balanced: every class weighs the same in the probes and the final classifier")
-    fit.add_argument("--no-calibrate", action="store_true",
-                     help="do not fit a temperature to calibrate the probabilities")
+    # every STCClassifier parameter, declared in stc._parameters; the metric defaults to the dataset's
+    add_arguments(fit, STC_PARAMETERS, STC_PARAMETERS, defaults={"metric": None},
+                  helps={"metric": "the held-out metric every choice is made by (default: the dataset's)"})
     fit.add_argument("--copy-backbone", action="store_true", help="copy the backbone's weights into the model dir")
     fit.set_defaults(handler=_cmd_fit)
 
@@ -352,11 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     extract = sub.add_parser("extract", help="extract pooled activations into an on-disk store (resumable)")
     _add_data_arguments(extract)
-    _add_model_arguments(extract)
+    add_arguments(extract, STC_PARAMETERS, _MODEL_OPTIONS)
     extract.add_argument("--split", choices=("all", "train", "validation", "test"), default="all")
-    extract.add_argument("--representations", default="hidden,ffn")
-    extract.add_argument("--poolings", default=None, help="comma-separated (default: the model's natural three)")
-    extract.add_argument("--store-dtype", choices=("float32", "float16"), default="float32")
     extract.add_argument("--shard", default=None, help="i/n: extract only this slice, for parallel workers")
     extract.add_argument("--shard-size", type=int, default=None, help="texts per shard (default: by memory)")
     extract.set_defaults(handler=_cmd_extract)
@@ -366,12 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=_cmd_info)
 
     demo = sub.add_parser("demo", help="the main job: STC on MiniLM + MR beside the embedding baseline")
-    demo.add_argument("--model", default="minilm")
     demo.add_argument("--data", default="mr")
     demo.add_argument("--limit", type=int, default=None, help="cap each split (for a quick look)")
     demo.add_argument("--out", default="stc-runs/demo-model")
-    demo.add_argument("--store-dir", default=None)
-    demo.add_argument("--quiet", action="store_true")
+    add_arguments(demo, STC_PARAMETERS, ("model", "store_dir", "show_progress_bar"))
     demo.set_defaults(handler=_cmd_demo)
 
     for module_name in _EXTRA_COMMAND_MODULES:
