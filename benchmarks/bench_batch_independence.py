@@ -1,0 +1,54 @@
+"""Does a prediction depend on the other texts of its batch? With and without the probes' spread floor.
+
+    python benchmarks/bench_batch_independence.py [none|auto]     (the cv of the fits; default none)
+
+MR with MiniLM, the benchmark store of bench_selection.py (``/tmp/bench/stores``: built there on first use). For
+``RELATIVE_SPREAD_FLOOR`` = 0 (no floor: only exactly constant neurons are set aside, as before) and the default, an
+``STCClassifier`` is fitted on train + validation; then 300 test texts are labelled together (one call) and one by
+one, and the largest probability difference and the number of labels that differ are printed, with the test
+accuracy, the configuration and the smallest spread of a kept neuron relative to its array's median spread.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import bench_selection as bs
+import stc.probe as P
+from stc.data import load_dataset
+from stc.backbone import load_backbone
+from stc.extract import default_poolings
+from stc.store import ExtractionSettings, build_store
+cv = sys.argv[1] if len(sys.argv) > 1 else "none"
+dataset = load_dataset("mr")
+backbone = load_backbone("minilm")
+pool_texts = dataset.train.texts + dataset.validation.texts
+pool_labels = list(dataset.train.labels) + list(dataset.validation.labels)
+all_texts = pool_texts + dataset.test.texts
+settings = ExtractionSettings(representations=("hidden", "ffn"), poolings=default_poolings(backbone))
+store = build_store(backbone, all_texts, settings, root="/tmp/bench/stores", show_progress_bar=False)
+row_of = {}
+for row, text in enumerate(all_texts):
+    row_of.setdefault(text, row)
+bs.StoredSTC.big_store, bs.StoredSTC.row_of = store, row_of
+test_rows = np.arange(len(pool_texts), len(all_texts))
+probe_texts = dataset.test.texts[:300]
+for floor in (0.0, 1e-4):
+    P.RELATIVE_SPREAD_FLOOR = floor
+    clf = bs.StoredSTC(cv=None if cv == "none" else "auto", random_state=0, show_progress_bar=False)
+    t = time.perf_counter()
+    clf.fit(pool_texts, pool_labels)
+    fit_s = time.perf_counter() - t
+    X_test = np.hstack([store.load(k, columns=c, rows=test_rows) for k, c in clf.kept_columns_.items()])
+    acc = float((clf.classes_[clf.classifier_.predict(X_test)] == np.asarray(dataset.test.labels)).mean())
+    spread = np.concatenate([store.load(k, columns=c, rows=np.arange(len(pool_texts))).std(axis=0) /
+                             np.median(store.load(k, rows=np.arange(2000)).std(axis=0)) for k, c in clf.kept_columns_.items()])
+    together = clf.predict_proba(probe_texts)
+    alone = np.vstack([clf.predict_proba([t]) for t in probe_texts])
+    print(json.dumps({"cv": cv, "floor": floor, "fit_s": round(fit_s, 1), "test": acc, "n_features": clf.n_features_,
+                      "config": {k: clf.configuration_[k] for k in ("readout", "representations", "poolings", "eta", "exit_layer", "C")},
+                      "kept with spread < 1e-4 of median": int((spread < 1e-4).sum()), "min spread ratio": float(spread.min()),
+                      "max |dp| batch vs alone (300 texts)": float(np.abs(together - alone).max()),
+                      "labels differ": int((together.argmax(1) != alone.argmax(1)).sum())}), flush=True)
