@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -114,6 +115,19 @@ class StoredSTC(STCClassifier):
         return StoreRows(self.big_store, np.array([self.row_of[text] for text in texts]))
 
 
+def revision() -> str | None:
+    """The commit the benchmark runs on (with "+" when the tree has changes), so records of different code differ."""
+    try:
+        here = Path(__file__).resolve().parent
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return commit + ("+" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def draw(texts, labels, size, seed):
     """(train texts, train labels, val texts, val labels): n + 0.1 n, stratified, from the pool."""
     labels = np.asarray(labels)
@@ -190,7 +204,7 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
                     extra.update({"readout": config.get("readout"), "n_features": clf.n_features_,
                              "exit_layer": clf.exit_layer_, "eta": config.get("eta"), "C": config.get("C"),
                              "cv_score": clf.cv_score_, "val_score": clf.val_score_, "timings": clf.fit_timings_})
-                record = {"dataset": name, "size": str(size), "seed": seed, "method": method,
+                record = {"dataset": name, "size": str(size), "seed": seed, "method": method, "revision": REVISION,
                           "n_train": len(train_texts), "n_val": len(val_texts), "metric": dataset.metric,
                           "estimate": estimate, "test": test, "optimism": estimate - test,
                           "fit_seconds": time.perf_counter() - started, **extra}
@@ -237,6 +251,9 @@ def table(out_path) -> str:
                          f"{100 * np.mean([r['test'] for r in balanced]):.1f} vs {100 * np.mean(plain):.1f} without "
                          f"(optimism {100 * np.mean([r['optimism'] for r in balanced]):+.1f})")
     return "\n".join(lines)
+
+
+REVISION = revision()
 
 
 def main() -> None:
