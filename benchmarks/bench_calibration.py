@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 
@@ -31,8 +32,7 @@ def main() -> None:
     rows = {}
     for name, temperature in (("uncalibrated (T = 1)", 1.0), (f"calibrated (T = {fitted_temperature:.3f})",
                                                                fitted_temperature)):
-        clf.temperature_ = temperature
-        proba = clf.proba_from_features(features)
+        proba = replace(clf.readout_, temperature=temperature).probabilities(features)
         rows[name] = {"accuracy": float((proba.argmax(axis=1) == codes).mean()),
                       "ece": expected_calibration_error(proba, codes), "log_loss": log_loss(proba, codes),
                       "share of p > 0.99": float((proba.max(axis=1) > 0.99).mean())}

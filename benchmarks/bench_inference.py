@@ -44,8 +44,8 @@ def main() -> None:
         clf.save(args.model_dir or f"stc-runs/bench-{args.model}-{args.data}")
     clf.show_progress_bar = False
     texts = load_dataset(args.data).test.texts[:args.n]
-    backbone = clf._load_backbone()
-    tokens = tokenize(backbone, texts, max_length=clf.extraction_["max_length"])
+    backbone = clf.readout_.load_backbone(model=clf.model, device=clf.device, dtype=clf.dtype, check=False)
+    tokens = tokenize(backbone, texts, max_length=clf.readout_.extraction.max_length)
     batches = tokens.batches(clf.token_budget)
     clf.predict(texts[:32])  # warm-up
     predict, full = [], []

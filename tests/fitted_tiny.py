@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 import stc
-from stc.aggregate import feature_names, make_final_classifier
+from stc.aggregate import make_final_classifier
 
 from .conftest import build_tiny_model
 
@@ -66,9 +67,13 @@ def keep_every_site(clf: stc.STCClassifier, layers: int, columns: int = 3, seed:
             for pooling in ("mean", "max", "first", "last"):
                 kept[f"{representation}.L{layer}.{pooling}"] = np.sort(rng.choice(width, columns, replace=False))
     texts, labels = planted(len(clf.classes_))
-    clf.kept_columns_ = kept
-    clf.kept_neurons_ = feature_names(kept)
-    clf.exit_layer_ = layers
-    clf.configuration_ = {**clf.configuration_, "exit_layer": layers}
-    clf.classifier_ = make_final_classifier(1.0, 0).fit(clf.transform(texts), np.searchsorted(clf.classes_, labels))
+    readout = clf.readout_
+    n_features, n_rows = sum(len(c) for c in kept.values()), readout.coef.shape[0]
+    # a readout of the new columns, with a placeholder head until the head is refitted on their features
+    clf.readout_ = replace(readout, kept_columns=kept, configuration={**readout.configuration, "exit_layer": layers},
+                           mean=np.zeros(n_features), scale=np.ones(n_features), coef=np.zeros((n_rows, n_features)),
+                           intercept=np.zeros(n_rows))
+    head = make_final_classifier(1.0, 0).fit(clf.transform(texts), np.searchsorted(clf.classes_, labels))
+    clf.readout_ = replace(clf.readout_, mean=head[0].mean_, scale=head[0].scale_, coef=head[-1].coef_,
+                           intercept=head[-1].intercept_)
     return clf

@@ -3,7 +3,8 @@
 Every module of ``src/stc`` sits in one layer of ``LAYERS``; a module may import its own layer and the layers below
 (an import inside a function counts too), never one above. Also checked: no import circle, no import of another
 module's private (underscore) name or of another package's private module, forward hooks only in the extraction
-module, and no file over ``MAX_LINES`` lines.
+module, the estimator's private backbone loader and pipeline read only by the estimator, and no file over
+``MAX_LINES`` lines.
 """
 
 from __future__ import annotations
@@ -29,13 +30,20 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("sparsify", ("sparsify",)),
     ("aggregate", ("aggregate",)),
     ("selection", ("selection",)),
-    # what the estimator is made of: shared estimator helpers, persistence, per-prediction explanations
-    ("estimator parts", ("_estimator", "_parameters", "model_card", "_persist", "explain")),
+    # what the estimator is made of: shared estimator helpers, atomic directory I/O, the readout's field checks
+    ("estimator parts", ("_estimator", "_parameters", "_persist", "_readout_fields")),
+    ("readout", ("readout",)),  # the fitted state: one immutable value, saved and loaded by itself
+    # what reads a readout: per-prediction explanations, the model card, the estimator's fitted attributes
+    ("readout readers", ("explain", "model_card", "_fitted")),
     ("classifier", ("classifier",)),
     ("package", ("",)),  # stc/__init__.py: the public face (STCClassifier, load)
     ("faces", ("cli", "_summary", "predictor", "runtimes", "export", "export.*", "serving", "serving.*", "__main__", "experiment", "_experiment_cli", "report", "report.*", "baselines",
                "baselines.*")),
 ]
+#: The only module that may reach into the estimator's private backbone loader or its scikit-learn pipeline: the
+#: others read the fitted state from ``clf.readout_`` (``stc.readout``).
+ESTIMATOR_INTERNALS = {"_load_backbone", "named_steps"}
+ESTIMATOR_MODULE = "classifier"
 #: The only modules allowed to put hooks on a model's forward pass.
 HOOK_MODULES = {"extract"}
 HOOK_METHODS = {"register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
@@ -152,6 +160,15 @@ def test_forward_hooks_only_in_the_extraction_module():
             if isinstance(node, ast.Attribute) and node.attr in HOOK_METHODS and name not in HOOK_MODULES:
                 found.append(f"stc.{name} line {node.lineno}: {node.attr}")
     assert not found, "hooks outside the extraction module:\n" + "\n".join(found)
+
+
+def test_only_the_estimator_reaches_into_its_backbone_loader_and_pipeline():
+    found = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ESTIMATOR_INTERNALS and name != ESTIMATOR_MODULE:
+                found.append(f"stc.{name} line {node.lineno}: .{node.attr}")
+    assert not found, "estimator internals read outside stc.classifier (read clf.readout_):\n" + "\n".join(found)
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

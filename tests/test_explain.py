@@ -115,12 +115,12 @@ def test_contributions_are_weight_times_standardised_activation_ranked_by_size(b
     assert len(entries) == min(5, binary_clf.n_features_)
     sizes = [abs(e["contribution"]) for e in entries]
     assert sizes == sorted(sizes, reverse=True)
-    scaler = binary_clf.classifier_.named_steps["scale"]
+    readout = binary_clf.readout_
     for entry in entries:
         feature = entry["feature"]
         assert binary_clf.kept_neurons_[feature] == entry["neuron"] == f"{entry['key']}.{entry['index']}"
         assert entry["standardised_activation"] == pytest.approx(
-            (entry["activation"] - scaler.mean_[feature]) / scaler.scale_[feature], rel=1e-6, abs=1e-6)
+            (entry["activation"] - readout.mean[feature]) / readout.scale[feature], rel=1e-6, abs=1e-6)
         assert entry["contribution"] == pytest.approx(entry["weight"] * entry["standardised_activation"], rel=1e-9)
         assert entry["pushes_toward"] == binary_clf.classes_[1 if entry["contribution"] > 0 else 0]
 
@@ -156,7 +156,7 @@ def test_max_pooled_neurons_name_the_token_where_they_peaked(multiclass_clf):
     clf = multiclass_clf
     text = "people said the shares and the bank did well"
     explanation = clf.explain(text, top_k=clf.n_features_)
-    tokenizer = clf._load_backbone().tokenizer
+    tokenizer = clf.readout_.load_backbone(device="cpu", check=False).tokenizer
     tokens = tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])
     peaks = [e for e in explanation["contributions"] if e["pooling"] == "max"]
     assert peaks
@@ -192,7 +192,7 @@ def test_explain_refuses_bad_input(binary_clf):
     with pytest.raises(ValueError, match="top_k"):
         binary_clf.explain("fine", top_k=0)
     with pytest.raises(Exception, match="not fitted"):
-        explain_prediction(stc.STCClassifier(), "fine")
+        stc.STCClassifier().explain("fine")
 
 
 @pytest.mark.parametrize("family", ["gpt2", "bert", "distilbert", "roberta", "llama"])
@@ -238,3 +238,9 @@ def test_token_level_pass_stops_after_the_deepest_needed_block(tiny_backbones):
         assert calls == [1]
     finally:
         handle.remove()
+
+
+def test_a_readout_explains_without_its_estimator(binary_clf):
+    readout = binary_clf.readout_
+    backbone = readout.load_backbone(device="cpu")
+    assert explain_prediction(readout, backbone, TEXTS[0]) == binary_clf.explain(TEXTS[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -101,7 +102,7 @@ def test_int8_export_is_quantised_and_stays_close(quantize, fitted, exported_ber
 def test_a_temperature_is_applied_by_every_runtime(family, fitted, tmp_path):
     """Needs ``predict_proba`` to divide the decision values by ``temperature_`` (issue 13, part 3)."""
     clf = copy.deepcopy(fitted(family))
-    clf.temperature_ = 2.0
+    clf.readout_ = replace(clf.readout_, temperature=2.0)
     decision = clf.decision_function(NEW_TEXTS)
     logits = (decision[:, None] if decision.ndim == 1 else decision) / 2.0
     if logits.shape[1] == 1:
@@ -130,27 +131,32 @@ def test_export_of_an_unfitted_model_is_a_clear_error(tmp_path):
 
 def test_export_refuses_a_backbone_that_is_not_the_fitted_one(fitted, tmp_path):
     clf = copy.deepcopy(fitted("bert"))
-    clf.backbone_ = {**clf.backbone_, "weights_sha256": "0" * 64}
+    clf.readout_ = replace(clf.readout_, backbone=replace(clf.readout_.backbone, sha256="0" * 64))
     with pytest.raises(ValueError, match="differ from the ones this model was fitted on"):
         export_onnx(clf, tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("tamper", ["columns", "head", "windows"])
+@pytest.mark.parametrize("tamper", ["columns", "windows"])
 def test_export_refuses_a_tampered_model(tamper, fitted, tmp_path):
     clf = copy.deepcopy(fitted("bert"))
+    readout = clf.readout_
     if tamper == "columns":
-        key = next(iter(clf.kept_columns_))
-        clf.kept_columns_ = {**clf.kept_columns_, key: np.array([0, 1, 10_000])}
+        key = next(iter(readout.kept_columns))
+        clf.readout_ = replace(readout, kept_columns={**readout.kept_columns, key: np.array([0, 1, 10_000])})
         message = "outside its"
-    elif tamper == "head":
-        clf.kept_neurons_ = clf.kept_neurons_[:-1]
-        message = "inconsistent"
     else:
-        clf.extraction_ = {**clf.extraction_, "windows": True}
+        clf.readout_ = replace(readout, extraction=replace(readout.extraction, windows=True))
         message = "windows=True"
     with pytest.raises(ValueError, match=message):
         export_onnx(clf, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_readout_whose_head_does_not_fit_its_neurons_cannot_be_made(fitted):
+    readout = fitted("bert").readout_
+    with pytest.raises(ValueError, match="array logreg.coef must be"):
+        replace(readout, coef=readout.coef[:, :-1])
 
 
 @pytest.mark.parametrize("swap", ["tokenizer", "graph", "backbone", "json"])

@@ -52,9 +52,9 @@ def _check_loads_or_refuses(directory: Path, *, check_backbone: bool = True) -> 
     except (ValueError, TypeError):
         return
     n_features = sum(len(columns) for columns in clf.kept_columns_.values())
-    logreg = clf.classifier_.named_steps["logreg"]
-    assert clf.n_features_ == n_features == logreg.coef_.shape[1] == len(clf.kept_neurons_)
-    assert logreg.coef_.shape[0] == (1 if len(clf.classes_) == 2 else len(clf.classes_)) >= 1
+    coef = clf.readout_.coef
+    assert clf.n_features_ == n_features == coef.shape[1] == len(clf.kept_neurons_)
+    assert coef.shape[0] == (1 if len(clf.classes_) == 2 else len(clf.classes_)) >= 1
     if not check_backbone:
         return
     try:

@@ -164,7 +164,7 @@ def test_a_save_interrupted_while_writing_leaves_the_previous_model(two_models, 
         Path(filename).write_bytes(b"\x00" * 10)  # a torn file, then Ctrl-C
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("stc._persist.save_file", interrupted_save_file)
+    monkeypatch.setattr("stc.readout.save_file", interrupted_save_file)
     with pytest.raises(KeyboardInterrupt):
         new.save(directory)
     monkeypatch.undo()

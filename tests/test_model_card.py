@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import re
+from dataclasses import replace
 
 import pytest
 import yaml
 
 from stc.extract import parse_key
 from stc.model_card import model_card
+from stc.readout import Scores
 
 from .fitted_tiny import fit_tiny, save_tiny
 
@@ -59,11 +60,7 @@ def test_save_writes_a_card_whose_numbers_come_from_the_model(clf, tmp_path):
 
 def _without_scores(clf):
     """The model as a version-1 save loads it: no selection estimates, no temperature."""
-    model = copy.deepcopy(clf)
-    for name in ("cv_score_", "cv_score_se_", "expected_score_", "expected_score_se_", "temperature_"):
-        if hasattr(model, name):
-            delattr(model, name)
-    return model
+    return replace(clf.readout_, scores=Scores(validation=clf.val_score_), temperature=1.0)
 
 
 def test_absent_scores_and_temperature_are_not_printed(clf):
@@ -73,13 +70,10 @@ def test_absent_scores_and_temperature_are_not_printed(clf):
 
 
 def test_present_scores_temperature_and_data_name_are_printed(clf):
-    model = _without_scores(clf)
-    model.cv_score_, model.cv_score_se_ = 0.8125, 0.0123
-    model.expected_score_ = 0.79
-    model.temperature_ = 1.75
-    model.data_name_ = "planted keywords"
-    model.backbone_ = {**model.backbone_, "name": "minilm"}
-    card = model_card(model)
+    readout = _without_scores(clf)
+    readout = replace(readout, scores=replace(readout.scores, cv=0.8125, cv_se=0.0123, expected=0.79),
+                      temperature=1.75, backbone=replace(readout.backbone, name="minilm"))
+    card = model_card(readout, data_name="planted keywords")
     assert f"cross-validated {clf.metric}: **0.8125** ± 0.0123 (standard error)" in card
     assert f"expected (on unseen data) {clf.metric}: **0.7900**\n" in card  # no standard error stored, none shown
     assert "T = 1.7500" in card

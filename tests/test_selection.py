@@ -101,7 +101,9 @@ def test_cross_validated_fit_refits_on_train_and_validation_together(tmp_path, p
     texts = [f"text {i}" for i in range(len(y))]
     clf = planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
     clf.fit(texts[:200], y[:200], X_val=texts[200:260], y_val=y[200:260])
-    assert clf.classifier_.named_steps["scale"].n_samples_seen_ == 260
+    fitted_on = np.hstack([planted_classifier.store.load(key, columns=columns, rows=np.arange(260))
+                           for key, columns in clf.kept_columns_.items()])
+    np.testing.assert_allclose(clf.readout_.mean, fitted_on.mean(axis=0), rtol=1e-5)  # standardised on all 260
     assert clf.validation_ == {"given": True, "n_train": 260, "n_val": 0, "cv": 5}
     assert {"fold probes", "search", "final probes", "final"} <= set(clf.fit_timings_)
     assert "hidden.L2.mean" in clf.kept_columns_ and 5 in clf.kept_columns_["hidden.L2.mean"]

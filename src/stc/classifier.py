@@ -9,24 +9,26 @@ from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimator import FeatureReadoutMixin, encode_labels, validation_split
+from ._estimator import encode_labels, text_estimator_tags, validation_split
+from ._fitted import FittedState, fit_record
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_texts
-from .aggregate import DEFAULT_FINAL_CS, Split, candidate_columns, feature_names, make_final_classifier, search
+from .aggregate import DEFAULT_FINAL_CS, Split, candidate_columns, make_final_classifier, search
 from .backbone import Backbone, load_backbone
 from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
-from .extract import all_keys, default_poolings, extract_features, parse_key
+from .explain import explain_prediction
+from .extract import all_keys, default_poolings, parse_key
 from .probe import DEFAULT_PROBE_CS, fit_probe_paths
+from .readout import BackboneReference, Readout, Scores
 from .selection import Selector, configuration_rows, estimate_blocks, expected_score, make_folds, resolve_cv
-from .sparsify import DEFAULT_ETAS, select_neurons
+from .sparsify import DEFAULT_ETAS
 from .store import ActivationStore, ExtractionSettings, build_store
 
 __all__ = ["STCClassifier"]
-
-_PREDICT_CHUNK = 2048  # texts per extraction call at inference: memory stays flat for any number of texts
 
 
 def _on_engine(fit):
@@ -39,7 +41,7 @@ def _on_engine(fit):
     return fit_on_engine
 
 
-class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
+class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     __doc__ = f"""Sparsify-then-Classify: a text classifier read from a transformer's internal neurons.
 
     ``fit`` extracts every layer's pooled hidden states and FFN activations (cached on disk), fits an L1 probe per
@@ -236,46 +238,29 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
                                       scores_by_C=[float(m) for m in means])
             lap("final probes")
         best = table[chosen]
-        self.kept_columns_ = candidate_columns(best.candidate, probes, {key: store.dim(key) for key in store.keys})
-        X_fit = np.hstack([store.load(key, columns=cols, rows=fit_rows) for key, cols in self.kept_columns_.items()])
-        self.classifier_ = make_final_classifier(best.candidate.C, self.random_state,
-                                                 self.class_weight).fit(X_fit, pool_codes[fit_rows])
-        self.temperature_ = fit_temperature(best.decisions, y_eval) if self.calibrate else 1.0
+        kept_columns = candidate_columns(best.candidate, probes, {key: store.dim(key) for key in store.keys})
+        X_fit = np.hstack([store.load(key, columns=cols, rows=fit_rows) for key, cols in kept_columns.items()])
+        final = make_final_classifier(best.candidate.C, self.random_state,
+                                      self.class_weight).fit(X_fit, pool_codes[fit_rows])
+        temperature = fit_temperature(best.decisions, y_eval) if self.calibrate else 1.0
         lap("final")
-        self.fit_timings_ = {phase: round(seconds, 3) for phase, seconds in timings.items()}
         rows = configuration_rows(selector, table)
         estimate, estimate_se = expected_score(selector, table)
-        self.selection_ = {"protocol": "cv" if folds else "split", "folds": folds, "rule": rule,
-                           "n_blocks": len(blocks), "n_candidates": len(table), "n_held_out": len(y_eval)}
-        self._set_summary(backbone, settings, rows[chosen], rows, probes, store, grids["etas"],
-                          time.perf_counter() - started)
-        self.cv_score_, self.cv_score_se_ = rows[chosen].val_score, rows[chosen].score_se
-        self.expected_score_, self.expected_score_se_ = estimate, estimate_se
-        return self
-
-    def _set_summary(self, backbone, settings, best, table, probes, store: ActivationStore, etas, seconds) -> None:
-        self.backbone_ = {"name": backbone.name, "source": backbone.source, "gguf_file": backbone.gguf_file,
-                          "weights_sha256": backbone.weights_hash(), "num_layers": backbone.num_layers,
-                          "is_decoder": backbone.is_decoder}
-        self.extraction_ = {"representations": list(settings.representations), "poolings": list(settings.poolings),
-                            "max_length": settings.max_length or backbone.max_length, "windows": settings.windows,
-                            "window_overlap": settings.window_overlap}
-        self.configuration_ = best.as_row()
-        self.exit_layer_ = best.exit_layer
-        self.val_score_ = best.val_score
-        self.kept_neurons_ = feature_names(self.kept_columns_)
-        self.n_features_ = len(self.kept_neurons_)
-        self.probe_scores_ = [{"key": key, "representation": parse_key(key)[0], "layer": parse_key(key)[1],
-                               "pooling": parse_key(key)[2], "C": probe.C, "val_score": probe.val_score,
-                               "n_nonzero": probe.n_nonzero, "scores_by_C": probe.scores_by_C, "Cs": probe.Cs}
-                              for key, probe in sorted(probes.items(), key=lambda item: parse_key(item[0]))]
-        self.search_results_ = [candidate.as_row() for candidate in table]
-        etas = sorted(etas)
-        self.kept_counts_ = {"etas": etas, "counts": {
-            key: [int(len(select_neurons(probe.importance, eta))) for eta in etas]
-            for key, probe in sorted(probes.items(), key=lambda item: parse_key(item[0]))}}
+        selection = {"protocol": "cv" if folds else "split", "folds": folds, "rule": rule,
+                     "n_blocks": len(blocks), "n_candidates": len(table), "n_held_out": len(y_eval)}
+        record = fit_record(rows, probes, grids["etas"], self.validation_, selection, timings,
+                             time.perf_counter() - started)
+        scale, logreg = final.named_steps["scale"], final.named_steps["logreg"]
+        self.readout_ = Readout(
+            backbone=BackboneReference.of(backbone),
+            extraction=replace(settings, max_length=settings.max_length or backbone.max_length),
+            kept_columns=kept_columns, mean=scale.mean_, scale=scale.scale_, coef=logreg.coef_,
+            intercept=logreg.intercept_, classes=self.classes_, configuration=rows[chosen].as_row(),
+            temperature=temperature, params=self.get_params(), record=record,
+            scores=Scores(validation=rows[chosen].val_score, cv=rows[chosen].val_score, cv_se=rows[chosen].score_se,
+                          expected=estimate, expected_se=estimate_se))
         self.store_path_ = str(store.path)
-        self.fit_seconds_ = seconds
+        return self
 
     def _build_store(self, backbone: Backbone, texts: list[str], settings: ExtractionSettings,
                      engine=None) -> ActivationStore:
@@ -289,32 +274,40 @@ class STCClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
 
     # --- inference ----------------------------------------------------------------------------------------------
 
+    def __sklearn_tags__(self) -> Tags:
+        return text_estimator_tags(super().__sklearn_tags__(), transformer=True)
+
+    def _fitted(self) -> Readout:
+        """The readout, or NotFittedError (before ``transform`` or ``explain`` loads anything)."""
+        check_is_fitted(self, "readout_")
+        return self.readout_
+
     def transform(self, X) -> np.ndarray:
         """The kept-neuron features of texts X (n_texts, n_features), in ``kept_neurons_`` order."""
-        check_is_fitted(self, "classifier_")
+        readout = self._fitted()
         texts = check_texts(X, "X")
-        backbone = self._load_backbone()
-        keys = list(self.kept_columns_)
-        parts = []
-        for start in range(0, len(texts), _PREDICT_CHUNK):
-            features = extract_features(
-                backbone, texts[start:start + _PREDICT_CHUNK], keys, columns=self.kept_columns_,
-                max_length=self.extraction_["max_length"], windows=self.extraction_["windows"],
-                window_overlap=self.extraction_["window_overlap"], token_budget=self.token_budget,
-                show_progress_bar=self.show_progress_bar and len(texts) > 256, progress_desc="predict")
-            parts.append(np.hstack([features[key] for key in keys]))
-        return np.vstack(parts)
+        return readout.features(self._load_backbone(), texts, token_budget=self.token_budget,
+                                show_progress_bar=self.show_progress_bar)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Decision values of the final logistic regression: (n_texts,) for two classes, else (n_texts, n_classes)."""
+        features = self.transform(X)
+        return self.readout_.decision(features)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, columns in ``classes_`` order; calibrated by ``temperature_`` when one was fitted."""
+        features = self.transform(X)
+        return self.readout_.probabilities(features)
+
+    def proba_from_features(self, features: np.ndarray) -> np.ndarray:
+        """``predict_proba`` of already extracted features (``transform``'s output)."""
+        return self._fitted().probabilities(features)
+
+    def predict(self, X) -> np.ndarray:
+        features = self.transform(X)
+        return self.readout_.labels(features)
 
     def explain(self, text: str, *, top_k: int = 10) -> dict:
         """The predicted label and the neurons that pushed this text's decision most (see ``stc.explain``)."""
-        from .explain import explain_prediction
-
-        return explain_prediction(self, text, top_k=top_k)
-
-    # --- persistence --------------------------------------------------------------------------------------------
-
-    def save(self, directory, *, copy_backbone: bool = False) -> None:
-        """Write JSON + safetensors (no pickle); ``copy_backbone`` also copies the model's weights in."""
-        from ._persist import save_classifier
-
-        save_classifier(self, directory, copy_backbone=copy_backbone)
+        readout = self._fitted()
+        return explain_prediction(readout, self._load_backbone(), text, top_k=top_k)

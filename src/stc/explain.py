@@ -1,4 +1,4 @@
-"""Why a fitted STCClassifier decided what it did: each kept neuron's signed share of the decision.
+"""Why a fitted STC model decided what it did: each kept neuron's signed share of the decision.
 
 The final classifier is a logistic regression on standardised neuron activations, so its decision for class row c
 is ``intercept[c] + sum_j coef[c, j] * (x_j - mean_j) / scale_j``: every term is one neuron's contribution, and the
@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_is_fitted
 
 from ._estimator import plain_label
 from ._validation import check_texts
 from .backbone import Backbone
 from .extract import check_layers, parse_key, pool_tokens, token_activations_of_windows, tokenize
+from .readout import Readout
 
 __all__ = ["TokenActivations", "token_activations", "pooled_activations", "peak_token", "explain_prediction",
            "neuron_parts"]
@@ -108,53 +108,52 @@ def neuron_parts(name: str) -> dict:
             "index": int(index)}
 
 
-def explain_prediction(clf, text: str, *, top_k: int = 10) -> dict:
-    """The prediction for one text and the ``top_k`` neurons that pushed its decision most, as a JSON-able dict.
+def explain_prediction(readout: Readout, backbone: Backbone, text: str, *, top_k: int = 10) -> dict:
+    """The prediction of a fitted model (its ``readout``, run on ``backbone``) for one text and the ``top_k``
+    neurons that pushed its decision most, as a JSON-able dict.
 
     ``contributions`` of the explained row (class 1's decision for two classes, the predicted class's otherwise)
     are ``weight * standardised activation``; with ``intercept`` they sum to ``decision`` for that row, and the
     ``all_contributions_sum`` field carries that sum over every neuron for each row.
     """
-    check_is_fitted(clf, "classifier_")
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     check_texts([text], "text")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    backbone = clf._load_backbone()
-    extraction = clf.extraction_
-    activations = token_activations(backbone, text, clf.kept_columns_, max_length=extraction["max_length"],
-                                    windows=extraction["windows"], window_overlap=extraction["window_overlap"])
-    raw = np.concatenate([pooled_activations(activations, key) for key in clf.kept_columns_]).astype(np.float64)
-    scaler, logreg = clf.classifier_.named_steps["scale"], clf.classifier_.named_steps["logreg"]
-    standardised = (raw - np.asarray(scaler.mean_, np.float64)) / np.asarray(scaler.scale_, np.float64)
-    weights = np.asarray(logreg.coef_, np.float64)
-    intercept = np.asarray(logreg.intercept_, np.float64)
-    contributions = weights * standardised[None, :]  # (rows, n_features)
+    extraction, classes = readout.extraction, readout.classes
+    kept = {key: np.array(columns) for key, columns in readout.kept_columns.items()}
+    activations = token_activations(backbone, text, kept, max_length=extraction.max_length,
+                                    windows=extraction.windows, window_overlap=extraction.window_overlap)
+    raw = np.concatenate([pooled_activations(activations, key) for key in kept]).astype(np.float64)
+    standardised = readout.standardised_activations(raw)
+    contributions = readout.contributions(raw)  # (rows, n_features)
+    weights = np.asarray(readout.coef, np.float64)
+    intercept = np.asarray(readout.intercept, np.float64)
     decision = contributions.sum(axis=1) + intercept
-    probabilities = clf.proba_from_features(raw[None].astype(np.float32))[0]
+    probabilities = readout.probabilities(raw[None].astype(np.float32))[0]
     predicted = int(np.argmax(probabilities))
     binary = weights.shape[0] == 1
     row = 0 if binary else predicted
-    row_classes = [clf.classes_[1]] if binary else list(clf.classes_)
+    row_classes = [classes[1]] if binary else list(classes)
     order = np.argsort(-np.abs(contributions[row]), kind="stable")[:top_k]
-    offsets = np.cumsum([0] + [len(columns) for columns in clf.kept_columns_.values()])
-    key_start = dict(zip(clf.kept_columns_, offsets[:-1]))
+    offsets = np.cumsum([0] + [len(columns) for columns in kept.values()])
+    key_start = dict(zip(kept, offsets[:-1]))
+    names = readout.neuron_names
     top = []
     for feature in order:
-        entry = neuron_parts(clf.kept_neurons_[feature])
+        entry = neuron_parts(names[feature])
         entry.update({"feature": int(feature), "weight": float(weights[row, feature]),
                       "activation": float(raw[feature]), "standardised_activation": float(standardised[feature]),
                       "contribution": float(contributions[row, feature]),
-                      "pushes_toward": plain_label(clf.classes_[1 if contributions[row, feature] > 0 else 0]) if binary
-                      else (plain_label(clf.classes_[row]) if contributions[row, feature] > 0 else "other classes")})
+                      "pushes_toward": plain_label(classes[1 if contributions[row, feature] > 0 else 0]) if binary
+                      else (plain_label(classes[row]) if contributions[row, feature] > 0 else "other classes")})
         if entry["pooling"] == "max":
             entry["peak"] = peak_token(activations, entry["key"], int(feature - key_start[entry["key"]]))
         top.append(entry)
-    return {"text": text, "label": plain_label(clf.classes_[predicted]), "probability": float(probabilities[predicted]),
-            "probabilities": {str(plain_label(c)): float(p) for c, p in zip(clf.classes_, probabilities)},
+    return {"text": text, "label": plain_label(classes[predicted]), "probability": float(probabilities[predicted]),
+            "probabilities": {str(plain_label(c)): float(p) for c, p in zip(classes, probabilities)},
             "decision_classes": [plain_label(c) for c in row_classes], "decision": decision.tolist(),
             "intercept": intercept.tolist(), "explained_row": row,
             "all_contributions_sum": contributions.sum(axis=1).tolist(), "n_features": int(len(raw)),
             "n_tokens": len(activations.tokens), "contributions": top}
-

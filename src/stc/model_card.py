@@ -12,10 +12,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from sklearn.utils.validation import check_is_fitted
-
 from ._version import __version__
 from .extract import parse_key
+from .readout import Readout
 
 __all__ = ["model_card", "write_model_card"]
 
@@ -34,11 +33,11 @@ def _number(value) -> float | None:
         value) else None
 
 
-def _score_line(name: str, clf, value_attr: str, se_attr: str, metric: str) -> str | None:
-    value = _number(getattr(clf, value_attr, None))
+def _score_line(name: str, value, se, metric: str) -> str | None:
+    value = _number(value)
     if value is None:
         return None
-    se = _number(getattr(clf, se_attr, None))
+    se = _number(se)
     return f"- {name} {metric}: **{value:.4f}**" + (f" ± {se:.4f} (standard error)" if se is not None else "")
 
 
@@ -49,16 +48,16 @@ def _base_model(backbone: dict) -> str | None:
     return name if _HUB_ID.match(name) and not Path(name).exists() else None
 
 
-def model_card(clf) -> str:
-    """The card of a fitted STCClassifier as Markdown with YAML front matter."""
-    check_is_fitted(clf, "classifier_")
-    backbone, configuration, extraction = clf.backbone_, clf.configuration_, clf.extraction_
-    classes = [c.item() if hasattr(c, "item") else c for c in clf.classes_]
-    metric = clf.metric
+def model_card(readout: Readout, *, data_name: str | None = None) -> str:
+    """The card of a fitted model (its readout) as Markdown with YAML front matter; ``data_name`` names the data
+    it was fitted on, as the user named it."""
+    backbone, configuration, extraction = readout.backbone.record(), readout.configuration, readout.extraction_record()
+    classes = [c.item() if hasattr(c, "item") else c for c in readout.classes]
+    params, scores = readout.params, readout.scores
+    metric = params.get("metric")
     base_model = _base_model(backbone)
-    data_name = getattr(clf, "data_name_", None)
-    val_score = _number(getattr(clf, "val_score_", None))
-    temperature = _number(getattr(clf, "temperature_", None))
+    val_score = _number(scores.validation)
+    temperature = _number(readout.temperature)
     temperature = None if temperature == 1.0 else temperature  # 1: calibration was switched off
     front = ["---", "library_name: sparsify-then-classify", "pipeline_tag: text-classification",
              "tags:", "- text-classification", "- sparsify-then-classify", "- stc",
@@ -80,12 +79,12 @@ def model_card(clf) -> str:
     n_layers = backbone.get("num_layers")
     lines = [f"# STC text classifier on {backbone.get('name')}", "",
              f"A [Sparsify-then-Classify](https://arxiv.org/abs/2311.15983) classifier made with stc {__version__}: "
-             f"a logistic regression on {len(clf.kept_neurons_)} neurons of the backbone "
-             f"`{backbone.get('name')}`, read up to layer {clf.exit_layer_} of {n_layers}.", "",
+             f"a logistic regression on {readout.n_features} neurons of the backbone "
+             f"`{backbone.get('name')}`, read up to layer {readout.exit_layer} of {n_layers}.", "",
              "## What it classifies", "",
              f"{len(classes)} classes: " + ", ".join(f"`{c}`" for c in classes) + ".", "",
              "## Data", ""]
-    validation = getattr(clf, "validation_", None) or {}
+    validation = readout.record.validation or {}
     if data_name:
         lines.append(f"Fitted on `{data_name}`.")
     if validation.get("cv"):
@@ -94,7 +93,7 @@ def model_card(clf) -> str:
                      f"inside each fold, and the final model refitted on all of them.")
     elif validation.get("n_train") is not None:
         how = "a validation set passed to fit" if validation.get("given") else \
-            f"a stratified {clf.validation_size:.0%} split of the training texts (seed {clf.random_state})"
+            f"a stratified {params.get('validation_size'):.0%} split of the training texts (seed {params.get('random_state')})"
         lines.append(f"{validation['n_train']} training texts; every setting was chosen on {validation['n_val']} "
                      f"validation texts ({how}).")
     lines += ["", "## Chosen configuration", "",
@@ -105,12 +104,12 @@ def model_card(clf) -> str:
     lines += [f"| max_length (tokens) | {extraction.get('max_length')} |",
               f"| long texts | {'overlapping windows' if extraction.get('windows') else 'truncated'} |", "",
               "## Kept neurons per layer", "", "| layer | " + " | ".join(
-                  sorted({parse_key(k)[0] for k in clf.kept_columns_})) + " |"]
+                  sorted({parse_key(k)[0] for k in readout.kept_columns})) + " |"]
     per_layer: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for key, columns in clf.kept_columns_.items():
+    for key, columns in readout.kept_columns.items():
         representation, layer, _ = parse_key(key)
         per_layer[layer][representation] += len(columns)
-    representations = sorted({parse_key(k)[0] for k in clf.kept_columns_})
+    representations = sorted({parse_key(k)[0] for k in readout.kept_columns})
     lines.append("|---|" + "---|" * len(representations))
     for layer in sorted(per_layer):
         lines.append(f"| {layer} | " + " | ".join(str(per_layer[layer][r]) for r in representations) + " |")
@@ -118,8 +117,8 @@ def model_card(clf) -> str:
     cross_validated = bool(validation.get("cv"))
     scores = [line for line in (
         f"- validation {metric}: **{val_score:.4f}**" if val_score is not None and not cross_validated else None,
-        _score_line("cross-validated", clf, "cv_score_", "cv_score_se_", metric),
-        _score_line("expected (on unseen data)", clf, "expected_score_", "expected_score_se_", metric)) if line]
+        _score_line("cross-validated", scores.cv, scores.cv_se, metric),
+        _score_line("expected (on unseen data)", scores.expected, scores.expected_se, metric)) if line]
     lines += scores or ["No score is stored with this model."]
     lines += ["", "## Calibration", ""]
     lines.append(f"Probabilities are calibrated by a fitted temperature T = {temperature:.4f} (the decision values "
@@ -151,8 +150,8 @@ def model_card(clf) -> str:
     return "\n".join(front + [""] + lines) + "\n"
 
 
-def write_model_card(clf, directory) -> Path:
+def write_model_card(readout: Readout, directory, *, data_name: str | None = None) -> Path:
     """Write ``README.md`` into ``directory``; the path written."""
     path = Path(directory) / "README.md"
-    path.write_text(model_card(clf), encoding="utf-8")
+    path.write_text(model_card(readout, data_name=data_name), encoding="utf-8")
     return path

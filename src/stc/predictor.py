@@ -2,8 +2,8 @@
 
 Every runtime ends in the same place: kept-neuron features (n_texts, n_features) go through ``LinearHead``, the
 scaler + logistic regression of the fitted model applied in numpy, with the model's temperature when it has one.
-The torch runtime gets its features from ``STCClassifier.transform``; the ONNX runtime (``stc.export``) from its
-graph. Faces (``stc serve``, ``stc predict --runtime``) import this module; the core never does.
+The torch runtime gets its features from ``STCClassifier.transform`` (the readout's ``features``); the ONNX runtime
+(``stc.export``) from its graph. Faces (``stc serve``, ``stc predict --runtime``) import this module; the core never does.
 """
 
 from __future__ import annotations
@@ -18,21 +18,11 @@ from sklearn.utils.validation import check_is_fitted
 from ._version import __version__
 from ._estimator import plain_label
 from .calibration import probabilities
+from .readout import Readout
 
-__all__ = ["LinearHead", "Predictor", "TorchPredictor", "plain_label", "temperature_of"]
+__all__ = ["LinearHead", "Predictor", "TorchPredictor", "plain_label"]
 
 RUNTIMES = ("torch", "onnx")
-
-
-def temperature_of(clf) -> float:
-    """The fitted temperature (logits are divided by it before softmax/sigmoid); 1.0 when the model has none."""
-    value = getattr(clf, "temperature_", None)
-    if value is None:
-        return 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"temperature_ must be a positive finite number, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -47,13 +37,11 @@ class LinearHead:
     temperature: float = 1.0
 
     @classmethod
-    def from_classifier(cls, clf) -> LinearHead:
-        """The head of a fitted STCClassifier, read through its public fitted attributes."""
-        check_is_fitted(clf, "classifier_")
-        scaler, logreg = clf.classifier_[0], clf.classifier_[-1]
-        return cls(classes=[plain_label(c) for c in clf.classes_], mean=np.asarray(scaler.mean_, np.float64),
-                   scale=np.asarray(scaler.scale_, np.float64), coef=np.asarray(logreg.coef_, np.float64),
-                   intercept=np.asarray(logreg.intercept_, np.float64), temperature=temperature_of(clf))
+    def from_readout(cls, readout: Readout) -> LinearHead:
+        """The head of a fitted model, from its readout (arrays in float64)."""
+        return cls(classes=[plain_label(c) for c in readout.classes], mean=np.asarray(readout.mean, np.float64),
+                   scale=np.asarray(readout.scale, np.float64), coef=np.asarray(readout.coef, np.float64),
+                   intercept=np.asarray(readout.intercept, np.float64), temperature=readout.temperature)
 
     @property
     def n_features(self) -> int:
@@ -162,8 +150,9 @@ class TorchPredictor:
     runtime = "torch"
 
     def __init__(self, clf):
+        check_is_fitted(clf, "readout_")
         self.clf = clf
-        self.head = LinearHead.from_classifier(clf)
+        self.head = LinearHead.from_readout(clf.readout_)
         self.clf.show_progress_bar = False
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -180,6 +169,6 @@ class TorchPredictor:
         return result
 
     def metadata(self) -> dict:
-        clf = self.clf
-        return model_metadata(self.runtime, self.head, clf.configuration_, int(clf.exit_layer_),
-                              len(clf.kept_neurons_), clf.backbone_)
+        readout = self.clf.readout_
+        return model_metadata(self.runtime, self.head, readout.configuration_record(), readout.exit_layer,
+                              readout.n_features, readout.backbone.record())

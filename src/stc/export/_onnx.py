@@ -26,7 +26,6 @@ from sklearn.utils.validation import check_is_fitted
 from .. import __version__
 from .._files import replace_directory
 from .._validation import check_texts
-from ..backbone import load_backbone
 from ..extract import tokenize_with
 from ..predictor import LinearHead, model_metadata
 from ._graph import FeatureGraph
@@ -64,37 +63,29 @@ def _tokenizer_sha256(directory: Path) -> str:
 
 
 def export_onnx(clf, out, *, quantize: str | None = None, opset_version: int | None = None) -> Path:
-    """Write ``clf`` as an ONNX directory at ``out``; ``quantize="int8"`` applies dynamic int8 quantisation.
+    """Write a fitted STCClassifier (its ``readout_``) as an ONNX directory at ``out``; ``quantize="int8"``
+    applies dynamic int8 quantisation.
 
     The fp32 graph is checked against the torch features of a few texts before anything is written.
     """
-    check_is_fitted(clf, "classifier_")
+    check_is_fitted(clf, "readout_")
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
-    extraction = clf.extraction_
-    if extraction.get("windows"):
+    readout = clf.readout_
+    if readout.extraction.windows:
         raise ValueError("this model was fitted with windows=True; ONNX export supports only models that truncate "
                          "texts (windows=False): merging windows is not in the graph")
-    head = LinearHead.from_classifier(clf)
-    kept = {key: np.asarray(columns, dtype=np.int64) for key, columns in clf.kept_columns_.items()}
-    if sum(len(c) for c in kept.values()) != head.n_features or len(clf.kept_neurons_) != head.n_features:
-        raise ValueError(f"the model is inconsistent: {sum(len(c) for c in kept.values())} kept columns, "
-                         f"{len(clf.kept_neurons_)} kept neuron names, a head over {head.n_features} features")
-    backbone = load_backbone(clf.model, device="cpu", dtype="float32", trust_remote_code=clf.trust_remote_code)
-    expected = clf.backbone_.get("weights_sha256")
-    if backbone.weights_hash() != expected:
-        raise ValueError(f"the backbone {clf.model!r} has weights (sha256 {backbone.weights_hash()[:12]}…) that differ "
-                         f"from the ones this model was fitted on ({str(expected)[:12]}…); refusing to export")
-    for key, columns in kept.items():
-        width = backbone.hidden_size if key.startswith("hidden.") else backbone.ffn_size
-        if len(columns) and (columns.min() < 0 or columns.max() >= width):
-            raise ValueError(f"kept columns of {key} reach index {int(columns.max())}, outside its {width} neurons")
+    head = LinearHead.from_readout(readout)
+    kept = {key: np.array(columns, dtype=np.int64) for key, columns in readout.kept_columns.items()}
+    # the backbone the model was fitted on (weights sha256), which the kept neurons fit, else a ValueError
+    backbone = readout.load_backbone(model=clf.model, device="cpu", dtype="float32",
+                                     trust_remote_code=clf.trust_remote_code)
     graph = FeatureGraph(backbone, kept).eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        tokens = tokenize_with(backbone.tokenizer, _CHECK_TEXTS, max_length=extraction["max_length"])
+        tokens = tokenize_with(backbone.tokenizer, _CHECK_TEXTS, max_length=readout.extraction.max_length)
         ids, mask = tokens.padded(np.arange(len(_CHECK_TEXTS)), backbone.tokenizer.pad_token_id)
         fp32_path = partial / ("model.fp32.onnx" if quantize else _GRAPH)
         _export_graph(graph, ids, mask, fp32_path, opset_version)
@@ -114,9 +105,9 @@ def export_onnx(clf, out, *, quantize: str | None = None, opset_version: int | N
         document = {"format": FORMAT, "format_version": FORMAT_VERSION, "stc_version": __version__,
                     "quantization": quantize, "head": head.to_json(),
                     "kept_columns": {key: columns.tolist() for key, columns in kept.items()},
-                    "kept_neurons": list(clf.kept_neurons_), "extraction": dict(extraction),
-                    "token_budget": int(clf.token_budget), "configuration": clf.configuration_,
-                    "exit_layer": int(clf.exit_layer_), "backbone": dict(clf.backbone_),
+                    "kept_neurons": readout.neuron_names, "extraction": readout.extraction_record(),
+                    "token_budget": int(clf.token_budget), "configuration": readout.configuration_record(),
+                    "exit_layer": readout.exit_layer, "backbone": readout.backbone.record(),
                     "onnx_sha256": _file_sha256(partial / _GRAPH),
                     "tokenizer_sha256": _tokenizer_sha256(partial / _TOKENIZER),
                     "export_check_max_feature_gap": gap}

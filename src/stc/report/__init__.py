@@ -52,7 +52,7 @@ def build_report(clf, dataset, out, *, embedding: dict | None = None, fit_embedd
     train/validation texts the last-layer embedding baseline is fitted on: the dataset's validation split, else the
     same seeded split the classifier makes.
     """
-    check_is_fitted(clf, "classifier_")
+    check_is_fitted(clf, "readout_")
     for name, value in (("top_k", top_k), ("texts_per_neuron", texts_per_neuron)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -162,23 +162,27 @@ def top_neurons(clf, train_texts: Sequence[str], train_labels: Sequence, *, coun
                 texts_per_neuron: int = 3, show_progress_bar: bool = False) -> list[dict]:
     """The final classifier's strongest neurons (by weight on standardised activations) with the training texts
     that activate each most; for max-pooled neurons, the token where it peaked in each of those texts."""
-    weights = np.asarray(clf.classifier_.named_steps["logreg"].coef_, dtype=np.float64)
+    readout = clf.readout_
+    weights = np.asarray(readout.coef, dtype=np.float64)
     strength = np.sqrt((weights ** 2).sum(axis=0))
     chosen = np.argsort(-strength, kind="stable")[:count]
-    parts = [neuron_parts(clf.kept_neurons_[f]) for f in chosen]
+    names = readout.neuron_names
+    parts = [neuron_parts(names[f]) for f in chosen]
     columns: dict[str, list[int]] = {}
     for part in parts:
         columns.setdefault(part["key"], []).append(part["index"])
     columns_arrays = {key: np.asarray(sorted(set(indices)), dtype=np.int64) for key, indices in columns.items()}
     keys = sorted(columns_arrays, key=parse_key)
-    extraction = clf.extraction_
-    backbone = clf._load_backbone()
-    options = dict(max_length=extraction["max_length"], windows=extraction["windows"],
-                   window_overlap=extraction["window_overlap"])
+    extraction = readout.extraction
+    backbone = readout.load_backbone(model=clf.model, device=clf.device, dtype=clf.dtype,
+                                     trust_remote_code=clf.trust_remote_code, check=False)
+    options = dict(max_length=extraction.max_length, windows=extraction.windows,
+                   window_overlap=extraction.window_overlap)
     pooled = extract_features(backbone, list(train_texts), keys, columns=columns_arrays,
                               token_budget=clf.token_budget, show_progress_bar=show_progress_bar,
                               progress_desc="top texts", **options)
-    rows_classes = [plain_label(clf.classes_[1])] if weights.shape[0] == 1 else [plain_label(c) for c in clf.classes_]
+    classes = readout.classes
+    rows_classes = [plain_label(classes[1])] if weights.shape[0] == 1 else [plain_label(c) for c in classes]
     result = []
     for rank, (feature, part) in enumerate(zip(chosen, parts), start=1):
         column = int(np.searchsorted(columns_arrays[part["key"]], part["index"]))

@@ -1,0 +1,149 @@
+"""STCClassifier's fitted state: the ``readout_`` it holds, the fitted attributes read from it, and ``save`` /
+``load`` of the estimator with its readout.
+
+The attributes (``kept_columns_``, ``temperature_``, ``configuration_`` ...) are read-only views, so code written
+against them keeps working while the readout stays the one place the fitted state lives; to change a fitted model,
+replace its readout (``clf.readout_ = dataclasses.replace(clf.readout_, temperature=2.0)``), which checks it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from ._persist import recover_interrupted_save, save_directory
+from ._readout_fields import thawed
+from .aggregate import make_final_classifier
+from .extract import parse_key
+from .model_card import write_model_card
+from .readout import BACKBONE_COPY, CONFIG_FILE, FitRecord, Readout
+from .sparsify import select_neurons
+
+__all__ = ["FittedState", "fit_record"]
+
+
+def _view(read: Callable[[Readout], object], doc: str) -> property:
+    """A read-only attribute computed from ``readout_`` (AttributeError before fit, so ``hasattr`` says unfitted)."""
+    return property(lambda self: read(self.readout_), doc=doc)
+
+
+class FittedState:
+    """The fitted side of ``STCClassifier`` (a mixin: it reads the host's parameters, ``_fitted`` and
+    ``_check_params``). ``classes_`` and ``validation_`` are plain attributes, set while ``fit`` runs and by
+    ``load``."""
+
+    kept_columns_ = _view(lambda r: {key: np.array(columns) for key, columns in r.kept_columns.items()},
+                          "{key: neuron indices} of every array read at prediction (copies: changing them changes "
+                          "nothing)")
+    kept_neurons_ = _view(lambda r: r.neuron_names, "names of the features, in column order")
+    n_features_ = _view(lambda r: r.n_features, "the number of features")
+    exit_layer_ = _view(lambda r: r.exit_layer, "the deepest layer read: predict runs the backbone this far")
+    configuration_ = _view(lambda r: r.configuration_record(), "the chosen configuration (a row of the search)")
+    temperature_ = _view(lambda r: r.temperature, "the calibration temperature (1: none)")
+    backbone_ = _view(lambda r: r.backbone.record(), "the backbone's name, source, GGUF file, sha256, depth")
+    extraction_ = _view(lambda r: r.extraction_record(), "how texts are tokenised")
+    val_score_ = _view(lambda r: r.scores.validation, "the chosen configuration's held-out score")
+    cv_score_ = _view(lambda r: r.scores.cv, "its score over the folds (or validation blocks)")
+    cv_score_se_ = _view(lambda r: r.scores.cv_se, "that score's standard error")
+    expected_score_ = _view(lambda r: r.scores.expected, "the expected test score, the selection's optimism out")
+    expected_score_se_ = _view(lambda r: r.scores.expected_se, "its standard error")
+    probe_scores_ = _view(lambda r: thawed(r.record.probe_scores), "every probe's C, score and non-zero count")
+    search_results_ = _view(lambda r: thawed(r.record.search_results), "every configuration the search scored")
+    kept_counts_ = _view(lambda r: thawed(r.record.kept_counts), "neurons kept per probe at each η of the grid")
+    selection_ = _view(lambda r: thawed(r.record.selection), "how the setting was chosen")
+    fit_seconds_ = _view(lambda r: r.record.fit_seconds, "the fit's time")
+    fit_timings_ = _view(lambda r: thawed(r.record.fit_timings), "the fit's time by phase")
+
+    @property
+    def classifier_(self) -> Pipeline:
+        """The final standardisation + logistic regression as a scikit-learn pipeline, rebuilt from ``readout_``'s
+        arrays for code written against it (stc itself computes with the readout, bit for bit the same)."""
+        readout = self.readout_
+        pipeline = make_final_classifier(float(readout.configuration["C"]), self.random_state, self.class_weight)
+        scaler, logreg = pipeline[0], pipeline[-1]
+        scaler.mean_, scaler.scale_, scaler.var_ = readout.mean, readout.scale, readout.scale ** 2
+        scaler.n_features_in_, scaler.n_samples_seen_ = readout.n_features, 0
+        logreg.classes_ = np.arange(len(readout.classes))
+        logreg.coef_, logreg.intercept_ = readout.coef, readout.intercept
+        logreg.n_features_in_, logreg.n_iter_ = readout.n_features, np.array([0])
+        return pipeline
+
+    def save(self, directory, *, copy_backbone: bool = False) -> None:
+        """Write the model to ``directory`` as JSON + safetensors (no pickle) with a model card (``README.md``),
+        atomically; ``copy_backbone`` also copies the backbone's weights and tokenizer in."""
+        fitted = self._fitted()
+        readout = replace(fitted, params=self.get_params(), backbone=replace(fitted.backbone, copy=None))
+
+        def write(partial: Path) -> None:
+            model = readout
+            if copy_backbone:
+                backbone = readout.load_backbone(model=self.model, device=self.device, dtype=self.dtype,
+                                                 trust_remote_code=self.trust_remote_code, check=False)
+                backbone.model.save_pretrained(partial / BACKBONE_COPY)
+                backbone.tokenizer.save_pretrained(partial / BACKBONE_COPY)
+                model = replace(readout, backbone=replace(readout.backbone, copy=str(partial / BACKBONE_COPY)))
+            model.to_files(partial)
+            write_model_card(model, partial, data_name=getattr(self, "data_name_", None))
+
+        save_directory(directory, write, marker=CONFIG_FILE)
+
+    @classmethod
+    def load(cls, directory, *, check_backbone: bool = True, device: str | None = None,
+             trust_remote_code: bool = False):
+        """A model saved with ``save``; a damaged file or a changed backbone is a clear error (ValueError).
+
+        ``device`` overrides the saved one; ``check_backbone`` (default) loads the backbone and checks its weights
+        hash. A model file cannot switch on ``trust_remote_code`` by itself: the caller must pass it, trusting the
+        source.
+        """
+        directory = Path(directory)
+        recover_interrupted_save(directory, marker=CONFIG_FILE)
+        readout = Readout.from_files(directory)
+        params = dict(readout.params)
+        if readout.backbone.copy is not None:
+            params["model"] = readout.backbone.copy
+        try:
+            clf = cls(**params)
+        except TypeError as error:
+            raise ValueError(f"{directory / CONFIG_FILE}: unexpected parameters ({error})") from None
+        if device is not None:
+            clf.device = device
+        if not (clf.trust_remote_code is False or trust_remote_code is True):
+            raise ValueError(f"{directory} is not a valid stc model: it asks for trust_remote_code="
+                             f"{clf.trust_remote_code!r}, which runs code shipped with its backbone; pass "
+                             f"trust_remote_code=True to load only if you trust where it came from")
+        try:
+            clf._check_params()
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{directory} is not a valid stc model: {error}") from None
+        if check_backbone:
+            try:
+                readout.load_backbone(model=clf.model, device=clf.device, dtype=clf.dtype,
+                                      trust_remote_code=clf.trust_remote_code)
+            except ValueError as error:
+                raise ValueError(f"{directory}: {error}") from None
+        clf.readout_, clf.classes_ = readout, readout.classes
+        if readout.record.validation is not None:
+            clf.validation_ = thawed(readout.record.validation)
+        return clf
+
+
+def fit_record(table, probes: Mapping, etas, validation: dict, selection: dict, timings: dict,
+               seconds: float) -> FitRecord:
+    """What a fit did, for the report and the model card: every probe, every configuration scored, the kept counts
+    along the η grid, the validation protocol, and the time by phase."""
+    by_key = sorted(probes.items(), key=lambda item: parse_key(item[0]))
+    probe_scores = [{"key": key, "representation": parse_key(key)[0], "layer": parse_key(key)[1],
+                     "pooling": parse_key(key)[2], "C": probe.C, "val_score": probe.val_score,
+                     "n_nonzero": probe.n_nonzero, "scores_by_C": probe.scores_by_C, "Cs": probe.Cs}
+                    for key, probe in by_key]
+    etas = sorted(etas)
+    kept_counts = {"etas": etas, "counts": {key: [int(len(select_neurons(probe.importance, eta))) for eta in etas]
+                                            for key, probe in by_key}}
+    return FitRecord(probe_scores=probe_scores, search_results=[candidate.as_row() for candidate in table],
+                     kept_counts=kept_counts, validation=validation, selection=selection, fit_seconds=seconds,
+                     fit_timings={phase: round(value, 3) for phase, value in timings.items()})

@@ -1,0 +1,130 @@
+"""The readout: a fitted model's state as one immutable value, computing exactly what scikit-learn computed, and
+saved and loaded without a bit of it changing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from dataclasses import FrozenInstanceError, replace
+
+import numpy as np
+import pytest
+
+import stc
+from stc import STCClassifier
+from stc.aggregate import make_final_classifier
+from stc.calibration import probabilities
+from stc.readout import Readout
+
+from .fitted_tiny import NEW_TEXTS, fit_tiny, planted, save_tiny
+
+
+@pytest.fixture(scope="module")
+def model_dir(tokenizer, tmp_path_factory):
+    return save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["two classes", "three classes"])
+def clf(request, model_dir, tmp_path_factory) -> STCClassifier:
+    return fit_tiny(model_dir, tmp_path_factory.mktemp("stores"), request.param, calibrate=request.param == 2)
+
+
+def _assert_same_readout(a: Readout, b: Readout) -> None:
+    for name in ("mean", "scale", "coef", "intercept", "classes"):
+        assert getattr(a, name).dtype == getattr(b, name).dtype and np.array_equal(getattr(a, name), getattr(b, name))
+    assert list(a.kept_columns) == list(b.kept_columns)
+    assert all(np.array_equal(a.kept_columns[key], b.kept_columns[key]) for key in a.kept_columns)
+    assert (a.temperature, a.scores, a.extraction, a.backbone) == (b.temperature, b.scores, b.extraction, b.backbone)
+    assert a.configuration == b.configuration and a.params == b.params and a.record == b.record
+
+
+def test_the_head_computes_bit_for_bit_what_the_scikit_learn_pipeline_computes(clf):
+    """A pipeline fitted on planted features, and a readout holding its arrays, give equal bits (float32 input)."""
+    rng = np.random.default_rng(0)
+    readout = clf.readout_
+    texts, labels = planted(len(clf.classes_))
+    features = (rng.normal(size=(len(texts), readout.n_features)) * 3 + 1).astype(np.float32)
+    pipeline = make_final_classifier(1.0, 0).fit(features, np.searchsorted(clf.classes_, labels))
+    scaler, logreg = pipeline[0], pipeline[-1]
+    readout = replace(readout, mean=scaler.mean_, scale=scaler.scale_, coef=logreg.coef_,
+                      intercept=logreg.intercept_, temperature=1.7)
+    new = (rng.normal(size=(50, readout.n_features)) * 3).astype(np.float32)
+    decision = pipeline.decision_function(new)
+    assert readout.decision(new).dtype == decision.dtype and np.array_equal(readout.decision(new), decision)
+    assert np.array_equal(readout.labels(new), clf.classes_[pipeline.predict(new)])
+    assert np.array_equal(readout.probabilities(new), probabilities(decision, 1.7))
+    # without a temperature the probabilities are still made from the decision values in float64: scikit-learn's
+    # own predict_proba rounds them to the dtype of its weights (float32 here)
+    untempered = replace(readout, temperature=1.0).probabilities(new)
+    assert untempered.dtype == np.float64
+    np.testing.assert_allclose(untempered, pipeline.predict_proba(new), rtol=0, atol=1e-6)
+
+
+def test_predictions_go_through_the_readout(clf):
+    features = clf.transform(NEW_TEXTS)
+    readout = clf.readout_
+    assert np.array_equal(clf.predict_proba(NEW_TEXTS), readout.probabilities(features))
+    assert np.array_equal(clf.decision_function(NEW_TEXTS), readout.decision(features))
+    assert clf.predict(NEW_TEXTS).tolist() == readout.labels(features).tolist()
+    backbone = readout.load_backbone(device="cpu")  # a readout on its own: no estimator needed
+    assert np.array_equal(readout.features(backbone, NEW_TEXTS), features)
+
+
+def test_save_and_load_give_the_same_readout_and_the_same_bits(clf, tmp_path):
+    clf.save(tmp_path / "model")
+    loaded = STCClassifier.load(tmp_path / "model")
+    _assert_same_readout(loaded.readout_, replace(clf.readout_, params=clf.get_params()))
+    assert np.array_equal(loaded.predict_proba(NEW_TEXTS), clf.predict_proba(NEW_TEXTS))
+    loaded.save(tmp_path / "again")  # and once more: nothing drifts
+    again = stc.load(tmp_path / "again")
+    _assert_same_readout(again.readout_, loaded.readout_)
+    assert np.array_equal(again.predict_proba(NEW_TEXTS), clf.predict_proba(NEW_TEXTS))
+    assert (tmp_path / "model" / "stc_model.json").read_text() == (tmp_path / "again" / "stc_model.json").read_text()
+    _assert_same_readout(Readout.from_files(tmp_path / "again"), again.readout_)
+
+
+def test_the_fitted_attributes_read_the_readout_and_are_read_only(clf):
+    readout = clf.readout_
+    assert clf.temperature_ == readout.temperature and clf.exit_layer_ == readout.exit_layer
+    assert clf.kept_neurons_ == readout.neuron_names and clf.n_features_ == readout.n_features
+    assert clf.backbone_["weights_sha256"] == readout.backbone.sha256
+    assert clf.extraction_["max_length"] == readout.extraction.max_length
+    with pytest.raises(AttributeError):
+        clf.temperature_ = 2.0
+    with pytest.raises(FrozenInstanceError):
+        readout.temperature = 2.0
+    with pytest.raises(ValueError, match="read-only"):
+        readout.coef[0, 0] = 1.0
+    with pytest.raises(TypeError):
+        readout.kept_columns["hidden.L1.mean"] = np.array([0])
+    clf.kept_columns_[next(iter(readout.kept_columns))][0] = 10**6  # a copy: the model does not change
+    assert int(next(iter(readout.kept_columns.values()))[0]) != 10**6
+    with pytest.raises(ValueError, match="temperature"):
+        replace(readout, temperature=-1.0)
+
+
+def test_a_fitted_estimator_can_still_be_copied_and_pickled(clf):
+    for twin in (copy.deepcopy(clf), pickle.loads(pickle.dumps(clf))):
+        assert np.array_equal(twin.predict_proba(NEW_TEXTS[:2]), clf.predict_proba(NEW_TEXTS[:2]))
+
+
+def test_a_format_1_model_loads_with_temperature_1_and_no_estimates(clf, tmp_path):
+    clf.save(tmp_path / "model")
+    path = tmp_path / "model" / "stc_model.json"
+    document = json.loads(path.read_text())
+    for name in ("estimates", "temperature", "selection", "fit_timings"):  # what version 2 added, or later
+        document.pop(name)
+    document["format_version"] = 1
+    path.write_text(json.dumps(document))
+    loaded = stc.load(tmp_path / "model")
+    assert loaded.temperature_ == 1.0 and loaded.cv_score_ is None and loaded.expected_score_ is None
+    assert loaded.selection_ is None and loaded.val_score_ == clf.val_score_
+    untempered = replace(clf.readout_, temperature=1.0)
+    assert np.array_equal(loaded.predict_proba(NEW_TEXTS), untempered.probabilities(clf.transform(NEW_TEXTS)))
+
+
+def test_an_unfitted_estimator_has_no_readout():
+    with pytest.raises(AttributeError):
+        STCClassifier().readout_
+    assert not hasattr(STCClassifier(), "temperature_")
