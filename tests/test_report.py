@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -187,8 +188,9 @@ def test_per_layer_counts_across_eta_are_drawn_when_the_model_records_them(saved
     assert eta_curves(clf)["kept_per_layer_by_eta"] is not None  # fitted models record their counts
     etas = list(clf.etas)
     # Planted counts: each key keeps (position of η in the grid + 1) × (layer + 1) neurons.
-    clf.kept_counts_ = {"etas": etas, "counts": {key: [(i + 1) * (int(key.split(".")[1][1:]) + 1)
-                                                       for i in range(len(etas))] for key in clf.kept_columns_}}
+    counts = {"etas": etas, "counts": {key: [(i + 1) * (int(key.split(".")[1][1:]) + 1) for i in range(len(etas))]
+                                       for key in clf.kept_columns_}}
+    clf.readout_ = replace(clf.readout_, record=replace(clf.readout_.record, kept_counts=counts))
     data = eta_curves(clf)
     per_layer = data["kept_per_layer_by_eta"]
     chosen = clf.configuration_
