@@ -64,10 +64,13 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
+    readout_ : the fitted model as one immutable value (``stc.readout.Readout``): every attribute below but
+        ``classes_``, ``validation_`` and ``store_path_`` is a read-only view of it; predictions go through it.
     classes_ : the labels, sorted; ``predict_proba`` columns follow them.
-    classifier_ : the final scikit-learn pipeline (standardisation, then logistic regression) on the kept neurons.
+    classifier_ : the final scikit-learn pipeline (standardisation, then logistic regression) on the kept neurons,
+        rebuilt from the readout's arrays for code written against it.
     kept_columns_ : dict from each array read at prediction (``"ffn.L3.mean"``: representation, layer, pooling) to
-        the indices of its kept neurons, in column order.
+        the indices of its kept neurons, in column order (a copy: changing it changes nothing).
     kept_neurons_ : the names of the features, in column order (``"ffn.L3.mean.1021"``: array, then neuron index).
     n_features_ : the number of kept neurons, the columns the final classifier reads.
     exit_layer_ : the deepest layer read: ``predict`` runs the backbone only this far.
