@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -93,7 +94,7 @@ class FittedState:
 
     @classmethod
     def load(cls, directory, *, check_backbone: bool = True, device: str | None = None,
-             trust_remote_code: bool = False):
+             trust_remote_code: bool = False) -> Self:
         """A model saved with ``save``; a damaged file or a changed backbone is a clear error (ValueError).
 
         ``device`` overrides the saved one; ``check_backbone`` (default) loads the backbone and checks its weights
