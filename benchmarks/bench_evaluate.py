@@ -16,7 +16,7 @@ import statistics
 import time
 
 import stc
-import stc.classifier
+import stc.readout
 from stc._metrics import score
 from stc.cli import _scores
 from stc.data import load_dataset
@@ -39,13 +39,13 @@ def main() -> None:
     clf = stc.load(args.model_dir)
     clf.show_progress_bar = False
     texts_through_backbone = [0]
-    extract = stc.classifier.extract_features
+    extract = stc.readout.extract_features
 
     def counting_extract(backbone, texts, *rest, **options):
         texts_through_backbone[0] += len(texts)
         return extract(backbone, texts, *rest, **options)
 
-    stc.classifier.extract_features = counting_extract
+    stc.readout.extract_features = counting_extract
     sides = {"one pass per metric (before)": two_passes, "stc evaluate (one pass)": lambda c, s: _scores(c, s, METRICS)}
     wall: dict[str, list[float]] = {name: [] for name in sides}
     cpu: dict[str, list[float]] = {name: [] for name in sides}

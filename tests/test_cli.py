@@ -66,19 +66,19 @@ def test_predict_writes_jsonl_and_csv_with_probabilities(model_dir, data_files, 
 
 def test_evaluate_prints_accuracy_and_macro_f1_from_one_pass_over_the_texts(model_dir, data_files, mr_small, capsys,
                                                                              monkeypatch):
-    import stc.classifier
+    import stc.readout
     from stc import load
     from stc._metrics import score
 
     _, train, _ = data_files
     texts_seen = []
-    extract = stc.classifier.extract_features
+    extract = stc.readout.extract_features
 
     def counting_extract(backbone, texts, *args, **kwargs):
         texts_seen.extend(texts)
         return extract(backbone, texts, *args, **kwargs)
 
-    monkeypatch.setattr(stc.classifier, "extract_features", counting_extract)
+    monkeypatch.setattr(stc.readout, "extract_features", counting_extract)
     assert main(["evaluate", str(model_dir), "--data", str(train), "--text-column", "sentence",
                  "--label-column", "polarity", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

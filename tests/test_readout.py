@@ -107,6 +107,7 @@ def test_the_fitted_attributes_read_the_readout_and_are_read_only(clf):
 def test_a_fitted_estimator_can_still_be_copied_and_pickled(clf):
     for twin in (copy.deepcopy(clf), pickle.loads(pickle.dumps(clf))):
         assert np.array_equal(twin.predict_proba(NEW_TEXTS[:2]), clf.predict_proba(NEW_TEXTS[:2]))
+        assert not twin.readout_.coef.flags.writeable and twin.readout_.params == clf.readout_.params
 
 
 def test_a_format_1_model_loads_with_temperature_1_and_no_estimates(clf, tmp_path):

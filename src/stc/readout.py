@@ -165,6 +165,10 @@ class Readout:
         require(isinstance(self.scores, Scores) and isinstance(self.record, FitRecord),
                 "scores must be Scores and record a FitRecord")
 
+    def __reduce__(self):
+        """Copies and pickles are made through the constructor, so they are checked and read-only too."""
+        return type(self), tuple(getattr(self, item.name) for item in fields(self))
+
     # --- what it is ----------------------------------------------------------------------------------------------
 
     @property
