@@ -9,9 +9,8 @@ import pytest
 from scipy.special import log_expit, logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
-from stc._solver import l1_logistic_path, l1_logistic_path_many
+from stc._solver import l1_logistic_path
 
 
 def objective(X, y, C, coef, intercept):
@@ -160,18 +159,6 @@ def test_warm_start_at_the_solution_stays_there():
             1 + 1e-10)
     with pytest.raises(ValueError, match="warm_start"):
         l1_logistic_path(X, y, Cs, warm_start=(coef[:, :, :3], intercept))
-
-
-def test_many_arrays_at_once_equal_one_at_a_time_with_single_threaded_blas():
-    X, y = planted_problem(n=300, d=30, seed=9)
-    arrays = [X, X[:, :12].copy(), (2 * X[:, 5:]).astype(np.float32)]
-    grids = [[0.01, 0.1], [0.02, 0.2], [0.05]]
-    together = l1_logistic_path_many(arrays, y, grids, n_threads=2)
-    with threadpool_limits(limits=1, user_api="blas"):
-        alone = [l1_logistic_path(A, y, Cs) for A, Cs in zip(arrays, grids)]
-    for (coef, intercept), (coef_alone, intercept_alone) in zip(together, alone):
-        assert np.array_equal(coef, coef_alone) and np.array_equal(intercept, intercept_alone)
-    assert [c.shape for c, _ in l1_logistic_path_many(arrays[:2], y, [0.1])] == [(1, 1, 30), (1, 1, 12)]
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])

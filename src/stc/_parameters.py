@@ -20,7 +20,7 @@ from ._validation import check_grid, check_poolings, check_representations
 from .aggregate import DEFAULT_FINAL_CS
 from .distributed import ENGINES
 from .extract import POOLINGS, REPRESENTATIONS
-from .probe import CLASS_WEIGHTS, DEFAULT_PROBE_CS, PROBE_SOLVERS
+from .probe import CLASS_WEIGHTS, PROBE_SOLVERS
 from .sparsify import DEFAULT_ETAS
 
 __all__ = ["Allowed", "Parameter", "STC_PARAMETERS", "check_parameters", "parameters_doc", "add_arguments",
@@ -173,7 +173,7 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
     Parameter("etas", DEFAULT_ETAS, grid("etas", upper=1.0),
               "the η grid: per layer, the neurons holding this fraction of the probe's squared weights are kept",
               comma_list(float)),
-    Parameter("probe_Cs", DEFAULT_PROBE_CS, grid("probe_Cs", none=True),
+    Parameter("probe_Cs", None, grid("probe_Cs", none=True),
               "C grid of the L1 probes; by default each probe gets the grid (3, 10, 30, 100) x its C_min, the C "
               "below which it keeps no neuron", comma_list(float)),
     Parameter("final_Cs", DEFAULT_FINAL_CS, grid("final_Cs"), "C grid of the final logistic regression",

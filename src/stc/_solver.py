@@ -28,7 +28,6 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -36,9 +35,8 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import enet_path
-from threadpoolctl import threadpool_limits
 
-__all__ = ["l1_logistic_path", "l1_logistic_path_many", "quiet_solver_warnings"]
+__all__ = ["l1_logistic_path", "quiet_solver_warnings"]
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -341,40 +339,3 @@ def l1_logistic_path(
             previous = decrease
         coef[j], intercept[j] = W, b
     return coef, intercept
-
-
-def l1_logistic_path_many(
-    Xs: Sequence[np.ndarray],
-    y: np.ndarray,
-    Cs: Sequence[float] | Sequence[Sequence[float]],
-    *,
-    n_classes: int | None = None,
-    tol: float = 1e-4,
-    max_iter: int = 1000,
-    n_threads: int | None = None,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fit ``l1_logistic_path`` on every array of ``Xs`` (same rows, same labels); returns one (coef, intercept) each.
-
-    ``Cs`` is one grid for all arrays or one grid per array.  The arrays are fitted concurrently on ``n_threads``
-    threads (default ``torch.get_num_threads()``), each with single-threaded BLAS for the duration of the call:
-    most of a fit (coordinate descent, line searches, small products) runs on one core, so whole fits side by side
-    use the cores better than threaded BLAS inside one fit.  Results are identical to fitting the arrays one by one
-    under single-threaded BLAS.
-    """
-    Xs = list(Xs)
-    grids = [Cs] * len(Xs) if not len(Cs) or np.ndim(Cs[0]) == 0 else list(Cs)
-    if len(grids) != len(Xs):
-        raise ValueError(f"got {len(grids)} C grids for {len(Xs)} arrays")
-    if n_threads is None:
-        import torch
-
-        n_threads = torch.get_num_threads()
-    n_threads = max(1, min(int(n_threads), len(Xs)))
-
-    def fit(i):
-        return l1_logistic_path(Xs[i], y, grids[i], n_classes=n_classes, tol=tol, max_iter=max_iter)
-
-    if n_threads == 1:
-        return [fit(i) for i in range(len(Xs))]
-    with quiet_solver_warnings(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
-        return list(pool.map(fit, range(len(Xs))))

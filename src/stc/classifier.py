@@ -22,7 +22,7 @@ from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .explain import explain_prediction
 from .extract import all_keys, default_poolings, parse_key
-from .probe import DEFAULT_PROBE_CS, fit_probe_paths
+from .probe import fit_probe_paths
 from .readout import BackboneReference, Readout, Scores
 from .selection import Selector, configuration_rows, estimate_blocks, expected_score, make_folds, resolve_cv
 from .sparsify import DEFAULT_ETAS
@@ -104,7 +104,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
 
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
                  poolings: Sequence[str] | None = None, etas: Sequence[float] = DEFAULT_ETAS,
-                 probe_Cs: Sequence[float] | None = DEFAULT_PROBE_CS, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
+                 probe_Cs: Sequence[float] | None = None, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
                  metric: str = "accuracy", cv: int | str | None = "auto", class_weight: str | None = None,
                  calibrate: bool = True, validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,

@@ -18,13 +18,12 @@ from ._solver import l1_logistic_path, quiet_solver_warnings
 from .store import ActivationStore
 
 __all__ = ["ProbeResult", "ProbePath", "fit_probes", "fit_probe_paths", "balanced_weights", "standardize",
-           "DEFAULT_PROBE_CS", "PROBE_SOLVERS", "CLASS_WEIGHTS"]
+           "PROBE_SOLVERS", "CLASS_WEIGHTS"]
 
 #: With no C grid given, each probe's grid is these multiples of its C_min, the C below which it keeps no neuron:
 #: from a handful of neurons to a lightly regularised probe, whatever N and the activations' scale (glmnet's idea).
 #: Larger C (weaker L1) costs the most solver time and, on the MR/MiniLM probes, already overfits.
 RELATIVE_PROBE_CS = (3.0, 10.0, 30.0, 100.0)
-DEFAULT_PROBE_CS = None
 PROBE_SOLVERS = ("auto", "liblinear", "saga")
 CLASS_WEIGHTS = (None, "balanced")
 
@@ -182,7 +181,7 @@ def _fit_path(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nd
 
 
 def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train_rows: np.ndarray,
-                    val_rows: np.ndarray, *, Cs: Sequence[float] | None = DEFAULT_PROBE_CS, metric: str = "accuracy",
+                    val_rows: np.ndarray, *, Cs: Sequence[float] | None = None, metric: str = "accuracy",
                     solver: str = "auto", n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None,
                     show_progress_bar: bool = False, desc: str = "probes") -> dict[str, ProbePath]:
     """Fit one probe path (every C of the grid) per key on ``train_rows``; y holds class codes 0..K-1.
