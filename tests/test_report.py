@@ -141,6 +141,23 @@ def test_reliability_data_from_planted_decisions(tmp_path):
     assert (tmp_path / "reliability.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_eta_curves_leave_out_dense_readouts_which_have_no_eta():
+    from types import SimpleNamespace
+
+    from stc.report._data import eta_curves
+
+    row = {"stage": 1, "representations": "hidden", "poolings": "mean", "C": 1.0, "n_features": 10}
+    model = SimpleNamespace(metric="accuracy", kept_counts_=None, configuration_={
+        "representations": "hidden", "poolings": "mean", "eta": 0.5}, search_results_=[
+        {**row, "eta": None, "readout": "dense", "C": 0.1, "n_features": 384, "val_score": 0.7},
+        {**row, "eta": 0.5, "readout": "sparse", "val_score": 0.8},
+        {**row, "eta": 0.1, "readout": "sparse", "n_features": 3, "val_score": 0.6}])
+    data = eta_curves(model)
+    assert data["series"] == [{"representations": "hidden", "poolings": "mean", "etas": [0.1, 0.5],
+                               "val_scores": [0.6, 0.8], "n_features": [3, 10]}]
+    assert data["C"] == 1.0
+
+
 def test_layer_curve_holds_every_probe_and_the_embedding_score(reports):
     clf, out = reports[2]
     curve = json.loads((out / "layer_curve.json").read_text())

@@ -62,7 +62,7 @@ def eta_curves(clf) -> dict:
     representation set × pooling set; per-layer counts across η when the model recorded them."""
     series: dict[tuple[str, str], dict] = {}
     for row in clf.search_results_:
-        if row["stage"] != 1:
+        if row["stage"] != 1 or row["eta"] is None:  # a dense readout (a whole layer) has no η
             continue
         entry = series.setdefault((row["representations"], row["poolings"]), {
             "representations": row["representations"], "poolings": row["poolings"], "etas": [], "val_scores": [],
@@ -75,7 +75,7 @@ def eta_curves(clf) -> dict:
         for field in ("etas", "val_scores", "n_features"):
             entry[field] = [entry[field][i] for i in order]
     config = clf.configuration_
-    stage1 = [r for r in clf.search_results_ if r["stage"] == 1]
+    stage1 = [r for r in clf.search_results_ if r["stage"] == 1 and r["eta"] is not None]
     C_stage1 = float(stage1[0]["C"]) if stage1 else None
     per_layer = _kept_by_layer_and_eta(clf)
     return {"metric": clf.metric, "C": C_stage1, "series": list(series.values()),
