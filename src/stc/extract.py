@@ -24,7 +24,7 @@ POOLINGS = ("mean", "max", "first", "last")
 REPRESENTATIONS = ("hidden", "ffn")
 #: A batch's rows are padded by at most this fraction of their own length (or ``_PAD_SLACK`` tokens): a padded
 #: token costs a real one, while one more forward costs about 30 tokens on a CPU (MiniLM; benchmarks/README.md,
-#: "Serving"), so 64 mixed MR sentences ran 2.0x faster as ~5 forwards than as one padded to the longest.
+#: "Serving"), so 64 mixed MR sentences ran about 2x faster as ~5 forwards than as one padded to the longest.
 _PAD_FRACTION = 0.25
 _PAD_SLACK = 8
 
