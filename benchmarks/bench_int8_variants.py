@@ -74,13 +74,13 @@ def matmul_groups(path: Path) -> dict[str, list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default="stc-runs/demo-model")
-    parser.add_argument("--data", default="mr")
-    parser.add_argument("--export-dir", default="stc-runs/int8-variants")
+    for name, default in (("--model-dir", "stc-runs/demo-model"), ("--data", "mr"),
+                          ("--export-dir", "stc-runs/int8-variants")):
+        parser.add_argument(name, default=default)
     parser.add_argument("--limit", type=int, default=None, help="only the first N test texts")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of torch and most graphs")
-    parser.add_argument("--calibration-texts", type=int, default=256)
+    parser.add_argument("--calibration-texts", type=int, default=256, help="training texts that set static ranges")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clf = stc.load(args.model_dir)
