@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -94,6 +93,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the server's inference threads (default: stc serve's, the usable cores but one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -112,12 +113,13 @@ def main() -> None:
     del predictor
     n_texts = sum(len(r) for r in requests)
     print(f"{args.requests} requests ({n_texts} texts, 1-8 each) from {args.clients} concurrent clients; "
-          f"{args.runtime} runtime, model {args.model_dir}")
+          f"{args.runtime} runtime, model {args.model_dir}; server threads: {args.threads or 'its default'}")
     results = []
+    threads = ["--threads", str(args.threads)] if args.threads else []
     for name, extra in (("micro-batching", ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms",
                                             str(args.max_wait_ms)]),
                         ("one request per pass", ["--no-batching"])):
-        server, base = start_server(args.model_dir, args.runtime, extra)
+        server, base = start_server(args.model_dir, args.runtime, extra + threads)
         try:
             latencies, answers, wall = asyncio.run(load_test(base, requests, pool, args.clients))
             health = httpx.get(f"{base}/health", timeout=10).json()

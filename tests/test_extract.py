@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stc.extract import all_keys, extract_features, pool_tokens, tokenize
+from stc.extract import TokenizedTexts, all_keys, extract_features, pool_tokens, tokenize
 from tests.conftest import FAMILIES
 
 TEXTS = [
@@ -125,6 +125,32 @@ def test_batching_and_order_do_not_change_results(tiny_backbones, family):
     for key in keys:
         np.testing.assert_allclose(together[key], one_by_one[key], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(together[key], reversed_order[key][::-1], rtol=1e-4, atol=1e-5)
+
+
+def _windows_of_lengths(lengths) -> TokenizedTexts:
+    n = len(lengths)
+    return TokenizedTexts([[1] * length for length in lengths], np.arange(n), np.zeros(n, dtype=np.int64),
+                          np.ones(n, dtype=np.int64))
+
+
+@pytest.mark.parametrize("budget", [1, 100, 10_000])
+def test_batches_hold_every_row_once_within_the_budget_and_the_padding_bound(budget):
+    lengths = np.random.default_rng(0).integers(1, 70, size=300)
+    batches = _windows_of_lengths(lengths).batches(budget)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(300))
+    for rows in batches:
+        longest = lengths[rows].max()
+        assert len(rows) == 1 or len(rows) * longest <= budget
+        # no row padded by more than a quarter of its length or 8 tokens (whichever is more)
+        assert (longest - lengths[rows] <= np.maximum(0.25 * lengths[rows], 8)).all()
+
+
+def test_a_small_mixed_batch_is_split_by_length_and_a_uniform_one_is_not():
+    planted = [60, 58, 50, 45, 40, 30, 26, 20, 12, 10, 5, 4]
+    batches = _windows_of_lengths(planted).batches(8192)
+    assert [np.asarray(planted)[rows].tolist() for rows in batches] == [[60, 58, 50], [45, 40], [30, 26],
+                                                                         [20, 12], [10, 5, 4]]
+    assert len(_windows_of_lengths([30] * 64).batches(8192)) == 1
 
 
 def test_columns_select_the_same_values(tiny_backbones):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import stc
+from stc.calibration import expected_calibration_error, log_loss, probabilities, reliability_table
 from stc.cli import main
 from stc.data import Split, TextDataset
 from stc.report import build_report, read_embedding_score
@@ -17,7 +18,7 @@ from stc.report._cli import format_explanation
 from tests.test_explain import fit_tiny, planted_texts, save_tiny_bert
 
 FIGURES = ("layer_curve", "kept_per_layer", "kept_vs_eta", "metric_vs_eta", "metric_vs_exit", "confusion_matrix",
-           "top_neurons")
+           "reliability", "top_neurons")
 
 
 def planted_dataset(n_classes: int) -> TextDataset:
@@ -88,6 +89,73 @@ def test_key_numbers_are_the_models(reports, n_classes):
     matrix = np.asarray(json.loads((out / "confusion_matrix.json").read_text())["matrix"])
     correct = (predicted == np.asarray(dataset.test.labels)).sum()
     assert matrix.sum() == len(dataset.test) and np.trace(matrix) == correct
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_reliability_diagram_holds_the_calibration_functions_numbers_on_the_test_texts(reports, n_classes):
+    clf, out = reports[n_classes]
+    data = json.loads((out / "reliability.json").read_text())
+    assert json.loads((out / "report.json").read_text())["reliability"] == data
+    test = planted_dataset(n_classes).test
+    codes = np.searchsorted(clf.classes_, np.asarray(test.labels))
+    calibrated = clf.predict_proba(test.texts)
+    uncalibrated = probabilities(clf.decision_function(test.texts), 1.0)
+    expected = [uncalibrated, calibrated] if clf.temperature_ != 1.0 else [calibrated]
+    assert [c["temperature"] for c in data["curves"]][-1] == pytest.approx(clf.temperature_)
+    assert data["n"] == len(test) and data["n_bins"] == 15 and len(data["curves"]) == len(expected)
+    for curve, proba in zip(data["curves"], expected):
+        assert curve["ece"] == pytest.approx(expected_calibration_error(proba, codes, 15), abs=1e-9)
+        assert curve["log_loss"] == pytest.approx(log_loss(proba, codes), abs=1e-9)
+        assert curve["accuracy"] == pytest.approx(np.mean(proba.argmax(axis=1) == codes))
+        table = reliability_table(proba, codes, 15)
+        assert [b["count"] for b in curve["bins"]] == [b["count"] for b in table]
+        for got, want in zip(curve["bins"], table):
+            assert got["confidence"] == pytest.approx(want["confidence"], abs=1e-9)
+            assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-9)
+    # The caption carries the same numbers.
+    page = (out / "index.html").read_text()
+    for index, curve in enumerate(data["curves"]):
+        for field in ("ece", "log_loss"):
+            assert f'data-check="{field}-{index}" data-value="{curve[field]!r}"' in page
+
+
+def test_reliability_data_from_planted_decisions(tmp_path):
+    from stc.report._data import reliability
+    from stc.report._figures import save_figure
+
+    # Decisions +-3 (p = 0.953 under T = 1) on 10 texts, of which 7 are right: one bin, confidence 0.953, accuracy 0.7.
+    decisions = np.array([3.0] * 5 + [-3.0] * 5)
+    codes = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 1])
+    alone = reliability(decisions, codes, 1.0)
+    assert [c["name"] for c in alone["curves"]] == ["the model's probabilities"]
+    filled = [b for b in alone["curves"][0]["bins"] if b["count"]]
+    assert len(filled) == 1 and filled[0]["count"] == 10 and filled[0]["accuracy"] == pytest.approx(0.7)
+    assert alone["curves"][0]["ece"] == pytest.approx(1 / (1 + np.exp(-3)) - 0.7)
+    # A temperature of 3 brings the decisions to +-1 (p = 0.731): the second curve is much closer to 0.7.
+    both = reliability(decisions, codes, 3.0)
+    assert [c["temperature"] for c in both["curves"]] == [1.0, 3.0]
+    assert both["curves"][1]["ece"] == pytest.approx(1 / (1 + np.exp(-1)) - 0.7)
+    assert both["curves"][0] == {**alone["curves"][0], "name": "before calibration"}
+    assert both["curves"][0]["accuracy"] == both["curves"][1]["accuracy"] == pytest.approx(0.7)
+    save_figure("reliability", {**both, "split": "test"}, tmp_path / "reliability.png")
+    assert (tmp_path / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eta_curves_leave_out_dense_readouts_which_have_no_eta():
+    from types import SimpleNamespace
+
+    from stc.report._data import eta_curves
+
+    row = {"stage": 1, "representations": "hidden", "poolings": "mean", "C": 1.0, "n_features": 10}
+    model = SimpleNamespace(metric="accuracy", kept_counts_=None, configuration_={
+        "representations": "hidden", "poolings": "mean", "eta": 0.5}, search_results_=[
+        {**row, "eta": None, "readout": "dense", "C": 0.1, "n_features": 384, "val_score": 0.7},
+        {**row, "eta": 0.5, "readout": "sparse", "val_score": 0.8},
+        {**row, "eta": 0.1, "readout": "sparse", "n_features": 3, "val_score": 0.6}])
+    data = eta_curves(model)
+    assert data["series"] == [{"representations": "hidden", "poolings": "mean", "etas": [0.1, 0.5],
+                               "val_scores": [0.6, 0.8], "n_features": [3, 10]}]
+    assert data["C"] == 1.0
 
 
 def test_layer_curve_holds_every_probe_and_the_embedding_score(reports):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -127,6 +126,13 @@ def test_a_text_the_model_refuses_is_a_422_not_a_crash(clf):
         assert test_client.post("/predict", json={"texts": ["x"]}).status_code == 422  # the server carries on
 
 
+def test_a_server_leaves_one_core_to_its_event_loop():
+    from stc.serving._cli import default_threads
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_threads() == max(1, cores - 1)
+
+
 def test_settings_name_the_bad_value():
     with pytest.raises(ValueError, match="max_texts must be a positive integer, got 0"):
         ServeSettings(max_texts=0)
@@ -196,7 +202,7 @@ def test_the_real_server_answers_concurrent_requests(clf, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src") + os.pathsep +
            os.environ.get("PYTHONPATH", "")}
     server = subprocess.Popen([sys.executable, "-m", "stc", "serve", str(tmp_path / "model"), "--port", str(port),
-                               "--device", "cpu", "--log-level", "warning"], env=env,
+                               "--device", "cpu", "--log-level", "warning", "--threads", "1"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -225,10 +231,14 @@ def test_the_real_server_answers_concurrent_requests(clf, tmp_path):
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "Traceback" not in output, output
+    assert "1 inference thread)" in output
 
 
 def test_serve_with_a_bad_model_directory_is_a_one_line_error(tmp_path, capsys):
     from stc.cli import main
+
+    assert main(["serve", str(tmp_path), "--threads", "0"]) == 2
+    assert "threads must be a positive integer, got 0" in capsys.readouterr().err
 
     assert main(["serve", str(tmp_path), "--port", str(_free_port())]) == 2
     assert "stc_model.json is missing" in capsys.readouterr().err

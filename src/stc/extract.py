@@ -22,6 +22,11 @@ __all__ = ["POOLINGS", "REPRESENTATIONS", "feature_key", "parse_key", "pool_toke
 
 POOLINGS = ("mean", "max", "first", "last")
 REPRESENTATIONS = ("hidden", "ffn")
+#: A batch's rows are padded by at most this fraction of their own length (or ``_PAD_SLACK`` tokens): a padded
+#: token costs a real one, while one more forward costs about 30 tokens on a CPU (MiniLM; benchmarks/README.md,
+#: "Serving"), so 64 mixed MR sentences ran about 2x faster as ~5 forwards than as one padded to the longest.
+_PAD_FRACTION = 0.25
+_PAD_SLACK = 8
 
 
 def feature_key(representation: str, layer: int, pooling: str) -> str:
@@ -134,15 +139,21 @@ class TokenizedTexts:
         return ids.to(device), mask.to(device)
 
     def batches(self, token_budget: int) -> list[np.ndarray]:
-        """Windows sorted by length, grouped so that rows x longest row stays within the token budget."""
+        """Windows sorted by length, grouped so that rows x longest row stays within the token budget and no row
+        is padded by more than a quarter of its own length (or ``_PAD_SLACK`` tokens, if more)."""
         lengths = np.array([len(ids) for ids in self.input_ids])
         order = np.argsort(-lengths, kind="stable")
+        sorted_lengths = lengths[order]
         batches, start = [], 0
         while start < len(order):
-            longest = lengths[order[start]]
-            rows = max(1, token_budget // max(int(longest), 1))
-            batches.append(order[start:start + rows])
-            start += rows
+            longest = int(sorted_lengths[start])
+            rows = max(1, token_budget // max(longest, 1))
+            # The padding bound splits a small batch of mixed lengths (a server's pass of 64 texts) into a few
+            # forwards of similar lengths instead of one padded to its longest; large sorted inputs hardly change.
+            shortest_kept = min(longest / (1 + _PAD_FRACTION), longest - _PAD_SLACK)
+            fits = int(np.count_nonzero(sorted_lengths[start:start + rows] >= shortest_kept))
+            batches.append(order[start:start + max(fits, 1)])
+            start += max(fits, 1)
         return batches
 
 

@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._version import __version__
 from .._estimator import encode_labels, validation_split
 from ._data import (configuration_summary, confusion, embedding_baseline, eta_curves, exit_curve, kept_per_layer,
-                    layer_curve, top_neurons)
+                    layer_curve, reliability, top_neurons)
 from ._figures import save_figure
 from ._html import render_page
 
@@ -23,7 +23,8 @@ __all__ = ["build_report", "read_embedding_score"]
 #: figure name -> the data section it is drawn from
 _FIGURE_SECTIONS = {"layer_curve": "layer_curve", "kept_per_layer": "kept_per_layer", "kept_vs_eta": "eta_curves",
                     "metric_vs_eta": "eta_curves", "metric_vs_exit": "exit_curve",
-                    "confusion_matrix": "confusion_matrix", "top_neurons": "top_neurons"}
+                    "confusion_matrix": "confusion_matrix", "reliability": "reliability",
+                    "top_neurons": "top_neurons"}
 
 
 def read_embedding_score(path) -> dict:
@@ -59,7 +60,9 @@ def build_report(clf, dataset, out, *, embedding: dict | None = None, fit_embedd
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     train, validation, test = dataset.train, dataset.validation, dataset.test
-    unknown = sorted({str(x) for x in train.labels} - {str(c) for c in clf.classes_})
+    evaluation = test if test is not None else validation
+    seen = list(train.labels) + (list(evaluation.labels) if evaluation is not None else [])
+    unknown = sorted({str(x) for x in seen} - {str(c) for c in clf.classes_})
     if unknown:
         raise ValueError(f"dataset {dataset.name!r} holds labels the model never saw: {unknown[:5]}")
     if embedding is None and fit_embedding:
@@ -73,13 +76,18 @@ def build_report(clf, dataset, out, *, embedding: dict | None = None, fit_embedd
                 random_state=clf.random_state)
             fit_labels, val_labels = classes[fit_codes], classes[val_codes]
         embedding = embedding_baseline(clf, fit_texts, fit_labels, val_texts, val_labels)
-    evaluation = test if test is not None else validation
     sections = {"layer_curve": layer_curve(clf, embedding), "kept_per_layer": kept_per_layer(clf),
                 "eta_curves": eta_curves(clf), "exit_curve": exit_curve(clf)}
     test_score = n_test = None
     if evaluation is not None:
-        sections["confusion_matrix"], test_score = confusion(clf, evaluation.texts, evaluation.labels)
-        sections["confusion_matrix"]["split"] = "test" if test is not None else "validation"
+        # One extraction of the split serves both: the labels (confusion) and the probabilities (reliability).
+        decisions = clf.decision_function(evaluation.texts)
+        split = "test" if test is not None else "validation"
+        sections["confusion_matrix"], test_score = confusion(clf, decisions, evaluation.labels)
+        codes = np.searchsorted(clf.classes_, np.asarray(evaluation.labels))
+        sections["reliability"] = {**reliability(decisions, codes, float(getattr(clf, "temperature_", 1.0))),
+                                   "split": split}
+        sections["confusion_matrix"]["split"] = split
         n_test = len(evaluation)
     sections["configuration"] = configuration_summary(clf, test_score, n_test, embedding)
     sections["top_neurons"] = top_neurons(clf, train.texts, train.labels, count=top_k,

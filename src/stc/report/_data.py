@@ -9,11 +9,15 @@ from sklearn.metrics import confusion_matrix
 
 from .._estimator import plain_label
 from .._metrics import score
+from ..calibration import expected_calibration_error, log_loss, probabilities, reliability_table
 from ..explain import neuron_parts, peak_token, token_activations
 from ..extract import extract_features, parse_key
 
 __all__ = ["layer_curve", "kept_per_layer", "eta_curves", "exit_curve", "configuration_summary",
-           "confusion", "top_neurons", "embedding_baseline"]
+           "confusion", "reliability", "top_neurons", "embedding_baseline"]
+
+#: equal-width confidence bins of the reliability diagram, as ``stc evaluate``'s ECE
+RELIABILITY_BINS = 15
 
 
 def layer_curve(clf, embedding: dict | None) -> dict:
@@ -58,7 +62,7 @@ def eta_curves(clf) -> dict:
     representation set × pooling set; per-layer counts across η when the model recorded them."""
     series: dict[tuple[str, str], dict] = {}
     for row in clf.search_results_:
-        if row["stage"] != 1:
+        if row["stage"] != 1 or row["eta"] is None:  # a dense readout (a whole layer) has no η
             continue
         entry = series.setdefault((row["representations"], row["poolings"]), {
             "representations": row["representations"], "poolings": row["poolings"], "etas": [], "val_scores": [],
@@ -71,7 +75,7 @@ def eta_curves(clf) -> dict:
         for field in ("etas", "val_scores", "n_features"):
             entry[field] = [entry[field][i] for i in order]
     config = clf.configuration_
-    stage1 = [r for r in clf.search_results_ if r["stage"] == 1]
+    stage1 = [r for r in clf.search_results_ if r["stage"] == 1 and r["eta"] is not None]
     C_stage1 = float(stage1[0]["C"]) if stage1 else None
     per_layer = _kept_by_layer_and_eta(clf)
     return {"metric": clf.metric, "C": C_stage1, "series": list(series.values()),
@@ -132,14 +136,35 @@ def configuration_summary(clf, test_score: float | None, n_test: int | None, emb
             "embedding_val_score": embedding["val_score"] if embedding else None}
 
 
-def confusion(clf, texts: Sequence[str], labels: Sequence) -> tuple[dict, float]:
-    """Confusion matrix on a labelled split (rows: true label, columns: predicted) and the metric there."""
-    predicted = clf.predict(list(texts))
+def confusion(clf, decisions: np.ndarray, labels: Sequence) -> tuple[dict, float]:
+    """Confusion matrix on a labelled split (rows: true label, columns: predicted) and the metric there, from the
+    model's decision values on it (the label is the probabilities' argmax, as ``predict``'s)."""
+    predicted = clf.classes_[probabilities(decisions).argmax(axis=1)]
     truth = np.asarray(labels)
     matrix = confusion_matrix(truth, predicted, labels=clf.classes_)
     test_score = score(truth, predicted, clf.metric)
     return {"classes": [plain_label(c) for c in clf.classes_], "matrix": matrix.tolist(), "n": int(len(truth)),
             "metric": clf.metric, "score": float(test_score)}, float(test_score)
+
+
+def reliability(decisions: np.ndarray, codes: np.ndarray, temperature: float,
+                n_bins: int = RELIABILITY_BINS) -> dict:
+    """Reliability diagram data of one labelled split: per confidence bin the mean confidence and the accuracy,
+    with ECE and log loss, of the model's probabilities (logits divided by its ``temperature``) and, when that is
+    not 1, of the uncalibrated ones (T = 1) before them. ``decisions``: the model's decision values on the split;
+    ``codes``: the true class codes (indices into ``classes_``)."""
+    codes = np.asarray(codes)
+    settings = [("before calibration", 1.0), ("after calibration", temperature)] if temperature != 1.0 \
+        else [("the model's probabilities", 1.0)]
+    curves = []
+    for name, value in settings:
+        proba = probabilities(decisions, value)
+        curves.append({"name": name, "temperature": float(value),
+                       "accuracy": float((proba.argmax(axis=1) == codes).mean()),
+                       "ece": expected_calibration_error(proba, codes, n_bins),
+                       "log_loss": log_loss(proba, codes), "bins": reliability_table(proba, codes, n_bins)})
+    return {"n": int(len(codes)), "n_bins": n_bins, "n_classes": int(proba.shape[1]),
+            "temperature": float(temperature), "curves": curves}
 
 
 def embedding_baseline(clf, train_texts, train_labels, val_texts, val_labels) -> dict:

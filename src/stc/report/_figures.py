@@ -153,6 +153,30 @@ def confusion_figure(data: dict):
     return figure
 
 
+def reliability_figure(data: dict):
+    """Observed accuracy against mean confidence per bin (above) and how many texts fall in each bin (below)."""
+    figure, (curve_axes, count_axes) = plt.subplots(2, 1, figsize=(6.5, 5.6), sharex=True,
+                                                    gridspec_kw={"height_ratios": [3, 1]})
+    low = np.floor(data["n_bins"] / data["n_classes"]) / data["n_bins"]  # no confidence is below 1 / n_classes
+    curve_axes.plot([low, 1], [low, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    width = 1 / data["n_bins"] / (len(data["curves"]) + 1)  # the curves' bars side by side within a bin
+    for index, curve in enumerate(data["curves"]):
+        filled = [b for b in curve["bins"] if b["count"]]
+        curve_axes.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o",
+                        markersize=4, label=f"{curve['name']} (T = {curve['temperature']:.3g}): ECE "
+                                            f"{curve['ece']:.4f}, log loss {curve['log_loss']:.4f}")
+        count_axes.bar([(b["low"] + b["high"]) / 2 + (index - (len(data["curves"]) - 1) / 2) * width
+                        for b in curve["bins"]], [b["count"] for b in curve["bins"]], width, alpha=0.8)
+    curve_axes.set_xlim(low, 1.0)
+    curve_axes.set_ylim(min(low, curve_axes.get_ylim()[0]), 1.02)
+    curve_axes.legend(fontsize=8, loc="upper left")
+    curve_axes.set_title(f"Reliability on the {data.get('split', 'test')} split (n = {data['n']}, "
+                         f"{data['n_bins']} equal-width bins)", fontsize=11)
+    curve_axes.set_ylabel("observed accuracy")
+    curve_axes.grid(alpha=0.3)
+    return _finish(figure, count_axes, "", "predicted confidence (probability of the predicted class)", "texts")
+
+
 def top_neurons_figure(data: list[dict]):
     figure, axes = plt.subplots(figsize=(7.5, 0.35 * len(data) + 1.5))
     names = [n["neuron"] for n in data][::-1]
@@ -175,6 +199,7 @@ FIGURES = {
     "metric_vs_eta": metric_vs_eta_figure,
     "metric_vs_exit": metric_vs_exit_figure,
     "confusion_matrix": confusion_figure,
+    "reliability": reliability_figure,
     "top_neurons": top_neurons_figure,
 }
 

@@ -102,6 +102,22 @@ def _signal_summary(curve: dict) -> str:
     return "<ul>" + "".join(lines) + "</ul>"
 
 
+def _reliability(out: Path, data: dict | None) -> str:
+    """The calibration section: the reliability diagram, its caption giving ECE and log loss of each curve (before
+    and after the temperature); nothing when there was no labelled split to draw it from."""
+    if not data:
+        return ""
+    parts = [f"{escape(curve['name'])} (T = {curve['temperature']:.3f}): ECE "
+             f"{_number(curve['ece'], f'ece-{index}')}, log loss {_number(curve['log_loss'], f'log_loss-{index}')}"
+             f", accuracy {_number(curve['accuracy'], f'accuracy-{index}')}"
+             for index, curve in enumerate(data["curves"])]
+    caption = (f"Predicted confidence (the probability of the predicted class) against the share of the "
+               f"{escape(data['split'])} texts it got right, in each of {data['n_bins']} equal-width confidence "
+               f"bins; on the diagonal a probability of 0.8 is right 8 times in 10. Below: texts per bin. "
+               + "; ".join(parts) + ".")
+    return "<h2>Can the probabilities be trusted: calibration</h2>" + _figure(out, "reliability", caption)
+
+
 def render_page(out: Path, sections: dict, context: dict) -> str:
     """The whole page as one string, from the report's data sections and the PNGs already written to ``out``."""
     config = sections["configuration"]
@@ -138,6 +154,7 @@ training texts {context['n_train']}, validation {context['n_val']}, {split} {con
 {config['exit_layer']} of {config['num_layers']}.</p>
 <div class="cards">{cards}</div>
 {_figure(out, 'confusion_matrix', f'The {split} split: rows true label, columns predicted.')}
+{_reliability(out, sections.get('reliability'))}
 <h2>Where the signal is: probe score by layer</h2>
 <p>Each line is an L1 logistic probe trained on one layer's pooled activations ({metric} on validation).
 {embedding_note}</p>

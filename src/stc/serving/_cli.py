@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["register"]
@@ -21,13 +22,26 @@ def _cmd_serve(args) -> int:
     settings = ServeSettings(max_texts=args.max_texts, max_chars=args.max_chars,
                              max_batch_size=1 if args.no_batching else args.max_batch_size,
                              max_wait_ms=0.0 if args.no_batching else args.max_wait_ms)
+    threads = default_threads() if args.threads is None else args.threads
     # Loaded here, before the server binds: a bad model directory is a one-line error, not a failed start-up.
-    predictor = load_predictor(args.model_dir, runtime=args.runtime, device=args.device)
+    predictor = load_predictor(args.model_dir, runtime=args.runtime, device=args.device, threads=threads)
     app = create_app(lambda: predictor, settings)
     print(f"stc serve: {args.runtime} model from {args.model_dir} on http://{args.host}:{args.port} "
-          f"(max batch {settings.max_batch_size} texts, max wait {settings.max_wait_ms} ms)", file=sys.stderr)
+          f"(max batch {settings.max_batch_size} texts, max wait {settings.max_wait_ms} ms, {threads} inference "
+          f"thread{'s' if threads > 1 else ''})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def default_threads() -> int:
+    """Inference threads of a server: every core this process may use but one, which the event loop keeps.
+
+    A runtime's threads wait for each other at every operator; when the event loop (reading requests, writing
+    answers) takes one of their cores, each operator waits for a time slice: on 2 cores, torch with 2 threads
+    served a one-text pass in ~700 ms, with 1 thread in ~25 ms (benchmarks/README.md, "Serving").
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,5 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-wait-ms", type=float, default=5.0,
                        help="how long a pass waits for more requests after the first (default 5 ms)")
     serve.add_argument("--no-batching", action="store_true", help="one request per backbone pass")
+    serve.add_argument("--threads", type=int, default=None,
+                       help="intra-op threads of the runtime (default: the usable cores but one, which the event "
+                            "loop keeps; at least 1)")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(handler=_cmd_serve)
