@@ -17,7 +17,6 @@ import textwrap
 import numpy as np
 import pytest
 
-import stc
 from stc import STCClassifier
 from stc.cli import main
 
