@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -241,8 +242,6 @@ def test_the_estimator_refuses_bad_engine_parameters_before_any_work(tmp_path):
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -264,8 +263,6 @@ def ray_head(tmp_path_factory):
     try:
         deadline = time.monotonic() + 120
         while True:  # the head is up once its GCS port answers
-            import socket
-
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
