@@ -69,9 +69,9 @@ _captured: dict = {}
 
 
 def _capture_search(*args, **kwargs):
-    chosen, table = _search(*args, **kwargs)
-    _captured.update(table=table, selector=args[4])
-    return chosen, table
+    result = _search(*args, **kwargs)
+    _captured.update(table=result.table, selector=args[4])
+    return result
 
 
 def _capture_columns(candidate, probes, dims):

@@ -210,6 +210,38 @@ def test_expected_score_leaves_each_block_out_of_the_choice():
     assert abs(estimate - 0.5) < 2.5 * se + 0.01 and estimate < best
 
 
+def _scored(candidate: Candidate, block_accuracies, block_size: int = 100) -> Evaluation:
+    """An evaluation whose predictions of all-zero labels are right on the given share of each block."""
+    predictions = np.concatenate([(np.arange(block_size) >= round(a * block_size)).astype(np.int64)
+                                  for a in block_accuracies])
+    return Evaluation(candidate, 10.0, predictions, np.zeros((len(predictions), 1)))
+
+
+def test_expected_score_replays_the_first_stage_without_each_block():
+    """Stage-1 leader A leads only thanks to block 0; the second stage around it looks good on every block.
+    Without block 0 the leader is B, whose second stage is weak on block 0: the estimate must see that."""
+    y = np.zeros(500, dtype=np.int64)
+    blocks = [np.arange(k * 100, (k + 1) * 100) for k in range(5)]
+    a = Candidate("sparse", ("hidden",), ("mean",), 0.5, 3, 0.1, 1)
+    b = Candidate("sparse", ("ffn",), ("mean",), 0.5, 3, 0.1, 1)
+    stage_one = [_scored(a, [1.0, 0.6, 0.6, 0.6, 0.6]), _scored(b, [0.5, 0.64, 0.64, 0.64, 0.64])]
+    around = {a: [_scored(Candidate("sparse", ("hidden",), ("mean",), 0.5, 2, 1.0, 2), [1.0, 0.7, 0.7, 0.7, 0.7])],
+              b: [_scored(Candidate("sparse", ("ffn",), ("mean",), 0.5, 2, 1.0, 2), [0.5, 0.7, 0.7, 0.7, 0.7])]}
+    calls = []
+
+    def stage_two(sparse, dense):
+        calls.append((sparse, dense))
+        return around[sparse]
+
+    selector = Selector(y, blocks, "accuracy", "one_se")
+    evaluations = stage_one + around[a]
+    as_is, _ = expected_score(selector, evaluations)
+    replayed, _ = expected_score(selector, evaluations, stage_two)
+    assert as_is == pytest.approx((1.0 + 4 * 0.7) / 5)  # block 0 scored by A's second stage: A's luck counted
+    assert replayed == pytest.approx((0.5 + 4 * 0.7) / 5)
+    assert calls == [(b, None), (a, None), (a, None), (a, None), (a, None)]
+
+
 # --- calibration ----------------------------------------------------------------------------------------------------
 
 def test_temperature_recovers_the_overconfidence_planted_in_decision_values():

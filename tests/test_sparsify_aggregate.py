@@ -108,12 +108,12 @@ def test_search_prefers_the_shallowest_exit_that_holds_the_signal(tmp_path):
     probes = fit_probes(store, store.keys, y, train, val, Cs=(0.001, 0.01))
 
     selector = Selector(y[val], estimate_blocks(y[val], 0), "accuracy", "best")
-    chosen, evaluations = search([Split(train, val, probes)], lambda key, columns: store.load(key, columns=columns),
-                                 y, {key: store.dim(key) for key in store.keys}, selector,
-                                 representation_sets=[("hidden",)], pooling_sets=[("mean",)], etas=(0.5, 0.9),
-                                 exit_layers=(1, 2, 3), Cs=(0.1, 1.0))
-    table = configuration_rows(selector, evaluations)
-    best = table[chosen]
+    searched = search([Split(train, val, probes)], lambda key, columns: store.load(key, columns=columns),
+                      y, {key: store.dim(key) for key in store.keys}, selector,
+                      representation_sets=[("hidden",)], pooling_sets=[("mean",)], etas=(0.5, 0.9),
+                      exit_layers=(1, 2, 3), Cs=(0.1, 1.0))
+    table = configuration_rows(selector, searched.table)
+    best = table[searched.chosen]
     assert best.exit_layer == 1
     assert best.val_score >= max(row.val_score for row in table)
     assert {row.stage for row in table} == {1, 2}

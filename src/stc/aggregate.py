@@ -31,7 +31,8 @@ from .probe import ProbeResult
 from .sparsify import select_neurons
 
 __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", "candidate_columns",
-           "feature_names", "make_final_classifier", "evaluate_candidates", "search", "DEFAULT_FINAL_CS"]
+           "feature_names", "make_final_classifier", "evaluate_candidates", "search", "SearchResult",
+           "stage_two_candidates", "DEFAULT_FINAL_CS"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
 READOUTS = ("sparse", "dense", "hybrid")
@@ -198,19 +199,46 @@ class Selector:
     def choose(self, evaluations: Sequence[Evaluation]) -> int: ...
 
 
+@dataclass(frozen=True)
+class SearchResult:
+    """The search's choice, every evaluation, and a way to run its second stage around other leaders (what an
+    honest estimate needs: the leaders chosen without a block of held-out rows may differ)."""
+
+    chosen: int
+    table: list[Evaluation]
+    stage_two: Callable[[Candidate | None, Candidate | None], list[Evaluation]]
+
+
+def stage_two_candidates(sparse_leader: Candidate | None, dense_leader: Candidate | None,
+                         exit_layers: Sequence[int], Cs: Sequence[float]) -> list[Candidate]:
+    """Stage 2 around the stage-1 leaders: every exit layer × C of the sparse leader, every other C of the dense
+    leader, and every C of the two together (hybrid)."""
+    second = []
+    if sparse_leader:
+        second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta, k, C,
+                            2) for k in exit_layers for C in Cs]
+    if dense_leader:
+        second += [replace(dense_leader, C=C, stage=2) for C in Cs if C != dense_leader.C]
+    if sparse_leader and dense_leader:  # the embedding plus the neurons that add most to it
+        second += [Candidate("hybrid", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
+                             max(sparse_leader.exit_layer, dense_leader.exit_layer), C, 2, dense_leader.dense_key)
+                   for C in Cs]
+    return second
+
+
 def search(
     splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray], y: np.ndarray, dims: Mapping[str, int],
     selector: Selector, *, representation_sets: Sequence[tuple[str, ...]], pooling_sets: Sequence[tuple[str, ...]],
     etas: Sequence[float], exit_layers: Sequence[int], Cs: Sequence[float], dense_keys: Sequence[str] = (),
     n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None, show_progress_bar: bool = False,
-) -> tuple[int, list[Evaluation]]:
-    """(index of the chosen evaluation, every evaluation) of the two-stage search.
+) -> SearchResult:
+    """The two-stage search: the chosen evaluation's index, every evaluation, and its stage 2 as a function.
 
     The full product (representations × poolings × η × exit layer × C) is thousands of fits, so stage 1 tries
     every representation set × pooling set × η at full depth with one C (and every dense key, when given), then
-    stage 2 tries every exit layer × every C for the sparse leader, every C for the dense leader, and every C for
-    the two together (hybrid). The selector
-    names the leaders and the final choice among every candidate of both stages."""
+    stage 2 (``stage_two_candidates``) tries every exit layer × every C for the sparse leader, every C for the dense
+    leader, and every C for the two together (hybrid). The selector names the leaders and the final choice among
+    every candidate of both stages."""
     # Stage 1 compares feature sets of very different sizes at one C; a weak penalty (large C) would favour the
     # small ones and converge slowest, so it takes the lower middle of the grid (0.1 of the default grid).
     middle_C = sorted(Cs)[(len(Cs) - 1) // 2]
@@ -225,19 +253,21 @@ def search(
     if not first and not first_dense:
         raise ValueError("every probe kept no neuron at every eta: the labels look unrelated to the activations "
                          "(or the probe C grid is too small)")
-    second = []
-    sparse_leader = dense_leader = None
-    if first:
-        sparse_leader = first[selector.leader(first)].candidate
-        second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta, k, C,
-                            2) for k in exit_layers for C in Cs]
-    if first_dense:
-        dense_leader = first_dense[selector.leader(first_dense)].candidate
-        second += [replace(dense_leader, C=C, stage=2) for C in Cs if C != dense_leader.C]
-    if sparse_leader and dense_leader:  # the embedding plus the neurons that add most to it
-        second += [Candidate("hybrid", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
-                             max(sparse_leader.exit_layer, dense_leader.exit_layer), C, 2, dense_leader.dense_key)
-                   for C in Cs]
-    table = first + first_dense + evaluate_candidates(second, splits, load, y, dims, desc="search stage 2",
-                                                      **options)
-    return selector.choose(table), table
+    sparse_leader = first[selector.leader(first)].candidate if first else None
+    dense_leader = first_dense[selector.leader(first_dense)].candidate if first_dense else None
+    second = evaluate_candidates(stage_two_candidates(sparse_leader, dense_leader, exit_layers, Cs), splits, load, y,
+                                 dims, desc="search stage 2", **options)
+    table = first + first_dense + second
+    evaluated = {e.candidate: e for e in second}
+    tried: set[Candidate] = set(evaluated)
+
+    def stage_two(sparse: Candidate | None, dense: Candidate | None) -> list[Evaluation]:
+        wanted = stage_two_candidates(sparse, dense, exit_layers, Cs)
+        missing = [c for c in wanted if c not in tried]
+        if missing:
+            tried.update(missing)
+            evaluated.update((e.candidate, e) for e in evaluate_candidates(
+                missing, splits, load, y, dims, desc="estimate: stage 2 around other leaders", **options))
+        return [evaluated[c] for c in wanted if c in evaluated]
+
+    return SearchResult(selector.choose(table), table, stage_two)

@@ -221,12 +221,13 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         if len(settings.representations) > 1:
             representation_sets.append(settings.representations)
         pooling_sets = [(p,) for p in poolings] + ([tuple(poolings)] if len(poolings) > 1 else [])
-        chosen, table = search(
+        searched = search(
             splits, lambda key, columns: store.load(key, columns=columns), pool_codes,
             {key: store.dim(key) for key in store.keys}, selector, representation_sets=representation_sets,
             pooling_sets=pooling_sets, etas=grids["etas"], exit_layers=range(1, backbone.num_layers + 1),
             Cs=grids["final_Cs"], dense_keys=dense_keys, n_jobs=self.n_jobs, seed=self.random_state,
             class_weight=self.class_weight, show_progress_bar=self.show_progress_bar)
+        chosen, table = searched.chosen, searched.table
         lap("search")
         if folds is None:
             fit_rows = train_rows
@@ -247,8 +248,9 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                                       self.class_weight).fit(X_fit, pool_codes[fit_rows])
         temperature = fit_temperature(best.decisions, y_eval) if self.calibrate else 1.0
         lap("final")
+        estimate, estimate_se = expected_score(selector, table, searched.stage_two)
+        lap("estimate")
         rows = configuration_rows(selector, table)
-        estimate, estimate_se = expected_score(selector, table)
         selection = {"protocol": "cv" if folds else "split", "folds": folds, "rule": rule,
                      "n_blocks": len(blocks), "n_candidates": len(table), "n_held_out": len(y_eval)}
         record = fit_record(rows, probes, grids["etas"], self.validation_, selection, timings,

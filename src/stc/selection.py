@@ -26,16 +26,19 @@ measures it against taking the best score on three datasets (its ablation column
 validation score wins (ties as above).
 
 Estimate (``expected_score``): the held-out rows are cut into blocks (the folds; with one split, 5 stratified
-blocks of the validation rows). For each block the same rule chooses a candidate from the *other* blocks' scores,
-and that candidate's score on the left-out block is recorded; their mean, and its standard error, is the expected
-test score. Unlike the chosen candidate's own score, this number has not been used to pick the winner, so the
-selection's optimism (the winner's curse of choosing among many candidates) is not in it.
+blocks of the validation rows). For each block the search is replayed from the other blocks' scores: its stage-1
+leaders are chosen on them (the second stage around any other leader is run for the purpose), the same rule then
+chooses among stage 1 and that second stage, and the chosen candidate's score on the left-out block is recorded;
+their mean, and its standard error, is the expected test score. Unlike the chosen candidate's own score, this
+number has not been used to pick the winner, so the selection's optimism (the winner's curse of choosing among
+many candidates) is not in it. One choice still sees every block: each probe's C (per layer, from the probes'
+own fold scores, before any candidate is scored).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -159,19 +162,43 @@ def choose_one_se(block_scores: np.ndarray, evaluations: Sequence[Evaluation]) -
     return min(eligible, key=lambda i: (*simplicity[i], -means[i]))
 
 
-def expected_score(selector: Selector, evaluations: Sequence[Evaluation]) -> tuple[float, float]:
-    """(mean, standard error) over blocks of the score of the candidate chosen without each block (see module)."""
+def _best(means: np.ndarray, evaluations: Sequence[Evaluation]) -> int:
+    return min(range(len(means)), key=lambda i: (-means[i], *_simplicity(evaluations[i])))
+
+
+def _choose(block_scores: np.ndarray, evaluations: Sequence[Evaluation], rule: str) -> int:
+    if rule == "one_se" and block_scores.shape[1] > 1:
+        return choose_one_se(block_scores, evaluations)
+    return _best(block_scores.mean(axis=1), evaluations)
+
+
+def expected_score(selector: Selector, evaluations: Sequence[Evaluation],
+                   stage_two: Callable[[Candidate | None, Candidate | None], list[Evaluation]] | None = None,
+                   ) -> tuple[float, float]:
+    """(mean, standard error) over blocks of the score of the candidate chosen without each block (see module).
+
+    With ``stage_two`` (``SearchResult.stage_two``), the search is replayed without each block from its first
+    stage: the stage-1 leaders are chosen on the other blocks, and the second stage is the one around those leaders
+    (run now when they differ from the search's own); without it, the choice is among ``evaluations`` as they
+    are, a second stage built around leaders that saw every block."""
     block_scores = score_blocks(evaluations, selector.y_eval, selector.blocks, selector.metric)
-    simplicity = [_simplicity(e) for e in evaluations]
+    first = [i for i, e in enumerate(evaluations) if e.candidate.stage == 1]
     held_out = []
     for k in range(block_scores.shape[1]):
-        others = np.delete(block_scores, k, axis=1)
-        if selector.rule == "one_se" and others.shape[1] > 1:
-            chosen = choose_one_se(others, evaluations)
-        else:
-            means = others.mean(axis=1)
-            chosen = min(range(len(means)), key=lambda i: (-means[i], *simplicity[i]))
-        held_out.append(block_scores[chosen, k])
+        candidates, scores = list(evaluations), block_scores
+        if stage_two is not None:
+            leaders = {}
+            for readout in ("sparse", "dense"):
+                pool = [i for i in first if evaluations[i].candidate.readout == readout]
+                if pool:
+                    means = np.delete(block_scores[pool], k, axis=1).mean(axis=1)
+                    leaders[readout] = evaluations[pool[_best(means, [evaluations[i] for i in pool])]].candidate
+            second = stage_two(leaders.get("sparse"), leaders.get("dense"))
+            candidates = [evaluations[i] for i in first] + second
+            scores = np.vstack([block_scores[first],
+                                score_blocks(second, selector.y_eval, selector.blocks, selector.metric)])
+        chosen = _choose(np.delete(scores, k, axis=1), candidates, selector.rule)
+        held_out.append(scores[chosen, k])
     held_out = np.array(held_out)
     se = float(held_out.std(ddof=1) / math.sqrt(len(held_out))) if len(held_out) > 1 else float("nan")
     return float(held_out.mean()), se
