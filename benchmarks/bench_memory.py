@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time

@@ -81,7 +81,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     cv_score_ : the same held-out score, the figure ``cv_score_se_`` belongs to.
     cv_score_se_ : its standard error over the folds (over 5 blocks of the validation texts with one split).
     expected_score_ : the expected test score, the selection's optimism left out: each fold (each block of the
-        validation texts, with one split) scored by the setting chosen without it (see ``stc.selection``).
+        validation texts, with one split) scored by the setting the search, replayed from its first stage on the
+        other folds, chooses without it (see ``stc.selection``).
     expected_score_se_ : the standard error of ``expected_score_``.
     selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, rule ("one_se" or
         "best"), n_blocks, n_candidates and n_held_out (texts scored).
