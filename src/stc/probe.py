@@ -180,6 +180,13 @@ def _fit_path(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nd
                      intercepts=np.asarray(intercepts, dtype=np.float32), val_scores=scores)
 
 
+def _fit_path_quietly(*arguments) -> ProbePath:
+    """``_fit_path`` in a worker process, where the caller's warning filters do not reach."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # scikit-learn's solvers at the grid's largest C
+        return _fit_path(*arguments)
+
+
 def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train_rows: np.ndarray,
                     val_rows: np.ndarray, *, Cs: Sequence[float] | None = None, metric: str = "accuracy",
                     solver: str = "auto", n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None,
@@ -196,7 +203,8 @@ def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, 
         raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got {class_weight!r}")
     Cs = None if Cs is None else sorted(float(C) for C in Cs)
     # scikit-learn's liblinear draws from one process-wide random state: fitted on threads side by side, its
-    # probes would depend on timing. Those run one after another; only stc's own solver runs on threads.
+    # probes would depend on timing. Those run side by side in processes (each seeds its own state, so the result
+    # is the same as one after another); only stc's own solver runs on threads.
     threaded = [key for key in keys if _resolved_solver(solver, len(train_rows), store.dim(key)) == "auto"]
     threaded.sort(key=lambda key: -store.dim(key))  # widest (slowest) first: no worker is left alone at the end
     on_threads = set(threaded)
@@ -208,9 +216,16 @@ def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, 
     with ExitStack() as context:
         context.enter_context(quiet_solver_warnings())
         warnings.simplefilter("ignore", ConvergenceWarning)  # scikit-learn's solvers at the grid's largest C
-        for key in serial:
-            fitted[key] = _fit_path(store, key, *arguments)
-            bar.update()
+        processes = min(effective_n_jobs(n_jobs), len(serial))
+        if processes > 1:
+            for result in Parallel(n_jobs=processes, prefer="processes", return_as="generator")(
+                    delayed(_fit_path_quietly)(store, key, *arguments) for key in serial):
+                fitted[result.key] = result
+                bar.update()
+        else:
+            for key in serial:
+                fitted[key] = _fit_path(store, key, *arguments)
+                bar.update()
         if workers > 1:
             context.enter_context(threadpool_limits(limits=1, user_api="blas"))
         for result in Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
