@@ -235,13 +235,17 @@ def table(out_path) -> str:
             return f"{100 * np.mean(values):.1f}" if values else "–"
         margin = 100 * (mean("stc", "test") - mean("embedding", "test"))
         margins.append(margin)
-        lines.append(f"| {name} | {size} | {n} | {methods[METHODS[0]][0]['metric']} | "
+        lines.append(f"| {name} | {size} | {n} | {next(iter(methods.values()))[0]['metric']} | "
                      f"{100 * mean('stc', 'test'):.1f} | {100 * mean('stc', 'optimism'):+.1f} | "
                      f"{100 * mean('stc-split', 'test'):.1f} | {100 * mean('stc-split', 'optimism'):+.1f} | "
                      f"{100 * mean('embedding', 'test'):.1f} | {100 * mean('embedding', 'optimism'):+.1f} | "
                      f"{margin:+.1f} | {mean('stc', 'fit_seconds'):.0f} | {mean('stc-split', 'fit_seconds'):.0f} | "
                      f"{ablation('best')} | {ablation('no_hybrid')} |")
     lines.append(f"\nmean stc − embedding over {len(margins)} cells: {np.nanmean(margins):+.2f} points")
+    revisions = {cell: sorted({str(r.get("revision")) for r in methods.get("stc", [])}) for cell, methods in
+                 sorted(cells.items())}
+    lines.append("stc records by commit (None: before records named it): " + "; ".join(
+        f"{name} {size}: {', '.join(found)}" for (name, size), found in revisions.items() if found))
     for (name, size), methods in sorted(cells.items()):
         balanced = methods.get("stc-balanced", [])
         if balanced:
