@@ -137,8 +137,7 @@ class Selector:
 
     def leader(self, evaluations: Sequence[Evaluation]) -> int:
         """The best-scoring candidate (ties: the simplest), to be tuned further."""
-        scores = self.scores(evaluations)
-        return min(range(len(evaluations)), key=lambda i: (-scores[i], *_simplicity(evaluations[i])))
+        return _best(self.scores(evaluations), evaluations)
 
     def choose(self, evaluations: Sequence[Evaluation]) -> int:
         """The final choice: the leader ("best"), or the simplest within one standard error of it ("one_se")."""
@@ -147,12 +146,17 @@ class Selector:
         return choose_one_se(score_blocks(evaluations, self.y_eval, self.blocks, self.metric), evaluations)
 
 
+def _best(means: np.ndarray, evaluations: Sequence[Evaluation]) -> int:
+    """Index of the best mean (ties: the simplest)."""
+    return min(range(len(means)), key=lambda i: (-means[i], *_simplicity(evaluations[i])))
+
+
 def choose_one_se(block_scores: np.ndarray, evaluations: Sequence[Evaluation]) -> int:
     """Index of the simplest candidate on the best one's path whose mean block score is within one paired
     standard error of the best (see the module docstring)."""
     means = block_scores.mean(axis=1)
     simplicity = [_simplicity(e) for e in evaluations]
-    best = min(range(len(means)), key=lambda i: (-means[i], *simplicity[i]))
+    best = _best(means, evaluations)
     differences = block_scores[best] - block_scores
     n_blocks = block_scores.shape[1]
     se = differences.std(axis=1, ddof=1) / math.sqrt(n_blocks) if n_blocks > 1 else np.zeros(len(means))
@@ -160,10 +164,6 @@ def choose_one_se(block_scores: np.ndarray, evaluations: Sequence[Evaluation]) -
     eligible = [i for i in range(len(means)) if means[i] >= means[best] - se[i] - 1e-12
                 and simplifies(evaluations[i].candidate, leader)]
     return min(eligible, key=lambda i: (*simplicity[i], -means[i]))
-
-
-def _best(means: np.ndarray, evaluations: Sequence[Evaluation]) -> int:
-    return min(range(len(means)), key=lambda i: (-means[i], *_simplicity(evaluations[i])))
 
 
 def _choose(block_scores: np.ndarray, evaluations: Sequence[Evaluation], rule: str) -> int:
