@@ -17,23 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import bench_selection as bs
 import stc.probe as P
-from stc.data import load_dataset
-from stc.backbone import load_backbone
-from stc.extract import default_poolings
-from stc.store import ExtractionSettings, build_store
 cv = sys.argv[1] if len(sys.argv) > 1 else "none"
-dataset = load_dataset("mr")
-backbone = load_backbone("minilm")
-pool_texts = dataset.train.texts + dataset.validation.texts
-pool_labels = list(dataset.train.labels) + list(dataset.validation.labels)
-all_texts = pool_texts + dataset.test.texts
-settings = ExtractionSettings(representations=("hidden", "ffn"), poolings=default_poolings(backbone))
-store = build_store(backbone, all_texts, settings, root="/tmp/bench/stores", show_progress_bar=False)
-row_of = {}
-for row, text in enumerate(all_texts):
-    row_of.setdefault(text, row)
-bs.StoredSTC.big_store, bs.StoredSTC.row_of = store, row_of
-test_rows = np.arange(len(pool_texts), len(all_texts))
+data = bs.bench_data("mr")
+dataset, store, pool_texts, pool_labels, test_rows = (data.dataset, data.store, data.pool_texts, data.pool_labels,
+                                                      data.test_rows)
 probe_texts = dataset.test.texts[:300]
 for floor in (0.0, 1e-4):
     P.RELATIVE_SPREAD_FLOOR = floor

@@ -21,29 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import bench_selection as bs
 from stc import STCClassifier
-from stc.data import load_dataset
-from stc.backbone import load_backbone
-from stc.extract import default_poolings
-from stc.store import ExtractionSettings, build_store
 
 with_extraction = "--with-extraction" in sys.argv[1:]
 which = [a for a in sys.argv[1:] if a != "--with-extraction"] or ["none", "auto"]
 size = "all"
-dataset = load_dataset("mr")
-backbone = load_backbone("minilm")
-pool_texts = dataset.train.texts + dataset.validation.texts
-pool_labels = list(dataset.train.labels) + list(dataset.validation.labels)
-all_texts = pool_texts + dataset.test.texts
-settings = ExtractionSettings(representations=("hidden", "ffn"), poolings=default_poolings(backbone))
-store = build_store(backbone, all_texts, settings, root="/tmp/bench/stores", show_progress_bar=False)
-row_of = {}
-for row, text in enumerate(all_texts):
-    row_of.setdefault(text, row)
-bs.StoredSTC.big_store, bs.StoredSTC.row_of = store, row_of
+data = bs.bench_data("mr")
+dataset, store, pool_texts, pool_labels, test_rows = (data.dataset, data.store, data.pool_texts, data.pool_labels,
+                                                      data.test_rows)
 tr, ytr, va, yva = bs.draw(pool_texts, pool_labels, size, 0)
 for key in store.keys:  # read every array once, untimed: no fit pays for a cold page cache
     store.load(key)
-test_rows = np.arange(len(pool_texts), len(all_texts))
 for cv in which:
     cv_value = None if cv == "none" else ("auto" if cv == "auto" else int(cv))
     fresh = tempfile.TemporaryDirectory(prefix="stc-fit-time-") if with_extraction else None

@@ -27,10 +27,7 @@ import bench_selection as bs  # noqa: E402
 import stc.probe as probe_module  # noqa: E402
 from stc._metrics import score  # noqa: E402
 from stc.aggregate import make_final_classifier  # noqa: E402
-from stc.backbone import load_backbone  # noqa: E402
-from stc.data import load_dataset  # noqa: E402
-from stc.extract import default_poolings, feature_key  # noqa: E402
-from stc.store import ExtractionSettings, build_store  # noqa: E402
+from stc.extract import feature_key  # noqa: E402
 
 
 def main() -> None:
@@ -39,20 +36,11 @@ def main() -> None:
     parser.add_argument("--size", default="500")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--multiple", type=float, default=100.0, help="the one probe C, times its C_min")
-    parser.add_argument("--store-dir", default="/tmp/bench/stores")
+    parser.add_argument("--store-dir", default=bs.DEFAULT_STORE_DIR)
     args = parser.parse_args()
-    dataset = load_dataset(args.dataset)
-    backbone = load_backbone("minilm")
-    pool_texts = dataset.train.texts + dataset.validation.texts
-    pool_labels = list(dataset.train.labels) + list(dataset.validation.labels)
-    all_texts = pool_texts + dataset.test.texts
-    settings = ExtractionSettings(representations=("hidden", "ffn"), poolings=default_poolings(backbone))
-    store = build_store(backbone, all_texts, settings, root=args.store_dir, show_progress_bar=False)
-    row_of = {}
-    for row, text in enumerate(all_texts):
-        row_of.setdefault(text, row)
-    bs.StoredSTC.big_store, bs.StoredSTC.row_of = store, row_of
-    test_rows = np.arange(len(pool_texts), len(all_texts))
+    data = bs.bench_data(args.dataset, args.store_dir)
+    dataset, store, test_rows = data.dataset, data.store, data.test_rows
+    pool_texts, pool_labels = data.pool_texts, data.pool_labels
     test_labels = np.asarray(dataset.test.labels)
     size = args.size if args.size == "all" else int(args.size)
     default_grid = probe_module.RELATIVE_PROBE_CS
@@ -73,8 +61,7 @@ def main() -> None:
         texts, labels = tr + va, np.concatenate([ytr, yva])
         classes = np.unique(labels)
         codes = np.searchsorted(classes, labels)
-        features = store.load(feature_key("hidden", backbone.num_layers, "mean"),
-                              rows=np.array([row_of[t] for t in texts]))
+        features = store.load(feature_key("hidden", data.backbone.num_layers, "mean"), rows=data.rows(texts))
         predictions = np.empty_like(codes)
         fold_scores = []
         for train, held in StratifiedKFold(5, shuffle=True, random_state=seed).split(features, codes):

@@ -17,29 +17,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_selection as bs  # noqa: E402
-from stc.backbone import load_backbone  # noqa: E402
-from stc.data import load_dataset  # noqa: E402
-from stc.extract import default_poolings  # noqa: E402
 from stc.probe import fit_probe_paths  # noqa: E402
-from stc.store import ExtractionSettings, build_store  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--n", type=int, default=440)
 parser.add_argument("--repeats", type=int, default=2)
 args = parser.parse_args()
-dataset = load_dataset("mr")
-backbone = load_backbone("minilm")
-pool_texts = dataset.train.texts + dataset.validation.texts
-pool_labels = list(dataset.train.labels) + list(dataset.validation.labels)
-settings = ExtractionSettings(representations=("hidden", "ffn"), poolings=default_poolings(backbone))
-store = build_store(backbone, pool_texts + dataset.test.texts, settings, root="/tmp/bench/stores",
-                    show_progress_bar=False)
-row_of = {}
-for row, text in enumerate(pool_texts + dataset.test.texts):
-    row_of.setdefault(text, row)
-tr, ytr, va, yva = bs.draw(pool_texts, pool_labels, 500, 0)
+data = bs.bench_data("mr")
+store = data.store
+tr, ytr, va, yva = bs.draw(data.pool_texts, data.pool_labels, 500, 0)
 texts, labels = tr + va, np.concatenate([ytr, yva])
-rows = np.array([row_of[t] for t in texts])
+rows = data.rows(texts)
 codes = np.searchsorted(np.unique(labels), labels)
 view = bs.StoreRows(store, rows)
 train, val = np.arange(args.n), np.arange(args.n, len(rows))

@@ -31,6 +31,7 @@ import argparse
 import json
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +44,13 @@ from stc.selection import choose_one_se, score_blocks
 from stc._metrics import score
 from stc.aggregate import make_final_classifier
 from stc.backbone import load_backbone
-from stc.data import load_dataset
+from stc.data import TextDataset, load_dataset
 from stc.extract import default_poolings, feature_key
 from stc.store import ActivationStore, ExtractionSettings, build_store
 
 METHODS = ("stc", "stc-split", "embedding")
-EXTRA_METHODS = ("stc-balanced",)  # STCClassifier(class_weight="balanced"), every other default: --methods
+EXTRA_METHODS = ("stc-balanced",)
+DEFAULT_STORE_DIR = "/tmp/bench/stores"  # STCClassifier(class_weight="balanced"), every other default: --methods
 
 
 class StoreRows:
@@ -152,7 +154,24 @@ def embedding_run(features, codes, test_features, test_codes, metric, seed, Cs=(
     return means[best], score(test_codes, model.predict(test_features), metric), {"C": best}
 
 
-def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
+@dataclass
+class BenchData:
+    """A dataset, MiniLM, and one store holding every text (pool, then test), installed for ``StoredSTC``."""
+
+    dataset: TextDataset
+    backbone: object
+    pool_texts: list
+    pool_labels: list
+    store: ActivationStore
+    row_of: dict  # text -> its first row in the store
+    test_rows: np.ndarray
+
+    def rows(self, texts) -> np.ndarray:
+        return np.array([self.row_of[t] for t in texts])
+
+
+def bench_data(name: str, store_dir=DEFAULT_STORE_DIR, show_progress_bar: bool = False) -> BenchData:
+    """The benchmark store of dataset ``name`` (built on first use, found on disk after), ready for StoredSTC."""
     dataset = load_dataset(name)
     backbone = load_backbone("minilm")
     pool_texts = dataset.train.texts + (dataset.validation.texts if dataset.validation else [])
@@ -160,13 +179,20 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
     all_texts = pool_texts + dataset.test.texts
     settings = ExtractionSettings(representations=("hidden", "ffn"), poolings=default_poolings(backbone))
     started = time.perf_counter()
-    store = build_store(backbone, all_texts, settings, root=store_dir, show_progress_bar=True)
+    store = build_store(backbone, all_texts, settings, root=store_dir, show_progress_bar=show_progress_bar)
     print(f"[{name}] store of {len(all_texts)} texts in {time.perf_counter() - started:.0f} s", flush=True)
     row_of = {}
     for row, text in enumerate(all_texts):
         row_of.setdefault(text, row)
-    test_rows = np.arange(len(pool_texts), len(all_texts))
     StoredSTC.big_store, StoredSTC.row_of = store, row_of
+    return BenchData(dataset, backbone, pool_texts, pool_labels, store, row_of,
+                     np.arange(len(pool_texts), len(all_texts)))
+
+
+def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
+    data = bench_data(name, store_dir, show_progress_bar=True)
+    dataset, backbone, store, row_of, test_rows = data.dataset, data.backbone, data.store, data.row_of, data.test_rows
+    pool_texts, pool_labels = data.pool_texts, data.pool_labels
     embedding_key = feature_key("hidden", backbone.num_layers, "mean")
     for size in sizes:
         for seed in range(seeds):
@@ -266,7 +292,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="500,2000,all")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/selection.jsonl")
-    parser.add_argument("--store-dir", default=None)
+    parser.add_argument("--store-dir", default=DEFAULT_STORE_DIR)
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"among {METHODS + EXTRA_METHODS} (default: the first three)")
