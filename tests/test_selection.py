@@ -156,8 +156,12 @@ def test_more_folds_than_the_smallest_class_is_refused_naming_both_numbers():
     assert resolve_cv(7, codes, np.array(["common", "rare"])) == 7
 
 
-def test_auto_uses_five_folds_up_to_the_limit_and_one_split_above_it():
+def test_auto_uses_five_folds_then_three_up_to_the_limit_and_one_split_above_it():
     assert resolve_cv("auto", np.array([0, 1] * 100), np.array([0, 1])) == 5
+    assert resolve_cv("auto", np.array([0, 1] * 2_499 + [0]), np.array([0, 1])) == 5  # 4,999 texts
+    assert resolve_cv("auto", np.array([0, 1] * 2_500), np.array([0, 1])) == 3  # 5,000
+    assert resolve_cv("auto", np.array([0, 1] * 10_000), np.array([0, 1])) == 3  # 20,000
+    assert resolve_cv("auto", np.array([0] * 6_000 + [1] * 2), np.array([0, 1])) == 2  # a rare class: fewer folds
     assert resolve_cv("auto", np.array([0, 1] * 10_001), np.array([0, 1])) is None
     assert resolve_cv(None, np.array([0, 1] * 100), np.array([0, 1])) is None
     assert resolve_cv("auto", np.array([0] * 50 + [1] * 3), np.array([0, 1])) == 3  # a rare class: fewer folds

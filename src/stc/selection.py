@@ -4,11 +4,15 @@ Two protocols:
 
 * **Cross-validation** (``cv=k``): stratified, seeded k folds over train + validation; the probes are refitted
   inside each fold, so no neuron is chosen by the labels of the fold it is scored on. A candidate's score is the
-  mean of its fold scores. ``cv="auto"`` uses 5 folds (fewer when a class has fewer texts) up to
-  ``AUTO_CV_LIMIT`` texts: below it one validation split
-  is a few hundred to a few thousand texts, whose standard error (1-3 points) is as large as the differences the
-  search chooses between; above it the split is large enough (> 4,000 texts, standard error < 0.8 points) and
-  k refits of every probe would cost more than they buy.
+  mean of its fold scores. ``cv="auto"`` uses cross-validation up to ``AUTO_CV_LIMIT`` texts: below it one
+  validation split is a few hundred to a few thousand texts, whose standard error (1-3 points) is as large as the
+  differences the search chooses between; above it the split is large enough (> 4,000 texts, standard error < 0.8
+  points) and k refits of every probe would cost more than they buy. It uses 5 folds (fewer when a class has
+  fewer texts) up to ``FEWER_FOLDS_FROM`` texts and 3 folds from there: the noise that cross-validation removes
+  does not depend on k (every text is scored once, whatever k), while the work does (k - 1 passes over every
+  text, against 0.8 for one split); from 5,000 texts each of 3 folds still trains on 3,300 or more and holds
+  out 1,600 or more, and the fit costs half the work of 5 folds (full MR: 2.5x the paper's protocol with 5
+  folds, measured in ``benchmarks/README.md``, "Selection").
 * **One validation split** (``cv=None``): the paper's protocol.
 
 Choice (``Selector``): with cross-validation, the one-standard-error rule (Hastie, Tibshirani & Friedman, *Elements
@@ -46,11 +50,13 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from ._metrics import score
 from .aggregate import Candidate, Configuration, Evaluation
 
-__all__ = ["AUTO_CV_LIMIT", "DEFAULT_FOLDS", "resolve_cv", "make_folds", "Selector", "score_blocks",
-           "expected_score", "configuration_rows"]
+__all__ = ["AUTO_CV_LIMIT", "DEFAULT_FOLDS", "FEWER_FOLDS_FROM", "LARGE_DATA_FOLDS", "resolve_cv", "make_folds",
+           "Selector", "score_blocks", "expected_score", "configuration_rows"]
 
 AUTO_CV_LIMIT = 20_000
 DEFAULT_FOLDS = 5
+FEWER_FOLDS_FROM = 5_000
+LARGE_DATA_FOLDS = 3
 ESTIMATE_BLOCKS = 5
 
 
@@ -64,8 +70,9 @@ def resolve_cv(cv, codes: np.ndarray, classes: np.ndarray) -> int | None:
             raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
         if len(codes) > AUTO_CV_LIMIT:
             return None
-        # A class with fewer than 5 texts still gets cross-validation, with as many folds as it has texts.
-        return int(min(DEFAULT_FOLDS, counts.min())) if counts.min() >= 2 else None
+        folds = DEFAULT_FOLDS if len(codes) < FEWER_FOLDS_FROM else LARGE_DATA_FOLDS
+        # A class with fewer texts than folds still gets cross-validation, with as many folds as it has texts.
+        return int(min(folds, counts.min())) if counts.min() >= 2 else None
     elif isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
         raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
     smallest = int(counts.argmin())
