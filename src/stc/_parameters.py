@@ -181,11 +181,12 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
     Parameter("metric", "accuracy", one_of(*METRICS), "the held-out metric every choice is made by"),
     Parameter("cv", "auto", Allowed("'auto', None or an integer >= 2",
                                     lambda value: value is None or value == "auto" or (_is_int(value) and value >= 2)),
-              "how settings are chosen: 'auto' (5-fold cross-validation up to 20,000 texts, else one validation "
-              "split), an integer k (k folds), or None (one validation split: the given X_val, else "
-              "validation_size of X; the paper's protocol)", parse_cv,
-              cli_help="how settings are chosen: auto (5-fold cross-validation up to 20,000 texts, else one "
-                       "validation split), an integer k (k folds), or none (one validation split, the paper's)"),
+              "how settings are chosen: 'auto' (cross-validation up to 20,000 texts: 5 folds below 5,000 texts, 3 "
+              "from there; above 20,000 one validation split), an integer k (k folds), or None (one validation "
+              "split: the given X_val, else validation_size of X; the paper's protocol)", parse_cv,
+              cli_help="how settings are chosen: auto (cross-validation up to 20,000 texts: 5 folds below 5,000, "
+                       "3 from there; else one validation split), an integer k (k folds), or none (one validation "
+                       "split, the paper's)"),
     Parameter("class_weight", None, one_of(*CLASS_WEIGHTS),
               "None, or 'balanced' to weigh every class the same in the probes and the final classifier (for "
               "imbalanced labels, typically with metric='macro_f1')",
