@@ -49,8 +49,8 @@ from stc.extract import default_poolings, feature_key
 from stc.store import ActivationStore, ExtractionSettings, build_store
 
 METHODS = ("stc", "stc-split", "embedding")
-EXTRA_METHODS = ("stc-balanced",)
-DEFAULT_STORE_DIR = "/tmp/bench/stores"  # STCClassifier(class_weight="balanced"), every other default: --methods
+EXTRA_METHODS = ("stc-balanced",)  # STCClassifier(class_weight="balanced"), every other default: --methods
+DEFAULT_STORE_DIR = "/tmp/bench/stores"
 
 
 class StoreRows:

@@ -159,7 +159,7 @@ def evaluate_candidates(
     cache = {}
     for key in sorted(wanted, key=parse_key):  # one read per key serves every candidate
         held = np.array(sorted(wanted[key]), dtype=np.int64)
-        # Held as (columns, rows): a candidate's columns are then contiguous rows, 10x cheaper to gather.
+        # Held as (columns, rows): a candidate's columns are then contiguous rows, 25x cheaper to gather.
         cache[key] = (held, np.ascontiguousarray(load(key, held).T))
 
     def run(columns: Mapping[str, np.ndarray], split: Split, C: float) -> tuple[np.ndarray, np.ndarray]:
@@ -173,8 +173,8 @@ def evaluate_candidates(
     tasks = [(j, s) for j in range(len(jobs)) for s in range(len(splits))]
     workers = min(effective_n_jobs(n_jobs), len(tasks))
     # One BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
-    # slows them down (3x for stage 1 of the search on full MR with n_jobs=1, 2 cores). Whole fits side by side
-    # use the cores instead. catch_warnings is process-wide and not thread-safe: one block here serves every worker.
+    # slows them down (stage-1 fits on full MR 3.9x slower, 2 cores: benchmarks/bench_search_blas.py). Whole fits
+    # side by side use the cores instead. catch_warnings is process-wide and not thread-safe: one block here serves every worker.
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
         # Largest fits first, so that no worker is left with a big one while the others idle at the end.
