@@ -174,7 +174,8 @@ def evaluate_candidates(
     workers = min(effective_n_jobs(n_jobs), len(tasks))
     # One BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
     # slows them down (stage-1 fits on full MR 3.9x slower, 2 cores: benchmarks/bench_search_blas.py). Whole fits
-    # side by side use the cores instead. catch_warnings is process-wide and not thread-safe: one block here serves every worker.
+    # side by side use the cores instead. catch_warnings is process-wide and not thread-safe: one block here
+    # serves every worker.
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
         # Largest fits first, so that no worker is left with a big one while the others idle at the end.
