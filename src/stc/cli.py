@@ -25,7 +25,7 @@ _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError,
 
 def _add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("--data", required=required,
-                        help="dataset name (mr, bbc-news, tweets, imdb, sst2, edos:PATH, hf:NAME) or a "
+                        help="dataset name (mr, bbc-news, tweets, reuters, imdb, sst2, edos:PATH, hf:NAME) or a "
                              "CSV/TSV/JSONL/Parquet file")
     parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     parser.add_argument("--label-column", default="label", help="column holding the label (default: label)")

