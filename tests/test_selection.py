@@ -10,7 +10,7 @@ import pytest
 from stc import STCClassifier
 from stc.aggregate import Candidate, Evaluation
 from stc.calibration import expected_calibration_error, fit_temperature, log_loss, probabilities
-from stc.selection import Selector, choose_one_se, expected_score, make_folds, resolve_cv
+from stc.selection import Selector, choose_one_se, expected_score, make_folds, resolve_cv, unscored_classes
 from stc.store import FORMAT_VERSION, ActivationStore
 
 
@@ -128,6 +128,27 @@ def test_dense_readout_wins_where_the_signal_is_spread_thin(tmp_path, planted_cl
     assert _test_accuracy(clf, planted_classifier.store, np.arange(300, 600), y) > 0.8
 
 
+def test_many_classes_and_a_single_text_class_keep_cross_validation_on(tmp_path, planted_classifier):
+    """Seven classes (one-vs-rest probes), one of them a single text: CV stays on with its 5 folds, the rare class
+    trains in every fold, is named as unscored, and the planted neurons are read."""
+    rng = np.random.default_rng(4)
+    n, n_classes = 420, 7
+    y = np.arange(n) % (n_classes - 1)
+    y[7] = n_classes - 1  # the rare class: one text
+    arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n, 32)) for layer in range(4)}
+    for c in range(n_classes):
+        arrays["hidden.L2.mean"][:, c] += 4.0 * (y == c)
+    planted_classifier.store = _write_store(tmp_path / "s", arrays)
+    texts = [f"text {i}" for i in range(n)]
+    clf = planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
+    clf.fit(texts[:300], y[:300])
+    assert clf.selection_["protocol"] == "cv" and clf.selection_["folds"] == 5
+    assert clf.selection_["unscored_classes"] == [n_classes - 1]
+    assert clf.validation_["n_train"] == 300
+    assert "hidden.L2.mean" in clf.kept_columns_
+    assert _test_accuracy(clf, planted_classifier.store, np.arange(300, n), y) > 0.9
+
+
 def test_class_weight_reaches_the_probes_and_the_final_classifier(tmp_path, planted_classifier):
     arrays, y = _planted(3, n=400, effect=1.0)
     y[:300] = np.where(np.arange(300) % 5 == 0, y[:300], 0)  # imbalanced: mostly class 0
@@ -149,11 +170,11 @@ def test_cv_must_be_auto_none_or_an_integer_of_at_least_two(cv, message):
         resolve_cv(cv, np.array([0, 1] * 20), np.array(["a", "b"]))
 
 
-def test_more_folds_than_the_smallest_class_is_refused_naming_both_numbers():
-    codes = np.array([0] * 30 + [1] * 7)
-    with pytest.raises(ValueError, match=r"cv=10 folds need at least 10 texts of every class, but class 'rare' has 7"):
-        resolve_cv(10, codes, np.array(["common", "rare"]))
-    assert resolve_cv(7, codes, np.array(["common", "rare"])) == 7
+def test_more_folds_than_the_largest_class_is_refused_naming_both_numbers():
+    codes = np.array([0] * 7 + [1] * 6)
+    with pytest.raises(ValueError, match=r"cv=8 folds need a class with at least 8 texts, but the largest, 'a', has 7"):
+        resolve_cv(8, codes, np.array(["a", "b"]))
+    assert resolve_cv(7, codes, np.array(["a", "b"])) == 7
 
 
 def test_auto_uses_five_folds_then_three_up_to_the_limit_and_one_split_above_it():
@@ -161,10 +182,38 @@ def test_auto_uses_five_folds_then_three_up_to_the_limit_and_one_split_above_it(
     assert resolve_cv("auto", np.array([0, 1] * 2_499 + [0]), np.array([0, 1])) == 5  # 4,999 texts
     assert resolve_cv("auto", np.array([0, 1] * 2_500), np.array([0, 1])) == 3  # 5,000
     assert resolve_cv("auto", np.array([0, 1] * 10_000), np.array([0, 1])) == 3  # 20,000
-    assert resolve_cv("auto", np.array([0] * 6_000 + [1] * 2), np.array([0, 1])) == 2  # a rare class: fewer folds
     assert resolve_cv("auto", np.array([0, 1] * 10_001), np.array([0, 1])) is None
     assert resolve_cv(None, np.array([0, 1] * 100), np.array([0, 1])) is None
-    assert resolve_cv("auto", np.array([0] * 50 + [1] * 3), np.array([0, 1])) == 3  # a rare class: fewer folds
+
+
+@pytest.mark.parametrize("rare", [1, 2, 3])
+def test_a_rare_class_keeps_cross_validation_and_its_number_of_folds(rare):
+    codes = np.array([0] * 60 + [1] * 40 + [2] * rare)
+    assert resolve_cv("auto", codes, np.array(["a", "b", "rare"])) == 5
+    assert resolve_cv(5, codes, np.array(["a", "b", "rare"])) == 5
+    assert resolve_cv("auto", np.array([0] * 6_000 + [1] * rare), np.array([0, 1])) == 3
+
+
+def test_a_single_text_class_trains_in_every_fold_and_is_scored_in_none():
+    codes = np.array([0] * 30 + [1] * 20 + [2] + [3] * 2)
+    folds = make_folds(codes, 5, seed=0)
+    assert unscored_classes(codes).tolist() == [2]
+    held_out = np.concatenate([val for _, val in folds])
+    assert np.array_equal(np.sort(held_out), np.flatnonzero(codes != 2))  # every other text is scored once
+    for train, val in folds:
+        assert 50 in train and 50 not in val  # the single text of class 2
+        assert np.count_nonzero(codes[train] == 3) >= 1  # a class of 2 texts: one still trains in each fold
+        assert set(np.unique(codes[val])) <= set(np.unique(codes[train]))  # no fold scores a class it never saw
+        assert not set(train) & set(val)
+
+
+def test_without_rare_classes_the_folds_are_scikit_learns_stratified_folds():
+    from sklearn.model_selection import StratifiedKFold
+
+    codes = np.array([0] * 40 + [1] * 20 + [2] * 10)
+    ours = make_folds(codes, 5, seed=3)
+    theirs = StratifiedKFold(5, shuffle=True, random_state=3).split(np.zeros(70), codes)
+    assert all(np.array_equal(a[1], np.sort(b[1])) for a, b in zip(ours, theirs))
 
 
 def test_folds_are_stratified_seeded_and_cover_every_row_once():

@@ -10,7 +10,7 @@ from scipy.special import log_expit, logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from stc._solver import l1_logistic_path
+from stc._solver import MULTINOMIAL_MAX_CLASSES, l1_logistic_path
 
 
 def objective(X, y, C, coef, intercept):
@@ -222,3 +222,68 @@ def test_three_class_probes_with_shared_working_neurons_need_no_eigendecompositi
         ours = objective(X, y, C, coef[j], intercept[j])
         theirs = objective(X, y, C, reference.coef_, reference.intercept_)
         assert ours <= theirs * (1 + 1e-4)
+
+
+def binary_objective(X, target, C, coef, intercept):
+    """scikit-learn's binary objective of one class against the rest."""
+    return objective(X, target.astype(np.int64), C, coef[None], np.atleast_1d(intercept))
+
+
+def test_beyond_a_few_classes_each_class_is_its_own_binary_problem_at_scikit_learns_optimum():
+    """One-vs-rest: every row of the path minimises scikit-learn's binary objective of that class against the
+    rest, so it is never worse than saga's solution of the same binary problem."""
+    n_classes = MULTINOMIAL_MAX_CLASSES + 2
+    X, y = planted_problem(n=500, d=30, n_classes=n_classes, informative=2 * n_classes, seed=12)
+    Cs = [0.01, 0.3]
+    coef, intercept = l1_logistic_path(X, y, Cs, tol=1e-8)
+    assert coef.shape == (len(Cs), n_classes, X.shape[1])
+    for j, C in enumerate(Cs):
+        for c in range(n_classes):
+            target = (y == c).astype(np.int64)
+            reference = saga(X, target, C)
+            ours = binary_objective(X, target, C, coef[j, c], intercept[j, c])
+            theirs = binary_objective(X, target, C, reference.coef_[0], reference.intercept_[0])
+            assert ours <= theirs * (1 + 1e-4), (C, c, ours, theirs)
+    explicit = l1_logistic_path(X, y, Cs, tol=1e-8, multi_class="ovr")
+    assert all(np.array_equal(a, b) for a, b in zip(explicit, (coef, intercept)))
+
+
+def test_up_to_a_few_classes_the_loss_stays_multinomial():
+    X, y = planted_problem(n=300, d=20, n_classes=MULTINOMIAL_MAX_CLASSES, informative=8, seed=13)
+    auto = l1_logistic_path(X, y, [0.1])
+    joint = l1_logistic_path(X, y, [0.1], multi_class="multinomial")
+    rest = l1_logistic_path(X, y, [0.1], multi_class="ovr")
+    assert all(np.array_equal(a, b) for a, b in zip(auto, joint))
+    assert not np.array_equal(auto[0], rest[0])
+
+
+def test_one_vs_rest_never_predicts_a_class_absent_from_y():
+    X, y = planted_problem(n=400, d=20, n_classes=MULTINOMIAL_MAX_CLASSES + 1, informative=10, seed=14)
+    y[y == 2] = 0
+    coef, intercept = l1_logistic_path(X, y, [0.1, 1.0], n_classes=MULTINOMIAL_MAX_CLASSES + 1)
+    assert np.all(coef[:, 2] == 0)
+    assert np.all(np.argmax(X @ coef[-1].T + intercept[-1], axis=1) != 2)
+
+
+def test_thirty_classes_fit_in_a_memory_budget_the_joint_hessian_exceeds():
+    """A planted 30-class problem: the joint multinomial step builds a (classes x working set)^2 Hessian, here
+    (30 x 200)^2 float64 = 288 MB on its first step at a weak penalty; one-vs-rest stays within a 64 MB budget
+    (numpy's allocations, traced) and finds the planted neurons."""
+    import tracemalloc
+
+    budget = 64 * 2**20
+    X, y = planted_problem(n=1200, d=200, n_classes=30, informative=60, seed=15)
+    tracemalloc.start()
+    try:
+        coef, intercept = l1_logistic_path(X, y, [0.01, 0.1, 1.0])
+        ovr_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        l1_logistic_path(X, y, [10.0], max_iter=1, multi_class="multinomial")
+        joint_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ovr_peak < budget < joint_peak, (ovr_peak / 2**20, joint_peak / 2**20)
+    importance = (coef[-1] ** 2).sum(axis=0)
+    assert set(np.argsort(importance)[-60:]) == set(range(60))  # the planted neurons carry the most weight
+    accuracy = np.mean(np.argmax(X @ coef[-1].T + intercept[-1], axis=1) == y)
+    assert accuracy > 0.6

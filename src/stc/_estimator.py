@@ -16,7 +16,7 @@ __all__ = ["encode_labels", "validation_split", "fit_split", "plain_label", "tex
 def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X_val, y_val, *,
                      validation_size: float, random_state: int):
     """(train texts, train codes, validation texts, validation codes): the given validation set, else a seeded
-    stratified split of the training texts."""
+    stratified split of the training texts (a class of a single text stays in training)."""
     if X_val is not None or y_val is not None:
         if X_val is None or y_val is None:
             raise ValueError("give both X_val and y_val, or neither")
@@ -29,14 +29,18 @@ def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X
     if not isinstance(validation_size, float) or not 0.0 < validation_size < 1.0:
         raise ValueError(f"validation_size must be a float in (0, 1), got {validation_size!r}")
     counts = np.bincount(codes)
-    n_val = int(np.ceil(validation_size * len(codes)))
-    if counts.min() < 2 or n_val < len(counts) or len(codes) - n_val < len(counts):
-        rare = classes[int(counts.argmin())].item()
-        raise ValueError(f"class {rare!r} has {counts.min()} example(s) among {len(codes)} texts: a stratified "
-                         f"validation split of {validation_size:.0%} needs at least 2 per class and one per class "
-                         f"on each side (or pass X_val, y_val)")
-    train_index, val_index = train_test_split(np.arange(len(codes)), test_size=validation_size, stratify=codes,
+    # A class of one text stays in training (it cannot be on both sides); every other class is stratified.
+    single = counts[codes] == 1
+    rows = np.flatnonzero(~single)
+    n_val = int(np.ceil(validation_size * len(rows)))
+    n_split_classes = int(np.count_nonzero(counts >= 2))
+    if n_split_classes < 1 or n_val < n_split_classes or len(rows) - n_val < n_split_classes:
+        raise ValueError(f"a stratified validation split of {validation_size:.0%} of {len(codes)} texts needs one "
+                         f"text of each of its {n_split_classes} classes with 2 or more texts on each side; "
+                         f"{len(rows)} texts are too few (pass a larger validation_size, or X_val, y_val)")
+    train_index, val_index = train_test_split(rows, test_size=validation_size, stratify=codes[rows],
                                               random_state=random_state)
+    train_index = np.concatenate([train_index, np.flatnonzero(single)])
     return ([texts[i] for i in train_index], codes[train_index], [texts[i] for i in val_index], codes[val_index])
 
 

@@ -19,8 +19,15 @@ How, and why (timings: ``benchmarks/bench_probe_solver.py``):
   descent (scikit-learn's ``enet_path`` on a precomputed Gram matrix) -- about k^2 work per sweep instead of the
   n*k of coordinate descent on the data, which is what liblinear does.
 * A step is accepted by an Armijo line search on the exact objective, so the quadratic model may be solved loosely.
-* Multi-class problems take joint Newton steps over all classes (one class block per pair of classes in the
-  Hessian); cycling over the classes one block at a time, tried first, crawled at large C.
+* Up to ``MULTINOMIAL_MAX_CLASSES`` classes the multinomial loss takes joint Newton steps over all classes (one
+  class block per pair of classes in the Hessian); cycling over the classes one block at a time, tried first,
+  crawled at large C.  That Hessian is (classes x working set)^2 -- 20 classes x 1,536 FFN neurons would be a
+  30,720^2 float64 matrix, 7.5 GB -- and its cost grows with the cube of the classes (random 2,000 x 300 problems,
+  3 C values: 1 s with 2 classes, 35 s with 5, unfinished after 60 s with 10).  Beyond that many classes each class
+  gets its own binary path against the rest (one-vs-rest, as liblinear does): memory is one working-set Hessian at
+  a time whatever the number of classes, time grows linearly with it, and each binary problem is the well-measured
+  fast case.  The neuron importance that sparsification reads (squared weights summed over classes) and the
+  argmax decision are defined for both.  Measured side by side: ``benchmarks/bench_many_classes.py --solver-only``.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import enet_path
 
-__all__ = ["l1_logistic_path", "quiet_solver_warnings"]
+__all__ = ["l1_logistic_path", "quiet_solver_warnings", "MULTINOMIAL_MAX_CLASSES", "MULTI_CLASS"]
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -44,7 +51,11 @@ _FIRST_SWEEPS = 8  # coordinate-descent sweeps in the first chunk of an inner so
 _MAX_SWEEPS = 1000
 _RATE_FLOOR = 0.2  # inexact steps can shrink the decrease faster than the gap: never trust a rate below it
 _INNER_PROGRESS = 3e-2  # stop the inner solve once a chunk gains less than this share of the gain so far
+_ABSENT_INTERCEPT = float(np.log(np.finfo(np.float64).tiny))  # ~ -708: a class absent from y, never predicted
 _UNSCREENED_Y = 1e15  # the dummy target of the inner coordinate descent: see _solve_l1_qp
+#: The most classes fitted jointly (multinomial); more are fitted one-vs-rest (see the module docstring).
+MULTINOMIAL_MAX_CLASSES = 4
+MULTI_CLASS = ("auto", "multinomial", "ovr")
 
 # Chunks of coordinate descent that end before its own tolerance is met make scikit-learn warn; those are expected.
 # catch_warnings is process-wide and not thread-safe, so callers that fit from several threads hold one block for
@@ -287,6 +298,7 @@ def l1_logistic_path(
     max_iter: int = 1000,
     warm_start: tuple | None = None,
     sample_weight: np.ndarray | None = None,
+    multi_class: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit L1-regularised logistic regression for every C; returns (coef (n_C, K, d), intercept (n_C, K)).
 
@@ -304,11 +316,14 @@ def l1_logistic_path(
         raise ValueError(f"tol must be > 0; got {tol}")
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be >= 1; got {max_iter}")
+    if multi_class not in MULTI_CLASS:
+        raise ValueError(f"multi_class must be one of {MULTI_CLASS}; got {multi_class!r}")
+    one_vs_rest = multi_class == "ovr" or (multi_class == "auto" and K > MULTINOMIAL_MAX_CLASSES)
     n, d = X.shape
     rows = 1 if K == 2 else K
     targets = ((y == 1)[:, None] if K == 2 else y[:, None] == np.arange(K)[None, :]).astype(np.float64)
     starts = _start_points(warm_start, len(Cs), rows, d)
-    weights = None
+    weights, scale = None, 1.0
     if sample_weight is not None:
         weights = np.asarray(sample_weight, dtype=np.float64).ravel()
         if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
@@ -316,11 +331,28 @@ def l1_logistic_path(
         # Scaled to mean 1, so that the loss is sum_i w_i loss_i * C as in scikit-learn with lam = 1 / (C n).
         scale = weights.mean()
         weights = weights / scale
+    X = np.asfortranarray(X)
+    if rows == 1 or not one_vs_rest:
+        return _path(X, targets, Cs, starts, weights, scale, tol, max_iter)
+    coef = np.zeros((len(Cs), K, d))
+    intercept = np.full((len(Cs), K), _ABSENT_INTERCEPT)
+    for c in range(K):  # each class against the rest; one binary working set in memory at a time
+        target = targets[:, c:c + 1]
+        if not target.any():
+            continue  # a class absent from y: never predicted, no weight
+        start = None if starts is None else (starts[0][:, c:c + 1], starts[1][:, c:c + 1])
+        coef[:, c:c + 1], intercept[:, c:c + 1] = _path(X, target, Cs, start, weights, scale, tol, max_iter)
+    return coef, intercept
+
+
+def _path(X, targets, Cs, starts, weights, scale, tol, max_iter):
+    """The warm-started path over Cs for one target matrix (n, rows): rows = 1, binary; else multinomial."""
+    n, d = X.shape
+    rows = targets.shape[1]
     W = np.zeros((rows, d))
     b = _null_intercepts(targets, weights)
     coef = np.zeros((len(Cs), rows, d))
     intercept = np.zeros((len(Cs), rows))
-    X = np.asfortranarray(X)
     for rank, j in enumerate(np.argsort(Cs, kind="stable")):
         if starts is not None and (starts[0].shape[0] == len(Cs) or rank == 0):
             start = j if starts[0].shape[0] == len(Cs) else 0

@@ -31,6 +31,10 @@ def estimate_lines(clf) -> list[str]:
         rule = "one-standard-error rule" if selection["rule"] == "one_se" else "best score"
         lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric} of "
                      f"the chosen one {clf.cv_score_:.4f} ± {clf.cv_score_se_ or float('nan'):.4f}")
+    if selection and selection.get("unscored_classes"):
+        rare = selection["unscored_classes"]
+        lines.append(f"not scored (too rare to hold out; trained on in every fold): {len(rare)} class(es): "
+                     f"{', '.join(map(str, rare[:10]))}{', ...' if len(rare) > 10 else ''}")
     if getattr(clf, "expected_score_", None) is not None:
         lines.append(f"expected test {clf.metric}: {clf.expected_score_:.4f} ± {clf.expected_score_se_:.4f} "
                      f"(the selection's optimism left out)")

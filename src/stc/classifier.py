@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimator import encode_labels, text_estimator_tags, validation_split
+from ._estimator import encode_labels, plain_label, text_estimator_tags, validation_split
 from ._fitted import FittedState, fit_record
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_texts
@@ -254,7 +254,9 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         lap("estimate")
         rows = configuration_rows(selector, table)
         selection = {"protocol": "cv" if folds else "split", "folds": folds, "rule": rule,
-                     "n_blocks": len(blocks), "n_candidates": len(table), "n_held_out": len(y_eval)}
+                     "n_blocks": len(blocks), "n_candidates": len(table), "n_held_out": len(y_eval),
+                     "unscored_classes": [plain_label(label) for label in
+                                          self.classes_[np.setdiff1d(np.unique(pool_codes), np.unique(y_eval))]]}
         record = fit_record(rows, probes, grids["etas"], self.validation_, selection, timings,
                              time.perf_counter() - started)
         scale, logreg = final.named_steps["scale"], final.named_steps["logreg"]

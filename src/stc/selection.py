@@ -7,13 +7,14 @@ Two protocols:
   mean of its fold scores. ``cv="auto"`` uses cross-validation up to ``AUTO_CV_LIMIT`` texts: below it one
   validation split is a few hundred to a few thousand texts, whose standard error (1-3 points) is as large as the
   differences the search chooses between; above it the split is large enough (> 4,000 texts, standard error < 0.8
-  points) and k refits of every probe would cost more than they buy. It uses 5 folds (fewer when a class has
-  fewer texts) below ``FEWER_FOLDS_FROM`` texts and 3 folds from there. Every text is scored once whatever k, so
+  points) and k refits of every probe would cost more than they buy. It uses 5 folds below ``FEWER_FOLDS_FROM`` texts and 3 folds from there. Every text is scored once whatever k, so
   the held-out noise does not grow with fewer folds, while the work falls (k - 1 passes over every text: 3 folds
   do half the work of 5). From 5,000 texts each of 3 folds still trains on 3,300 or more. The price, measured on
   full MR (9,453 texts, 5 seeds): 0.8 +/- 0.3 points of test accuracy (models fitted on 2/3 of the texts
   instead of 4/5 choose a little worse), for a first fit 1.74x the paper's protocol's time instead of 2.5x
-  (``benchmarks/README.md``, "Selection"). ``cv=5`` buys the points back.
+  (``benchmarks/README.md``, "Selection"). ``cv=5`` buys the points back. Rare classes change neither the
+  protocol nor k (many-class data always has some): a class with fewer texts than folds has its texts held out
+  in different folds, and a class of one text trains in every fold and is scored in none (``make_folds``).
 * **One validation split** (``cv=None``): the paper's protocol.
 
 Choice (``Selector``): with cross-validation, the one-standard-error rule (Hastie, Tibshirani & Friedman, *Elements
@@ -43,6 +44,7 @@ own fold scores, before any candidate is scored).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -51,7 +53,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from ._metrics import score
 from .aggregate import Candidate, Configuration, Evaluation
 
-__all__ = ["AUTO_CV_LIMIT", "DEFAULT_FOLDS", "FEWER_FOLDS_FROM", "LARGE_DATA_FOLDS", "resolve_cv", "make_folds",
+__all__ = ["AUTO_CV_LIMIT", "DEFAULT_FOLDS", "FEWER_FOLDS_FROM", "LARGE_DATA_FOLDS", "resolve_cv", "make_folds", "unscored_classes",
            "Selector", "score_blocks", "expected_score", "configuration_rows"]
 
 AUTO_CV_LIMIT = 20_000
@@ -62,32 +64,53 @@ ESTIMATE_BLOCKS = 5
 
 
 def resolve_cv(cv, codes: np.ndarray, classes: np.ndarray) -> int | None:
-    """The number of folds ``cv`` means for these labels (None: one validation split); refuses impossible values."""
+    """The number of folds ``cv`` means for these labels (None: one validation split); refuses impossible values.
+
+    Rare classes never change it (see ``make_folds`` for how their texts are placed): ``"auto"`` gives one split
+    only above ``AUTO_CV_LIMIT`` texts."""
     if cv is None:
         return None
     counts = np.bincount(codes, minlength=len(classes))
+    # Every fold holds out at least one text of a class with 2 or more (never a class's only text), and
+    # StratifiedKFold needs one class with at least k texts.
+    most_folds = int(min(counts[counts >= 2].sum(), counts.max()))
     if isinstance(cv, str):
         if cv != "auto":
             raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
         if len(codes) > AUTO_CV_LIMIT:
             return None
         folds = DEFAULT_FOLDS if len(codes) < FEWER_FOLDS_FROM else LARGE_DATA_FOLDS
-        # A class with fewer texts than folds still gets cross-validation, with as many folds as it has texts.
-        return int(min(folds, counts.min())) if counts.min() >= 2 else None
+        return int(min(folds, most_folds)) if most_folds >= 2 else None
     elif isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
         raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
-    smallest = int(counts.argmin())
-    if counts[smallest] < cv:
-        raise ValueError(f"cv={int(cv)} folds need at least {int(cv)} texts of every class, but class "
-                         f"{classes[smallest].item()!r} has {int(counts[smallest])}: pass a smaller cv (>= 2), or "
-                         f"cv=None to choose on one validation split")
+    if most_folds < cv:
+        largest = classes[int(counts.argmax())].item()
+        raise ValueError(f"cv={int(cv)} folds need a class with at least {int(cv)} texts, but the largest, "
+                         f"{largest!r}, has {int(counts.max())}: pass a smaller cv (>= 2), or cv=None to choose on "
+                         f"one validation split")
     return int(cv)
 
 
+def unscored_classes(codes: np.ndarray) -> np.ndarray:
+    """Codes of the classes too rare to be scored by cross-validation: those with a single text."""
+    return np.flatnonzero(np.bincount(codes) == 1)
+
+
 def make_folds(codes: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified, shuffled, seeded (train rows, validation rows) of k folds: the same for the same labels."""
+    """Stratified, shuffled, seeded (train rows, validation rows) of k folds: the same for the same labels.
+
+    Rare classes: a class with fewer texts than folds (but at least 2) has each of its texts held out in a
+    different fold, so every fold still trains on one of them at least; a class with a single text is in the
+    training rows of every fold and held out in none (``unscored_classes``): scored, it would be a class its fold
+    never saw. Without such classes the folds are exactly scikit-learn's ``StratifiedKFold``."""
+    rows = np.arange(len(codes))
+    single = np.isin(codes, unscored_classes(codes))
+    scored, always_trained = rows[~single], rows[single]
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [(np.sort(train), np.sort(val)) for train, val in folds.split(np.zeros(len(codes)), codes)]
+    with warnings.catch_warnings():  # fewer members than folds is this rule's case, not a mistake
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        split = list(folds.split(np.zeros(len(scored)), codes[scored]))
+    return [(np.sort(np.concatenate([scored[train], always_trained])), np.sort(scored[val])) for train, val in split]
 
 
 def estimate_blocks(codes: np.ndarray, seed: int) -> list[np.ndarray]:
