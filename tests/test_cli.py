@@ -107,6 +107,20 @@ def test_fit_prints_the_expected_test_score_and_refuses_a_bad_cv(model_dir, data
     assert not (tmp_path / "m").exists()
 
 
+def test_a_fit_that_would_not_fit_in_memory_is_refused_in_one_line_naming_the_knob(model_dir, data_files, tmp_path,
+                                                                                   capsys, monkeypatch):
+    folder, train, _ = data_files
+    monkeypatch.setenv("STC_MEMORY_LIMIT", "1MB")  # the store is already extracted: the probes are the first stage
+    assert main(["fit", "--data", str(train), "--text-column", "sentence", "--label-column", "polarity",
+                 "--out", str(tmp_path / "m"), "--store-dir", str(folder / "stores"), "--poolings", "mean,max",
+                 "--etas", "0.1,0.5", "--probe-Cs", "0.1,1", "--final-Cs", "1", *FAST]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert error.startswith("stc: error: one probe of ") and "but 1 MiB is available" in error
+    assert "representations" in error and "STC_MEMORY_LIMIT" in error
+    assert not (tmp_path / "m").exists()
+
+
 def test_evaluate_refuses_labels_the_model_never_saw(model_dir, tmp_path, capsys):
     path = tmp_path / "other.csv"
     path.write_text("text,label\nfine film,neutral\nawful film,negative\n", encoding="utf-8")

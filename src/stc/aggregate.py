@@ -25,12 +25,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ._memory import workers_within
 from .extract import parse_key
 from .probe import ProbeResult
 from .sparsify import select_neurons
 
 __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", "candidate_columns",
-           "feature_names", "make_final_classifier", "evaluate_candidates", "search", "SearchResult",
+           "feature_names", "make_final_classifier", "final_fit_bytes", "evaluate_candidates", "search", "SearchResult",
            "stage_two_candidates", "DEFAULT_FINAL_CS"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
@@ -131,6 +132,13 @@ def make_final_classifier(C: float, seed: int = 0, class_weight: str | None = No
                      ("logreg", LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight=class_weight))])
 
 
+def final_fit_bytes(n_rows: int, n_features: int, n_classes: int) -> int:
+    """An upper bound of the bytes one final-classifier fit allocates: its matrix, the training rows, their
+    standardised copy and the decision values (float32 or float64), lbfgs' gradients and its ten-step history."""
+    rows = 1 if n_classes == 2 else n_classes
+    return 8 * n_rows * n_features * 3 + 8 * n_rows * rows * 4 + 8 * rows * (n_features + 1) * 24
+
+
 def evaluate_candidates(
     candidates: Sequence[Candidate], splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray],
     y: np.ndarray, dims: Mapping[str, int], *, n_jobs: int | None = 1, seed: int = 0,
@@ -156,6 +164,13 @@ def evaluate_candidates(
         for columns in per_split:
             for key, indices in columns.items():
                 wanted.setdefault(key, set()).update(indices.tolist())
+    n_classes = int(y.max()) + 1
+    widest = max(sum(len(v) for v in columns.values()) for _, per_split in jobs for columns in per_split)
+    workers = workers_within(final_fit_bytes(len(y), widest, n_classes), min(effective_n_jobs(n_jobs),
+                             len(jobs) * len(splits)), shared=4 * len(y) * sum(map(len, wanted.values())),
+                             stage=f"{desc}: the candidates' {sum(map(len, wanted.values())):,} columns of "
+                                   f"{len(y):,} texts and their fits",
+                             knob="search fewer arrays (poolings, representations) or fit on fewer texts")
     cache = {}
     for key in sorted(wanted, key=parse_key):  # one read per key serves every candidate
         held = np.array(sorted(wanted[key]), dtype=np.int64)
@@ -171,7 +186,6 @@ def evaluate_candidates(
         return model.predict(X[split.val_rows]), decisions.reshape(len(split.val_rows), -1)
 
     tasks = [(j, s) for j in range(len(jobs)) for s in range(len(splits))]
-    workers = min(effective_n_jobs(n_jobs), len(tasks))
     # One BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
     # slows them down (stage-1 fits on full MR 3.9x slower, 2 cores: benchmarks/bench_search_blas.py). Whole fits
     # side by side use the cores instead. catch_warnings is process-wide and not thread-safe: one block here

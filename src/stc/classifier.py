@@ -16,7 +16,8 @@ from ._estimator import encode_labels, plain_label, text_estimator_tags, validat
 from ._fitted import FittedState, fit_record
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_texts
-from .aggregate import DEFAULT_FINAL_CS, Split, candidate_columns, make_final_classifier, search
+from ._memory import workers_within
+from .aggregate import DEFAULT_FINAL_CS, Split, candidate_columns, final_fit_bytes, make_final_classifier, search
 from .backbone import Backbone, load_backbone
 from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
@@ -245,6 +246,10 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
             lap("final probes")
         best = table[chosen]
         kept_columns = candidate_columns(best.candidate, probes, {key: store.dim(key) for key in store.keys})
+        n_kept = sum(map(len, kept_columns.values()))
+        workers_within(final_fit_bytes(len(fit_rows), n_kept, len(self.classes_)), 1,
+                       stage=f"the final classifier on {len(fit_rows):,} texts x {n_kept:,} features",
+                       knob="search fewer arrays (poolings, representations) or fit on fewer texts")
         X_fit = np.hstack([store.load(key, columns=cols, rows=fit_rows) for key, cols in kept_columns.items()])
         final = make_final_classifier(best.candidate.C, self.random_state,
                                       self.class_weight).fit(X_fit, pool_codes[fit_rows])

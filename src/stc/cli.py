@@ -20,7 +20,7 @@ __all__ = ["main", "build_parser"]
 _EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli", "stc._experiment_cli", "stc.export._cli",
                                             "stc.serving._cli")
 
-_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, RuntimeError)
+_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, RuntimeError, MemoryError)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:

@@ -13,8 +13,9 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from ._memory import workers_within
 from ._metrics import score
-from ._solver import l1_logistic_path, quiet_solver_warnings
+from ._solver import MULTINOMIAL_MAX_CLASSES, l1_logistic_path, quiet_solver_warnings
 from .store import ActivationStore
 
 __all__ = ["ProbeResult", "ProbePath", "fit_probes", "fit_probe_paths", "balanced_weights", "standardize",
@@ -155,6 +156,19 @@ def _resolved_solver(solver: str, n_train: int, dim: int) -> str:
     return "liblinear" if solver == "auto" and n_train < dim else solver
 
 
+def probe_bytes(n_rows: int, n_train: int, dim: int, n_classes: int, solver: str) -> int:
+    """An upper bound of the bytes one probe allocates: its rows as loaded and standardised (float32), the
+    solver's copy, and for stc's solver the working-set Hessian at its largest (every neuron; one class block for
+    binary and one-vs-rest probes, the classes squared for multinomial ones), three times (it, its Schur
+    complement, a product), and the working columns."""
+    data = 4 * n_rows * dim * 2
+    if _resolved_solver(solver, n_train, dim) != "auto":
+        return data + 8 * n_train * dim * 2  # scikit-learn's float64 copy, and liblinear's own
+    work = min(dim, n_train)
+    blocks = n_classes if MULTINOMIAL_MAX_CLASSES >= n_classes > 2 else 1
+    return data + 4 * n_train * dim + 3 * 8 * (blocks * work) ** 2 + 2 * 4 * n_train * work
+
+
 def _fit_path(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
               Cs: Sequence[float] | None, metric: str, solver: str, seed: int, class_weight: str | None) -> ProbePath:
     X = store.load(key, rows=np.concatenate([train_rows, val_rows]))
@@ -209,14 +223,25 @@ def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, 
     threaded.sort(key=lambda key: -store.dim(key))  # widest (slowest) first: no worker is left alone at the end
     on_threads = set(threaded)
     serial = [key for key in keys if key not in on_threads]
-    workers = min(effective_n_jobs(n_jobs), max(len(threaded), 1))
+    n_classes = int(y.max()) + 1
+    n_rows = len(train_rows) + len(val_rows)
+
+    def side_by_side(wanted: int, group: Sequence[str]) -> int:
+        if not group:
+            return wanted
+        widest = max(probe_bytes(n_rows, len(train_rows), store.dim(key), n_classes, solver) for key in group)
+        return workers_within(widest, wanted, stage=f"one probe of {n_rows:,} texts x {max(map(store.dim, group)):,}"
+                              f" neurons", knob="probe fewer or narrower arrays (representations=('hidden',)), "
+                              "or fit on fewer texts")
+
+    workers = side_by_side(min(effective_n_jobs(n_jobs), max(len(threaded), 1)), threaded)
     bar = tqdm(total=len(keys), desc=desc, unit="probe", disable=not show_progress_bar)
     fitted = {}
     arguments = (y, train_rows, val_rows, Cs, metric, solver, seed, class_weight)
     with ExitStack() as context:
         context.enter_context(quiet_solver_warnings())
         warnings.simplefilter("ignore", ConvergenceWarning)  # scikit-learn's solvers at the grid's largest C
-        processes = min(effective_n_jobs(n_jobs), len(serial))
+        processes = side_by_side(min(effective_n_jobs(n_jobs), len(serial)), serial)
         if processes > 1:
             for result in Parallel(n_jobs=processes, prefer="processes", return_as="generator")(
                     delayed(_fit_path_quietly)(store, key, *arguments) for key in serial):
