@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .._archive import PackageArchive, fetched_archive
 from .._files import atomic_path, cache_root
-from ._files import _read_rows, read_labelled_file
+from ._files import read_labelled_file
 from ._splits import CARVED_FRACTION, drop_duplicate_texts, stratified_split
 from ._types import Split, TextDataset
 
@@ -227,7 +227,7 @@ def _read_cache(path: Path, own_split: bool) -> tuple[Split, list[str] | None]:
     texts = read_labelled_file(path)
     if not own_split:
         return texts, None
-    parts = [row.get("split") for _, row in _read_rows(path)[1]]
+    parts = [json.loads(line).get("split") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not set(parts) <= {"train", "test"}:
         raise ValueError("a line's split is not 'train' or 'test'")
     return texts, parts
