@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from stc import STCClassifier
+from stc._summary import summary_lines
 from stc.aggregate import Candidate, Evaluation
 from stc.calibration import expected_calibration_error, fit_temperature, log_loss, probabilities
 from stc.selection import Selector, choose_one_se, expected_score, make_folds, resolve_cv, unscored_classes
@@ -144,6 +145,7 @@ def test_many_classes_and_a_single_text_class_keep_cross_validation_on(tmp_path,
     clf.fit(texts[:300], y[:300])
     assert clf.selection_["protocol"] == "cv" and clf.selection_["folds"] == 5
     assert clf.selection_["unscored_classes"] == [n_classes - 1]
+    assert "not scored (too rare to hold out; trained on in every fold): 1 class(es): 6" in summary_lines(clf)
     assert clf.validation_["n_train"] == 300
     assert "hidden.L2.mean" in clf.kept_columns_
     assert _test_accuracy(clf, planted_classifier.store, np.arange(300, n), y) > 0.9
