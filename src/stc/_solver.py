@@ -4,8 +4,9 @@ For every ``C`` this minimises exactly scikit-learn's objective for ``LogisticRe
 
     ||W||_1 + C * sum_i loss_i          (intercept unpenalised)
 
-with the logistic loss for two classes (one weight vector, that of class 1, as in scikit-learn's ``coef_``) and the
-multinomial loss otherwise.  Internally the same minimiser is sought in the form ``mean_i loss_i + lam * ||W||_1``
+with the logistic loss for two classes (one weight vector, that of class 1, as in scikit-learn's ``coef_``), the
+multinomial loss for up to ``MULTINOMIAL_MAX_CLASSES`` classes, and beyond that the sum of each class's logistic
+loss against the rest (one-vs-rest; see below).  Internally the same minimiser is sought in the form ``mean_i loss_i + lam * ||W||_1``
 with ``lam = 1 / (C * n)`` (scikit-learn's saga solver uses this scaling too).
 
 How, and why (timings: ``benchmarks/bench_probe_solver.py``):
@@ -304,12 +305,15 @@ def l1_logistic_path(
 
     Two classes give one row per C (K = 1 in the shapes), the weights of class 1, as scikit-learn's ``coef_``.
     ``y`` holds class codes 0..K-1 (``n_classes`` fixes K when a class is absent from y).  The C values are solved
-    from the smallest up, each warm-started from the previous solution; Newton iterations end at a C once the gain still expected from later iterations, estimated from the
-    observed rate of decrease, is below ``tol`` times the objective; ``max_iter`` caps those iterations.
+    from the smallest up, each warm-started from the previous solution; Newton iterations end at a C once the gain
+    still expected from later iterations, estimated from the observed rate of decrease, is below ``tol`` times the objective; ``max_iter`` caps those iterations.
     ``warm_start`` is ``(coef, intercept)`` shaped like the output (one start per C) or ``(K, d)``, ``(K,)`` (a
     start for the smallest C).  ``sample_weight`` (positive, one per row) weights each row's loss as scikit-learn's
-    ``fit(..., sample_weight=)`` does (class weights are sample weights of each row's class).  Weights that the L1 penalty removes are exact zeros.  Same input, same output, bit
-    for bit (under the same BLAS thread count).
+    ``fit(..., sample_weight=)`` does (class weights are sample weights of each row's class).  ``multi_class``:
+    ``"auto"`` is multinomial up to ``MULTINOMIAL_MAX_CLASSES`` classes and one-vs-rest beyond (each row of the
+    output then solves its class's binary problem against the rest; a class absent from y gets zero weights and
+    an intercept of about -708); ``"multinomial"`` or ``"ovr"`` force either.  Weights that the L1 penalty removes
+    are exact zeros.  Same input, same output, bit for bit (under the same BLAS thread count).
     """
     X, y, Cs, K = _validate(X, y, Cs, n_classes)
     if not tol > 0:
