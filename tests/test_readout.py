@@ -129,3 +129,21 @@ def test_an_unfitted_estimator_has_no_readout():
     with pytest.raises(AttributeError):
         STCClassifier().readout_
     assert not hasattr(STCClassifier(), "temperature_")
+
+
+def test_predict_refuses_a_backbone_other_than_the_fitted_one_in_one_line(model_dir, tokenizer, tmp_path):
+    """``set_params(model=...)`` after fit would otherwise read another model's neurons without a word."""
+    clf = fit_tiny(model_dir, tmp_path / "stores")
+    fitted = clf.predict_proba(NEW_TEXTS[:2])
+    other = save_tiny("distilbert", tmp_path / "other", tokenizer)  # same widths and depth, other weights
+    clf.set_params(model=other)
+    for method in (clf.predict, clf.predict_proba, clf.transform):
+        with pytest.raises(ValueError) as refused:
+            method(NEW_TEXTS[:2])
+        message = str(refused.value)
+        assert "\n" not in message and clf.readout_.backbone.sha256[:12] in message
+        assert f"model={other!r} is not the backbone this model was fitted on" in message
+    with pytest.raises(ValueError, match="is not the backbone this model was fitted on"):
+        clf.explain(NEW_TEXTS[0])
+    clf.set_params(model=model_dir)
+    assert np.array_equal(clf.predict_proba(NEW_TEXTS[:2]), fitted)  # set back: the same model again

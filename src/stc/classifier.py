@@ -296,11 +296,23 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "readout_")
         return self.readout_
 
+    def _fitted_backbone(self) -> Backbone:
+        """The backbone ``model`` names, refused unless it is the one the model was fitted on (weights sha256):
+        after ``set_params(model=...)`` a fitted model would otherwise read another model's neurons."""
+        readout = self._fitted()
+        backbone = self._load_backbone()
+        try:
+            readout.check_backbone(backbone)
+        except ValueError as error:
+            raise ValueError(f"{error}: model={self.model!r} is not the backbone this model was fitted on "
+                             f"({readout.backbone.name!r}); set it back, or fit again") from None
+        return backbone
+
     def transform(self, X) -> np.ndarray:
         """The kept-neuron features of texts X (n_texts, n_features), in ``kept_neurons_`` order."""
         readout = self._fitted()
         texts = check_texts(X, "X")
-        return readout.features(self._load_backbone(), texts, token_budget=self.token_budget,
+        return readout.features(self._fitted_backbone(), texts, token_budget=self.token_budget,
                                 show_progress_bar=self.show_progress_bar)
 
     def decision_function(self, X) -> np.ndarray:
@@ -324,4 +336,4 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     def explain(self, text: str, *, top_k: int = 10) -> dict:
         """The predicted label and the neurons that pushed this text's decision most (see ``stc.explain``)."""
         readout = self._fitted()
-        return explain_prediction(readout, self._load_backbone(), text, top_k=top_k)
+        return explain_prediction(readout, self._fitted_backbone(), text, top_k=top_k)
