@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["summary_lines", "estimate_lines"]
+__all__ = ["summary_lines", "estimate_lines", "search_lines"]
 
 
 def summary_lines(clf) -> list[str]:
@@ -41,4 +41,26 @@ def estimate_lines(clf) -> list[str]:
     temperature = getattr(clf, "temperature_", 1.0)
     if temperature != 1.0:
         lines.append(f"calibration: temperature {temperature:.3f} on held-out decision values")
+    return lines
+
+
+def search_lines(clf, top: int = 5) -> list[str]:
+    """The best ``top`` candidates of the search (``cv_results_`` by rank), the chosen one marked with ``*``."""
+    results, chosen = clf.cv_results_, clf.best_index_
+    order = sorted(range(len(results["rank_test_score"])), key=lambda i: (results["rank_test_score"][i], i))
+    shown = order[:top] + ([chosen] if chosen not in order[:top] else [])
+    lines = [f"search: {len(order)} candidates; the best {min(top, len(order))} by held-out {clf.metric} "
+             f"(* the chosen one):"]
+    for i in shown:
+        eta = results["param_eta"][i]
+        what = (results["param_dense_key"][i] if results["param_readout_kind"][i] == "dense" else
+                f"{results['param_representations'][i]} {results['param_poolings'][i]} eta={eta} "
+                f"exit={results['param_exit_layer'][i]}")
+        if results["param_readout_kind"][i] == "hybrid":
+            what += f" + {results['param_dense_key'][i]}"
+        se = results["se_test_score"][i]
+        lines.append(f"  {'*' if i == chosen else ' '} {results['rank_test_score'][i]:>3}. "
+                     f"{results['param_readout_kind'][i]:<6} {what} C={results['param_C'][i]:g} "
+                     f"features={results['n_features'][i]:g}: {results['mean_test_score'][i]:.4f}"
+                     + (f" ± {se:.4f}" if se is not None else ""))
     return lines
