@@ -23,7 +23,7 @@ from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .explain import explain_prediction
 from .extract import all_keys, default_poolings, parse_key
-from .probe import fit_probe_paths
+from .probe import fit_probe_paths, fit_probes
 from .readout import BackboneReference, Readout, Scores
 from .selection import Selector, configuration_rows, estimate_blocks, expected_score, make_folds, resolve_cv
 from .sparsify import DEFAULT_ETAS
@@ -196,8 +196,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                              show_progress_bar=self.show_progress_bar)
         if folds is None:
             train_rows, val_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(pool_codes))
-            probes = {key: path.best() for key, path in
-                      fit_probe_paths(store, store.keys, pool_codes, train_rows, val_rows, **probe_options).items()}
+            probes = fit_probes(store, store.keys, pool_codes, train_rows, val_rows, **probe_options)
             splits = [Split(train_rows, val_rows, probes)]
             y_eval = pool_codes[val_rows]
             blocks = estimate_blocks(y_eval, self.random_state)

@@ -130,7 +130,7 @@ def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str
     weights = {} if sample_weight is None else {"sample_weight": sample_weight}
     classes = np.unique(y)
     coefs, intercepts = [], []
-    for C in Cs:  # fit_probes silences ConvergenceWarning: the grid's largest C may not fully converge
+    for C in Cs:  # fit_probe_paths silences ConvergenceWarning: the grid's largest C may not fully converge
         def fit(target):
             return LogisticRegression(C=C, l1_ratio=1.0, solver=solver, max_iter=1000, tol=1e-4,
                                       random_state=seed).fit(X, target, **weights)
