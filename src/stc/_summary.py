@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from .readout import chosen_readout
+
 __all__ = ["summary_lines", "estimate_lines", "search_lines"]
 
 
 def summary_lines(clf) -> list[str]:
     config = clf.configuration_
-    readout = config.get("readout", "sparse")
-    lines = [f"configuration: readout={readout} representations={config['representations']} "
-             f"poolings={config['poolings']} eta={config['eta']} C={config['C']}",
+    chosen = chosen_readout(config)
+    eta = "" if chosen.eta is None else f" eta={config['eta']}"  # a dense readout keeps every neuron: no η
+    lines = [f"configuration: readout={chosen.kind} representations={config['representations']} "
+             f"poolings={config['poolings']}{eta} C={config['C']}",
              f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
              f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
-    if readout == "dense":
-        lines.append(f"the dense readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
+    if chosen.kind == "dense":
+        lines.append(f"the dense readout won: every neuron of {chosen.dense_key} (the sentence embedding of "
                      f"that layer); no sparse set of neurons beat it beyond noise")
-    elif readout == "hybrid":
-        lines.append(f"the hybrid readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
-                     f"that layer) plus the kept neurons of the other arrays")
+    elif chosen.kind == "hybrid":
+        lines.append(f"the hybrid readout won: every neuron of {chosen.dense_key} (the sentence embedding of "
+                     f"that layer) plus the kept neurons at eta={chosen.eta:g} of the other arrays")
     return lines + estimate_lines(clf)
 
 
