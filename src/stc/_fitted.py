@@ -62,7 +62,8 @@ class FittedState:
                         "every candidate the search scored, as scikit-learn's ``GridSearchCV.cv_results_``: a dict "
                         "of equal-length lists (see ``cv_results``)")
     best_index_ = _view(lambda r: best_index(thawed(r.record.search_results), r.configuration_record()),
-                        "the chosen candidate's index in ``cv_results_``")
+                        "the chosen candidate's index in ``cv_results_`` (None for a readout whose parameters "
+                        "the search never scored)")
 
     @property
     def classifier_(self) -> Pipeline:
@@ -188,9 +189,11 @@ def cv_results(rows: list[dict]) -> dict[str, list]:
     return results
 
 
-def best_index(rows: list[dict], chosen: dict) -> int:
-    """The position of the chosen configuration among the search's rows."""
+def best_index(rows: list[dict], chosen: dict) -> int | None:
+    """The position of the chosen configuration among the search's rows, by its parameters (the first match);
+    None for a readout built by hand from parameters the search never scored."""
+    wanted = [chosen.get(field) for field in _PARAM_COLUMNS.values()]
     for index, row in enumerate(rows):
-        if row == chosen:
+        if [row.get(field) for field in _PARAM_COLUMNS.values()] == wanted:
             return index
-    raise ValueError("the chosen configuration is not among the search's rows")
+    return None

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .aggregate import READOUTS
+from .aggregate import READOUT_KINDS
 from .extract import parse_key
 from .store import ExtractionSettings
 
@@ -210,7 +210,7 @@ def chosen_readout(configuration: Mapping) -> ChosenReadout:
     naming the field when the row is not one of the three kinds. Rows without ``readout`` (models saved before
     dense readouts) are sparse."""
     kind = configuration.get("readout") or "sparse"
-    require(kind in READOUTS, f"configuration 'readout' must be one of {READOUTS}, found {kind!r}")
+    require(kind in READOUT_KINDS, f"configuration 'readout' must be one of {READOUT_KINDS}, found {kind!r}")
     eta, dense_key = configuration.get("eta"), configuration.get("dense_key")
     if kind == "dense":
         require(eta is None, f"configuration 'eta' of a dense readout must be null, found {eta!r}")

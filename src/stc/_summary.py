@@ -51,9 +51,9 @@ def search_lines(clf, top: int = 5) -> list[str]:
     """The best ``top`` candidates of the search (``cv_results_`` by rank), the chosen one marked with ``*``."""
     results, chosen = clf.cv_results_, clf.best_index_
     order = sorted(range(len(results["rank_test_score"])), key=lambda i: (results["rank_test_score"][i], i))
-    shown = order[:top] + ([chosen] if chosen not in order[:top] else [])
+    shown = order[:top] + ([chosen] if chosen is not None and chosen not in order[:top] else [])
     lines = [f"search: {len(order)} candidates; the best {min(top, len(order))} by held-out {clf.metric} "
-             f"(* the chosen one):"]
+             + ("(* the chosen one):" if chosen is not None else "(the model reads none of them):")]
     for i in shown:
         eta = results["param_eta"][i]
         what = (results["param_dense_key"][i] if results["param_readout_kind"][i] == "dense" else

@@ -36,6 +36,8 @@ __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", 
            "stage_two_candidates", "DEFAULT_FINAL_CS"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
+#: The kinds of readout a candidate (and so a fitted model) is: ``Candidate.readout`` holds one.
+READOUT_KINDS = ("sparse", "dense", "hybrid")
 
 
 @dataclass(frozen=True)
