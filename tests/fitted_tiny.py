@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -10,12 +11,18 @@ import numpy as np
 
 import stc
 from stc.aggregate import make_final_classifier
+from stc.extract import parse_key
 
 from .conftest import build_tiny_model
 
 _KEYWORDS = {"good": ["wonderful", "superb", "brilliant"], "bad": ["awful", "dreadful", "boring"],
              "odd": ["strange", "weird", "curious"]}
 _FILLER = ["the", "story", "of", "a", "day", "in", "town", "and", "what", "people", "said", "about", "it", "later"]
+
+#: build_tiny_model's widths: hidden state and FFN
+WIDTHS = {"hidden": 32, "ffn": 48}
+#: the three kinds of candidate a fitted model can have chosen (stc.aggregate)
+READOUT_KINDS = ("sparse", "dense", "hybrid")
 
 FAST = dict(poolings=("mean", "max"), etas=(0.2, 0.8), probe_Cs=(0.1, 1.0), final_Cs=(0.1, 1.0),
             show_progress_bar=False, device="cpu", probe_solver="saga", n_jobs=1)
@@ -60,20 +67,55 @@ def keep_every_site(clf: stc.STCClassifier, layers: int, columns: int = 3, seed:
     """Make ``clf`` keep a few neurons of every (representation, layer <= ``layers``, pooling), hidden layer 0 and
     all four poolings included, and refit its final classifier on them: one model then exercises every site."""
     rng = np.random.default_rng(seed)
-    hidden, ffn = 32, 48  # build_tiny_model's widths
     kept = {}
-    for representation, width, first in (("hidden", hidden, 0), ("ffn", ffn, 1)):
+    for representation, first in (("hidden", 0), ("ffn", 1)):
         for layer in range(first, layers + 1):
             for pooling in ("mean", "max", "first", "last"):
-                kept[f"{representation}.L{layer}.{pooling}"] = np.sort(rng.choice(width, columns, replace=False))
+                kept[f"{representation}.L{layer}.{pooling}"] = np.sort(rng.choice(WIDTHS[representation], columns,
+                                                                                  replace=False))
+    return _read_columns(clf, kept, {**clf.readout_.configuration, "exit_layer": layers}, C=1.0)
+
+
+def with_readout(clf: stc.STCClassifier, kind: str, seed: int = 0) -> stc.STCClassifier:
+    """A copy of ``clf`` (a tiny model fitted with cross-validation, whose search scores candidates of every kind)
+    that reads the best candidate of ``kind`` its search scored, whatever the search chose, its head refitted: a
+    fitted model of each kind, deterministically.
+
+    The configuration is that search row. A dense part is every neuron of the row's dense key, as the fit reads it;
+    the probes are not saved, so a sparse part is two seeded neurons of each array of the row's representations x
+    poolings up to its exit layer (hidden layer 0 included), as the fit's kept columns are laid out."""
+    rows = [row for row in clf.search_results_ if row.get("readout", "sparse") == kind]
+    assert rows, f"the search scored no {kind} candidate (fit with cv, and hidden among the representations)"
+    row = max(rows, key=lambda r: r["val_score"])  # the first of the best: the table's order is fixed
+    rng = np.random.default_rng(seed)
+    kept = {}
+    if kind != "dense":
+        for representation in row["representations"].split("+"):
+            for layer in range(0 if representation == "hidden" else 1, row["exit_layer"] + 1):
+                for pooling in row["poolings"].split("+"):
+                    kept[f"{representation}.L{layer}.{pooling}"] = np.sort(rng.choice(WIDTHS[representation], 2,
+                                                                                      replace=False))
+    if kind != "sparse":
+        kept[row["dense_key"]] = np.arange(WIDTHS["hidden"], dtype=np.int64)
+    kept = {key: kept[key] for key in sorted(kept, key=parse_key)}
+    clf = _read_columns(copy.deepcopy(clf), kept, {**row, "n_features": sum(map(len, kept.values()))},
+                        C=row["C"])
+    clf.readout_ = replace(clf.readout_, scores=replace(clf.readout_.scores, validation=row["val_score"],
+                                                        cv=row["val_score"], cv_se=row["score_se"]))
+    return clf
+
+
+def _read_columns(clf: stc.STCClassifier, kept: dict, configuration: dict, C: float) -> stc.STCClassifier:
+    """Make ``clf`` read ``kept`` under ``configuration``, its final classifier refitted (at ``C``) on those
+    features of the planted training texts."""
     texts, labels = planted(len(clf.classes_))
     readout = clf.readout_
     n_features, n_rows = sum(len(c) for c in kept.values()), readout.coef.shape[0]
     # a readout of the new columns, with a placeholder head until the head is refitted on their features
-    clf.readout_ = replace(readout, kept_columns=kept, configuration={**readout.configuration, "exit_layer": layers},
+    clf.readout_ = replace(readout, kept_columns=kept, configuration=configuration,
                            mean=np.zeros(n_features), scale=np.ones(n_features), coef=np.zeros((n_rows, n_features)),
                            intercept=np.zeros(n_rows))
-    head = make_final_classifier(1.0, 0).fit(clf.transform(texts), np.searchsorted(clf.classes_, labels))
+    head = make_final_classifier(C, 0).fit(clf.transform(texts), np.searchsorted(clf.classes_, labels))
     clf.readout_ = replace(clf.readout_, mean=head[0].mean_, scale=head[0].scale_, coef=head[-1].coef_,
                            intercept=head[-1].intercept_)
     return clf

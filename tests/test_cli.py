@@ -46,6 +46,9 @@ def test_fit_saves_a_model_that_info_describes(model_dir, capsys):
     assert main(["info", str(model_dir)]) == 0
     printed = capsys.readouterr().out
     assert "exit layer:" in printed and "kept neurons:" in printed and "negative" in printed
+    assert "candidates; the best 5 by held-out accuracy (* the chosen one):" in printed
+    chosen = [line for line in printed.splitlines() if line.startswith("  * ")]
+    assert len(chosen) == 1  # the chosen candidate is shown, marked once
 
 
 def test_predict_writes_jsonl_and_csv_with_probabilities(model_dir, data_files, tmp_path):

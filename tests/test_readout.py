@@ -129,3 +129,43 @@ def test_an_unfitted_estimator_has_no_readout():
     with pytest.raises(AttributeError):
         STCClassifier().readout_
     assert not hasattr(STCClassifier(), "temperature_")
+
+
+def test_predict_refuses_a_backbone_other_than_the_fitted_one_in_one_line(model_dir, tokenizer, tmp_path):
+    """``set_params(model=...)`` after fit would otherwise read another model's neurons without a word."""
+    clf = fit_tiny(model_dir, tmp_path / "stores")
+    fitted = clf.predict_proba(NEW_TEXTS[:2])
+    other = save_tiny("distilbert", tmp_path / "other", tokenizer)  # same widths and depth, other weights
+    clf.set_params(model=other)
+    for method in (clf.predict, clf.predict_proba, clf.transform):
+        with pytest.raises(ValueError) as refused:
+            method(NEW_TEXTS[:2])
+        message = str(refused.value)
+        assert "\n" not in message and clf.readout_.backbone.sha256[:12] in message
+        assert f"model={other!r} is not the backbone this model was fitted on" in message
+    with pytest.raises(ValueError, match="is not the backbone this model was fitted on"):
+        clf.explain(NEW_TEXTS[0])
+    clf.set_params(model=model_dir)
+    assert np.array_equal(clf.predict_proba(NEW_TEXTS[:2]), fitted)  # set back: the same model again
+
+
+def test_cv_results_hold_every_candidate_in_scikit_learns_convention(clf, tmp_path):
+    results = clf.cv_results_
+    n = len(clf.search_results_)
+    assert n > 1 and all(len(column) == n for column in results.values())
+    assert {"param_readout_kind", "param_representations", "param_poolings", "param_eta", "param_exit_layer",
+            "param_C", "params", "n_features", "mean_test_score", "se_test_score", "rank_test_score"} <= set(results)
+    n_blocks = clf.selection_["n_blocks"]
+    splits = np.array([results[f"split{k}_test_score"] for k in range(n_blocks)], dtype=float)
+    means = np.array(results["mean_test_score"])
+    if clf.selection_["protocol"] == "cv":  # the ranking score is the mean over folds
+        np.testing.assert_allclose(splits.mean(axis=0), means, rtol=1e-12)
+    best = clf.best_index_
+    assert results["params"][best]["eta"] == clf.configuration_["eta"]
+    assert results["param_C"][best] == clf.configuration_["C"]
+    ranks = np.array(results["rank_test_score"])
+    assert ranks.min() == 1 and np.all(means[ranks == 1] == means.max())
+    assert np.all(np.diff(means[np.argsort(ranks, kind="stable")]) <= 0)  # rank order is score order
+    clf.save(tmp_path / "m")
+    loaded = STCClassifier.load(tmp_path / "m", check_backbone=False)
+    assert loaded.cv_results_ == results and loaded.best_index_ == best

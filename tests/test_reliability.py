@@ -6,7 +6,6 @@ Empty or whitespace-only texts are refused (documented in the README): they carr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -48,13 +47,9 @@ def quiet_env(**extra) -> dict:
 
 
 def small_params(**overrides) -> dict:
-    """A one-point search; liblinear until the fast solver module exists."""
-    params = dict(representations=("hidden",), poolings=("mean",), etas=(0.5,), probe_Cs=(0.1,), final_Cs=(1.0,),
-                  show_progress_bar=False)
-    if importlib.util.find_spec("stc._solver") is None:
-        params["probe_solver"] = "liblinear"
-    params.update(overrides)
-    return params
+    """A one-point search."""
+    return {**dict(representations=("hidden",), poolings=("mean",), etas=(0.5,), probe_Cs=(0.1,), final_Cs=(1.0,),
+                   show_progress_bar=False), **overrides}
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +127,9 @@ BAD_FIT_INPUT = [  # (case, X, y, extra params, error type, message pattern)
 
 @pytest.mark.parametrize("case, X, y, extra, error, pattern", BAD_FIT_INPUT, ids=[c[0] for c in BAD_FIT_INPUT])
 def test_bad_fit_input_is_one_clear_error(case, X, y, extra, error, pattern, tiny_dir, store_dir):
-    fit_args = {k: extra.pop(k) for k in ("X_val", "y_val") if k in extra}
-    clf = STCClassifier(tiny_dir, store_dir=store_dir, **small_params(**extra))
+    fit_args = {k: v for k, v in extra.items() if k in ("X_val", "y_val")}  # the shared table is left as it is
+    params = {k: v for k, v in extra.items() if k not in fit_args}
+    clf = STCClassifier(tiny_dir, store_dir=store_dir, **small_params(**params))
     with pytest.raises(error, match=pattern):
         clf.fit(X, y, **fit_args)
 

@@ -24,7 +24,7 @@ from .model_card import write_model_card
 from .readout import BACKBONE_COPY, CONFIG_FILE, FitRecord, Readout
 from .sparsify import select_neurons
 
-__all__ = ["FittedState", "fit_record"]
+__all__ = ["FittedState", "fit_record", "cv_results", "best_index"]
 
 
 def _view(read: Callable[[Readout], object], doc: str) -> property:
@@ -58,6 +58,12 @@ class FittedState:
     selection_ = _view(lambda r: thawed(r.record.selection), "how the setting was chosen")
     fit_seconds_ = _view(lambda r: r.record.fit_seconds, "the fit's time")
     fit_timings_ = _view(lambda r: thawed(r.record.fit_timings), "the fit's time by phase")
+    cv_results_ = _view(lambda r: cv_results(thawed(r.record.search_results)),
+                        "every candidate the search scored, as scikit-learn's ``GridSearchCV.cv_results_``: a dict "
+                        "of equal-length lists (see ``cv_results``)")
+    best_index_ = _view(lambda r: best_index(thawed(r.record.search_results), r.configuration_record()),
+                        "the chosen candidate's index in ``cv_results_`` (None for a readout whose parameters "
+                        "the search never scored)")
 
     @property
     def classifier_(self) -> Pipeline:
@@ -148,3 +154,46 @@ def fit_record(table, probes: Mapping, etas, validation: dict, selection: dict, 
     return FitRecord(probe_scores=probe_scores, search_results=[candidate.as_row() for candidate in table],
                      kept_counts=kept_counts, validation=validation, selection=selection, fit_seconds=seconds,
                      fit_timings={phase: round(value, 3) for phase, value in timings.items()})
+
+
+#: cv_results_'s parameter columns: the search row's field behind each.
+_PARAM_COLUMNS = {"param_readout_kind": "readout", "param_representations": "representations",
+                  "param_poolings": "poolings", "param_eta": "eta", "param_exit_layer": "exit_layer", "param_C": "C",
+                  "param_dense_key": "dense_key"}
+
+
+def cv_results(rows: list[dict]) -> dict[str, list]:
+    """The search's record in scikit-learn's ``cv_results_`` convention, one entry per candidate, in the order
+    scored (stage 1, then stage 2).
+
+    Keys: ``param_readout_kind`` (sparse, dense or hybrid), ``param_representations``, ``param_poolings``,
+    ``param_eta`` (None for dense), ``param_exit_layer``, ``param_C`` (the final classifier's), ``param_dense_key``
+    (the whole layer a dense or hybrid readout reads), ``params`` (those as one dict per candidate),
+    ``n_features`` (mean over folds), ``stage``, ``mean_test_score`` (the held-out score the search ranked by: the
+    mean over folds, or one split's score), ``se_test_score`` (its standard error over the blocks),
+    ``split{k}_test_score`` (the score on each fold, or validation block, k) and ``rank_test_score`` (1 = best;
+    equal scores share a rank). "test" means held out, as in scikit-learn."""
+    results: dict[str, list] = {column: [row[field] for row in rows] for column, field in _PARAM_COLUMNS.items()}
+    results["params"] = [{column[len("param_"):]: row[field] for column, field in _PARAM_COLUMNS.items()}
+                         for row in rows]
+    results["n_features"] = [row["n_features"] for row in rows]
+    results["stage"] = [row["stage"] for row in rows]
+    results["mean_test_score"] = [row["val_score"] for row in rows]
+    results["se_test_score"] = [row["score_se"] for row in rows]
+    n_blocks = max((len(row["block_scores"]) for row in rows), default=0)
+    for k in range(n_blocks):
+        results[f"split{k}_test_score"] = [row["block_scores"][k] if k < len(row["block_scores"]) else None
+                                           for row in rows]
+    means = np.array(results["mean_test_score"], dtype=np.float64)
+    results["rank_test_score"] = [int(np.sum(means > value)) + 1 for value in means]
+    return results
+
+
+def best_index(rows: list[dict], chosen: dict) -> int | None:
+    """The position of the chosen configuration among the search's rows, by its parameters (the first match);
+    None for a readout built by hand from parameters the search never scored."""
+    wanted = [chosen.get(field) for field in _PARAM_COLUMNS.values()]
+    for index, row in enumerate(rows):
+        if [row.get(field) for field in _PARAM_COLUMNS.values()] == wanted:
+            return index
+    return None

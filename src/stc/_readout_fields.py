@@ -1,4 +1,5 @@
-"""The field checks of ``stc.readout``, the read-only values a readout holds, and its labels as saved.
+"""The field checks of ``stc.readout``, the read-only values a readout holds, its labels as saved, and what its
+chosen configuration reads (``ChosenReadout``: sparse, dense or hybrid, the one reading every face shares).
 
 Every check raises ValueError naming the field and what was found; ``Readout.from_files`` adds the directory. The
 same checks run on a readout built by ``fit``, by hand or from damaged files.
@@ -8,14 +9,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .aggregate import READOUT_KINDS
 from .extract import parse_key
 from .store import ExtractionSettings
 
 __all__ = ["Frozen", "frozen", "thawed", "read_only", "require", "number_or_none", "check_positive",
-           "check_extraction", "check_kept_columns", "check_head", "encode_labels", "decode_labels"]
+           "check_extraction", "check_kept_columns", "check_head", "encode_labels", "decode_labels", "ChosenReadout",
+           "chosen_readout"]
 
 _LABEL_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -163,3 +167,67 @@ def decode_labels(labels: dict) -> np.ndarray:
     require(all(type(v) is kind or (kind is float and type(v) is int) for v in labels["values"]),
             f"'classes' values are not all {labels['type']}")
     return np.asarray([kind(v) for v in labels["values"]])
+
+
+@dataclass(frozen=True)
+class ChosenReadout:
+    """What the chosen configuration reads, of whichever kind: ``sparse`` (the neurons kept at ``eta`` of the
+    ``representations`` x ``poolings`` arrays of layers up to ``exit_layer``), ``dense`` (every neuron of
+    ``dense_key``, one layer's pooled hidden state; no η) or ``hybrid`` (every neuron of ``dense_key`` plus the
+    neurons kept at ``eta`` of the other arrays). The faces (summary, report, model card, metadata) read the
+    configuration through this, so none of them assumes an η or a dense key."""
+
+    kind: str
+    eta: float | None
+    dense_key: str | None
+    exit_layer: int
+    representations: str
+    poolings: str
+
+    def describe(self) -> str:
+        """One line in words, e.g. ``dense readout: every neuron of hidden.L5.mean``."""
+        sparse = (f"the neurons kept at η = {self.eta:g} of {self.representations} · {self.poolings}, layers up to "
+                  f"{self.exit_layer}") if self.eta is not None else ""
+        if self.kind == "sparse":
+            return f"sparse readout: {sparse}"
+        dense = f"every neuron of {self.dense_key}"
+        return f"dense readout: {dense}" if self.kind == "dense" else f"hybrid readout: {dense} plus {sparse}"
+
+    def short(self) -> str:
+        """A few words for a title: ``η = 0.2``, ``dense: every neuron of hidden.L5.mean`` or ``hybrid: ...``."""
+        if self.kind == "sparse":
+            return f"η = {self.eta:g}"
+        dense = f"every neuron of {self.dense_key}"
+        return f"dense: {dense}" if self.kind == "dense" else f"hybrid: {dense} + η = {self.eta:g}"
+
+    def record(self) -> dict:
+        """As JSON (``GET /metadata``'s ``readout``)."""
+        return {**asdict(self), "description": self.describe()}
+
+
+def chosen_readout(configuration: Mapping) -> ChosenReadout:
+    """The readout a configuration (a row of the search, ``STCClassifier.configuration_``) chose; a ValueError
+    naming the field when the row is not one of the three kinds. Rows without ``readout`` (models saved before
+    dense readouts) are sparse."""
+    kind = configuration.get("readout") or "sparse"
+    require(kind in READOUT_KINDS, f"configuration 'readout' must be one of {READOUT_KINDS}, found {kind!r}")
+    eta, dense_key = configuration.get("eta"), configuration.get("dense_key")
+    if kind == "dense":
+        require(eta is None, f"configuration 'eta' of a dense readout must be null, found {eta!r}")
+    else:
+        require(_is_number(eta) and 0 < eta <= 1, f"configuration 'eta' of a {kind} readout must be a number in "
+                                                  f"(0, 1], found {eta!r}")
+    if kind == "sparse":
+        dense_key = None
+    else:
+        require(isinstance(dense_key, str), f"configuration 'dense_key' of a {kind} readout must name an array, "
+                                            f"found {dense_key!r}")
+        parse_key(dense_key)
+    exit_layer = configuration.get("exit_layer")
+    require(_whole(exit_layer, 1), "configuration 'exit_layer' must be an integer >= 1")
+
+    def names(value) -> str:
+        return "+".join(value) if isinstance(value, (list, tuple)) else str(value)
+
+    return ChosenReadout(kind, None if eta is None else float(eta), dense_key, int(exit_layer),
+                         names(configuration.get("representations")), names(configuration.get("poolings")))

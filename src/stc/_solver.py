@@ -44,7 +44,8 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import enet_path
 
-__all__ = ["l1_logistic_path", "quiet_solver_warnings", "MULTINOMIAL_MAX_CLASSES", "MULTI_CLASS"]
+__all__ = ["l1_logistic_path", "fits_one_vs_rest", "quiet_solver_warnings", "MULTINOMIAL_MAX_CLASSES",
+           "MULTI_CLASS"]
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -289,6 +290,13 @@ def _start_points(warm_start, n_C, rows, d):
     return coef, intercept
 
 
+def fits_one_vs_rest(n_classes: int, multi_class: str = "auto") -> bool:
+    """Whether ``l1_logistic_path`` fits these many classes one-vs-rest (else jointly, or binary for two)."""
+    if multi_class not in MULTI_CLASS:
+        raise ValueError(f"multi_class must be one of {MULTI_CLASS}; got {multi_class!r}")
+    return n_classes > 2 and (multi_class == "ovr" or (multi_class == "auto" and n_classes > MULTINOMIAL_MAX_CLASSES))
+
+
 def l1_logistic_path(
     X: np.ndarray,
     y: np.ndarray,
@@ -320,9 +328,7 @@ def l1_logistic_path(
         raise ValueError(f"tol must be > 0; got {tol}")
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be >= 1; got {max_iter}")
-    if multi_class not in MULTI_CLASS:
-        raise ValueError(f"multi_class must be one of {MULTI_CLASS}; got {multi_class!r}")
-    one_vs_rest = multi_class == "ovr" or (multi_class == "auto" and K > MULTINOMIAL_MAX_CLASSES)
+    one_vs_rest = fits_one_vs_rest(K, multi_class)
     n, d = X.shape
     rows = 1 if K == 2 else K
     targets = ((y == 1)[:, None] if K == 2 else y[:, None] == np.arange(K)[None, :]).astype(np.float64)

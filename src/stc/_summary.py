@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-__all__ = ["summary_lines", "estimate_lines"]
+from .readout import chosen_readout
+
+__all__ = ["summary_lines", "estimate_lines", "search_lines"]
 
 
 def summary_lines(clf) -> list[str]:
     config = clf.configuration_
-    readout = config.get("readout", "sparse")
-    lines = [f"configuration: readout={readout} representations={config['representations']} "
-             f"poolings={config['poolings']} eta={config['eta']} C={config['C']}",
+    chosen = chosen_readout(config)
+    eta = "" if chosen.eta is None else f" eta={config['eta']}"  # a dense readout keeps every neuron: no η
+    lines = [f"configuration: readout={chosen.kind} representations={config['representations']} "
+             f"poolings={config['poolings']}{eta} C={config['C']}",
              f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
              f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
-    if readout == "dense":
-        lines.append(f"the dense readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
+    if chosen.kind == "dense":
+        lines.append(f"the dense readout won: every neuron of {chosen.dense_key} (the sentence embedding of "
                      f"that layer); no sparse set of neurons beat it beyond noise")
-    elif readout == "hybrid":
-        lines.append(f"the hybrid readout won: every neuron of {config.get('dense_key')} (the sentence embedding of "
-                     f"that layer) plus the kept neurons of the other arrays")
+    elif chosen.kind == "hybrid":
+        lines.append(f"the hybrid readout won: every neuron of {chosen.dense_key} (the sentence embedding of "
+                     f"that layer) plus the kept neurons at eta={chosen.eta:g} of the other arrays")
     return lines + estimate_lines(clf)
 
 
@@ -41,4 +44,26 @@ def estimate_lines(clf) -> list[str]:
     temperature = getattr(clf, "temperature_", 1.0)
     if temperature != 1.0:
         lines.append(f"calibration: temperature {temperature:.3f} on held-out decision values")
+    return lines
+
+
+def search_lines(clf, top: int = 5) -> list[str]:
+    """The best ``top`` candidates of the search (``cv_results_`` by rank), the chosen one marked with ``*``."""
+    results, chosen = clf.cv_results_, clf.best_index_
+    order = sorted(range(len(results["rank_test_score"])), key=lambda i: (results["rank_test_score"][i], i))
+    shown = order[:top] + ([chosen] if chosen is not None and chosen not in order[:top] else [])
+    lines = [f"search: {len(order)} candidates; the best {min(top, len(order))} by held-out {clf.metric} "
+             + ("(* the chosen one):" if chosen is not None else "(the model reads none of them):")]
+    for i in shown:
+        eta = results["param_eta"][i]
+        what = (results["param_dense_key"][i] if results["param_readout_kind"][i] == "dense" else
+                f"{results['param_representations'][i]} {results['param_poolings'][i]} eta={eta} "
+                f"exit={results['param_exit_layer'][i]}")
+        if results["param_readout_kind"][i] == "hybrid":
+            what += f" + {results['param_dense_key'][i]}"
+        se = results["se_test_score"][i]
+        lines.append(f"  {'*' if i == chosen else ' '} {results['rank_test_score'][i]:>3}. "
+                     f"{results['param_readout_kind'][i]:<6} {what} C={results['param_C'][i]:g} "
+                     f"features={results['n_features'][i]:g}: {results['mean_test_score'][i]:.4f}"
+                     + (f" ± {se:.4f}" if se is not None else ""))
     return lines

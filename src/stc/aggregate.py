@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -35,7 +36,8 @@ __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", 
            "stage_two_candidates", "DEFAULT_FINAL_CS"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
-READOUTS = ("sparse", "dense", "hybrid")
+#: The kinds of readout a candidate (and so a fitted model) is: ``Candidate.readout`` holds one.
+READOUT_KINDS = ("sparse", "dense", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -207,8 +209,8 @@ def evaluate_candidates(
             for j, (candidate, per_split) in enumerate(jobs)]
 
 
-class Selector:
-    """What ``search`` needs from a selection rule (see ``stc.selection``)."""
+class SelectionRule(Protocol):
+    """What ``search`` needs from a selection rule: ``stc.selection.Selector`` is the one implementation."""
 
     def leader(self, evaluations: Sequence[Evaluation]) -> int: ...
     def choose(self, evaluations: Sequence[Evaluation]) -> int: ...
@@ -243,7 +245,7 @@ def stage_two_candidates(sparse_leader: Candidate | None, dense_leader: Candidat
 
 def search(
     splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray], y: np.ndarray, dims: Mapping[str, int],
-    selector: Selector, *, representation_sets: Sequence[tuple[str, ...]], pooling_sets: Sequence[tuple[str, ...]],
+    selector: SelectionRule, *, representation_sets: Sequence[tuple[str, ...]], pooling_sets: Sequence[tuple[str, ...]],
     etas: Sequence[float], exit_layers: Sequence[int], Cs: Sequence[float], dense_keys: Sequence[str] = (),
     n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None, show_progress_bar: bool = False,
 ) -> SearchResult:

@@ -23,7 +23,7 @@ from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .explain import explain_prediction
 from .extract import all_keys, default_poolings, parse_key
-from .probe import fit_probe_paths
+from .probe import fit_probe_paths, fit_probes
 from .readout import BackboneReference, Readout, Scores
 from .selection import Selector, configuration_rows, estimate_blocks, expected_score, make_folds, resolve_cv
 from .sparsify import DEFAULT_ETAS
@@ -196,8 +196,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                              show_progress_bar=self.show_progress_bar)
         if folds is None:
             train_rows, val_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(pool_codes))
-            probes = {key: path.best() for key, path in
-                      fit_probe_paths(store, store.keys, pool_codes, train_rows, val_rows, **probe_options).items()}
+            probes = fit_probes(store, store.keys, pool_codes, train_rows, val_rows, **probe_options)
             splits = [Split(train_rows, val_rows, probes)]
             y_eval = pool_codes[val_rows]
             blocks = estimate_blocks(y_eval, self.random_state)
@@ -296,11 +295,23 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "readout_")
         return self.readout_
 
+    def _fitted_backbone(self) -> Backbone:
+        """The backbone ``model`` names, refused unless it is the one the model was fitted on (weights sha256):
+        after ``set_params(model=...)`` a fitted model would otherwise read another model's neurons."""
+        readout = self._fitted()
+        backbone = self._load_backbone()
+        try:
+            readout.check_backbone(backbone)
+        except ValueError as error:
+            raise ValueError(f"{error}: model={self.model!r} is not the backbone this model was fitted on "
+                             f"({readout.backbone.name!r}); set it back, or fit again") from None
+        return backbone
+
     def transform(self, X) -> np.ndarray:
         """The kept-neuron features of texts X (n_texts, n_features), in ``kept_neurons_`` order."""
         readout = self._fitted()
         texts = check_texts(X, "X")
-        return readout.features(self._load_backbone(), texts, token_budget=self.token_budget,
+        return readout.features(self._fitted_backbone(), texts, token_budget=self.token_budget,
                                 show_progress_bar=self.show_progress_bar)
 
     def decision_function(self, X) -> np.ndarray:
@@ -324,4 +335,4 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     def explain(self, text: str, *, top_k: int = 10) -> dict:
         """The predicted label and the neurons that pushed this text's decision most (see ``stc.explain``)."""
         readout = self._fitted()
-        return explain_prediction(readout, self._load_backbone(), text, top_k=top_k)
+        return explain_prediction(readout, self._fitted_backbone(), text, top_k=top_k)

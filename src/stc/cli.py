@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._parameters import STC_PARAMETERS, add_arguments, values_from_args
-from ._summary import summary_lines
+from ._summary import search_lines, summary_lines
 
 __all__ = ["main", "build_parser"]
 
@@ -210,6 +210,8 @@ def _cmd_info(args) -> int:
         _log(line)
     if getattr(clf, "selection_", None) is None:  # a model saved before the selection estimates
         _log(f"validation {clf.metric}: {clf.val_score_:.4f}")
+    for line in search_lines(clf):
+        _log(line)
     return 0
 
 

@@ -96,11 +96,14 @@ def model_card(readout: Readout, *, data_name: str | None = None) -> str:
             f"a stratified {params.get('validation_size'):.0%} split of the training texts (seed {params.get('random_state')})"
         lines.append(f"{validation['n_train']} training texts; every setting was chosen on {validation['n_val']} "
                      f"validation texts ({how}).")
-    lines += ["", "## Chosen configuration", "",
+    chosen = readout.chosen
+    lines += ["", "## Chosen configuration", "", f"The {chosen.describe()}.", "",
               "| setting | value |", "|---|---|"]
+    shown = {**configuration, "readout": chosen.kind, "dense_key": chosen.dense_key,
+             "eta": chosen.eta if chosen.eta is not None else "none (a dense readout keeps every neuron of its array)"}
     for name in ("readout", "dense_key", "representations", "poolings", "eta", "exit_layer", "C", "n_features"):
-        if name in configuration:
-            lines.append(f"| {name} | {configuration[name]} |")
+        if shown.get(name) is not None:
+            lines.append(f"| {name} | {shown[name]} |")
     lines += [f"| max_length (tokens) | {extraction.get('max_length')} |",
               f"| long texts | {'overlapping windows' if extraction.get('windows') else 'truncated'} |", "",
               "## Kept neurons per layer", "", "| layer | " + " | ".join(

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._version import __version__
 from ._estimator import plain_label
 from .calibration import probabilities
-from .readout import Readout
+from .readout import Readout, chosen_readout
 
 __all__ = ["LinearHead", "Predictor", "TorchPredictor", "plain_label"]
 
@@ -137,8 +137,10 @@ class Predictor(Protocol):
 
 def model_metadata(runtime: str, head: LinearHead, configuration: dict, exit_layer: int, n_kept: int,
                    backbone: dict) -> dict:
-    """The fields ``GET /metadata`` answers with, the same for every runtime."""
-    return {"runtime": runtime, "classes": head.classes, "configuration": configuration, "exit_layer": exit_layer,
+    """The fields ``GET /metadata`` answers with, the same for every runtime; ``readout`` says what the configuration
+    reads (kind, η or null, dense key, exit layer, in words too)."""
+    return {"runtime": runtime, "classes": head.classes, "configuration": configuration,
+            "readout": chosen_readout(configuration).record(), "exit_layer": exit_layer,
             "n_kept_neurons": n_kept, "backbone_name": backbone.get("name"),
             "backbone_sha256": backbone.get("weights_sha256"), "temperature": head.temperature,
             "stc_version": __version__}

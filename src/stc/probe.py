@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ._memory import workers_within
 from ._metrics import score
-from ._solver import MULTINOMIAL_MAX_CLASSES, l1_logistic_path, quiet_solver_warnings
+from ._solver import fits_one_vs_rest, l1_logistic_path, quiet_solver_warnings
 from .store import ActivationStore
 
 __all__ = ["ProbeResult", "ProbePath", "fit_probes", "fit_probe_paths", "balanced_weights", "standardize",
@@ -130,7 +130,7 @@ def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str
     weights = {} if sample_weight is None else {"sample_weight": sample_weight}
     classes = np.unique(y)
     coefs, intercepts = [], []
-    for C in Cs:  # fit_probes silences ConvergenceWarning: the grid's largest C may not fully converge
+    for C in Cs:  # fit_probe_paths silences ConvergenceWarning: the grid's largest C may not fully converge
         def fit(target):
             return LogisticRegression(C=C, l1_ratio=1.0, solver=solver, max_iter=1000, tol=1e-4,
                                       random_state=seed).fit(X, target, **weights)
@@ -165,7 +165,7 @@ def probe_bytes(n_rows: int, n_train: int, dim: int, n_classes: int, solver: str
     if _resolved_solver(solver, n_train, dim) != "auto":
         return data + 8 * n_train * dim * 2  # scikit-learn's float64 copy, and liblinear's own
     work = min(dim, n_train)
-    blocks = n_classes if MULTINOMIAL_MAX_CLASSES >= n_classes > 2 else 1
+    blocks = 1 if n_classes == 2 or fits_one_vs_rest(n_classes) else n_classes
     return data + 4 * n_train * dim + 3 * 8 * (blocks * work) ** 2 + 2 * 4 * n_train * work
 
 

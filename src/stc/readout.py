@@ -22,8 +22,8 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from ._readout_fields import Frozen, check_extraction, check_head, check_kept_columns, check_positive, \
-    decode_labels, encode_labels, frozen, number_or_none, read_only, require, thawed
+from ._readout_fields import ChosenReadout, Frozen, check_extraction, check_head, check_kept_columns, \
+    check_positive, chosen_readout, decode_labels, encode_labels, frozen, number_or_none, read_only, require, thawed
 from ._version import __version__
 from .aggregate import feature_names
 from .backbone import Backbone, load_backbone
@@ -31,8 +31,8 @@ from .calibration import probabilities
 from .extract import extract_features, parse_key
 from .store import ExtractionSettings
 
-__all__ = ["Readout", "BackboneReference", "Scores", "FitRecord", "FORMAT_VERSION", "READABLE_VERSIONS",
-           "CONFIG_FILE", "BACKBONE_COPY"]
+__all__ = ["Readout", "BackboneReference", "Scores", "FitRecord", "ChosenReadout", "chosen_readout", "FORMAT_VERSION",
+           "READABLE_VERSIONS", "CONFIG_FILE", "BACKBONE_COPY"]
 
 FORMAT = "stc-classifier"
 FORMAT_VERSION = 2  # 2 added the selection estimates and the calibration temperature
@@ -155,9 +155,7 @@ class Readout:
             set_field(name, read_only(arrays[file_name]))
         require(isinstance(self.configuration, Mapping), "'configuration' must be an object")
         set_field("configuration", frozen(self.configuration))
-        exit_layer = self.configuration.get("exit_layer")
-        require(isinstance(exit_layer, int) and not isinstance(exit_layer, bool) and exit_layer >= 1,
-                "configuration 'exit_layer' must be an integer >= 1")
+        chosen_readout(self.configuration)  # its kind, η, dense key and exit layer
         check_positive(self.configuration.get("C"), "configuration 'C'")
         set_field("temperature", check_positive(self.temperature, "'temperature'"))
         require(isinstance(self.params, Mapping), "'params' must be an object")
@@ -175,6 +173,11 @@ class Readout:
     def exit_layer(self) -> int:
         """The deepest layer the configuration reads: the backbone runs this far and no further."""
         return int(self.configuration["exit_layer"])
+
+    @property
+    def chosen(self) -> ChosenReadout:
+        """What the configuration reads: sparse (kept neurons at η), dense (every neuron of one array) or hybrid."""
+        return chosen_readout(self.configuration)
 
     @property
     def n_features(self) -> int:

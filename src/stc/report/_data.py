@@ -12,6 +12,7 @@ from .._metrics import score
 from ..calibration import expected_calibration_error, log_loss, probabilities, reliability_table
 from ..explain import neuron_parts, peak_token, token_activations
 from ..extract import extract_features, parse_key
+from ..readout import chosen_readout
 
 __all__ = ["layer_curve", "kept_per_layer", "eta_curves", "exit_curve", "configuration_summary",
            "confusion", "reliability", "top_neurons", "embedding_baseline"]
@@ -36,25 +37,37 @@ def layer_curve(clf, embedding: dict | None) -> dict:
             "exit_layer": int(clf.exit_layer_), "embedding": embedding}
 
 
+def _sparse_stage_two(clf) -> list[dict]:
+    """The search's stage-2 rows of sparse candidates: the sparse leader at every exit layer and C (the dense and
+    hybrid rows of stage 2 read other columns, so they are no point of these curves)."""
+    return [r for r in clf.search_results_ if r["stage"] == 2 and r.get("readout", "sparse") == "sparse"]
+
+
 def kept_per_layer(clf) -> dict:
-    """Neurons kept per layer at the chosen η: exactly, per key, from the model's kept columns (up to the exit
-    layer), and for every layer from the stage-2 search rows (cumulative feature counts by exit layer)."""
-    config = clf.configuration_
+    """Neurons kept per layer by the chosen readout: exactly, per key, from the model's kept columns (up to the exit
+    layer), and for every layer from the stage-2 search rows of the sparse leader (cumulative feature counts by exit
+    layer; its η, representations and poolings are those of the rows, which a dense model's are not)."""
+    config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
     rows = [{"key": key, "representation": parse_key(key)[0], "layer": parse_key(key)[1],
              "pooling": parse_key(key)[2], "kept": int(len(columns))} for key, columns in clf.kept_columns_.items()]
     by_exit = {}
-    for row in clf.search_results_:
-        if row["stage"] == 2:
-            by_exit[int(row["exit_layer"])] = int(row["n_features"])
+    stage_two = _sparse_stage_two(clf)
+    for row in stage_two:
+        by_exit[int(row["exit_layer"])] = int(row["n_features"])
     layers = sorted(by_exit)
     per_layer_all = [{"layer": layer, "kept": by_exit[layer] - (by_exit[layers[i - 1]] if i else 0)}
                      for i, layer in enumerate(layers)]
-    return {"eta": float(config["eta"]), "exit_layer": int(clf.exit_layer_),
+    leader = stage_two[0] if stage_two else {}
+    return {"readout": chosen.kind, "eta": chosen.eta, "dense_key": chosen.dense_key, "short": chosen.short(),
+            "description": chosen.describe(), "exit_layer": int(clf.exit_layer_),
             "representations": config["representations"], "poolings": config["poolings"], "by_key": rows,
             "by_layer_all_depths": per_layer_all,
+            "all_depths": {"eta": leader.get("eta"), "representations": leader.get("representations"),
+                           "poolings": leader.get("poolings")},
             "note": "by_key: the kept columns of the saved model (layers up to the exit layer). by_layer_all_depths: "
-                    "differences of the stage-2 search's feature counts by exit layer (layers 1..L; the embedding "
-                    "layer 0, when kept, is counted in layer 1)."}
+                    "differences of the stage-2 search's feature counts of the sparse leader by exit layer (layers "
+                    "1..L; the embedding layer 0, when kept, is counted in layer 1), at the η, representations and "
+                    "poolings of all_depths."}
 
 
 def eta_curves(clf) -> dict:
@@ -74,17 +87,26 @@ def eta_curves(clf) -> dict:
         order = np.argsort(entry["etas"])
         for field in ("etas", "val_scores", "n_features"):
             entry[field] = [entry[field][i] for i in order]
-    config = clf.configuration_
+    config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
     stage1 = [r for r in clf.search_results_ if r["stage"] == 1 and r["eta"] is not None]
     C_stage1 = float(stage1[0]["C"]) if stage1 else None
-    per_layer = _kept_by_layer_and_eta(clf)
+    if chosen.eta is None:  # dense: no η was chosen, no neurons were kept by one
+        per_layer = None
+        note = (f"The chosen readout is dense (every neuron of {chosen.dense_key}): it keeps no neurons by η. The "
+                f"curves are the sparse candidates the search tried beside it." if series else
+                f"The chosen readout is dense (every neuron of {chosen.dense_key}) and the search scored no sparse "
+                f"candidate: there is nothing to draw across η.")
+    else:
+        per_layer = _kept_by_layer_and_eta(clf)
+        note = None if per_layer else ("the model does not record per-layer kept counts for every η (the probe "
+                                       "weights are not saved), so only the totals at full depth are shown "
+                                       "across η.")
+    # a dense readout's representations and poolings are its array's, not a sparse set: none is the chosen set
+    sets = ({"representations": None, "poolings": None} if chosen.eta is None else
+            {"representations": config["representations"], "poolings": config["poolings"]})
     return {"metric": clf.metric, "C": C_stage1, "series": list(series.values()),
-            "chosen": {"representations": config["representations"], "poolings": config["poolings"],
-                       "eta": float(config["eta"])},
-            "kept_per_layer_by_eta": per_layer,
-            "note": None if per_layer else "the model does not record per-layer kept counts for every η (the probe "
-                                           "weights are not saved), so only the totals at full depth are shown "
-                                           "across η."}
+            "chosen": {**sets, "eta": chosen.eta, "readout": chosen.kind},
+            "kept_per_layer_by_eta": per_layer, "note": note}
 
 
 def _kept_by_layer_and_eta(clf) -> dict | None:
@@ -107,27 +129,34 @@ def _kept_by_layer_and_eta(clf) -> dict | None:
 
 
 def exit_curve(clf) -> dict:
-    """Stage 2 of the search: validation score by exit layer for each C, the chosen point marked."""
+    """Stage 2 of the search: validation score by exit layer of the sparse leader for each C; the dense and hybrid
+    candidates of stage 2 as points of their own; the chosen point marked."""
     by_C: dict[float, dict] = {}
-    for row in sorted((r for r in clf.search_results_ if r["stage"] == 2), key=lambda r: r["exit_layer"]):
+    for row in sorted(_sparse_stage_two(clf), key=lambda r: r["exit_layer"]):
         entry = by_C.setdefault(float(row["C"]), {"C": float(row["C"]), "exit_layers": [], "val_scores": [],
                                                   "n_features": []})
         entry["exit_layers"].append(int(row["exit_layer"]))
         entry["val_scores"].append(float(row["val_score"]))
         entry["n_features"].append(int(row["n_features"]))
-    config = clf.configuration_
+    others = [{"readout": r["readout"], "dense_key": r.get("dense_key"), "C": float(r["C"]),
+               "exit_layer": int(r["exit_layer"]), "val_score": float(r["val_score"]),
+               "n_features": int(r["n_features"])}
+              for r in clf.search_results_ if r["stage"] == 2 and r.get("readout", "sparse") != "sparse"]
+    config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
     return {"metric": clf.metric, "num_layers": int(clf.backbone_["num_layers"]), "series": list(by_C.values()),
+            "other_readouts": others,
             "chosen": {"exit_layer": int(config["exit_layer"]), "C": float(config["C"]),
-                       "val_score": float(config["val_score"]), "n_features": int(config["n_features"])}}
+                       "val_score": float(config["val_score"]), "n_features": int(config["n_features"]),
+                       "readout": chosen.kind}}
 
 
 def configuration_summary(clf, test_score: float | None, n_test: int | None, embedding: dict | None) -> dict:
-    config = clf.configuration_
+    config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
     return {"backbone": clf.backbone_.get("name"), "num_layers": int(clf.backbone_["num_layers"]),
             "classes": [plain_label(c) for c in clf.classes_], "metric": clf.metric,
             "representations": config["representations"], "poolings": config["poolings"],
-            "eta": None if config["eta"] is None else float(config["eta"]), "C": float(config["C"]),
-            "readout": config.get("readout", "sparse"), "n_features": int(clf.n_features_),
+            "eta": chosen.eta, "C": float(config["C"]), "readout": chosen.kind, "dense_key": chosen.dense_key,
+            "readout_description": chosen.describe(), "n_features": int(clf.n_features_),
             "exit_layer": int(clf.exit_layer_), "val_score": float(clf.val_score_),
             "expected_score": getattr(clf, "expected_score_", None),
             "expected_score_se": getattr(clf, "expected_score_se_", None),

@@ -59,18 +59,38 @@ def kept_per_layer_figure(data: dict):
                  label=f"{representation} · {pooling}", hatch="//" if pooling == "max" else None)
     left.set_xticks(layers)
     left.legend(fontsize=8)
-    _finish(figure, left, f"Kept neurons of the final model (η = {data['eta']:g})", "layer", "neurons kept")
-    all_depths = data["by_layer_all_depths"]
+    where = f" ({data['short']})" if data["readout"] == "sparse" else f"\n{data['short']}"  # a dense key is long
+    _finish(figure, left, f"Kept neurons of the final model{where}", "layer", "neurons kept")
+    all_depths, leader = data["by_layer_all_depths"], data["all_depths"]
     right.bar([r["layer"] for r in all_depths], [r["kept"] for r in all_depths], color="#7f7f7f")
     right.axvline(data["exit_layer"] + 0.5, color="green", alpha=0.6, linewidth=2, label="exit")
     right.set_xticks([r["layer"] for r in all_depths])
     right.legend(fontsize=8)
-    return _finish(figure, right, f"At η = {data['eta']:g}, every layer ({data['representations']}, "
-                                  f"{data['poolings']})", "layer", "neurons kept")
+    # the sparse leader of the exit-layer search: the chosen sparse neurons, or those a dense readout beat
+    title = (f"Sparse leader at η = {leader['eta']:g}, every layer\n({leader['representations']}, "
+             f"{leader['poolings']})" if leader.get("eta") is not None else "No sparse candidate in the exit search")
+    return _finish(figure, right, title, "layer", "neurons kept")
 
 
 def _set_label(series: dict) -> str:
     return f"{series['representations']} · {series['poolings']}"
+
+
+def _is_chosen(series: dict, chosen: dict) -> bool:
+    """Whether a stage-1 series is the chosen readout's sparse set (never for a dense readout, which has none)."""
+    return chosen["eta"] is not None and (series["representations"], series["poolings"]) == (
+        chosen["representations"], chosen["poolings"])
+
+
+def _log_axes(axes, data: dict, *, y: bool) -> None:
+    """Log η (and count) axes; with no sparse candidate to draw, a note instead of an empty log scale."""
+    if not data["series"]:
+        axes.text(0.5, 0.5, "no sparse candidate: nothing to draw across η", ha="center", va="center",
+                  transform=axes.transAxes)
+        return
+    axes.set_xscale("log")
+    if y:
+        axes.set_yscale("log")
 
 
 def kept_vs_eta_figure(data: dict):
@@ -78,14 +98,14 @@ def kept_vs_eta_figure(data: dict):
     figure, axes_list = plt.subplots(1, 2 if per_layer else 1, figsize=(12, 4.2) if per_layer else (7.5, 4.2))
     axes = axes_list[0] if per_layer else axes_list
     for series in data["series"]:
-        chosen = (series["representations"], series["poolings"]) == (data["chosen"]["representations"],
-                                                                     data["chosen"]["poolings"])
+        chosen = _is_chosen(series, data["chosen"])
         axes.plot(series["etas"], series["n_features"], marker="o", markersize=3, linewidth=2.5 if chosen else 1,
                   alpha=1 if chosen else 0.55, label=_set_label(series) + (" (chosen)" if chosen else ""))
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.axvline(data["chosen"]["eta"], color="green", alpha=0.4, linewidth=2)
-    axes.legend(fontsize=7, loc="upper left")
+    _log_axes(axes, data, y=True)
+    if data["chosen"]["eta"] is not None:  # a dense readout chose no η
+        axes.axvline(data["chosen"]["eta"], color="green", alpha=0.4, linewidth=2)
+    if data["series"]:
+        axes.legend(fontsize=7, loc="upper left")
     _finish(figure, axes, "Neurons kept (all layers) across the η grid", "η", "neurons kept")
     if per_layer:
         _kept_heatmap(figure, axes_list[1], per_layer)
@@ -107,14 +127,15 @@ def _kept_heatmap(figure, axes, per_layer: dict) -> None:
 def metric_vs_eta_figure(data: dict):
     figure, axes = plt.subplots(figsize=(9.5, 4.2))
     for series in data["series"]:
-        chosen = (series["representations"], series["poolings"]) == (data["chosen"]["representations"],
-                                                                     data["chosen"]["poolings"])
+        chosen = _is_chosen(series, data["chosen"])
         axes.plot(series["etas"], series["val_scores"], marker="o", markersize=3, linewidth=2.5 if chosen else 1,
                   alpha=1 if chosen else 0.55, label=_set_label(series) + (" (chosen)" if chosen else ""))
-    axes.axvline(data["chosen"]["eta"], color="green", alpha=0.4, linewidth=2,
-                 label=f"chosen η {data['chosen']['eta']:g}")
-    axes.set_xscale("log")
-    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if data["chosen"]["eta"] is not None:  # a dense readout chose no η: the sparse candidates are drawn alone
+        axes.axvline(data["chosen"]["eta"], color="green", alpha=0.4, linewidth=2,
+                     label=f"chosen η {data['chosen']['eta']:g}")
+    _log_axes(axes, data, y=False)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     C = f", C = {data['C']:g}" if data.get("C") is not None else ""
     return _finish(figure, axes, f"Validation score vs η (all layers{C})", "η", f"validation {data['metric']}")
 
@@ -123,9 +144,17 @@ def metric_vs_exit_figure(data: dict):
     figure, axes = plt.subplots(figsize=(7.5, 4.2))
     for series in data["series"]:
         axes.plot(series["exit_layers"], series["val_scores"], marker="o", markersize=4, label=f"C = {series['C']:g}")
+    for readout, marker in (("dense", "D"), ("hybrid", "P")):  # stage 2's other readouts, one point per C
+        points = [p for p in data.get("other_readouts", []) if p["readout"] == readout]
+        if points:
+            Cs = ", ".join(f"{p['C']:g}" for p in points)
+            what = f"{readout} {points[0]['dense_key']}" + (" + sparse" if readout == "hybrid" else "")
+            axes.scatter([p["exit_layer"] for p in points], [p["val_score"] for p in points], marker=marker, s=40,
+                         label=f"{what} (C = {Cs})")
     chosen = data["chosen"]
     axes.scatter([chosen["exit_layer"]], [chosen["val_score"]], s=220, marker="*", color="black", zorder=5,
-                 label=f"chosen: exit {chosen['exit_layer']}, {chosen['n_features']} neurons")
+                 label=f"chosen ({chosen.get('readout', 'sparse')}): exit {chosen['exit_layer']}, "
+                       f"{chosen['n_features']} neurons")
     axes.set_xticks(range(1, data["num_layers"] + 1))
     axes.legend(fontsize=8)
     return _finish(figure, axes, "Early exit: validation score by exit layer",
