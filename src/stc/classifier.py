@@ -87,7 +87,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         other folds, chooses without it (see ``stc.selection``).
     expected_score_se_ : the standard error of ``expected_score_``.
     selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, rule ("one_se" or
-        "best"), n_blocks, n_candidates and n_held_out (texts scored).
+        "best"), n_blocks, n_candidates, n_held_out (texts scored) and unscored_classes (classes of one text,
+        trained on in every fold and scored in none).
     temperature_ : the calibration temperature dividing the final logits in ``predict_proba`` (1.0: none).
     backbone_ : the backbone, a dict: name, source, gguf_file, weights_sha256, num_layers and is_decoder.
     extraction_ : how texts were tokenised and pooled, a dict: representations, poolings, max_length (resolved),
@@ -98,6 +99,11 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         weights, and the held-out score at every C of its grid (scores_by_C, Cs).
     search_results_ : every configuration the search scored, as dicts like ``configuration_`` (the table it was
         chosen from).
+    cv_results_ : the same search as scikit-learn's ``GridSearchCV.cv_results_``: a dict of equal-length lists,
+        one entry per candidate (param_readout_kind, param_representations, param_poolings, param_eta,
+        param_exit_layer, param_C, param_dense_key, params, n_features, stage, mean_test_score, se_test_score,
+        split0_test_score, split1_test_score, ... (one per fold), rank_test_score; "test" means held out).
+    best_index_ : the chosen candidate's index in ``cv_results_``.
     kept_counts_ : neurons kept per probe at each η, a dict: etas (the sorted grid) and counts (probe key to one
         count per η).
     store_path_ : the directory of the activation store the fit read.
