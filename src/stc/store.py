@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -40,6 +41,10 @@ __all__ = ["ExtractionSettings", "ActivationStore", "build_store", "extract_shar
 FORMAT_VERSION = 1
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 _SHARD_BYTES = 256 * 2**20  # per-shard accumulator budget: memory stays flat whatever N is
+# np.load parses each .npy header with ast.literal_eval, which CPython 3.11 does not make safe across threads (the
+# probes load side by side on threads): seen as "SystemError: AST constructor recursion depth mismatch" in a test
+# run. Opening an array (header + memory map, no data read) is cheap, so it is done one thread at a time.
+_OPEN_LOCK = threading.Lock()
 _LOCK_NAME = "store.lock"
 
 
@@ -97,7 +102,8 @@ class ActivationStore:
         if key not in self.meta["arrays"]:
             raise KeyError(f"{key!r} is not in the store at {self.path}; it holds {len(self.keys)} arrays "
                            f"such as {self.keys[:3]}")
-        array = np.load(self.path / "arrays" / f"{key}.npy", mmap_mode="r", allow_pickle=False)
+        with _OPEN_LOCK:
+            array = np.load(self.path / "arrays" / f"{key}.npy", mmap_mode="r", allow_pickle=False)
         if rows is not None:
             array = array[rows]
         if columns is not None:
