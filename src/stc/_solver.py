@@ -299,7 +299,8 @@ def fits_one_vs_rest(n_classes: int, multi_class: str = "auto") -> bool:
     """Whether ``l1_logistic_path`` fits these many classes one-vs-rest (else jointly, or binary for two)."""
     if multi_class not in MULTI_CLASS:
         raise ValueError(f"multi_class must be one of {MULTI_CLASS}; got {multi_class!r}")
-    return n_classes > 2 and (multi_class == "ovr" or (multi_class == "auto" and n_classes > MULTINOMIAL_MAX_CLASSES))
+    return n_classes > 2 and (multi_class == "ovr"
+                              or (multi_class == "auto" and n_classes > MULTINOMIAL_MAX_CLASSES))
 
 
 def l1_logistic_path(

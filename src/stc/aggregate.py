@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
 from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -32,8 +32,8 @@ from .probe import ProbeResult
 from .sparsify import select_neurons
 
 __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", "candidate_columns",
-           "feature_names", "make_final_classifier", "final_fit_bytes", "evaluate_candidates", "search", "SearchResult",
-           "stage_two_candidates", "DEFAULT_FINAL_CS"]
+           "feature_names", "make_final_classifier", "final_fit_bytes", "evaluate_candidates", "search",
+           "SearchResult", "stage_two_candidates", "DEFAULT_FINAL_CS", "READOUT_KINDS", "SelectionRule"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
 #: The kinds of readout a candidate (and so a fitted model) is: ``Candidate.readout`` holds one.
@@ -245,7 +245,8 @@ def stage_two_candidates(sparse_leader: Candidate | None, dense_leader: Candidat
 
 def search(
     splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray], y: np.ndarray, dims: Mapping[str, int],
-    selector: SelectionRule, *, representation_sets: Sequence[tuple[str, ...]], pooling_sets: Sequence[tuple[str, ...]],
+    selector: SelectionRule, *, representation_sets: Sequence[tuple[str, ...]],
+    pooling_sets: Sequence[tuple[str, ...]],
     etas: Sequence[float], exit_layers: Sequence[int], Cs: Sequence[float], dense_keys: Sequence[str] = (),
     n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None, show_progress_bar: bool = False,
 ) -> SearchResult:
