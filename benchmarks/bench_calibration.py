@@ -38,7 +38,7 @@ def main() -> None:
     rows, probas = {}, []
     for name, temperature in (("uncalibrated (T = 1)", 1.0), (f"calibrated (T = {fitted_temperature:.3f})",
                                                                fitted_temperature)):
-        proba = replace(clf.readout_, temperature=temperature).probabilities(features)
+        proba = replace(clf.readout_.head, temperature=temperature).probabilities(features)
         probas.append(proba)
         rows[name] = {"accuracy": float((proba.argmax(axis=1) == codes).mean()),
                       "ece": expected_calibration_error(proba, codes), "log_loss": log_loss(proba, codes),

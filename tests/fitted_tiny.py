@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 import stc
-from stc.aggregate import make_final_classifier
+from stc.head import LinearHead, make_final_classifier
 from stc.extract import parse_key
 
 from .conftest import build_tiny_model
@@ -110,12 +110,11 @@ def _read_columns(clf: stc.STCClassifier, kept: dict, configuration: dict, C: fl
     features of the planted training texts."""
     texts, labels = planted(len(clf.classes_))
     readout = clf.readout_
-    n_features, n_rows = sum(len(c) for c in kept.values()), readout.coef.shape[0]
+    n_features, n_rows = sum(len(c) for c in kept.values()), readout.head.coef.shape[0]
     # a readout of the new columns, with a placeholder head until the head is refitted on their features
-    clf.readout_ = replace(readout, kept_columns=kept, configuration=configuration,
-                           mean=np.zeros(n_features), scale=np.ones(n_features), coef=np.zeros((n_rows, n_features)),
-                           intercept=np.zeros(n_rows))
-    head = make_final_classifier(C, 0).fit(clf.transform(texts), np.searchsorted(clf.classes_, labels))
-    clf.readout_ = replace(clf.readout_, mean=head[0].mean_, scale=head[0].scale_, coef=head[-1].coef_,
-                           intercept=head[-1].intercept_)
+    placeholder = LinearHead(classes=clf.classes_, mean=np.zeros(n_features), scale=np.ones(n_features),
+                             coef=np.zeros((n_rows, n_features)), intercept=np.zeros(n_rows))
+    clf.readout_ = replace(readout, kept_columns=kept, configuration=configuration, head=placeholder)
+    pipeline = make_final_classifier(C, 0).fit(clf.transform(texts), np.searchsorted(clf.classes_, labels))
+    clf.readout_ = replace(clf.readout_, head=LinearHead.from_pipeline(pipeline, clf.classes_))
     return clf

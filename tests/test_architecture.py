@@ -21,6 +21,7 @@ MAX_LINES = 400
 #: Lowest first. Patterns are module names relative to ``stc`` ("" is the package ``stc`` itself).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("utilities", ("_version", "_files", "_archive", "_memory", "_metrics", "_solver", "calibration")),
+    ("head", ("head",)),  # the one arithmetic of a fitted head: features -> decisions, probabilities, contributions
     ("data", ("data", "data.*")),
     ("backbone", ("backbone",)),
     ("extract", ("extract", "_validation")),  # _validation checks names against extract's vocabulary
@@ -40,10 +41,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("faces", ("cli", "_summary", "predictor", "runtimes", "export", "export.*", "serving", "serving.*", "__main__", "experiment", "_experiment_cli", "report", "report.*", "baselines",
                "baselines.*")),
 ]
-#: The only module that may reach into the estimator's private backbone loader or its scikit-learn pipeline: the
-#: others read the fitted state from ``clf.readout_`` (``stc.readout``).
-ESTIMATOR_INTERNALS = {"_load_backbone", "named_steps"}
+#: The only module that may reach into the estimator's private backbone loader: the others read the fitted state
+#: from ``clf.readout_`` (``stc.readout``).
+ESTIMATOR_INTERNALS = {"_load_backbone"}
 ESTIMATOR_MODULE = "classifier"
+#: The only module that reads or builds the final classifier's scikit-learn pipeline: the head, which converts it
+#: to and from its own arrays (``LinearHead.from_pipeline`` / ``to_pipeline``).
+PIPELINE_INTERNALS = {"named_steps"}
+HEAD_MODULE = "head"
 #: The only modules allowed to put hooks on a model's forward pass.
 HOOK_MODULES = {"extract"}
 HOOK_METHODS = {"register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
@@ -175,10 +180,37 @@ def test_only_the_estimator_reaches_into_its_backbone_loader_and_pipeline():
     assert not found, "estimator internals read outside stc.classifier (read clf.readout_):\n" + "\n".join(found)
 
 
+def test_only_the_head_reads_the_final_classifiers_pipeline():
+    found = attribute_uses(PIPELINE_INTERNALS, {HEAD_MODULE})
+    assert not found, "the final pipeline read outside stc.head (use LinearHead):\n" + "\n".join(found)
+
+
+def linear_products(allowed: set[str]) -> list[str]:
+    """Where a module outside ``allowed`` computes ``something @ <...coef...>.T``: a linear head's arithmetic."""
+    found = []
+    for name, path in MODULES.items():
+        if name in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult) \
+                    and isinstance(node.right, ast.Attribute) and node.right.attr == "T" \
+                    and "coef" in ast.unparse(node.right.value):
+                found.append(f"stc.{name} line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_linear_decision_is_computed_in_one_place():
+    found = linear_products({HEAD_MODULE})
+    assert not found, "a head's product outside stc.head (call LinearHead or linear_decision):\n" + "\n".join(found)
+
+
 def test_the_attribute_checks_see_the_uses_they_allow():
-    # with no module allowed, the two checks above would report the real hooks and the estimator's own reads
+    # with no module allowed, the checks above would report the real hooks, the estimator's own reads, the head's
+    # pipeline conversions and its product
     assert any(use.startswith("stc.extract ") for use in attribute_uses(HOOK_METHODS, set()))
     assert any(use.startswith("stc.classifier ") for use in attribute_uses(ESTIMATOR_INTERNALS, set()))
+    assert any(use.startswith("stc.head ") for use in attribute_uses(PIPELINE_INTERNALS, set()))
+    assert any(use.startswith("stc.head ") for use in linear_products(set()))
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

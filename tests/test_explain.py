@@ -98,14 +98,16 @@ def test_contributions_plus_intercept_reproduce_the_decision_function(which, req
 
 
 @pytest.mark.parametrize("which", ["binary_clf", "multiclass_clf"])
-def test_label_and_probabilities_match_predict(which, request):
+def test_label_probabilities_and_decision_are_predicts_bit_for_bit(which, request):
+    """One head computes both: the explanation's numbers are predict_proba's and decision_function's of the text."""
     clf = request.getfixturevalue(which)
-    probabilities = clf.predict_proba(TEXTS)
-    for text, expected, labels in zip(TEXTS, probabilities, clf.predict(TEXTS)):
+    for text in TEXTS:
         explanation = clf.explain(text)
-        assert explanation["label"] == labels
-        np.testing.assert_allclose([explanation["probabilities"][str(c)] for c in clf.classes_], expected, atol=1e-5)
-        assert explanation["probability"] == pytest.approx(expected.max(), abs=1e-5)
+        assert explanation["label"] == clf.predict([text])[0]
+        expected = clf.predict_proba([text])[0]
+        assert [explanation["probabilities"][str(c)] for c in clf.classes_] == expected.tolist()
+        assert explanation["probability"] == expected.max()
+        assert explanation["decision"] == np.atleast_2d(clf.decision_function([text]))[0].tolist()
         json.dumps(explanation)  # plain JSON values only
 
 
@@ -120,7 +122,7 @@ def test_contributions_are_weight_times_standardised_activation_ranked_by_size(b
         feature = entry["feature"]
         assert binary_clf.kept_neurons_[feature] == entry["neuron"] == f"{entry['key']}.{entry['index']}"
         assert entry["standardised_activation"] == pytest.approx(
-            (entry["activation"] - readout.mean[feature]) / readout.scale[feature], rel=1e-6, abs=1e-6)
+            (entry["activation"] - readout.head.mean[feature]) / readout.head.scale[feature], rel=1e-6, abs=1e-6)
         assert entry["contribution"] == pytest.approx(entry["weight"] * entry["standardised_activation"], rel=1e-9)
         assert entry["pushes_toward"] == binary_clf.classes_[1 if entry["contribution"] > 0 else 0]
 

@@ -16,7 +16,8 @@ from sklearn.exceptions import NotFittedError
 import stc
 from stc.cli import main
 from stc.export import OnnxPredictor, export_onnx
-from stc.predictor import LinearHead, TorchPredictor
+from stc.head import LinearHead
+from stc.predictor import TorchPredictor
 from stc.runtimes import load_predictor
 from stc.serving import create_app
 
@@ -54,10 +55,13 @@ def test_onnx_fp32_probabilities_equal_torch_for_every_family(family, fitted, ex
     predictor = OnnxPredictor(out)
     expected = clf.predict_proba(NEW_TEXTS)
     np.testing.assert_allclose(predictor.predict_proba(NEW_TEXTS), expected, atol=1e-4, rtol=0)
-    # scikit-learn standardises float32 features in float32, the head in float64: they agree to float32 rounding.
-    np.testing.assert_allclose(TorchPredictor(clf).predict_proba(NEW_TEXTS), expected, atol=1e-5, rtol=0)
+    # the torch runtime is predict_proba itself: the same features through the same head
+    assert np.array_equal(TorchPredictor(clf).predict_proba(NEW_TEXTS), expected)
     np.testing.assert_allclose(predictor.features(NEW_TEXTS), clf.transform(NEW_TEXTS), atol=1e-4, rtol=1e-4)
-    assert predictor.head.classes == clf.classes_.tolist()
+    assert predictor.head.plain_classes() == clf.classes_.tolist()
+    # and the ONNX runtime's head is the model's, array for array
+    for name in ("mean", "scale", "coef", "intercept"):
+        assert np.array_equal(getattr(predictor.head, name), getattr(clf.readout_.head, name))
 
 
 def test_the_graph_stops_at_the_exit_layer(exported_bert, fitted):
@@ -76,7 +80,7 @@ def test_the_graph_stops_at_the_exit_layer(exported_bert, fitted):
     document = json.loads((exported_bert / "stc_onnx.json").read_text())
     assert document["exit_layer"] == 2 and document["quantization"] is None
     assert document["backbone"]["weights_sha256"] == fitted("bert").backbone_["weights_sha256"]
-    assert len(document["kept_neurons"]) == LinearHead.from_json(document["head"], "x").n_features
+    assert len(document["kept_neurons"]) == LinearHead.from_files(exported_bert).n_features
 
 
 @pytest.mark.parametrize("quantize", ["int8", "int8-ffn-out"])
@@ -102,7 +106,7 @@ def test_int8_export_is_quantised_and_stays_close(quantize, fitted, exported_ber
 def test_a_temperature_is_applied_by_every_runtime(family, fitted, tmp_path):
     """Needs ``predict_proba`` to divide the decision values by ``temperature_`` (issue 13, part 3)."""
     clf = copy.deepcopy(fitted(family))
-    clf.readout_ = replace(clf.readout_, temperature=2.0)
+    clf.readout_ = replace(clf.readout_, head=replace(clf.readout_.head, temperature=2.0))
     decision = clf.decision_function(NEW_TEXTS)
     logits = (decision[:, None] if decision.ndim == 1 else decision) / 2.0
     if logits.shape[1] == 1:
@@ -156,10 +160,26 @@ def test_export_refuses_a_tampered_model(tamper, fitted, tmp_path):
 def test_a_readout_whose_head_does_not_fit_its_neurons_cannot_be_made(fitted):
     readout = fitted("bert").readout_
     with pytest.raises(ValueError, match="array logreg.coef must be"):
-        replace(readout, coef=readout.coef[:, :-1])
+        replace(readout.head, coef=readout.head.coef[:, :-1])
 
 
-@pytest.mark.parametrize("swap", ["tokenizer", "graph", "backbone", "json"])
+def test_an_export_of_format_version_1_still_loads(fitted, exported_bert, tmp_path):
+    """Version 1 held the head's arrays as JSON lists in stc_onnx.json; such a directory gives the same answers."""
+    out = shutil.copytree(exported_bert, tmp_path / "v1")
+    head = LinearHead.from_files(out)
+    document = json.loads((out / "stc_onnx.json").read_text())
+    document.pop("head_sha256")
+    document.update(format_version=1, head={"classes": head.plain_classes(), "temperature": head.temperature,
+                                            **{name: getattr(head, name).tolist()
+                                               for name in ("mean", "scale", "coef", "intercept")}})
+    (out / "stc_onnx.json").write_text(json.dumps(document))
+    for name in ("head.json", "head.safetensors"):
+        (out / name).unlink()
+    assert np.array_equal(OnnxPredictor(out).predict_proba(NEW_TEXTS), OnnxPredictor(exported_bert).predict_proba(
+        NEW_TEXTS))
+
+
+@pytest.mark.parametrize("swap", ["tokenizer", "graph", "backbone", "json", "head"])
 def test_an_export_refuses_a_tokenizer_or_backbone_mismatch(swap, exported_bert, tmp_path):
     out = shutil.copytree(exported_bert, tmp_path / "copy")
     expected_backbone = None
@@ -173,6 +193,10 @@ def test_an_export_refuses_a_tokenizer_or_backbone_mismatch(swap, exported_bert,
     elif swap == "graph":
         (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes()[:-16] + b"\0" * 16)
         message = "not the graph"
+    elif swap == "head":  # another head over the same neurons: other answers
+        head = LinearHead.from_files(out)
+        replace(head, coef=-head.coef).to_files(out)
+        message = "not the head that was exported"
     elif swap == "backbone":
         expected_backbone = "f" * 64
         message = "exported from backbone weights"

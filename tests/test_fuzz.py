@@ -52,7 +52,7 @@ def _check_loads_or_refuses(directory: Path, *, check_backbone: bool = True) -> 
     except (ValueError, TypeError):
         return
     n_features = sum(len(columns) for columns in clf.kept_columns_.values())
-    coef = clf.readout_.coef
+    coef = clf.readout_.head.coef
     assert clf.n_features_ == n_features == coef.shape[1] == len(clf.kept_neurons_)
     assert coef.shape[0] == (1 if len(clf.classes_) == 2 else len(clf.classes_)) >= 1
     if not check_backbone:

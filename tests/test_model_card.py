@@ -60,7 +60,8 @@ def test_save_writes_a_card_whose_numbers_come_from_the_model(clf, tmp_path):
 
 def _without_scores(clf):
     """The model as a version-1 save loads it: no selection estimates, no temperature."""
-    return replace(clf.readout_, scores=Scores(validation=clf.val_score_), temperature=1.0)
+    return replace(clf.readout_, scores=Scores(validation=clf.val_score_),
+                   head=replace(clf.readout_.head, temperature=1.0))
 
 
 def test_absent_scores_and_temperature_are_not_printed(clf):
@@ -72,7 +73,7 @@ def test_absent_scores_and_temperature_are_not_printed(clf):
 def test_present_scores_temperature_and_data_name_are_printed(clf):
     readout = _without_scores(clf)
     readout = replace(readout, scores=replace(readout.scores, cv=0.8125, cv_se=0.0123, expected=0.79),
-                      temperature=1.75, backbone=replace(readout.backbone, name="minilm"))
+                      head=replace(readout.head, temperature=1.75), backbone=replace(readout.backbone, name="minilm"))
     card = model_card(readout, data_name="planted keywords")
     assert f"cross-validated {clf.metric}: **0.8125** ± 0.0123 (standard error)" in card
     assert f"expected (on unseen data) {clf.metric}: **0.7900**\n" in card  # no standard error stored, none shown

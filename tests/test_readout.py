@@ -15,6 +15,7 @@ import stc
 from stc import STCClassifier
 from stc.aggregate import make_final_classifier
 from stc.calibration import probabilities
+from stc.head import LinearHead
 from stc.readout import Readout
 
 from .fitted_tiny import NEW_TEXTS, fit_tiny, planted, save_tiny
@@ -32,33 +33,53 @@ def clf(request, model_dir, tmp_path_factory) -> STCClassifier:
 
 def _assert_same_readout(a: Readout, b: Readout) -> None:
     for name in ("mean", "scale", "coef", "intercept", "classes"):
-        assert getattr(a, name).dtype == getattr(b, name).dtype and np.array_equal(getattr(a, name), getattr(b, name))
+        left, right = getattr(a.head, name), getattr(b.head, name)
+        assert left.dtype == right.dtype and np.array_equal(left, right)
     assert list(a.kept_columns) == list(b.kept_columns)
     assert all(np.array_equal(a.kept_columns[key], b.kept_columns[key]) for key in a.kept_columns)
     assert (a.temperature, a.scores, a.extraction, a.backbone) == (b.temperature, b.scores, b.extraction, b.backbone)
     assert a.configuration == b.configuration and a.params == b.params and a.record == b.record
 
 
-def test_the_head_computes_bit_for_bit_what_the_scikit_learn_pipeline_computes(clf):
-    """A pipeline fitted on planted features, and a readout holding its arrays, give equal bits (float32 input)."""
+def test_the_head_computes_bit_for_bit_what_the_scikit_learn_pipeline_computes_in_float64(clf):
+    """A pipeline fitted on planted features and the head read from it: the same decision values bit for bit (the
+    pipeline given float64 features, the head float32 ones: it casts once, then computes in float64), the same
+    labels, and the probabilities of those decision values."""
     rng = np.random.default_rng(0)
     readout = clf.readout_
     texts, labels = planted(len(clf.classes_))
     features = (rng.normal(size=(len(texts), readout.n_features)) * 3 + 1).astype(np.float32)
     pipeline = make_final_classifier(1.0, 0).fit(features, np.searchsorted(clf.classes_, labels))
-    scaler, logreg = pipeline[0], pipeline[-1]
-    readout = replace(readout, mean=scaler.mean_, scale=scaler.scale_, coef=logreg.coef_,
-                      intercept=logreg.intercept_, temperature=1.7)
+    head = LinearHead.from_pipeline(pipeline, clf.classes_, temperature=1.7)
+    readout = replace(readout, head=head)
     new = (rng.normal(size=(50, readout.n_features)) * 3).astype(np.float32)
-    decision = pipeline.decision_function(new)
-    assert readout.decision(new).dtype == decision.dtype and np.array_equal(readout.decision(new), decision)
-    assert np.array_equal(readout.labels(new), clf.classes_[pipeline.predict(new)])
-    assert np.array_equal(readout.probabilities(new), probabilities(decision, 1.7))
-    # without a temperature the probabilities are still made from the decision values in float64: scikit-learn's
-    # own predict_proba rounds them to the dtype of its weights (float32 here)
-    untempered = replace(readout, temperature=1.0).probabilities(new)
-    assert untempered.dtype == np.float64
-    np.testing.assert_allclose(untempered, pipeline.predict_proba(new), rtol=0, atol=1e-6)
+    decision = pipeline.decision_function(new.astype(np.float64))
+    assert readout.head.decision(new).dtype == np.float64 and np.array_equal(readout.head.decision(new), decision)
+    assert np.array_equal(readout.head.labels(new), clf.classes_[pipeline.predict(new.astype(np.float64))])
+    assert np.array_equal(readout.head.probabilities(new), probabilities(decision, 1.7))
+    untempered = replace(head, temperature=1.0).probabilities(new)
+    np.testing.assert_allclose(untempered, pipeline.predict_proba(new.astype(np.float64)), rtol=0, atol=1e-12)
+    # and the scikit-learn view rebuilt from the head is that pipeline
+    rebuilt = head.to_pipeline(1.0, 0)
+    assert np.array_equal(rebuilt.decision_function(new.astype(np.float64)), decision)
+
+
+def test_a_head_written_to_files_reads_back_bit_for_bit_and_damage_is_named(clf, tmp_path):
+    head = clf.readout_.head
+    head.to_files(tmp_path)
+    again = LinearHead.from_files(tmp_path)
+    for name in ("mean", "scale", "coef", "intercept", "classes"):
+        assert np.array_equal(getattr(again, name), getattr(head, name))
+    assert again.temperature == head.temperature
+    features = clf.transform(NEW_TEXTS)
+    assert np.array_equal(again.probabilities(features), head.probabilities(features))
+    document = json.loads((tmp_path / "head.json").read_text())
+    (tmp_path / "head.json").write_text(json.dumps({**document, "kind": "forest"}))
+    with pytest.raises(ValueError, match="head kind 'forest'"):
+        LinearHead.from_files(tmp_path)
+    (tmp_path / "head.json").write_text(json.dumps({**document, "temperature": 0}))
+    with pytest.raises(ValueError, match="temperature"):
+        LinearHead.from_files(tmp_path)
 
 
 def test_predictions_go_through_the_readout(clf):
@@ -95,19 +116,19 @@ def test_the_fitted_attributes_read_the_readout_and_are_read_only(clf):
     with pytest.raises(FrozenInstanceError):
         readout.temperature = 2.0
     with pytest.raises(ValueError, match="read-only"):
-        readout.coef[0, 0] = 1.0
+        readout.head.coef[0, 0] = 1.0
     with pytest.raises(TypeError):
         readout.kept_columns["hidden.L1.mean"] = np.array([0])
     clf.kept_columns_[next(iter(readout.kept_columns))][0] = 10**6  # a copy: the model does not change
     assert int(next(iter(readout.kept_columns.values()))[0]) != 10**6
     with pytest.raises(ValueError, match="temperature"):
-        replace(readout, temperature=-1.0)
+        replace(readout.head, temperature=-1.0)
 
 
 def test_a_fitted_estimator_can_still_be_copied_and_pickled(clf):
     for twin in (copy.deepcopy(clf), pickle.loads(pickle.dumps(clf))):
         assert np.array_equal(twin.predict_proba(NEW_TEXTS[:2]), clf.predict_proba(NEW_TEXTS[:2]))
-        assert not twin.readout_.coef.flags.writeable and twin.readout_.params == clf.readout_.params
+        assert not twin.readout_.head.coef.flags.writeable and twin.readout_.params == clf.readout_.params
 
 
 def test_a_format_1_model_loads_with_temperature_1_and_no_estimates(clf, tmp_path):
@@ -121,7 +142,7 @@ def test_a_format_1_model_loads_with_temperature_1_and_no_estimates(clf, tmp_pat
     loaded = stc.load(tmp_path / "model")
     assert loaded.temperature_ == 1.0 and loaded.cv_score_ is None and loaded.expected_score_ is None
     assert loaded.selection_ is None and loaded.val_score_ == clf.val_score_
-    untempered = replace(clf.readout_, temperature=1.0)
+    untempered = replace(clf.readout_.head, temperature=1.0)
     assert np.array_equal(loaded.predict_proba(NEW_TEXTS), untempered.probabilities(clf.transform(NEW_TEXTS)))
 
 

@@ -186,7 +186,7 @@ def test_kept_counts_agree_with_the_models_columns_and_search(reports):
 def test_top_neurons_name_their_layer_weight_and_most_activating_training_texts(reports, n_classes):
     clf, out = reports[n_classes]
     neurons = json.loads((out / "top_neurons.json").read_text())
-    weights = np.asarray(clf.readout_.coef)
+    weights = np.asarray(clf.readout_.head.coef)
     strength = np.sqrt((weights ** 2).sum(axis=0))
     assert [n["feature"] for n in neurons] == list(np.argsort(-strength, kind="stable")[:6])
     train = planted_dataset(n_classes).train

@@ -70,7 +70,7 @@ def test_loading_and_predicting_never_unpickle(saved, monkeypatch):
 
     for target, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")):
         monkeypatch.setattr(target, name, refuse)
-    monkeypatch.setattr(stc.backbone, "_LOADED", {})  # really read the backbone from disk, not the memory cache
+    stc.backbone.clear_backbone_cache()  # really read the backbone from disk, not the memory cache
     directory, clf = saved
     loaded = stc.load(directory)
     np.testing.assert_array_equal(loaded.predict_proba(TEXTS[:4]), clf.predict_proba(TEXTS[:4]))
@@ -150,7 +150,7 @@ def test_pickled_backbone_weights_are_never_unpickled(saved, tiny_dir, tmp_path)
     document = json.loads(path.read_text())
     document["backbone"]["copied"] = True
     path.write_text(json.dumps(document))
-    stc.backbone._LOADED.clear()
+    stc.backbone.clear_backbone_cache()
     with pytest.raises(ValueError, match="cannot load"):
         stc.load(directory)
     assert not marker.exists()
@@ -257,6 +257,6 @@ def test_a_backbone_whose_weights_changed_on_disk_is_refused(tiny_dir, tmp_path)
     clf = STCClassifier(str(backbone), store_dir=str(tmp_path / "stores"), **small_params()).fit(TEXTS, LABELS)
     clf.save(tmp_path / "model")
     save_tiny_bert(backbone, seed=1)  # someone swapped the weights behind the same path
-    stc.backbone._LOADED.clear()
+    stc.backbone.clear_backbone_cache()
     with pytest.raises(ValueError, match="differ from the ones this model was fitted on"):
         stc.load(tmp_path / "model")

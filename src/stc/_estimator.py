@@ -9,6 +9,7 @@ from sklearn.utils import Tags, TransformerTags
 
 from ._validation import check_labels, check_texts
 from .calibration import probabilities
+from .head import plain_label
 
 __all__ = ["encode_labels", "validation_split", "fit_split", "plain_label", "text_estimator_tags", "FeatureReadoutMixin"]
 
@@ -60,11 +61,6 @@ def fit_split(X, y, X_val, y_val, *, validation_size: float, random_state: int):
     classes, codes = encode_labels(y, len(texts))
     return (classes, *validation_split(texts, codes, classes, X_val, y_val, validation_size=validation_size,
                                        random_state=random_state))
-
-
-def plain_label(value):
-    """A label as a plain JSON value (numpy scalars become Python ones)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def text_estimator_tags(tags: Tags, *, transformer: bool) -> Tags:

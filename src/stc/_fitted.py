@@ -18,7 +18,6 @@ from sklearn.pipeline import Pipeline
 
 from ._persist import recover_interrupted_save, save_directory
 from ._readout_fields import thawed
-from .aggregate import make_final_classifier
 from .extract import parse_key
 from .model_card import write_model_card
 from .readout import BACKBONE_COPY, CONFIG_FILE, FitRecord, Readout
@@ -67,21 +66,25 @@ class FittedState:
 
     @property
     def classifier_(self) -> Pipeline:
-        """The final standardisation + logistic regression as a scikit-learn pipeline, rebuilt from ``readout_``'s
-        arrays for code written against it (stc itself computes with the readout, bit for bit the same)."""
+        """The final standardisation + logistic regression as a scikit-learn pipeline (classes: the codes of
+        ``classes_``), rebuilt from ``readout_.head`` for code written against scikit-learn; stc itself computes
+        with the head (``stc.head.LinearHead``), in float64, and with the temperature."""
         readout = self.readout_
-        pipeline = make_final_classifier(float(readout.configuration["C"]), self.random_state, self.class_weight)
-        scaler, logreg = pipeline[0], pipeline[-1]
-        scaler.mean_, scaler.scale_, scaler.var_ = readout.mean, readout.scale, readout.scale ** 2
-        scaler.n_features_in_, scaler.n_samples_seen_ = readout.n_features, 0
-        logreg.classes_ = np.arange(len(readout.classes))
-        logreg.coef_, logreg.intercept_ = readout.coef, readout.intercept
-        logreg.n_features_in_, logreg.n_iter_ = readout.n_features, np.array([0])
-        return pipeline
+        return readout.head.to_pipeline(float(readout.configuration["C"]), self.random_state, self.class_weight)
 
-    def save(self, directory, *, copy_backbone: bool = False) -> None:
+    def save(self, directory, *, copy_backbone: bool = False, data_name: str | None = None) -> None:
         """Write the model to ``directory`` as JSON + safetensors (no pickle) with a model card (``README.md``),
-        atomically; ``copy_backbone`` also copies the backbone's weights and tokenizer in."""
+        atomically.
+
+        Parameters
+        ----------
+        directory : str or Path
+            Where to write; an existing stc model there is replaced, anything else is refused.
+        copy_backbone : bool, default False
+            Also copy the backbone's weights and tokenizer in, so the model loads without the hub.
+        data_name : str, optional
+            The name of the data the model was fitted on, for the model card (left out when not given).
+        """
         fitted = self._fitted()
         readout = replace(fitted, params=self.get_params(), backbone=replace(fitted.backbone, copy=None))
 
@@ -94,7 +97,7 @@ class FittedState:
                 backbone.tokenizer.save_pretrained(partial / BACKBONE_COPY)
                 model = replace(readout, backbone=replace(readout.backbone, copy=str(partial / BACKBONE_COPY)))
             model.to_files(partial)
-            write_model_card(model, partial, data_name=getattr(self, "data_name_", None))
+            write_model_card(model, partial, data_name=data_name)
 
         save_directory(directory, write, marker=CONFIG_FILE)
 
@@ -118,7 +121,7 @@ class FittedState:
         except TypeError as error:
             raise ValueError(f"{directory / CONFIG_FILE}: unexpected parameters ({error})") from None
         if device is not None:
-            clf.device = device
+            clf.set_params(device=device)
         if not (clf.trust_remote_code is False or trust_remote_code is True):
             raise ValueError(f"{directory} is not a valid stc model: it asks for trust_remote_code="
                              f"{clf.trust_remote_code!r}, which runs code shipped with its backbone; pass "

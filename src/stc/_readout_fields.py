@@ -1,4 +1,4 @@
-"""The field checks of ``stc.readout``, the read-only values a readout holds, its labels as saved, and what its
+"""The field checks of ``stc.readout``, the read-only values a readout holds, and what its
 chosen configuration reads (``ChosenReadout``: sparse, dense or hybrid, the one reading every face shares).
 
 Every check raises ValueError naming the field and what was found; ``Readout.from_files`` adds the directory. The
@@ -17,11 +17,9 @@ from .aggregate import READOUT_KINDS
 from .extract import parse_key
 from .store import ExtractionSettings
 
-__all__ = ["Frozen", "frozen", "thawed", "read_only", "require", "number_or_none", "check_positive",
-           "check_extraction", "check_kept_columns", "check_head", "encode_labels", "decode_labels", "ChosenReadout",
+__all__ = ["Frozen", "frozen", "thawed", "require", "number_or_none", "check_positive",
+           "check_extraction", "check_kept_columns", "ChosenReadout",
            "chosen_readout"]
-
-_LABEL_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 
 class Frozen(Mapping):
@@ -123,50 +121,6 @@ def check_kept_columns(kept_columns: Mapping, num_layers: int) -> Frozen:
         columns.setflags(write=False)
         checked[key] = columns
     return Frozen(checked)
-
-
-def check_head(arrays: Mapping[str, np.ndarray | None], n_features: int, n_rows: int) -> dict[str, np.ndarray]:
-    """The head's arrays (named as in the file), each finite float32/float64 of the shape the kept neurons and
-    the classes give, and the scale positive."""
-    expected = {"scale.mean": (n_features,), "scale.scale": (n_features,), "logreg.coef": (n_rows, n_features),
-                "logreg.intercept": (n_rows,)}
-    checked = {}
-    for name, shape in expected.items():
-        array = arrays.get(name)
-        array = None if array is None else np.asarray(array)
-        require(array is not None and array.shape == shape and array.dtype in (np.float32, np.float64)
-                and bool(np.isfinite(array).all()),
-                f"array {name} must be finite float32/float64 of shape {shape}, found "
-                f"{None if array is None else (array.dtype.name, array.shape)}")
-        checked[name] = array
-    require(bool((checked["scale.scale"] > 0).all()), "scale.scale must be positive")
-    return checked
-
-
-def read_only(array) -> np.ndarray:
-    """A read-only copy of ``array``."""
-    array = np.array(array, copy=True)
-    array.setflags(write=False)
-    return array
-
-
-def encode_labels(classes: np.ndarray) -> dict:
-    """Labels as saved: their type (str, int, float or bool, one for all) and values."""
-    values = classes.tolist()
-    kinds = {type(v).__name__ for v in values}
-    if len(kinds) != 1 or next(iter(kinds)) not in _LABEL_TYPES:
-        raise TypeError(f"labels of type {sorted(kinds)} cannot be saved; use str, int, float or bool labels")
-    return {"type": next(iter(kinds)), "values": values}
-
-
-def decode_labels(labels: dict) -> np.ndarray:
-    """``encode_labels``' inverse, checked."""
-    require(labels.get("type") in _LABEL_TYPES and isinstance(labels.get("values"), list)
-            and len(labels["values"]) >= 2, "'classes' must list at least two labels of one type")
-    kind = _LABEL_TYPES[labels["type"]]
-    require(all(type(v) is kind or (kind is float and type(v) is int) for v in labels["values"]),
-            f"'classes' values are not all {labels['type']}")
-    return np.asarray([kind(v) for v in labels["values"]])
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,10 @@ from joblib import Parallel, delayed, effective_n_jobs
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ._memory import workers_within
 from .extract import parse_key
+from .head import make_final_classifier
 from .probe import ProbeResult
 from .sparsify import select_neurons
 
@@ -127,11 +125,6 @@ def candidate_columns(candidate: Candidate, probes: Mapping[str, ProbeResult],
         columns[candidate.dense_key] = np.arange(dims[candidate.dense_key], dtype=np.int64)
         columns = {key: columns[key] for key in sorted(columns, key=parse_key)}
     return columns
-
-
-def make_final_classifier(C: float, seed: int = 0, class_weight: str | None = None) -> Pipeline:
-    return Pipeline([("scale", StandardScaler()),
-                     ("logreg", LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight=class_weight))])
 
 
 def final_fit_bytes(n_rows: int, n_features: int, n_classes: int) -> int:

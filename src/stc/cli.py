@@ -69,8 +69,7 @@ def _cmd_fit(args) -> int:
     _log(f"fit {clf.fit_seconds_:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in clf.fit_timings_.items()))
     if dataset.test is not None:
         _log(f"test {metric}: {_scores(clf, dataset.test, [metric])[metric]:.4f}")
-    clf.data_name_ = args.data  # the model card names the data as the user did
-    clf.save(args.out, copy_backbone=args.copy_backbone)
+    clf.save(args.out, copy_backbone=args.copy_backbone, data_name=args.data)  # the card names the data as the user did
     _log(f"saved to {args.out}")
     return 0
 
@@ -107,7 +106,7 @@ def _cmd_predict(args) -> int:
         from . import load
 
         clf = load(args.model_dir, device=args.device)
-        clf.show_progress_bar = not args.quiet
+        clf.set_params(show_progress_bar=not args.quiet)
         texts = read_texts(args.data, text_column=args.text_column)
         probabilities = clf.predict_proba(texts)
         model_classes = clf.classes_
@@ -139,7 +138,7 @@ def _cmd_evaluate(args) -> int:
     from . import load
 
     clf = load(args.model_dir, device=args.device)
-    clf.show_progress_bar = not args.quiet
+    clf.set_params(show_progress_bar=not args.quiet)
     dataset = _dataset(args)
     split = getattr(dataset, args.split)
     if split is None:

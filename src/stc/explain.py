@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._estimator import plain_label
 from ._validation import check_texts
 from .backbone import Backbone
 from .extract import check_layers, parse_key, pool_tokens, token_activations_of_windows, tokenize
@@ -112,48 +111,36 @@ def explain_prediction(readout: Readout, backbone: Backbone, text: str, *, top_k
     """The prediction of a fitted model (its ``readout``, run on ``backbone``) for one text and the ``top_k``
     neurons that pushed its decision most, as a JSON-able dict.
 
-    ``contributions`` of the explained row (class 1's decision for two classes, the predicted class's otherwise)
-    are ``weight * standardised activation``; with ``intercept`` they sum to ``decision`` for that row, and the
-    ``all_contributions_sum`` field carries that sum over every neuron for each row.
+    The text's features are extracted as ``predict_proba`` extracts them (``Readout.features``), and everything
+    but the neurons' names and peaks is the head's (``LinearHead.explain``): ``probabilities`` and ``decision``
+    are bit for bit ``predict_proba([text])``'s and ``decision_function([text])``'s; the ``contributions`` of the
+    explained row (class 1's decision for two classes, the predicted class's otherwise) are ``weight *
+    standardised activation``, and with ``intercept`` they sum to ``decision`` for that row (``all_contributions_sum``
+    carries that sum over every neuron for each row). Each neuron is named by its parts (``neuron_parts``); for a
+    max-pooled one, a token-level pass over the text finds the token where it peaked.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     check_texts([text], "text")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    extraction, classes = readout.extraction, readout.classes
-    kept = {key: np.array(columns) for key, columns in readout.kept_columns.items()}
-    activations = token_activations(backbone, text, kept, max_length=extraction.max_length,
-                                    windows=extraction.windows, window_overlap=extraction.window_overlap)
-    raw = np.concatenate([pooled_activations(activations, key) for key in kept]).astype(np.float64)
-    standardised = readout.standardised_activations(raw)
-    contributions = readout.contributions(raw)  # (rows, n_features)
-    weights = np.asarray(readout.coef, np.float64)
-    intercept = np.asarray(readout.intercept, np.float64)
-    decision = contributions.sum(axis=1) + intercept
-    probabilities = readout.probabilities(raw[None].astype(np.float32))[0]
-    predicted = int(np.argmax(probabilities))
-    binary = weights.shape[0] == 1
-    row = 0 if binary else predicted
-    row_classes = [classes[1]] if binary else list(classes)
-    order = np.argsort(-np.abs(contributions[row]), kind="stable")[:top_k]
-    offsets = np.cumsum([0] + [len(columns) for columns in kept.values()])
-    key_start = dict(zip(kept, offsets[:-1]))
-    names = readout.neuron_names
-    top = []
-    for feature in order:
-        entry = neuron_parts(names[feature])
-        entry.update({"feature": int(feature), "weight": float(weights[row, feature]),
-                      "activation": float(raw[feature]), "standardised_activation": float(standardised[feature]),
-                      "contribution": float(contributions[row, feature]),
-                      "pushes_toward": plain_label(classes[1 if contributions[row, feature] > 0 else 0]) if binary
-                      else (plain_label(classes[row]) if contributions[row, feature] > 0 else "other classes")})
+    extraction = readout.extraction
+    features = readout.features(backbone, [text])[0]
+    explanation = readout.head.explain(features, readout.neuron_names, top_k=top_k)
+    for entry in explanation["contributions"]:
+        entry.update(neuron_parts(entry["neuron"]))
+    peaked = {}  # key -> the max-pooled neurons among the top ones
+    for entry in explanation["contributions"]:
         if entry["pooling"] == "max":
-            entry["peak"] = peak_token(activations, entry["key"], int(feature - key_start[entry["key"]]))
-        top.append(entry)
-    return {"text": text, "label": plain_label(classes[predicted]), "probability": float(probabilities[predicted]),
-            "probabilities": {str(plain_label(c)): float(p) for c, p in zip(classes, probabilities)},
-            "decision_classes": [plain_label(c) for c in row_classes], "decision": decision.tolist(),
-            "intercept": intercept.tolist(), "explained_row": row,
-            "all_contributions_sum": contributions.sum(axis=1).tolist(), "n_features": int(len(raw)),
-            "n_tokens": len(activations.tokens), "contributions": top}
+            peaked.setdefault(entry["key"], []).append(entry["index"])
+    if peaked:
+        columns = {key: np.asarray(sorted(set(indices)), dtype=np.int64) for key, indices in peaked.items()}
+        activations = token_activations(backbone, text, columns, max_length=extraction.max_length,
+                                        windows=extraction.windows, window_overlap=extraction.window_overlap)
+        for entry in explanation["contributions"]:
+            if entry["pooling"] == "max":
+                column = int(np.searchsorted(columns[entry["key"]], entry["index"]))
+                entry["peak"] = peak_token(activations, entry["key"], column)
+    tokens = tokenize(backbone, [text], max_length=extraction.max_length, windows=extraction.windows,
+                      window_overlap=extraction.window_overlap)
+    return {"text": text, **explanation, "n_tokens": sum(len(ids) for ids in tokens.input_ids)}

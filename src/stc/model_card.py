@@ -51,14 +51,27 @@ def _base_model(backbone: dict) -> str | None:
 def model_card(readout: Readout, *, data_name: str | None = None) -> str:
     """The card of a fitted model (its readout) as Markdown with YAML front matter; ``data_name`` names the data
     it was fitted on, as the user named it."""
-    backbone, configuration, extraction = readout.backbone.record(), readout.configuration, readout.extraction_record()
+    backbone = readout.backbone.record()
     classes = [c.item() if hasattr(c, "item") else c for c in readout.classes]
-    params, scores = readout.params, readout.scores
-    metric = params.get("metric")
-    base_model = _base_model(backbone)
-    val_score = _number(scores.validation)
-    temperature = _number(readout.temperature)
-    temperature = None if temperature == 1.0 else temperature  # 1: calibration was switched off
+    validation = readout.record.validation or {}
+    lines = [f"# STC text classifier on {backbone.get('name')}", "",
+             f"A [Sparsify-then-Classify](https://arxiv.org/abs/2311.15983) classifier made with stc {__version__}: "
+             f"a logistic regression on {readout.n_features} neurons of the backbone "
+             f"`{backbone.get('name')}`, read up to layer {readout.exit_layer} of {backbone.get('num_layers')}.", "",
+             "## What it classifies", "",
+             f"{len(classes)} classes: " + ", ".join(f"`{c}`" for c in classes) + ".", "",
+             "## Data", ""]
+    lines += _data_lines(readout.params, validation, data_name)
+    lines += _configuration_lines(readout)
+    lines += _score_lines(readout, validation)
+    lines += _USAGE + _limitation_lines(backbone, readout.extraction_record(), validation)
+    return "\n".join(_front_matter(readout, data_name) + [""] + lines) + "\n"
+
+
+def _front_matter(readout: Readout, data_name: str | None) -> list[str]:
+    """The YAML front matter the Hugging Face hub reads: library, tags, base model, data, metric, the score."""
+    backbone, metric = readout.backbone.record(), readout.params.get("metric")
+    base_model, val_score = _base_model(backbone), _number(readout.scores.validation)
     front = ["---", "library_name: sparsify-then-classify", "pipeline_tag: text-classification",
              "tags:", "- text-classification", "- sparsify-then-classify", "- stc",
              f"- {_yaml('backbone:' + str(backbone.get('name')))}"]
@@ -74,19 +87,11 @@ def model_card(readout: Readout, *, data_name: str | None = None) -> str:
                   "      type: text-classification", "      split: validation",
                   "    metrics:", f"    - type: {_yaml(metric)}", f"      value: {val_score:.6f}",
                   f"      name: {_yaml('validation ' + metric)}"]
-    front.append("---")
+    return front + ["---"]
 
-    n_layers = backbone.get("num_layers")
-    lines = [f"# STC text classifier on {backbone.get('name')}", "",
-             f"A [Sparsify-then-Classify](https://arxiv.org/abs/2311.15983) classifier made with stc {__version__}: "
-             f"a logistic regression on {readout.n_features} neurons of the backbone "
-             f"`{backbone.get('name')}`, read up to layer {readout.exit_layer} of {n_layers}.", "",
-             "## What it classifies", "",
-             f"{len(classes)} classes: " + ", ".join(f"`{c}`" for c in classes) + ".", "",
-             "## Data", ""]
-    validation = readout.record.validation or {}
-    if data_name:
-        lines.append(f"Fitted on `{data_name}`.")
+
+def _data_lines(params, validation: dict, data_name: str | None) -> list[str]:
+    lines = [f"Fitted on `{data_name}`."] if data_name else []
     if validation.get("cv"):
         lines.append(f"{validation['n_train']} texts (training and validation together); every setting was chosen "
                      f"by stratified {validation['cv']}-fold cross-validation over them, with the probes refitted "
@@ -96,46 +101,61 @@ def model_card(readout: Readout, *, data_name: str | None = None) -> str:
             f"a stratified {params.get('validation_size'):.0%} split of the training texts (seed {params.get('random_state')})"
         lines.append(f"{validation['n_train']} training texts; every setting was chosen on {validation['n_val']} "
                      f"validation texts ({how}).")
-    chosen = readout.chosen
-    lines += ["", "## Chosen configuration", "", f"The {chosen.describe()}.", "",
-              "| setting | value |", "|---|---|"]
-    shown = {**configuration, "readout": chosen.kind, "dense_key": chosen.dense_key,
+    return lines
+
+
+def _configuration_lines(readout: Readout) -> list[str]:
+    """The chosen configuration as a table, and the kept neurons per layer and representation."""
+    chosen, extraction = readout.chosen, readout.extraction_record()
+    lines = ["", "## Chosen configuration", "", f"The {chosen.describe()}.", "", "| setting | value |", "|---|---|"]
+    shown = {**readout.configuration, "readout": chosen.kind, "dense_key": chosen.dense_key,
              "eta": chosen.eta if chosen.eta is not None else "none (a dense readout keeps every neuron of its array)"}
     for name in ("readout", "dense_key", "representations", "poolings", "eta", "exit_layer", "C", "n_features"):
         if shown.get(name) is not None:
             lines.append(f"| {name} | {shown[name]} |")
+    representations = sorted({parse_key(k)[0] for k in readout.kept_columns})
     lines += [f"| max_length (tokens) | {extraction.get('max_length')} |",
               f"| long texts | {'overlapping windows' if extraction.get('windows') else 'truncated'} |", "",
-              "## Kept neurons per layer", "", "| layer | " + " | ".join(
-                  sorted({parse_key(k)[0] for k in readout.kept_columns})) + " |"]
+              "## Kept neurons per layer", "", "| layer | " + " | ".join(representations) + " |"]
     per_layer: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for key, columns in readout.kept_columns.items():
         representation, layer, _ = parse_key(key)
         per_layer[layer][representation] += len(columns)
-    representations = sorted({parse_key(k)[0] for k in readout.kept_columns})
     lines.append("|---|" + "---|" * len(representations))
     for layer in sorted(per_layer):
         lines.append(f"| {layer} | " + " | ".join(str(per_layer[layer][r]) for r in representations) + " |")
-    lines += ["", "## Scores", ""]
+    return lines
+
+
+def _score_lines(readout: Readout, validation: dict) -> list[str]:
+    """The held-out scores that were stored, and whether the probabilities are calibrated."""
+    scores, metric = readout.scores, readout.params.get("metric")
+    val_score = _number(scores.validation)
     cross_validated = bool(validation.get("cv"))
-    scores = [line for line in (
+    present = [line for line in (
         f"- validation {metric}: **{val_score:.4f}**" if val_score is not None and not cross_validated else None,
         _score_line("cross-validated", scores.cv, scores.cv_se, metric),
         _score_line("expected (on unseen data)", scores.expected, scores.expected_se, metric)) if line]
-    lines += scores or ["No score is stored with this model."]
-    lines += ["", "## Calibration", ""]
-    lines.append(f"Probabilities are calibrated by a fitted temperature T = {temperature:.4f} (the decision values "
-                 f"are divided by T before the softmax/sigmoid)." if temperature is not None else
-                 "No temperature was fitted: probabilities are the logistic regression's own and may be "
-                 "overconfident.")
-    lines += ["", "## How to use", "", "```python", "import stc", "", "clf = stc.load(\"PATH/TO/THIS/DIRECTORY\")",
-              "clf.predict([\"a text to classify\"])", "clf.predict_proba([\"a text to classify\"])",
-              "clf.explain(\"a text to classify\")", "```", "", "```bash",
-              "stc predict PATH --data texts.txt --out predictions.jsonl",
-              "stc serve PATH --port 8000            # POST /predict {\"texts\": [...]}; needs the serve extra",
-              "stc export PATH --format onnx --quantize int8 --out PATH-onnx   # needs the onnx extra",
-              "stc serve PATH-onnx --runtime onnx", "```", "",
-              "## Limitations", ""]
+    temperature = _number(readout.temperature)
+    temperature = None if temperature == 1.0 else temperature  # 1: calibration was switched off
+    return ["", "## Scores", ""] + (present or ["No score is stored with this model."]) + [
+        "", "## Calibration", "",
+        f"Probabilities are calibrated by a fitted temperature T = {temperature:.4f} (the decision values are "
+        f"divided by T before the softmax/sigmoid)." if temperature is not None else
+        "No temperature was fitted: probabilities are the logistic regression's own and may be overconfident."]
+
+
+_USAGE = ["", "## How to use", "", "```python", "import stc", "", "clf = stc.load(\"PATH/TO/THIS/DIRECTORY\")",
+          "clf.predict([\"a text to classify\"])", "clf.predict_proba([\"a text to classify\"])",
+          "clf.explain(\"a text to classify\")", "```", "", "```bash",
+          "stc predict PATH --data texts.txt --out predictions.jsonl",
+          "stc serve PATH --port 8000            # POST /predict {\"texts\": [...]}; needs the serve extra",
+          "stc export PATH --format onnx --quantize int8 --out PATH-onnx   # needs the onnx extra",
+          "stc serve PATH-onnx --runtime onnx", "```", "",
+          "## Limitations", ""]
+
+
+def _limitation_lines(backbone: dict, extraction: dict, validation: dict) -> list[str]:
     limitations = [
         f"The backbone `{backbone.get('name')}` (weights sha256 `{str(backbone.get('weights_sha256'))[:16]}…`) "
         f"must be available where the model is loaded; a backbone with other weights is refused.",
@@ -143,14 +163,13 @@ def model_card(readout: Readout, *, data_name: str | None = None) -> str:
         + ("cut into overlapping windows." if extraction.get("windows") else "truncated: the rest is not read."),
         "It only knows the classes above; every text gets one of them.",
     ]
-    if cross_validated:
+    if validation.get("cv"):
         limitations.append("The scores come from texts of the same source as the training data; on other sources "
                            "the accuracy may be lower.")
     elif validation.get("n_val") is not None:
         limitations.append(f"The validation score comes from {validation['n_val']} texts of the same source as the "
                            f"training data; on other sources the accuracy may be lower.")
-    lines += [f"- {item}" for item in limitations]
-    return "\n".join(front + [""] + lines) + "\n"
+    return [f"- {item}" for item in limitations]
 
 
 def write_model_card(readout: Readout, directory, *, data_name: str | None = None) -> Path:

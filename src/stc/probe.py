@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ._memory import workers_within
 from ._metrics import score
 from ._solver import fits_one_vs_rest, l1_logistic_path, quiet_solver_warnings
+from .head import codes_from_decision, linear_decision
 from .store import ActivationStore
 
 __all__ = ["ProbeResult", "ProbePath", "fit_probes", "fit_probe_paths", "balanced_weights", "standardize",
@@ -113,15 +114,6 @@ def smallest_useful_C(X: np.ndarray, y: np.ndarray, n_classes: int, sample_weigh
     return 1.0 / gradient if gradient > 0 else 1.0
 
 
-def decision(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
-    return X @ coef.T + intercept
-
-
-def predict_codes(scores: np.ndarray) -> np.ndarray:
-    """Class codes from decision scores: sign for one column (binary), argmax otherwise."""
-    return (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else scores.argmax(axis=1)
-
-
 def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str, seed: int,
                   sample_weight: np.ndarray | None = None):
     """Reference path with scikit-learn, one fit per C (liblinear is one-vs-rest for several classes)."""
@@ -188,7 +180,7 @@ def _fit_path(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nd
     else:
         coefs, intercepts = _sklearn_path(X_train, y_train, Cs, solver, seed, weights)
     # The probe reads standardised activations; its importances are those of the standardised neurons.
-    scores = ([score(y_val, predict_codes(decision(X_val, c, b)), metric) for c, b in zip(coefs, intercepts)]
+    scores = ([score(y_val, codes_from_decision(linear_decision(X_val, c, b)), metric) for c, b in zip(coefs, intercepts)]
               if len(val_rows) else None)
     return ProbePath(key=key, Cs=[float(C) for C in Cs], coefs=np.asarray(coefs, dtype=np.float32),
                      intercepts=np.asarray(intercepts, dtype=np.float32), val_scores=scores)

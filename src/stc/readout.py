@@ -5,9 +5,9 @@ report, serving, the ONNX export, the model card) reads it. ``to_files`` / ``fro
 + safetensors (no pickle: loading never runs code from the files); every field is checked when a ``Readout`` is
 made, so a damaged file and a hand-built readout are refused by the same checks, with a message naming the field.
 
-The head is a standardisation and a logistic regression, computed here with scikit-learn's own arithmetic
-(``StandardScaler`` standardises in the features' dtype, ``LogisticRegression`` takes one float64 product), so the
-probabilities are bit for bit those of the scikit-learn pipeline that was fitted.
+The head (``stc.head.LinearHead``: a standardisation and a logistic regression, with the calibration temperature)
+is the one place decision values, probabilities, labels and contributions are computed; a readout adds what to feed
+it (the backbone, the kept neurons) and how it was chosen.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from ._readout_fields import ChosenReadout, Frozen, check_extraction, check_head, check_kept_columns, \
-    check_positive, chosen_readout, decode_labels, encode_labels, frozen, number_or_none, read_only, require, thawed
+from ._readout_fields import ChosenReadout, Frozen, check_extraction, check_kept_columns, check_positive, \
+    chosen_readout, frozen, number_or_none, require, thawed
 from ._version import __version__
 from .aggregate import feature_names
 from .backbone import Backbone, load_backbone
-from .calibration import probabilities
 from .extract import extract_features, parse_key
+from .head import LinearHead, labels_to_json
 from .store import ExtractionSettings
 
 __all__ = ["Readout", "BackboneReference", "Scores", "FitRecord", "ChosenReadout", "chosen_readout", "FORMAT_VERSION",
@@ -43,8 +43,6 @@ BACKBONE_COPY = "backbone"  # the copy of the backbone ``save(copy_backbone=True
 _PREDICT_CHUNK = 2048  # texts per extraction call at inference: memory stays flat for any number of texts
 _ESTIMATES = {"cv": "cv_score", "cv_se": "cv_score_se", "expected": "expected_score",
               "expected_se": "expected_score_se"}  # Scores field -> its name in the file's "estimates"
-_HEAD_ARRAYS = {"mean": "scale.mean", "scale": "scale.scale", "coef": "logreg.coef",
-                "intercept": "logreg.intercept"}  # Readout field -> its name in arrays.safetensors
 
 
 @dataclass(frozen=True)
@@ -115,24 +113,19 @@ class FitRecord:
 @dataclass(frozen=True, eq=False)
 class Readout:
     """What a fitted STC model reads and computes: the backbone up to ``exit_layer``, the kept neurons of each
-    (representation, layer, pooling), and a standardisation + logistic regression on them.
+    (representation, layer, pooling), and the ``head`` on them (``stc.head.LinearHead``: standardisation, logistic
+    regression, temperature), whose features are the kept neurons in ``neuron_names`` order.
 
-    ``mean``/``scale`` standardise the features; ``coef`` (1 row for two classes, else one per class) and
-    ``intercept`` give the decision values, divided by ``temperature`` before the sigmoid/softmax. ``params`` are
-    the parameters of the estimator that fitted it, saved so that loading rebuilds the same estimator.
-    Arrays are read-only; change a readout with ``dataclasses.replace``, which checks the new one again.
+    ``params`` are the parameters of the estimator that fitted it, saved so that loading rebuilds the same
+    estimator. Arrays are read-only; change a readout with ``dataclasses.replace`` (its head too:
+    ``replace(readout, head=replace(readout.head, temperature=2.0))``), which checks the new one again.
     """
 
     backbone: BackboneReference
     extraction: ExtractionSettings  # max_length resolved: the tokens per text the fit used
     kept_columns: Mapping[str, np.ndarray]
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-    classes: np.ndarray
+    head: LinearHead
     configuration: Mapping[str, object]  # the chosen row of the search: readout, eta, exit_layer, C, ...
-    temperature: float = 1.0
     scores: Scores = field(default_factory=Scores)
     params: Mapping[str, object] = field(default_factory=Frozen)
     record: FitRecord = field(default_factory=FitRecord)
@@ -145,19 +138,14 @@ class Readout:
         require(isinstance(self.extraction, ExtractionSettings), "extraction must be ExtractionSettings")
         check_extraction(self.extraction)
         set_field("kept_columns", check_kept_columns(self.kept_columns, self.backbone.num_layers))
-        classes = np.asarray(self.classes)
-        require(classes.ndim == 1 and len(classes) >= 2, "'classes' must list at least two labels")
-        set_field("classes", read_only(classes))
+        require(isinstance(self.head, LinearHead), "head must be a LinearHead")
         n_features = sum(len(columns) for columns in self.kept_columns.values())
-        arrays = check_head({file_name: getattr(self, name) for name, file_name in _HEAD_ARRAYS.items()},
-                            n_features, 1 if len(classes) == 2 else len(classes))
-        for name, file_name in _HEAD_ARRAYS.items():
-            set_field(name, read_only(arrays[file_name]))
+        require(self.head.n_features == n_features, f"the head reads {self.head.n_features} features but the kept "
+                                                    f"columns hold {n_features} neurons")
         require(isinstance(self.configuration, Mapping), "'configuration' must be an object")
         set_field("configuration", frozen(self.configuration))
         chosen_readout(self.configuration)  # its kind, η, dense key and exit layer
         check_positive(self.configuration.get("C"), "configuration 'C'")
-        set_field("temperature", check_positive(self.temperature, "'temperature'"))
         require(isinstance(self.params, Mapping), "'params' must be an object")
         set_field("params", frozen(self.params))
         require(isinstance(self.scores, Scores) and isinstance(self.record, FitRecord),
@@ -181,7 +169,17 @@ class Readout:
 
     @property
     def n_features(self) -> int:
-        return int(self.mean.shape[0])
+        return self.head.n_features
+
+    @property
+    def classes(self) -> np.ndarray:
+        """The labels, in the head's column order."""
+        return self.head.classes
+
+    @property
+    def temperature(self) -> float:
+        """The head's calibration temperature (1: none)."""
+        return self.head.temperature
 
     @property
     def neuron_names(self) -> list[str]:
@@ -217,47 +215,17 @@ class Readout:
             parts.append(np.hstack([pooled[key] for key in keys]))
         return np.vstack(parts)
 
-    def _standardise(self, features: np.ndarray) -> np.ndarray:
-        """``(features - mean) / scale`` as ``StandardScaler.transform`` computes it: in the features' float dtype."""
-        features = np.asarray(features)
-        if features.ndim != 2 or features.shape[1] != self.n_features:
-            raise ValueError(f"features must have shape (n_texts, {self.n_features}), got {features.shape}")
-        dtype = features.dtype if features.dtype in (np.float64, np.float32, np.float16) else np.float64
-        standardised = np.array(features, dtype=dtype, copy=True)
-        standardised -= self.mean.astype(dtype)
-        standardised /= self.scale.astype(dtype)
-        if not np.isfinite(standardised).all():
-            raise ValueError("the features hold NaN or infinity (the backbone's activations overflowed?)")
-        return standardised
-
     def decision(self, features: np.ndarray) -> np.ndarray:
-        """Decision values: (n_texts,) for two classes (class 1's), else (n_texts, n_classes), before the
-        temperature; ``LogisticRegression.decision_function`` exactly."""
-        scores = self._standardise(features) @ self.coef.T + self.intercept
-        return scores.reshape(-1) if scores.shape[1] == 1 else scores
+        """The head's decision values of ``features`` (``LinearHead.decision``)."""
+        return self.head.decision(features)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (n_texts, n_classes), columns in ``classes`` order, the decision values divided by
-        ``temperature`` (``stc.calibration.probabilities``: the one place probabilities are made)."""
-        return probabilities(self.decision(features), self.temperature)
+        """The head's class probabilities of ``features`` (``LinearHead.probabilities``)."""
+        return self.head.probabilities(features)
 
     def labels(self, features: np.ndarray) -> np.ndarray:
-        """The predicted labels: the sign of the decision for two classes, else its largest value."""
-        decision = self.decision(features)
-        codes = (decision > 0).astype(int) if decision.ndim == 1 else decision.argmax(axis=1)
-        return self.classes[codes]
-
-    def standardised_activations(self, features: np.ndarray) -> np.ndarray:
-        """One text's features standardised in float64 (n_features,): what ``contributions`` weighs."""
-        raw = np.asarray(features, np.float64).reshape(-1)
-        if raw.shape[0] != self.n_features:
-            raise ValueError(f"features must hold {self.n_features} values, got {raw.shape[0]}")
-        return (raw - np.asarray(self.mean, np.float64)) / np.asarray(self.scale, np.float64)
-
-    def contributions(self, features: np.ndarray) -> np.ndarray:
-        """Each neuron's share of one text's decision, ``coef * standardised activation`` in float64:
-        (1 or n_classes, n_features); with ``intercept`` each row sums to that row's decision value."""
-        return np.asarray(self.coef, np.float64) * self.standardised_activations(features)[None, :]
+        """The head's predicted labels of ``features`` (``LinearHead.labels``)."""
+        return self.head.labels(features)
 
     # --- the backbone --------------------------------------------------------------------------------------------
 
@@ -295,12 +263,12 @@ class Readout:
         """Write ``stc_model.json`` and ``arrays.safetensors`` into ``directory`` (which must exist). Not atomic
         by itself: ``STCClassifier.save`` writes into a fresh directory and renames it into place."""
         directory = Path(directory)
-        arrays = {file_name: getattr(self, name) for name, file_name in _HEAD_ARRAYS.items()}
+        arrays = dict(self.head.arrays())
         arrays.update({f"columns.{key}": columns for key, columns in self.kept_columns.items()})
         save_file({name: np.ascontiguousarray(array) for name, array in arrays.items()}, str(directory / ARRAYS_FILE))
         record, scores = self.record, self.scores
         document = {"format": FORMAT, "format_version": FORMAT_VERSION, "stc_version": __version__,
-                    "params": thawed(self.params), "classes": encode_labels(self.classes),
+                    "params": thawed(self.params), "classes": labels_to_json(self.classes),
                     "backbone": self.backbone.record(), "extraction": self.extraction_record(),
                     "configuration": self.configuration_record(), "kept_columns": list(self.kept_columns),
                     "val_score": scores.validation, "probe_scores": thawed(record.probe_scores),
@@ -308,7 +276,7 @@ class Readout:
                     "validation": thawed(record.validation), "fit_seconds": record.fit_seconds,
                     "fit_timings": thawed(record.fit_timings), "selection": thawed(record.selection),
                     "estimates": {file_name: getattr(scores, name) for name, file_name in _ESTIMATES.items()},
-                    "temperature": self.temperature}
+                    "temperature": self.head.temperature}
         (directory / CONFIG_FILE).write_text(json.dumps(document, indent=1), encoding="utf-8")
 
     @classmethod
@@ -375,9 +343,7 @@ class Readout:
                 max_length=extraction.get("max_length"), windows=extraction.get("windows"),
                 window_overlap=extraction.get("window_overlap"),
                 dtype=document["params"].get("store_dtype", "float32")),
-            kept_columns=kept, classes=decode_labels(document["classes"]),
-            **{name: arrays.get(file_name) for name, file_name in _HEAD_ARRAYS.items()},
-            configuration=document["configuration"], temperature=document.get("temperature", 1.0),
+            kept_columns=kept, head=LinearHead.from_parts(document, arrays), configuration=document["configuration"],
             scores=Scores(validation=document.get("val_score"),
                           **{name: estimates.get(file_name) for name, file_name in _ESTIMATES.items()}),
             params=document["params"],

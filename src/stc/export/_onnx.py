@@ -1,11 +1,14 @@
 """Export a fitted STCClassifier to ONNX (optionally int8) and run the export with onnxruntime.
 
-The exported directory holds ``model.onnx`` (texts' token ids -> kept-neuron features), ``tokenizer/`` and
-``stc_onnx.json`` (classes, the head's arrays, kept neurons, how texts are tokenised, the backbone's name and
-sha256, and the sha256 of the graph and of the tokenizer files, checked on load).
+The exported directory holds ``model.onnx`` (texts' token ids -> kept-neuron features), ``tokenizer/``, the
+model's head as ``head.json`` + ``head.safetensors`` (``LinearHead.to_files``) and ``stc_onnx.json`` (kept
+neurons, how texts are tokenised, the backbone's name and sha256, and the sha256 of the graph, of the tokenizer
+files and of the head's arrays, checked on load). Exports of format version 1 held the head's arrays in
+``stc_onnx.json`` itself; they still load (``_head_of_version_1``).
 
 The head (scaler + logistic regression, with the temperature when the model has one) is applied in numpy beside
-the graph, not inside it: it is the same ``LinearHead`` every runtime uses, so probabilities are made in one place;
+the graph, not inside it: it is the model's own ``LinearHead``, the one every runtime uses, so probabilities are
+made in one place;
 dynamic int8 quantisation then touches only the backbone's matrix products, never the classifier's weights; and
 it costs one (n_texts, n_features) product, nothing beside the backbone.
 """
@@ -27,13 +30,15 @@ from .. import __version__
 from .._files import replace_directory
 from .._validation import check_texts
 from ..extract import tokenize_with
-from ..predictor import LinearHead, model_metadata
+from ..head import LinearHead, labels_from_json
+from ..predictor import model_metadata
 from ._graph import FeatureGraph
 
 __all__ = ["export_onnx", "OnnxPredictor", "FORMAT", "QUANTIZATIONS"]
 
 FORMAT = "stc-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the head in head.json + head.safetensors (1: its arrays as JSON lists in stc_onnx.json)
+READABLE_VERSIONS = (1, 2)
 #: int8: every MatMul weight of the graph, per output channel; int8-ffn-out: only the FFN output projections, the
 #: matrix products whose outputs are never read as features (the others compute the kept neurons themselves, and
 #: the head's standardisation magnifies their rounding: see benchmarks/README.md).
@@ -41,6 +46,7 @@ QUANTIZATIONS = (None, "int8", "int8-ffn-out")
 _DOCUMENT = "stc_onnx.json"
 _GRAPH = "model.onnx"
 _TOKENIZER = "tokenizer"
+_HEAD = "head"  # head.json + head.safetensors
 _CHECK_TEXTS = ["a first short sentence to check the export", "another one, a little longer, with punctuation!",
                 "three"]
 
@@ -75,7 +81,7 @@ def export_onnx(clf, out, *, quantize: str | None = None, opset_version: int | N
     if readout.extraction.windows:
         raise ValueError("this model was fitted with windows=True; ONNX export supports only models that truncate "
                          "texts (windows=False): merging windows is not in the graph")
-    head = LinearHead.from_readout(readout)
+    head = readout.head
     kept = {key: np.array(columns, dtype=np.int64) for key, columns in readout.kept_columns.items()}
     # the backbone the model was fitted on (weights sha256), which the kept neurons fit, else a ValueError
     backbone = readout.load_backbone(model=clf.model, device="cpu", dtype="float32",
@@ -102,8 +108,9 @@ def export_onnx(clf, out, *, quantize: str | None = None, opset_version: int | N
             _quantize(fp32_path, partial / _GRAPH, quantize, ffn_shape=(backbone.ffn_size, backbone.hidden_size))
             fp32_path.unlink()
         backbone.tokenizer.save_pretrained(partial / _TOKENIZER)
+        head.to_files(partial, _HEAD)
         document = {"format": FORMAT, "format_version": FORMAT_VERSION, "stc_version": __version__,
-                    "quantization": quantize, "head": head.to_json(),
+                    "quantization": quantize, "head_sha256": _file_sha256(partial / f"{_HEAD}.safetensors"),
                     "kept_columns": {key: columns.tolist() for key, columns in kept.items()},
                     "kept_neurons": readout.neuron_names, "extraction": readout.extraction_record(),
                     "token_budget": int(clf.token_budget), "configuration": readout.configuration_record(),
@@ -184,8 +191,8 @@ class OnnxPredictor:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path} is not valid JSON: {error}") from None
         if not isinstance(document, dict) or document.get("format") != FORMAT \
-                or document.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path} is not an stc ONNX export of format version {FORMAT_VERSION}")
+                or document.get("format_version") not in READABLE_VERSIONS:
+            raise ValueError(f"{path} is not an stc ONNX export of format version {READABLE_VERSIONS}")
         graph_path, tokenizer_dir = directory / _GRAPH, directory / _TOKENIZER
         if not graph_path.is_file() or _file_sha256(graph_path) != document.get("onnx_sha256"):
             raise ValueError(f"{graph_path} is missing or is not the graph that was exported (sha256 mismatch)")
@@ -196,7 +203,7 @@ class OnnxPredictor:
         if backbone_sha256 is not None and backbone.get("weights_sha256") != backbone_sha256:
             raise ValueError(f"{directory} was exported from backbone weights sha256 "
                              f"{str(backbone.get('weights_sha256'))[:12]}…, not {backbone_sha256[:12]}…")
-        self.head = LinearHead.from_json(document.get("head") or {}, str(path))
+        self.head = _head_of_version_1(document, path) if document["format_version"] == 1 else _head(directory, document)
         self.kept_neurons = list(document.get("kept_neurons") or [])
         if len(self.kept_neurons) != self.head.n_features:
             raise ValueError(f"{path}: {len(self.kept_neurons)} kept neuron names for a head over "
@@ -221,13 +228,13 @@ class OnnxPredictor:
         return out
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities (n_texts, n_classes): the graph's features through the head."""
         return self.head.probabilities(self.features(texts))
 
     def explain(self, text: str, *, top_k: int = 10) -> dict:
         if not isinstance(text, str):
             raise TypeError(f"text must be a string, got {type(text).__name__}")
-        result = self.head.explain(self.features([text])[0], self.kept_neurons, top_k=top_k)
-        return {"text": text, **result}
+        return {"text": text, **self.head.explain(self.features([text])[0], self.kept_neurons, top_k=top_k)}
 
     def metadata(self) -> dict:
         document = self.document
@@ -235,3 +242,27 @@ class OnnxPredictor:
                                  int(document.get("exit_layer", 0)), self.head.n_features,
                                  document.get("backbone", {})),
                 "quantization": document.get("quantization")}
+
+
+def _head(directory: Path, document: dict) -> LinearHead:
+    """The exported head, refused unless its arrays are the ones exported (sha256)."""
+    arrays = directory / f"{_HEAD}.safetensors"
+    if not arrays.is_file() or _file_sha256(arrays) != document.get("head_sha256"):
+        raise ValueError(f"{arrays} is missing or is not the head that was exported (sha256 mismatch)")
+    return LinearHead.from_files(directory, _HEAD)
+
+
+def _head_of_version_1(document: dict, path: Path) -> LinearHead:
+    """The head of a format-1 export: classes as a plain list and the arrays as JSON lists in ``stc_onnx.json``."""
+    head = document.get("head")
+    try:
+        if not isinstance(head, dict) or not isinstance(head.get("classes"), list):
+            raise ValueError("the head or its classes are missing")
+        classes = head["classes"]
+        kinds = {type(c).__name__ for c in classes}
+        labels = labels_from_json({"type": kinds.pop() if len(kinds) == 1 else "mixed", "values": classes})
+        return LinearHead(classes=labels, temperature=head.get("temperature", 1.0),
+                          **{name: np.asarray(head.get(name), dtype=np.float64)
+                             for name in ("mean", "scale", "coef", "intercept")})
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: the head is not valid ({error})") from None

@@ -47,7 +47,7 @@ def _load(args):
         raise FileNotFoundError(f"model directory {str(model_dir)!r} does not exist")
     clf = load(model_dir, device=args.device)
     if getattr(args, "quiet", True):
-        clf.show_progress_bar = False
+        clf.set_params(show_progress_bar=False)
     return clf
 
 

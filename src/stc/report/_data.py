@@ -217,7 +217,7 @@ def top_neurons(clf, train_texts: Sequence[str], train_labels: Sequence, *, coun
     """The final classifier's strongest neurons (by weight on standardised activations) with the training texts
     that activate each most; for max-pooled neurons, the token where it peaked in each of those texts."""
     readout = clf.readout_
-    weights = np.asarray(readout.coef, dtype=np.float64)
+    weights = np.asarray(readout.head.coef, dtype=np.float64)
     strength = np.sqrt((weights ** 2).sum(axis=0))
     chosen = np.argsort(-strength, kind="stable")[:count]
     names = readout.neuron_names

@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from .._validation import check_texts
-from ..predictor import Predictor, plain_label
+from ..head import plain_label
+from ..predictor import Predictor
 from ._batcher import MicroBatcher
 
 __all__ = ["ServeSettings", "create_app", "PredictRequest", "PredictResponse", "ExplainRequest"]
