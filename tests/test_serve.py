@@ -231,7 +231,7 @@ def test_the_real_server_answers_concurrent_requests(clf, tmp_path):
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "Traceback" not in output, output
-    assert "1 inference thread)" in output
+    assert "1 inference thread;" in output
 
 
 def test_serve_with_a_bad_model_directory_is_a_one_line_error(tmp_path, capsys):

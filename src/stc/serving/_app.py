@@ -1,14 +1,21 @@
-"""The HTTP face of a fitted model: ``POST /predict``, ``POST /explain``, ``GET /health``, ``GET /metadata``.
+"""The HTTP face of a fitted model: ``POST /predict``, ``POST /explain``, ``GET /health``, ``GET /metadata``,
+``GET /metrics``.
 
 The model is loaded once, in the app's lifespan, through a ``Predictor`` (torch or ONNX: the app does not care).
 Nothing in a request names a path. Bad requests get a 4xx answer with a one-line ``error``; nothing is logged as a
 crash for them: malformed JSON 400, a body that is not JSON 415, too many or too long texts 413, an empty list,
 an empty or non-string text or an unknown field 422.
+
+Under load (``stc.serving._batcher``): beyond ``max_queue`` waiting texts a request gets 503 with ``Retry-After`` at
+once; a request not answered within ``timeout_s`` gets 504 and leaves the queue; a client that disconnects has
+its queued texts dropped. With an ``api_key`` every route but ``/health`` needs ``Authorization: Bearer KEY``
+(compared in constant time; 401 otherwise); the key is never logged nor shown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -17,27 +24,39 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from .._validation import check_texts
 from ..head import plain_label
 from ..predictor import Predictor
-from ._batcher import MicroBatcher
+from ._batcher import ClientGone, DeadlineExceeded, MicroBatcher, Overloaded
+from ._metrics import CONTENT_TYPE_LATEST, ServerMetrics
 
 __all__ = ["ServeSettings", "create_app", "PredictRequest", "PredictResponse", "ExplainRequest"]
 
 _JSON_ROUTES = ("/predict", "/explain")
+_KNOWN_ROUTES = ("/predict", "/explain", "/health", "/metadata", "/metrics", "/docs", "/openapi.json")
 
 
-@dataclass(frozen=True)
+#: With no ``max_queue`` given, this many full passes may wait: a burst is absorbed, a flood is refused.
+QUEUE_PASSES = 4
+
+
+@dataclass(frozen=True, repr=False)
 class ServeSettings:
-    """Request limits and micro-batching; ``max_batch_size=1`` turns micro-batching off (one request per pass)."""
+    """Request limits, micro-batching and overload behaviour; ``max_batch_size=1`` turns micro-batching off (one
+    request per pass). ``max_queue``: texts that may wait for a pass (None: ``QUEUE_PASSES`` x ``max_batch_size``,
+    and at least ``max_texts``); ``timeout_s``: seconds a request may wait for its answer (None: no limit);
+    ``api_key``: the bearer token every route but /health requires (None: open)."""
 
     max_texts: int = 64
     max_chars: int = 10_000
     max_batch_size: int = 64
     max_wait_ms: float = 5.0
+    max_queue: int | None = None
+    timeout_s: float | None = 30.0
+    api_key: str | None = None
 
     def __post_init__(self):
         for name in ("max_texts", "max_chars", "max_batch_size"):
@@ -46,6 +65,28 @@ class ServeSettings:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (isinstance(self.max_wait_ms, (int, float)) and self.max_wait_ms >= 0):
             raise ValueError(f"max_wait_ms must be a number >= 0, got {self.max_wait_ms!r}")
+        if self.max_queue is None:
+            object.__setattr__(self, "max_queue", max(QUEUE_PASSES * self.max_batch_size, self.max_texts))
+        if isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) or self.max_queue < self.max_texts:
+            raise ValueError(f"max_queue must be an integer >= max_texts ({self.max_texts}): a request of "
+                             f"max_texts texts must fit, got {self.max_queue!r}")
+        if self.timeout_s is not None and not (isinstance(self.timeout_s, (int, float)) and self.timeout_s > 0):
+            raise ValueError(f"timeout_s must be a number > 0 or None, got {self.timeout_s!r}")
+        if self.api_key is not None and (not isinstance(self.api_key, str) or len(self.api_key) < 8
+                                         or self.api_key != self.api_key.strip()):
+            raise ValueError("api_key must be a string of at least 8 characters without surrounding spaces")
+
+    def __repr__(self) -> str:  # never the key itself
+        return (f"ServeSettings(max_texts={self.max_texts}, max_chars={self.max_chars}, max_batch_size="
+                f"{self.max_batch_size}, max_wait_ms={self.max_wait_ms}, max_queue={self.max_queue}, timeout_s="
+                f"{self.timeout_s}, api_key={'set' if self.api_key else None})")
+
+    def public(self) -> dict:
+        """What /metadata shows of the settings (whether a key is required, never the key)."""
+        return {"limits": {"max_texts": self.max_texts, "max_chars": self.max_chars},
+                "micro_batching": {"max_batch_size": self.max_batch_size, "max_wait_ms": self.max_wait_ms},
+                "overload": {"max_queue": self.max_queue, "timeout_s": self.timeout_s},
+                "auth": {"bearer_token_required": self.api_key is not None}}
 
 
 class PredictRequest(BaseModel):
@@ -69,9 +110,9 @@ class ExplainRequest(BaseModel):
 
 
 class _ClientError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
 
 
 def _check_limits(texts: list[str], settings: ServeSettings) -> None:
@@ -105,7 +146,8 @@ def create_app(load_predictor: Callable[[], Predictor], settings: ServeSettings 
         predictor = load_predictor()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stc-inference")
         batcher = MicroBatcher(predictor.predict_proba, executor, max_batch_size=settings.max_batch_size,
-                               max_wait_s=settings.max_wait_ms / 1000)
+                               max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
+                               on_pass=metrics.observe_pass)
         await batcher.start()
         app.state.predictor, app.state.batcher, app.state.executor = predictor, batcher, executor
         try:
@@ -115,46 +157,90 @@ def create_app(load_predictor: Callable[[], Predictor], settings: ServeSettings 
             executor.shutdown(wait=True)
 
     app = FastAPI(title="stc", summary="A Sparsify-then-Classify text classifier", lifespan=lifespan)
+    metrics = ServerMetrics(lambda: app.state.batcher.waiting if hasattr(app.state, "batcher") else 0)
+    app.state.metrics = metrics
+    _add_middleware(app, settings, metrics)
+    _add_routes(app, settings, metrics)
+    return app
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message}, headers=headers)
+
+
+def _authorised(request: Request, api_key: str) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
+
+
+def _add_middleware(app: FastAPI, settings: ServeSettings, metrics: ServerMetrics) -> None:
+    """The key check (outermost), the JSON content-type check, and the request count by route and status."""
 
     @app.middleware("http")
     async def require_json(request: Request, call_next):
         if request.method == "POST" and request.url.path in _JSON_ROUTES:
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type != "application/json":
-                return JSONResponse(status_code=415, content={
-                    "error": f"content type must be application/json, got {content_type or 'none'!r}"})
+                return _error(415, f"content type must be application/json, got {content_type or 'none'!r}")
         return await call_next(request)
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next):
+        if settings.api_key is not None and request.url.path != "/health" \
+                and not _authorised(request, settings.api_key):
+            metrics.refused("unauthorized")
+            response = _error(401, "a valid 'Authorization: Bearer <key>' header is required (--api-key)",
+                              {"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        route = request.url.path if request.url.path in _KNOWN_ROUTES else "other"
+        metrics.requests.labels(route=route, status=str(response.status_code)).inc()
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError):
         status, message = _validation_message(error)
-        return JSONResponse(status_code=status, content={"error": message})
+        return _error(status, message)
 
     @app.exception_handler(_ClientError)
     async def client_error(request: Request, error: _ClientError):
-        return JSONResponse(status_code=error.status, content={"error": error.message})
+        return _error(error.status, error.message, error.headers)
 
+
+def _add_routes(app: FastAPI, settings: ServeSettings, metrics: ServerMetrics) -> None:
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:
         batcher = request.app.state.batcher
         return {"status": "ok", "runtime": request.app.state.predictor.runtime, "passes": batcher.passes,
-                "texts": batcher.texts}
+                "texts": batcher.texts, "queue_texts": batcher.waiting}
 
     @app.get("/metadata")
     async def metadata(request: Request) -> dict[str, Any]:
-        return {**request.app.state.predictor.metadata(),
-                "limits": {"max_texts": settings.max_texts, "max_chars": settings.max_chars},
-                "micro_batching": {"max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms}}
+        return {**request.app.state.predictor.metadata(), **settings.public()}
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(content=metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/predict", response_model=PredictResponse)
     async def predict(body: PredictRequest, request: Request) -> PredictResponse:
         """Per text: the label and the class probabilities (``STCClassifier.predict_proba``'s numbers)."""
         _check_limits(body.texts, settings)
-        predictor = request.app.state.predictor
+        predictor, batcher = request.app.state.predictor, request.app.state.batcher
         try:
-            probabilities = await request.app.state.batcher.submit(body.texts)
+            probabilities = await batcher.submit(body.texts, timeout_s=settings.timeout_s,
+                                                 disconnected=request.is_disconnected)
         except (ValueError, TypeError) as error:  # e.g. a text with no tokens for this tokenizer
             raise _ClientError(422, str(error).splitlines()[0]) from None
+        except Overloaded as error:
+            metrics.refused("overloaded")
+            raise _ClientError(503, str(error), {"Retry-After": str(error.retry_after_s)}) from None
+        except DeadlineExceeded as error:
+            metrics.refused("timeout")
+            raise _ClientError(504, str(error)) from None
+        except ClientGone as error:  # nobody reads the answer; 499 is what proxies log for it
+            metrics.refused("disconnected")
+            raise _ClientError(499, str(error)) from None
         classes = predictor.head.classes
         return PredictResponse(predictions=[
             Prediction(label=plain_label(classes[int(row.argmax())]),
@@ -171,5 +257,3 @@ def create_app(load_predictor: Callable[[], Predictor], settings: ServeSettings 
                                               lambda: predictor.explain(body.text, top_k=body.top_k))
         except (ValueError, TypeError) as error:
             raise _ClientError(422, str(error).splitlines()[0]) from None
-
-    return app

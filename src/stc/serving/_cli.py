@@ -21,14 +21,19 @@ def _cmd_serve(args) -> int:
 
     settings = ServeSettings(max_texts=args.max_texts, max_chars=args.max_chars,
                              max_batch_size=1 if args.no_batching else args.max_batch_size,
-                             max_wait_ms=0.0 if args.no_batching else args.max_wait_ms)
+                             max_wait_ms=0.0 if args.no_batching else args.max_wait_ms, max_queue=args.max_queue,
+                             timeout_s=args.timeout_s or None,
+                             api_key=args.api_key or os.environ.get("STC_API_KEY") or None)
     threads = default_threads() if args.threads is None else args.threads
     # Loaded here, before the server binds: a bad model directory is a one-line error, not a failed start-up.
     predictor = load_predictor(args.model_dir, runtime=args.runtime, device=args.device, threads=threads)
     app = create_app(lambda: predictor, settings)
     print(f"stc serve: {args.runtime} model from {args.model_dir} on http://{args.host}:{args.port} "
-          f"(max batch {settings.max_batch_size} texts, max wait {settings.max_wait_ms} ms, {threads} inference "
-          f"thread{'s' if threads > 1 else ''})", file=sys.stderr)
+          f"(max batch {settings.max_batch_size} texts, max wait {settings.max_wait_ms} ms, queue of "
+          f"{settings.max_queue} texts, timeout {settings.timeout_s} s, {threads} inference "
+          f"thread{'s' if threads > 1 else ''}; "
+          f"{'a bearer key is required' if settings.api_key else 'open to anyone who can reach it: --api-key'})",
+          file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -46,7 +51,7 @@ def default_threads() -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="serve a saved model over HTTP (POST /predict, /explain; GET /health, "
-                                         "/metadata)")
+                                         "/metadata, /metrics)")
     serve.add_argument("model_dir", help="an `stc fit` directory (torch) or an `stc export` directory (onnx)")
     serve.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
     serve.add_argument("--host", default="127.0.0.1")
@@ -59,6 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-wait-ms", type=float, default=5.0,
                        help="how long a pass waits for more requests after the first (default 5 ms)")
     serve.add_argument("--no-batching", action="store_true", help="one request per backbone pass")
+    serve.add_argument("--max-queue", type=int, default=None,
+                       help="texts that may wait for a pass; beyond, a request gets 503 with Retry-After at once "
+                            "(default: 4 passes' worth, 4 x --max-batch-size)")
+    serve.add_argument("--timeout-s", type=float, default=30.0,
+                       help="a request not answered in this many seconds gets 504 and leaves the queue (default 30; "
+                            "0: no limit)")
+    serve.add_argument("--api-key", default=None,
+                       help="require 'Authorization: Bearer KEY' on every route but /health (default: the "
+                            "STC_API_KEY environment variable; prefer it: a command line is visible to other users)")
     serve.add_argument("--threads", type=int, default=None,
                        help="intra-op threads of the runtime (default: the usable cores but one, which the event "
                             "loop keeps; at least 1)")
