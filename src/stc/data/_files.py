@@ -2,6 +2,12 @@
 
 Every problem is a ValueError that names the file and the row or line, so a bad row in a 100k-line file can be
 found at once. CSV/TSV/JSONL must be UTF-8 (a leading byte-order mark is fine).
+
+Label sets (multi-label data): with ``label_separator`` each label is split on it, spaces stripped and empty
+pieces dropped (``"Comedy; Drama"`` -> ``("Comedy", "Drama")``); a JSON list in the label field (JSONL/JSON, or a
+Parquet list column) is a label set with or without a separator. Warnings, not errors, go to this module's
+logger (the ``stc`` command prints them on stderr): a separator that no label contains, and, without a
+separator, a label column most of whose labels contain one of ``;``, ``|``, ``,``.
 """
 
 from __future__ import annotations
@@ -9,14 +15,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from collections.abc import Hashable
 from pathlib import Path
 
 from ._splits import complete_splits, default_metric
-from ._types import Split, TextDataset, checked_label, checked_text
+from ._types import Split, TextDataset, checked_label, checked_label_set, checked_text, is_label_sets, label_set
 
 __all__ = ["read_labelled_file", "read_texts", "load_file_dataset", "file_columns", "SUFFIXES"]
+
+logger = logging.getLogger(__name__)
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 #: Values a split column may hold, and the split each one means.
@@ -25,14 +34,22 @@ SPLIT_NAMES = {"train": "train", "validation": "validation", "dev": "validation"
 
 _INTEGER = re.compile(r"[+-]?\d+")
 Row = tuple[str, dict]  # (where the row is, e.g. "data.csv row 6 (line 7)"; the row's values by column)
+#: Characters that join tags in a single cell ("Comedy;Drama"): a single-label read warns when most labels hold one.
+LIKELY_SEPARATORS = (";", "|", ",")
 
 
-def read_labelled_file(path: str | Path, *, text_column: str = "text", label_column: str = "label") -> Split:
-    """All rows of a CSV/TSV/JSONL/Parquet file as one Split of (text, label)."""
+def read_labelled_file(path: str | Path, *, text_column: str = "text", label_column: str = "label",
+                       label_separator: str | None = None) -> Split:
+    """All rows of a CSV/TSV/JSONL/Parquet file as one Split of (text, label), or of (text, label set).
+
+    ``label_separator`` reads each label as a label set split on it; JSON lists are label sets anyway (module
+    docstring).
+    """
     path = Path(path)
+    _check_separator(label_separator)
     columns, rows = _read_rows(path)
     _require_columns(path, columns, [text_column, label_column])
-    return _split_from_rows(path, rows, text_column, label_column)
+    return _split_from_rows(path, rows, text_column, label_column, label_separator)
 
 
 def read_texts(path: str | Path, *, text_column: str = "text") -> list[str]:
@@ -52,18 +69,22 @@ def read_texts(path: str | Path, *, text_column: str = "text") -> list[str]:
 
 def load_file_dataset(path: str | Path, *, text_column: str = "text", label_column: str = "label",
                       split_column: str | None = None, seed: int = 42, name: str | None = None,
-                      metric: str | None = None) -> TextDataset:
+                      metric: str | None = None, label_separator: str | None = None) -> TextDataset:
     """A TextDataset from one file, split by its split column if it has one, else 80/10/10 (stratified, seeded).
 
     The split column is ``split_column`` when given, else a column named ``split`` whose values are all among
     train / validation (dev, valid, val) / test. Any split the file lacks is carved out of train.
+    ``label_separator`` (or JSON lists) makes it multi-label: label sets, split by iterative stratification,
+    scored with micro-F1 by default; a label that every text carries, or that no training text carries, is a
+    ValueError naming it.
     """
     path = Path(path)
+    _check_separator(label_separator)
     columns, rows = _read_rows(path)
     _require_columns(path, columns, [text_column, label_column] + ([split_column] if split_column else []))
     if split_column is None and "split" in columns and _all_split_names(rows, "split"):
         split_column = "split"
-    everything = _split_from_rows(path, rows, text_column, label_column)  # one label type for all splits
+    everything = _split_from_rows(path, rows, text_column, label_column, label_separator)  # one label type
     members: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
     if split_column is None:
         members["train"] = list(range(len(rows)))
@@ -80,6 +101,8 @@ def load_file_dataset(path: str | Path, *, text_column: str = "text", label_colu
     given = {key: Split([everything.texts[i] for i in indices], [everything.labels[i] for i in indices])
              if indices else None for key, indices in members.items()}
     train, validation, test, rule = complete_splits(given["train"], given["validation"], given["test"], seed)
+    if is_label_sets(everything.labels):
+        _check_every_label_is_learnable(path, everything, train)
     metric = metric or default_metric(train.labels)
     source = f"split column {split_column!r}" if split_column else "no split column"
     description = f"Local file {path.name} ({source}); {rule}; metric {metric}."
@@ -101,12 +124,78 @@ def _require_columns(path: Path, found: list[str], wanted: list[str]) -> None:
         raise ValueError(f"{path}: no column {missing[0]!r}; the columns found are {found}")
 
 
-def _split_from_rows(path: Path, rows: list[Row], text_column: str, label_column: str) -> Split:
+def _split_from_rows(path: Path, rows: list[Row], text_column: str, label_column: str,
+                     label_separator: str | None) -> Split:
     texts = [checked_text(row.get(text_column), where) for where, row in rows]
-    labels = [checked_label(row.get(label_column), where) for where, row in rows]
+    values = [(where, row.get(label_column)) for where, row in rows]
+    listed = next(((where, value) for where, value in values if isinstance(value, list)), None)
+    if listed is not None:
+        plain = next(((where, value) for where, value in values if not isinstance(value, list)), None)
+        if plain is not None:
+            checked_label(plain[1], plain[0])  # a missing label is named as missing, not as a plain label
+            raise ValueError(f"{path}: column {label_column!r} mixes label sets and plain labels: {listed[0]} holds "
+                             f"the list {listed[1]!r}, {plain[0]} the {type(plain[1]).__name__} {plain[1]!r}; "
+                             f"write every label as a JSON list")
+        return Split(texts, [checked_label_set(value, where) for where, value in values])
+    if label_separator is not None:
+        return Split(texts, _split_labels(path, values, label_column, label_separator))
+    labels = [checked_label(value, where) for where, value in values]
     if path.suffix.lower() in (".csv", ".tsv"):
         labels = _integers_if_all_are(labels)
+    _warn_if_labels_look_like_sets(path, labels, label_column)
     return Split(texts, labels)
+
+
+def _check_separator(label_separator: str | None) -> None:
+    if label_separator is not None and (not isinstance(label_separator, str) or not label_separator):
+        raise ValueError(f"label_separator must be a non-empty string (or None), got {label_separator!r}")
+
+
+def _split_labels(path: Path, values: list[tuple[str, object]], label_column: str,
+                  separator: str) -> list[tuple[str, ...]]:
+    """Each label split on ``separator`` into a label set; a label with nothing between its separators is an error."""
+    label_sets = []
+    for where, value in values:
+        label = str(checked_label(value, where))
+        names = label_set(label.split(separator))
+        if not names:
+            raise ValueError(f"{where}: the label {label!r} holds no label name between its separators "
+                             f"{separator!r}")
+        label_sets.append(names)
+    if not any(separator in str(value) for _, value in values):
+        logger.warning("%s: no label in column %r contains the label separator %r, so every text carries one "
+                       "label; is --label-separator (label_separator) the right one?", path, label_column, separator)
+    return label_sets
+
+
+def _warn_if_labels_look_like_sets(path: Path, labels: list[Hashable], label_column: str) -> None:
+    """Warn when most labels hold the same likely separator ("Comedy;Drama"), read as one class each."""
+    texts = [label for label in labels if isinstance(label, str)]
+    counts = {char: sum(char in label for label in texts) for char in LIKELY_SEPARATORS}
+    char = max(LIKELY_SEPARATORS, key=lambda c: counts[c])  # the first of the most frequent
+    if counts[char] * 2 <= len(labels):
+        return
+    example = next(label for label in texts if char in label)
+    logger.warning("%s: %d of %d labels in column %r contain %r (e.g. %r), so they look like label sets, yet each "
+                   "is read as one class; to read them as label sets pass --label-separator %r "
+                   "(label_separator=%r)", path, counts[char], len(labels), label_column, char, example, char, char)
+
+
+def _check_every_label_is_learnable(path: Path, everything: Split, train: Split) -> None:
+    """A ValueError naming a label that every text carries, or that every or no training text carries."""
+    for label, count in everything.label_counts().items():
+        if count == len(everything):
+            raise ValueError(f"{path}: label {label!r} is carried by every text ({count} of {count}), so it tells "
+                             f"no text from another; remove it from the label column")
+    in_train = train.label_counts()
+    for label, count in everything.label_counts().items():
+        if label not in in_train:
+            raise ValueError(f"{path}: label {label!r} is carried by no training text (only by {count} validation "
+                             f"or test texts), so it cannot be learnt; move some of its texts to train")
+        if in_train[label] == len(train):
+            raise ValueError(f"{path}: label {label!r} is carried by every training text ({len(train)} of "
+                             f"{len(train)}), so it cannot be learnt from train; move some texts without it to "
+                             f"train")
 
 
 def _integers_if_all_are(labels: list[Hashable]) -> list[Hashable]:
