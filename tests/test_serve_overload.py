@@ -167,6 +167,43 @@ def test_the_batcher_refuses_beyond_its_queue_and_a_cancelled_or_late_request_le
     assert computed == ["a", "b"]
 
 
+def test_a_request_that_could_not_be_answered_in_time_is_refused_at_once():
+    """Once passes are known to take ~0.2 s, a request behind a running pass and a full batch cannot be answered in
+    0.3 s: 503 now, not 504 later; without a deadline it queues."""
+    gate = threading.Event()
+
+    def run(texts):
+        time.sleep(0.2)
+        gate.wait(timeout=30)
+        return np.ones((len(texts), 2))
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(run, executor, max_batch_size=2, max_wait_s=0, max_queue=100)
+            await batcher.start()
+            gate.set()
+            await batcher.submit(["warm"])  # one pass: the mean pass time is now ~0.2 s
+            gate.clear()
+            running = asyncio.create_task(batcher.submit(["a", "b"]))
+            await asyncio.sleep(0.05)
+            queued = asyncio.create_task(batcher.submit(["c", "d"]))
+            await asyncio.sleep(0.05)
+            assert 0.5 < batcher.expected_wait_s(1) < 1.5  # the running pass, a full one, then this
+            started = time.monotonic()
+            with pytest.raises(Overloaded, match="--timeout-s"):
+                await batcher.submit(["e"], timeout_s=0.3)
+            assert time.monotonic() - started < 0.1
+            patient = asyncio.create_task(batcher.submit(["f"], timeout_s=30))
+            await asyncio.sleep(0.05)
+            assert batcher.waiting == 3
+            gate.set()
+            answers = await asyncio.gather(running, queued, patient)
+            await batcher.stop()
+            return answers
+
+    assert [answer.shape for answer in _run(scenario())] == [(2, 2), (2, 2), (1, 2)]
+
+
 def _run(coroutine):
     return asyncio.run(coroutine)
 

@@ -3,9 +3,11 @@
 One inference thread runs every pass: the backbone (and its hooks) is never used from two threads at once, and
 the event loop stays free to accept requests while a pass runs.
 
-Under overload the queue stays bounded: at most ``max_queue`` texts wait for a pass; a request that would go beyond
-is refused at once (``Overloaded``: the app answers 503 with ``Retry-After``), so the texts already waiting are not
-slowed down and memory does not grow with the arrival rate. A request given a deadline that passes before its
+Under overload the queue stays bounded: at most ``max_queue`` texts wait for a pass, and a request with a deadline
+is not queued where it could not be answered in time (the passes before it, at the mean pass time, would take longer
+than its ``timeout_s``). Such a request is refused at once (``Overloaded``: the app answers 503 with
+``Retry-After``), so the texts already waiting are not slowed down, memory does not grow with the arrival rate, and a
+client learns at once what it would otherwise learn from a 504 after waiting. A request given a deadline that passes before its
 answer (``DeadlineExceeded``: 504), or whose client is gone, leaves the queue at once when its pass has not started
 (its texts no longer count against ``max_queue``, and no pass computes them); once its pass has started, the pass
 finishes and its answer is dropped.
@@ -28,11 +30,10 @@ DISCONNECT_POLL_S = 0.05
 
 
 class Overloaded(Exception):
-    """The queue holds too many texts to take these: refused before any work (HTTP 503)."""
+    """The queue cannot take these texts: refused before any work (HTTP 503)."""
 
-    def __init__(self, texts: int, waiting: int, max_queue: int, retry_after_s: int):
-        super().__init__(f"the server is overloaded: {waiting} texts are waiting and {texts} more would pass the "
-                         f"queue's limit of {max_queue} texts (--max-queue); retry in {retry_after_s} s")
+    def __init__(self, reason: str, retry_after_s: int):
+        super().__init__(f"the server is overloaded: {reason}; retry in {retry_after_s} s")
         self.retry_after_s = retry_after_s
 
 
@@ -92,6 +93,12 @@ class MicroBatcher:
                 pass
             self._worker = None
 
+    def expected_wait_s(self, n_texts: int) -> float:
+        """Seconds until ``n_texts`` more would be answered, about: the pass running now (counted whole) and the
+        passes the waiting texts and these fill, at the mean pass time so far (0 before the first pass)."""
+        passes = 1 + -(-(self.waiting + n_texts) // self.max_batch_size)
+        return passes * self._pass_seconds_mean
+
     def retry_after_s(self) -> int:
         """Seconds until the queue has room again, about: the passes its texts need, at the mean pass time."""
         passes = max(1, -(-self.waiting // self.max_batch_size))
@@ -107,7 +114,13 @@ class MicroBatcher:
         if self._queue is None:
             raise RuntimeError("the micro-batcher is not started")
         if self.max_queue is not None and self.waiting + len(texts) > self.max_queue:
-            raise Overloaded(len(texts), self.waiting, self.max_queue, self.retry_after_s())
+            raise Overloaded(f"{self.waiting} texts are waiting and {len(texts)} more would pass the queue's limit "
+                             f"of {self.max_queue} texts (--max-queue)", self.retry_after_s())
+        expected_wait = self.expected_wait_s(len(texts))
+        if timeout_s is not None and expected_wait > timeout_s:
+            raise Overloaded(f"{self.waiting} texts are waiting, about {expected_wait:.1f} s of passes before these "
+                             f"would be answered, more than the {timeout_s:g} s a request may wait (--timeout-s)",
+                             self.retry_after_s())
         job = _Job(texts, asyncio.get_running_loop().create_future())
         self.waiting += len(texts)
         self._queue.put_nowait(job)
