@@ -35,10 +35,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("estimator parts", ("_estimator", "_parameters", "_persist", "_readout_fields")),
     ("readout", ("readout",)),  # the fitted state: one immutable value, saved and loaded by itself
     # what reads a readout: per-prediction explanations, the model card, the estimator's fitted attributes
-    ("readout readers", ("explain", "model_card", "_fitted")),
+    ("readout readers", ("explain", "model_card", "_fitted", "bundle")),
     ("classifier", ("classifier",)),
     ("package", ("",)),  # stc/__init__.py: the public face (STCClassifier, load)
-    ("faces", ("cli", "_summary", "predictor", "runtimes", "export", "export.*", "serving", "serving.*", "__main__", "experiment", "_experiment_cli", "report", "report.*", "baselines",
+    ("faces", ("cli", "_summary", "predictor", "runtimes", "export", "export.*", "serving", "serving.*", "__main__", "experiment", "_experiment_cli", "_bundle_cli", "report", "report.*", "baselines",
                "baselines.*")),
 ]
 #: The only module that may reach into the estimator's private backbone loader: the others read the fitted state

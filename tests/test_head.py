@@ -116,3 +116,15 @@ def test_the_decision_the_codes_and_the_contributions_agree_on_planted_weights()
     np.testing.assert_allclose(contributions.sum() + head.intercept[0], decision[0], rtol=0, atol=1e-12)
     standardised = (X[:1] - head.mean) / head.scale
     assert np.array_equal(linear_decision(standardised, head.coef, head.intercept).reshape(-1), decision[:1])
+
+
+def test_the_same_features_give_the_same_bits_whatever_their_memory_layout(clf):
+    """A face may hold its features F-ordered or as a strided view (a bundle slices a union); the head computes
+    in one layout, so the bits cannot depend on it."""
+    features = clf.transform(NEW_TEXTS)
+    head = clf.readout_.head
+    expected = head.probabilities(features)
+    wide = np.zeros((features.shape[0], features.shape[1] * 2), dtype=features.dtype)
+    wide[:, ::2] = features
+    for layout in (np.asfortranarray(features), wide[:, ::2], features.astype(np.float64)):
+        assert np.array_equal(head.probabilities(layout), expected)

@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .backbone import load_backbone
+from .bundle import Bundle
 from .classifier import STCClassifier
 from .readout import Readout
 
@@ -15,4 +16,4 @@ def load(directory, *, check_backbone: bool = True, device: str | None = None,
                               trust_remote_code=trust_remote_code)
 
 
-__all__ = ["STCClassifier", "Readout", "load", "load_backbone", "__version__"]
+__all__ = ["STCClassifier", "Readout", "Bundle", "load", "load_backbone", "__version__"]

@@ -18,7 +18,7 @@ __all__ = ["main", "build_parser"]
 
 #: Modules adding more subcommands; each exposes ``register(subparsers)``.
 _EXTRA_COMMAND_MODULES: tuple[str, ...] = ("stc.report._cli", "stc._experiment_cli", "stc.export._cli",
-                                            "stc.serving._cli")
+                                            "stc.serving._cli", "stc._bundle_cli")
 
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, RuntimeError, MemoryError)
 
@@ -114,6 +114,12 @@ def _cmd_predict(args) -> int:
     from ._files import atomic_path
     from .data import read_texts
 
+    from .bundle import is_bundle
+
+    if is_bundle(args.model_dir):  # many tasks: one row per text with every task's answer
+        from ._bundle_cli import predict_bundle
+
+        return predict_bundle(args, read_texts(args.data, text_column=args.text_column))
     if args.runtime == "torch":
         from . import load
 

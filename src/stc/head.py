@@ -190,7 +190,11 @@ class LinearHead:
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != self.n_features:
             raise ValueError(f"features must have shape (n_texts, {self.n_features}), got {features.shape}")
-        standardised = (features.astype(np.float64) - self.mean.astype(np.float64)) / self.scale.astype(np.float64)
+        # C order whatever the input's layout: the product then takes the same BLAS path, so the same features give
+        # the same bits from every face (an F-ordered copy rounded differently in the last bit)
+        standardised = features.astype(np.float64, order="C")
+        standardised -= self.mean.astype(np.float64)
+        standardised /= self.scale.astype(np.float64)
         if not np.isfinite(standardised).all():
             raise ValueError("the features hold NaN or infinity (the backbone's activations overflowed?)")
         return standardised

@@ -1,0 +1,69 @@
+"""``stc bundle MODEL_DIR... --out DIR`` and ``stc predict BUNDLE_DIR``: many tasks read from one forward pass."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["register", "predict_bundle"]
+
+
+def _cmd_bundle(args) -> int:
+    from .bundle import Bundle
+    from .readout import Readout
+
+    names = [name.strip() for name in args.names.split(",")] if args.names else \
+        [Path(directory).resolve().name for directory in args.model_dirs]
+    if len(names) != len(args.model_dirs):
+        raise ValueError(f"--names gives {len(names)} names for {len(args.model_dirs)} models")
+    bundle = Bundle.from_models([Readout.from_files(directory) for directory in args.model_dirs], names=names)
+    bundle.save(args.out)
+    union = sum(len(columns) for columns in bundle.union_columns.values())
+    own = sum(readout.n_features for readout in bundle.tasks.values())
+    print(f"stc bundle: {len(names)} tasks ({', '.join(names)}) on {bundle.tasks[names[0]].backbone.name}, one "
+          f"pass to layer {bundle.exit_layer}, {union} neurons pooled for {own} read; written to {args.out}",
+          file=sys.stderr)
+    return 0
+
+
+def predict_bundle(args, texts: list[str]) -> int:
+    """``stc predict`` on a bundle: one row per text with every task's label and probabilities."""
+    from ._files import atomic_path
+    from .bundle import Bundle
+
+    bundle = Bundle.load(args.model_dir)
+    if args.runtime != "torch":
+        raise ValueError("a bundle runs with --runtime torch (export its tasks one by one for ONNX)")
+    backbone = bundle.load_backbone(device=args.device or "auto")
+    probabilities = bundle.predict_proba(texts, backbone=backbone, show_progress_bar=not args.quiet)
+    classes = {name: [str(c) for c in readout.classes.tolist()] for name, readout in bundle.tasks.items()}
+    labels = {name: bundle.tasks[name].classes[proba.argmax(axis=1)].tolist() for name, proba in probabilities.items()}
+    out = Path(args.out)
+    with atomic_path(out) as partial, open(partial, "w", encoding="utf-8", newline="") as handle:
+        if out.suffix.lower() == ".csv":
+            writer = csv.writer(handle)
+            writer.writerow(["text"] + [column for name in bundle.names for column in
+                                        [f"{name}.label"] + [f"{name}.p_{c}" for c in classes[name]]])
+            for i, text in enumerate(texts):
+                writer.writerow([text] + [value for name in bundle.names for value in
+                                          [labels[name][i]] + [f"{p:.6f}" for p in probabilities[name][i]]])
+        else:
+            for i, text in enumerate(texts):
+                tasks = {name: {"label": labels[name][i],
+                                "probabilities": dict(zip(classes[name], probabilities[name][i].tolist()))}
+                         for name in bundle.names}
+                handle.write(json.dumps({"text": text, "tasks": tasks}, ensure_ascii=False) + "\n")
+    print(f"wrote {len(texts)} predictions of {len(bundle.names)} tasks to {out}", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bundle = sub.add_parser("bundle", help="bundle models fitted on one backbone: many tasks, one forward pass")
+    bundle.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR", help="saved models (stc fit --out)")
+    bundle.add_argument("--out", required=True, help="the bundle directory to write")
+    bundle.add_argument("--names", default=None,
+                        help="task names, comma-separated, one per model (default: each model directory's name)")
+    bundle.set_defaults(handler=_cmd_bundle)
