@@ -30,6 +30,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("sparsify", ("sparsify",)),
     ("aggregate", ("aggregate",)),
     ("selection", ("selection",)),
+    ("search", ("search",)),  # the two-stage search and its replayed estimate
+    ("protocol", ("protocol",)),  # one validation split or k folds: probes, search, final rows and probes
     # what the estimator is made of: shared estimator helpers, atomic directory I/O, the readout's field checks
     ("estimator parts", ("_estimator", "_parameters", "_persist", "_readout_fields")),
     ("readout", ("readout",)),  # the fitted state: one immutable value, saved and loaded by itself
