@@ -132,6 +132,38 @@ def test_dense_readout_wins_where_the_signal_is_spread_thin(tmp_path, planted_cl
     assert _test_accuracy(clf, store, np.arange(300, 600), y) > 0.8
 
 
+def test_readout_kinds_sparse_reads_named_neurons_where_dense_would_win(tmp_path, planted_classifier):
+    """The store where a dense readout wins (above): asked for sparse readouts only, the search builds no other."""
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(0, 2, n)
+    arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n, 32)) for layer in range(4)}
+    arrays["hidden.L3.mean"] += 0.18 * (2.0 * y - 1.0)[:, None]
+    store = _write_store(tmp_path / "s", arrays)
+    params = dict(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
+    sparse = _fit_rows(planted_classifier(readout_kinds=("sparse",), **params), store, y, np.arange(300))
+    assert sparse.configuration_["readout"] == "sparse"
+    assert set(sparse.cv_results_["param_readout_kind"]) == {"sparse"}
+    no_hybrid = _fit_rows(planted_classifier(readout_kinds=("sparse", "dense"), **params), store, y, np.arange(300))
+    assert set(no_hybrid.cv_results_["param_readout_kind"]) == {"sparse", "dense"}
+    with pytest.raises(ValueError, match=r"readout_kinds=\('dense',\) leaves nothing to search: cv=None"):
+        _fit_rows(planted_classifier(readout_kinds=("dense",), cv=None, **params), store, y, np.arange(300))
+
+
+def test_selection_rule_best_takes_the_best_mean_test_score(tmp_path, planted_classifier):
+    arrays, y = _planted(1, n=300, effect=1.0)
+    store = _write_store(tmp_path / "s", arrays)
+    params = dict(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
+    best = _fit_rows(planted_classifier(selection_rule="best", **params), store, y, np.arange(300))
+    scores = best.cv_results_["mean_test_score"]
+    assert best.selection_["rule"] == "best" and best.selection_["protocol"] == "cv"
+    assert best.best_index_ == int(np.argmax(scores))
+    # the control: on this store the default rule (one standard error) takes a simpler, lower-scoring candidate
+    one_se = _fit_rows(planted_classifier(**params), store, y, np.arange(300))
+    assert one_se.selection_["rule"] == "one_se"
+    assert one_se.cv_results_["mean_test_score"][one_se.best_index_] < max(one_se.cv_results_["mean_test_score"])
+
+
 def test_many_classes_and_a_single_text_class_keep_cross_validation_on(tmp_path, planted_classifier):
     """Seven classes (one-vs-rest probes), one of them a single text: CV stays on with its 5 folds, the rare class
     trains in every fold, is named as unscored, and the planted neurons are read."""

@@ -17,7 +17,7 @@ from ._fitted import FittedState, fit_record
 from ._memory import workers_within
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_texts
-from .aggregate import DEFAULT_FINAL_CS, candidate_columns, final_fit_bytes, make_final_classifier
+from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS, candidate_columns, final_fit_bytes, make_final_classifier
 from .backbone import Backbone, load_backbone
 from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
@@ -59,8 +59,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     fall back to the embedding where the sparse neurons do not beat it beyond noise. ``cv=None`` is the paper's
     protocol: every choice by the best score on one validation split, no dense readouts. Either way
     ``expected_score_`` estimates the test score with the selection's optimism left out (see ``stc.selection``).
-    ``stc.protocol`` holds the two protocols, ``stc.search`` the search. ``fit_store`` fits on an activation store
-    built elsewhere.
+    ``selection_rule`` and ``readout_kinds`` change the rule and the kinds of readout searched (``stc.protocol``
+    holds the two protocols, ``stc.search`` the search). ``fit_store`` fits on an activation store built elsewhere.
 
     Parameters
     ----------
@@ -89,7 +89,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         other folds, chooses without it (see ``stc.selection``).
     expected_score_se_ : the standard error of ``expected_score_``.
     selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, rule ("one_se" or
-        "best"), n_blocks, n_candidates, n_held_out (texts scored) and
+        "best", as ``selection_rule`` says), n_blocks, n_candidates, n_held_out (texts scored) and
         unscored_classes (classes of one text, trained on in every fold and scored in none).
     temperature_ : the calibration temperature dividing the final logits in ``predict_proba`` (1.0: none).
     backbone_ : the backbone, a dict: name, source, gguf_file, weights_sha256, num_layers and is_decoder.
@@ -117,7 +117,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
                  poolings: Sequence[str] | None = None, etas: Sequence[float] = DEFAULT_ETAS,
                  probe_Cs: Sequence[float] | None = None, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
-                 metric: str = "accuracy", cv: int | str | None = "auto", class_weight: str | None = None,
+                 metric: str = "accuracy", cv: int | str | None = "auto", selection_rule: str = "auto",
+                 readout_kinds: Sequence[str] = READOUT_KINDS, class_weight: str | None = None,
                  calibrate: bool = True, validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
@@ -132,6 +133,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         self.final_Cs = final_Cs
         self.metric = metric
         self.cv = cv
+        self.selection_rule = selection_rule
+        self.readout_kinds = readout_kinds
         self.class_weight = class_weight
         self.calibrate = calibrate
         self.validation_size = validation_size
@@ -232,7 +235,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         >>> backbone = load_backbone("minilm")
         >>> store = build_store(backbone, texts, ExtractionSettings(("hidden", "ffn"), default_poolings(backbone)))
         >>> paper = STCClassifier("minilm", cv=None).fit_store(store, labels)
-        >>> folds = STCClassifier("minilm", cv=3).fit_store(store, labels)
+        >>> named = STCClassifier("minilm", readout_kinds=("sparse",)).fit_store(store, labels)
         """
         timer = PhaseTimer()
         params = self._check_params()
@@ -257,6 +260,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     def _protocol(self, params: dict, codes: np.ndarray, validation_rows: np.ndarray | None) -> Protocol:
         return make_protocol(codes, self.classes_, validation_rows, cv=params["cv"],
                              validation_size=params["validation_size"], seed=params["random_state"],
+                             rule=params["selection_rule"], readout_kinds=params["readout_kinds"],
                              representations=params["representations"])
 
     @staticmethod

@@ -39,7 +39,8 @@ per layer, other poolings) sit within one standard error by luck, and the simple
 on MR with 500 training texts, 5 seeds, in a one-off comparison: 3.2 test points lost against the path rule). The
 path rule follows ESL's own use of the rule, along one regularisation path; ``benchmarks/bench_selection.py``
 measures it against taking the best score on three datasets (its ablation column). With ``cv=None``, the best
-validation score wins (ties as above).
+validation score wins (ties as above). The estimator's ``selection_rule`` overrides the choice ("one_se" or
+"best"; "auto" is the above), and its ``readout_kinds`` which kinds of readout the search builds.
 
 Estimate (``stc.search.TwoStageSearch.expected_score``, with ``leave_one_block_out``): the held-out rows are cut
 into blocks (the folds; with one split, 5 stratified blocks of the validation rows). For each block the search is
