@@ -17,9 +17,13 @@ of a dataset are extracted once into one store; each fit reads its rows from it,
     python benchmarks/bench_selection.py                      # mr, bbc-news, tweets; 500, 2000, all; 5 seeds
     python benchmarks/bench_selection.py --datasets mr --sizes 500 --seeds 2
 
-For ``stc`` the record also holds ablations read from the same fit (the search's candidates are captured; each
-alternative is refitted on the same texts with the same final probes): ``best`` (the best cross-validation
-score, no one-standard-error rule) and ``no_hybrid`` (the rule without the hybrid readouts).
+Two ablations of ``stc`` are ordinary fits on the same texts and store, opt-in with ``--methods`` (each costs a
+whole ``stc`` fit): ``stc-best`` (``selection_rule="best"``: the best cross-validation score, no one-standard-error
+rule) and ``stc-no-hybrid`` (``readout_kinds=("sparse", "dense")``: the rule without the hybrid readouts). Every
+STC figure is read from the fitted estimator's public record (``expected_score_``, ``configuration_``,
+``cv_results_`` ...).
+
+    python benchmarks/bench_selection.py --methods stc,stc-best,stc-no-hybrid
 
 Runs are appended to ``--out`` (JSON lines) as they finish and skipped when already there, so an interrupted run
 resumes; the table is printed from that file.
@@ -37,10 +41,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-import stc.classifier as classifier_module
 from stc import STCClassifier
-from stc.aggregate import candidate_columns
-from stc.selection import choose_one_se, score_blocks
 from stc._metrics import score
 from stc.aggregate import make_final_classifier
 from stc.backbone import load_backbone
@@ -49,16 +50,23 @@ from stc.extract import default_poolings, feature_key
 from stc.store import ActivationStore, ExtractionSettings, build_store
 
 METHODS = ("stc", "stc-split", "embedding")
-EXTRA_METHODS = ("stc-balanced",)  # STCClassifier(class_weight="balanced"), every other default: --methods
+#: The STC methods: STCClassifier with every default but these (the first two are METHODS; the others: --methods).
+STC_METHODS = {"stc": {}, "stc-split": dict(cv=None, calibrate=False), "stc-balanced": dict(class_weight="balanced"),
+               "stc-best": dict(selection_rule="best"), "stc-no-hybrid": dict(readout_kinds=("sparse", "dense"))}
+EXTRA_METHODS = ("stc-balanced", "stc-best", "stc-no-hybrid")
+#: The table's ablation columns: the method behind each, and the name older records (whose ``stc`` record held
+#: the ablation, chosen from that fit's own candidates) gave it.
+ABLATIONS = {"stc-best": "best", "stc-no-hybrid": "no_hybrid"}
 DEFAULT_STORE_DIR = "/tmp/bench/stores"
 
 
 class StoreRows:
-    """Some rows of a store, seen as a store of their own."""
+    """Some rows of a store, seen as a store of their own (what ``STCClassifier.fit_store`` reads; ``meta`` lets it
+    check the backbone and tokenisation the store was extracted with)."""
 
     def __init__(self, store: ActivationStore, rows: np.ndarray):
         self.store, self.rows, self.path, self.keys = store, np.asarray(rows), store.path, store.keys
-        self.n_texts = len(self.rows)
+        self.n_texts, self.meta = len(self.rows), store.meta
 
     def dim(self, key: str) -> int:
         return self.store.dim(key)
@@ -67,54 +75,19 @@ class StoreRows:
         return self.store.load(key, columns=columns, rows=self.rows if rows is None else self.rows[rows])
 
 
-_captured: dict = {}
-
-
-def _capture_search(*args, **kwargs):
-    result = _search(*args, **kwargs)
-    _captured.update(table=result.table, selector=args[4])
-    return result
-
-
-def _capture_columns(candidate, probes, dims):
-    _captured.update(probes=probes, dims=dims)
-    return candidate_columns(candidate, probes, dims)
-
-
-_search = classifier_module.search
-classifier_module.search = _capture_search
-classifier_module.candidate_columns = _capture_columns
-
-
-def ablations(clf, store, pool_rows, pool_codes, test_rows, test_labels, metric, seed) -> dict:
-    """Test scores of what other rules would have chosen from the same candidates (see the module docstring)."""
-    table, selector = _captured["table"], _captured["selector"]
-    blocks = score_blocks(table, selector.y_eval, selector.blocks, selector.metric)
-    means = blocks.mean(axis=1)
-    plain = [i for i, e in enumerate(table) if e.candidate.readout != "hybrid"]
-    choices = {"best": max(range(len(table)), key=lambda i: (means[i], -table[i].n_features)),
-               "no_hybrid": plain[choose_one_se(blocks[plain], [table[i] for i in plain])]}
-    results = {}
-    for name, index in choices.items():
-        candidate = table[index].candidate
-        columns = candidate_columns(candidate, _captured["probes"], _captured["dims"])
-        model = classifier_module.make_final_classifier(candidate.C, seed).fit(
-            np.hstack([store.load(k, columns=c, rows=pool_rows) for k, c in columns.items()]), pool_codes)
-        predicted = clf.classes_[model.predict(np.hstack([store.load(k, columns=c, rows=test_rows)
-                                                          for k, c in columns.items()]))]
-        results[name] = {"test": score(test_labels, predicted, metric), "cv": float(means[index]),
-                         "readout": candidate.readout, "n_features": float(table[index].n_features)}
-    return results
-
-
 class StoredSTC(STCClassifier):
-    """STCClassifier reading the dataset's one store instead of extracting again."""
+    """STCClassifier reading the dataset's one store instead of extracting again: ``fit(texts, ...)`` is
+    ``fit_store`` on those texts' rows of the store ``bench_data`` installed."""
 
     big_store: ActivationStore = None
     row_of: dict = None
 
-    def _build_store(self, backbone, texts, settings, engine=None):
-        return StoreRows(self.big_store, np.array([self.row_of[text] for text in texts]))
+    def fit(self, X, y, *, X_val=None, y_val=None) -> StoredSTC:
+        texts = list(X) + ([] if X_val is None else list(X_val))
+        labels = list(y) + ([] if y_val is None else list(y_val))
+        rows = np.array([self.row_of[text] for text in texts])
+        return self.fit_store(StoreRows(self.big_store, rows), labels,
+                              validation_rows=None if X_val is None else np.arange(len(X), len(texts)))
 
 
 def revision() -> str | None:
@@ -212,9 +185,8 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
                     estimate, test, extra = embedding_run(features, codes, store.load(embedding_key, rows=test_rows),
                                                           test_codes, dataset.metric, seed)
                 else:
-                    clf = StoredSTC(metric=dataset.metric, cv=None if method == "stc-split" else "auto",
-                                    calibrate=method != "stc-split", random_state=seed, show_progress_bar=False,
-                                    class_weight="balanced" if method == "stc-balanced" else None)
+                    clf = StoredSTC(metric=dataset.metric, random_state=seed, show_progress_bar=False,
+                                    **STC_METHODS[method])
                     clf.fit(train_texts, train_labels, X_val=val_texts, y_val=val_labels)
                     X_test = np.hstack([store.load(key, columns=cols, rows=test_rows)
                                         for key, cols in clf.kept_columns_.items()])
@@ -222,14 +194,10 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
                     test = score(np.asarray(dataset.test.labels), predicted, dataset.metric)
                     estimate = clf.val_score_ if method == "stc-split" else clf.expected_score_
                     config = clf.configuration_
-                    if method == "stc" and clf.selection_["protocol"] == "cv":
-                        extra["ablations"] = ablations(
-                            clf, store, np.array([row_of[t] for t in train_texts + val_texts]),
-                            np.searchsorted(clf.classes_, np.concatenate([train_labels, val_labels])), test_rows,
-                            np.asarray(dataset.test.labels), dataset.metric, seed)
                     extra.update({"readout": config.get("readout"), "n_features": clf.n_features_,
-                             "exit_layer": clf.exit_layer_, "eta": config.get("eta"), "C": config.get("C"),
-                             "cv_score": clf.cv_score_, "val_score": clf.val_score_, "timings": clf.fit_timings_})
+                                  "exit_layer": clf.exit_layer_, "eta": config.get("eta"), "C": config.get("C"),
+                                  "cv_score": clf.cv_score_, "val_score": clf.val_score_, "timings": clf.fit_timings_,
+                                  "rule": clf.selection_["rule"], "n_candidates": len(clf.cv_results_["params"])})
                 record = {"dataset": name, "size": str(size), "seed": seed, "method": method, "revision": REVISION,
                           "n_train": len(train_texts), "n_val": len(val_texts), "metric": dataset.metric,
                           "estimate": estimate, "test": test, "optimism": estimate - test,
@@ -256,9 +224,12 @@ def table(out_path) -> str:
             return float(np.mean(values)) if values else float("nan")
         n = min(len(methods.get(m, [])) for m in METHODS)
 
-        def ablation(name):
-            values = [r["ablations"][name]["test"] for r in methods.get("stc", []) if "ablations" in r]
-            return f"{100 * np.mean(values):.1f}" if values else "–"
+        def ablation(method):
+            values = [r["test"] for r in methods.get(method, [])]
+            if values:
+                return f"{100 * np.mean(values):.1f}"
+            old = [r["ablations"][ABLATIONS[method]]["test"] for r in methods.get("stc", []) if "ablations" in r]
+            return f"{100 * np.mean(old):.1f}*" if old else "–"
         margin = 100 * (mean("stc", "test") - mean("embedding", "test"))
         margins.append(margin)
         lines.append(f"| {name} | {size} | {n} | {next(iter(methods.values()))[0]['metric']} | "
@@ -266,8 +237,10 @@ def table(out_path) -> str:
                      f"{100 * mean('stc-split', 'test'):.1f} | {100 * mean('stc-split', 'optimism'):+.1f} | "
                      f"{100 * mean('embedding', 'test'):.1f} | {100 * mean('embedding', 'optimism'):+.1f} | "
                      f"{margin:+.1f} | {mean('stc', 'fit_seconds'):.0f} | {mean('stc-split', 'fit_seconds'):.0f} | "
-                     f"{ablation('best')} | {ablation('no_hybrid')} |")
-    lines.append(f"\nmean stc − embedding over {len(margins)} cells: {np.nanmean(margins):+.2f} points")
+                     f"{ablation('stc-best')} | {ablation('stc-no-hybrid')} |")
+    lines.append("\n*: from records before the ablations were fits of their own (each chosen from the stc fit's own "
+                 "candidates and refitted with its final probes)")
+    lines.append(f"mean stc − embedding over {len(margins)} cells: {np.nanmean(margins):+.2f} points")
     revisions = {cell: sorted({str(r.get("revision")) for r in methods.get("stc", [])}) for cell, methods in
                  sorted(cells.items())}
     lines.append("stc records by commit (None: before records named it): " + "; ".join(

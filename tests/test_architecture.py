@@ -3,7 +3,8 @@
 Every module of ``src/stc`` sits in one layer of ``LAYERS``; a module may import its own layer and the layers below
 (an import inside a function counts too), never one above. Also checked: no import circle, no import of another
 module's private (underscore) name or of another package's private module, forward hooks only in the extraction
-module, the estimator's private backbone loader and pipeline read only by the estimator, and no file over
+module, the estimator's private backbone loader and pipeline read only by the estimator (and no test or benchmark
+subclassing the estimator to override a private method: ``STCClassifier.fit_store`` is the seam), and no file over
 ``MAX_LINES`` lines.
 """
 
@@ -31,6 +32,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("sparsify", ("sparsify",)),
     ("aggregate", ("aggregate",)),
     ("selection", ("selection",)),
+    ("search", ("search",)),  # the two-stage search and its replayed estimate
+    ("protocol", ("protocol",)),  # one validation split or k folds: probes, search, final rows and probes
     # what the estimator is made of: shared estimator helpers, atomic directory I/O, the readout's field checks
     ("estimator parts", ("_estimator", "_parameters", "_persist", "_readout_fields")),
     ("readout", ("readout",)),  # the fitted state: one immutable value, saved and loaded by itself
@@ -211,6 +214,29 @@ def test_the_attribute_checks_see_the_uses_they_allow():
     assert any(use.startswith("stc.classifier ") for use in attribute_uses(ESTIMATOR_INTERNALS, set()))
     assert any(use.startswith("stc.head ") for use in attribute_uses(PIPELINE_INTERNALS, set()))
     assert any(use.startswith("stc.head ") for use in linear_products(set()))
+
+
+def private_overrides(source: str) -> list[str]:
+    """"Class.method" for each private method a class defined in ``source`` overrides on a subclass of
+    STCClassifier."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and any(
+                (base.id if isinstance(base, ast.Name) else getattr(base, "attr", None)) == "STCClassifier"
+                for base in node.bases):
+            found += [f"{node.name}.{item.name}" for item in node.body if isinstance(item, ast.FunctionDef)
+                      and item.name.startswith("_") and not item.name.startswith("__")]
+    return found
+
+
+def test_no_test_or_benchmark_overrides_the_estimators_private_methods():
+    root = SRC.parents[1]
+    found = [f"{path.relative_to(root)}: {override}" for folder in ("tests", "benchmarks")
+             for path in sorted((root / folder).rglob("*.py"))
+             for override in private_overrides(path.read_text(encoding="utf-8"))]
+    assert not found, "fit on a built store with STCClassifier.fit_store instead of overriding:\n" + "\n".join(found)
+    assert private_overrides("class Planted(stc.STCClassifier):\n    def _load_backbone(self): ...") == \
+        ["Planted._load_backbone"]  # the check sees an override
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -154,3 +154,63 @@ def test_embedding_baseline_without_store_reuse_extracts_its_own_features(fitted
     baseline = EmbeddingClassifier("minilm", pooling="mean", store_dir=store_dir, reuse_store=False, Cs=(1.0,),
                                    show_progress_bar=False).fit(texts, labels)
     assert baseline.n_features_ == 384
+
+
+# --- fit_store: the public seam for a store built elsewhere (on the tiny BERT: seconds) ----------------------------
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory, tokenizer):
+    from .fitted_tiny import save_tiny
+
+    return save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+
+
+def _same_model(a: STCClassifier, b: STCClassifier) -> None:
+    for name in ("mean", "scale", "coef", "intercept"):
+        np.testing.assert_array_equal(getattr(a.readout_, name), getattr(b.readout_, name))
+    assert a.kept_neurons_ == b.kept_neurons_ and a.configuration_ == b.configuration_
+    for name in ("search_results_", "probe_scores_", "selection_", "validation_", "temperature_", "expected_score_",
+                 "best_index_", "backbone_", "extraction_"):
+        assert getattr(a, name) == getattr(b, name), name
+
+
+@pytest.mark.parametrize("cv, given", [("auto", True), (None, False)])
+def test_fit_store_on_the_store_fit_built_gives_the_same_model(tiny_bert, tmp_path, cv, given):
+    from stc.store import ActivationStore
+
+    from .fitted_tiny import FAST, planted
+
+    texts, labels = planted(2, per_class=20)
+    val_texts, val_labels = planted(2, per_class=5, seed=1)
+    extra = dict(X_val=val_texts, y_val=val_labels) if given else {}
+    fitted = STCClassifier(tiny_bert, store_dir=str(tmp_path), cv=cv, **FAST).fit(texts, labels, **extra)
+    store = ActivationStore(fitted.store_path_)
+    rows = np.arange(len(texts), len(texts) + len(val_texts)) if given else None
+    again = STCClassifier(tiny_bert, cv=cv, **FAST).fit_store(store, labels + (val_labels if given else []),
+                                                              validation_rows=rows)
+    _same_model(fitted, again)
+    assert again.store_path_ == fitted.store_path_
+    assert "extract" in fitted.fit_timings_ and "extract" not in again.fit_timings_
+
+
+def test_fit_store_refuses_a_store_it_cannot_read(tiny_bert, tmp_path):
+    from stc.store import ActivationStore
+
+    from .fitted_tiny import FAST, planted
+
+    texts, labels = planted(2, per_class=12)
+    store = ActivationStore(STCClassifier(tiny_bert, store_dir=str(tmp_path), **FAST).fit(texts, labels).store_path_)
+    STCClassifier(tiny_bert, **FAST).fit_store(store, labels)  # the control: this store fits
+    with pytest.raises(ValueError, match=r"has no 'hidden.L0.first' \(7 of the 14"):
+        STCClassifier(tiny_bert, **{**FAST, "poolings": ("mean", "first")}).fit_store(store, labels)
+    with pytest.raises(ValueError, match="y has 5 labels but there are 24 texts"):
+        STCClassifier(tiny_bert, **FAST).fit_store(store, labels[:5])
+    with pytest.raises(ValueError, match="was extracted with max_length=None, not 16"):
+        STCClassifier(tiny_bert, max_length=16, **FAST).fit_store(store, labels)
+    with pytest.raises(ValueError, match="validation_rows must be distinct indices of the 24 rows"):
+        STCClassifier(tiny_bert, **FAST).fit_store(store, labels, validation_rows=[3, 3])
+    with pytest.raises(ValueError, match=r"validation_rows include some that no other row has: \['bad'\]"):
+        STCClassifier(tiny_bert, **FAST).fit_store(store, labels, validation_rows=np.arange(12, 24))
+    store.meta["weights_sha256"] = "0" * 64  # as if extracted from another backbone
+    with pytest.raises(ValueError, match=r"was extracted from weights \(sha256 000000000000…\) that differ"):
+        STCClassifier(tiny_bert, **FAST).fit_store(store, labels)

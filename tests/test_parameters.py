@@ -53,6 +53,11 @@ def test_every_default_passes_its_own_check():
     ("model", "", "model must be an alias, a directory, a .gguf file or a hub id, got ''"),
     ("etas", (0.5, 2.0), "etas must hold numbers in (0, 1.0], got 2.0"),
     ("poolings", ("median",), "unknown pooling 'median'"),
+    ("selection_rule", "one-se", "selection_rule must be one of ('auto', 'one_se', 'best'), got 'one-se'"),
+    ("readout_kinds", ("sparse", "embedding"), "unknown readout_kind 'embedding'"),
+    ("readout_kinds", (), "readout_kinds is empty"),
+    ("readout_kinds", ("sparse", "hybrid"), "readout_kinds: 'hybrid' (the dense leader plus the sparse leader's "
+                                            "neurons) needs 'sparse' and 'dense' too, got ('sparse', 'hybrid')"),
 ])
 def test_a_refused_value_is_one_line_naming_the_parameter_and_the_value(name, value, message):
     with pytest.raises(ValueError) as raised:
@@ -87,10 +92,11 @@ def test_stc_fit_options_keep_their_names_and_give_the_estimators_values():
         "--windows", "--window-overlap", "8", "--max-length", "64", "--token-budget", "512", "--metric", "macro_f1",
         "--validation-size", "0.3", "--random-state", "7", "--trust-remote-code", "--dtype", "float16",
         "--store-dtype", "float16", "--probe-solver", "liblinear", "--device", "cpu", "--store-dir", "s",
-        "--model", "smollm2"])
+        "--model", "smollm2", "--selection-rule", "best", "--readout-kinds", "sparse,dense"])
     assert values_from_args(args, STC_PARAMETERS) == dict(
         model="smollm2", representations=("hidden",), poolings=("mean", "max"), etas=(0.1, 0.5), probe_Cs=(0.1, 1.0),
-        final_Cs=(1.0,), metric="macro_f1", cv=None, class_weight="balanced", calibrate=False, validation_size=0.3,
+        final_Cs=(1.0,), metric="macro_f1", cv=None, selection_rule="best", readout_kinds=("sparse", "dense"),
+        class_weight="balanced", calibrate=False, validation_size=0.3,
         max_length=64, windows=True, window_overlap=8, token_budget=512, store_dir="s", store_dtype="float16",
         probe_solver="liblinear", device="cpu", dtype="float16", n_jobs=2, random_state=7, show_progress_bar=False,
         trust_remote_code=True, engine="ray", ray_address="head:6379", workers=3, gpus_per_worker=0.5)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,17 +13,21 @@ from stc import STCClassifier
 from stc._summary import summary_lines
 from stc.aggregate import Candidate, Evaluation
 from stc.calibration import expected_calibration_error, fit_temperature, log_loss, probabilities
+from stc.search import SearchSpace, TwoStageSearch
 from stc.selection import Selector, choose_one_se, expected_score, make_folds, resolve_cv, unscored_classes
 from stc.store import FORMAT_VERSION, ActivationStore
+
+from .fitted_tiny import save_tiny
 
 
 # --- planted problems on a synthetic store ----------------------------------------------------------------------
 
 class _Rows:
-    """Rows of a store seen as a store of their own (texts name their row: "text 17")."""
+    """Rows of a store seen as a store of their own."""
 
     def __init__(self, store: ActivationStore, rows: np.ndarray):
         self.store, self.rows, self.path, self.keys = store, rows, store.path, store.keys
+        self.n_texts = len(rows)
 
     def dim(self, key):
         return self.store.dim(key)
@@ -50,20 +56,20 @@ def _planted(seed: int, n: int = 2200, effect: float = 0.5):
     return arrays, y
 
 
-@pytest.fixture
-def planted_classifier(tiny_backbones):
-    """An STCClassifier reading a given store and the tiny BERT, so the selection runs without extraction."""
+@pytest.fixture(scope="module")
+def planted_classifier(tmp_path_factory, tokenizer):
+    """STCClassifier on the tiny BERT (saved as a model directory), to be fitted on planted stores with
+    ``fit_store``: the selection runs without extraction."""
+    model = save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+    return functools.partial(STCClassifier, model)
 
-    class Planted(STCClassifier):
-        store: ActivationStore = None
 
-        def _load_backbone(self):
-            return tiny_backbones["bert"]
-
-        def _build_store(self, backbone, texts, settings, engine=None):
-            return _Rows(self.store, np.array([int(text.split()[1]) for text in texts]))
-
-    return Planted
+def _fit_rows(clf: STCClassifier, store: ActivationStore, y: np.ndarray, train: np.ndarray,
+              val: np.ndarray | None = None) -> STCClassifier:
+    """``clf`` fitted on rows ``train`` of a planted store, with rows ``val`` as its given validation set."""
+    rows = train if val is None else np.concatenate([train, val])
+    return clf.fit_store(_Rows(store, rows), y[rows],
+                         validation_rows=None if val is None else np.arange(len(train), len(rows)))
 
 
 def _test_accuracy(clf, store, rows, y):
@@ -76,14 +82,13 @@ def test_one_split_search_overfits_a_tiny_validation_set_and_cross_validation_do
     split_optimism, cv_optimism, split_test, cv_test = [], [], [], []
     for seed in range(3):
         arrays, y = _planted(seed)
-        planted_classifier.store = _write_store(tmp_path / str(seed), arrays)
-        texts = [f"text {i}" for i in range(len(y))]
+        store = _write_store(tmp_path / str(seed), arrays)
         train, val, test = np.arange(120), np.arange(120, 140), np.arange(200, 2200)
         for cv in (None, "auto"):
             clf = planted_classifier(representations=("hidden", "ffn"), poolings=("mean",), cv=cv,
                                      show_progress_bar=False, random_state=seed)
-            clf.fit([texts[i] for i in train], y[train], X_val=[texts[i] for i in val], y_val=y[val])
-            accuracy = _test_accuracy(clf, planted_classifier.store, test, y)
+            _fit_rows(clf, store, y, train, val)
+            accuracy = _test_accuracy(clf, store, test, y)
             if cv is None:
                 split_optimism.append(clf.val_score_ - accuracy)
                 split_test.append(accuracy)
@@ -98,18 +103,17 @@ def test_one_split_search_overfits_a_tiny_validation_set_and_cross_validation_do
 
 def test_cross_validated_fit_refits_on_train_and_validation_together(tmp_path, planted_classifier):
     arrays, y = _planted(7, n=300, effect=1.5)
-    planted_classifier.store = _write_store(tmp_path / "s", arrays)
-    texts = [f"text {i}" for i in range(len(y))]
+    store = _write_store(tmp_path / "s", arrays)
     clf = planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
-    clf.fit(texts[:200], y[:200], X_val=texts[200:260], y_val=y[200:260])
-    fitted_on = np.hstack([planted_classifier.store.load(key, columns=columns, rows=np.arange(260))
+    _fit_rows(clf, store, y, np.arange(200), np.arange(200, 260))
+    fitted_on = np.hstack([store.load(key, columns=columns, rows=np.arange(260))
                            for key, columns in clf.kept_columns_.items()])
     np.testing.assert_allclose(clf.readout_.mean, fitted_on.mean(axis=0), rtol=1e-5)  # standardised on all 260
     assert clf.validation_ == {"given": True, "n_train": 260, "n_val": 0, "cv": 5}
     assert {"fold probes", "search", "final probes", "final"} <= set(clf.fit_timings_)
     assert "hidden.L2.mean" in clf.kept_columns_ and 5 in clf.kept_columns_["hidden.L2.mean"]
     again = planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
-    again.fit(texts[:200], y[:200], X_val=texts[200:260], y_val=y[200:260])
+    _fit_rows(again, store, y, np.arange(200), np.arange(200, 260))
     assert again.search_results_ == clf.search_results_  # seeded folds: the same choices, run after run
 
 
@@ -120,13 +124,44 @@ def test_dense_readout_wins_where_the_signal_is_spread_thin(tmp_path, planted_cl
     y = rng.integers(0, 2, n)
     arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n, 32)) for layer in range(4)}
     arrays["hidden.L3.mean"] += 0.18 * (2.0 * y - 1.0)[:, None]
-    planted_classifier.store = _write_store(tmp_path / "s", arrays)
-    texts = [f"text {i}" for i in range(n)]
-    clf = planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
-    clf.fit(texts[:300], y[:300])
+    store = _write_store(tmp_path / "s", arrays)
+    clf = _fit_rows(planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False),
+                    store, y, np.arange(300))
     assert clf.configuration_["readout"] == "dense"
     assert list(clf.kept_columns_) == ["hidden.L3.mean"] and clf.n_features_ == 32
-    assert _test_accuracy(clf, planted_classifier.store, np.arange(300, 600), y) > 0.8
+    assert _test_accuracy(clf, store, np.arange(300, 600), y) > 0.8
+
+
+def test_readout_kinds_sparse_reads_named_neurons_where_dense_would_win(tmp_path, planted_classifier):
+    """The store where a dense readout wins (above): asked for sparse readouts only, the search builds no other."""
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(0, 2, n)
+    arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n, 32)) for layer in range(4)}
+    arrays["hidden.L3.mean"] += 0.18 * (2.0 * y - 1.0)[:, None]
+    store = _write_store(tmp_path / "s", arrays)
+    params = dict(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
+    sparse = _fit_rows(planted_classifier(readout_kinds=("sparse",), **params), store, y, np.arange(300))
+    assert sparse.configuration_["readout"] == "sparse"
+    assert set(sparse.cv_results_["param_readout_kind"]) == {"sparse"}
+    no_hybrid = _fit_rows(planted_classifier(readout_kinds=("sparse", "dense"), **params), store, y, np.arange(300))
+    assert set(no_hybrid.cv_results_["param_readout_kind"]) == {"sparse", "dense"}
+    with pytest.raises(ValueError, match=r"readout_kinds=\('dense',\) leaves nothing to search: cv=None"):
+        _fit_rows(planted_classifier(readout_kinds=("dense",), cv=None, **params), store, y, np.arange(300))
+
+
+def test_selection_rule_best_takes_the_best_mean_test_score(tmp_path, planted_classifier):
+    arrays, y = _planted(1, n=300, effect=1.0)
+    store = _write_store(tmp_path / "s", arrays)
+    params = dict(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
+    best = _fit_rows(planted_classifier(selection_rule="best", **params), store, y, np.arange(300))
+    scores = best.cv_results_["mean_test_score"]
+    assert best.selection_["rule"] == "best" and best.selection_["protocol"] == "cv"
+    assert best.best_index_ == int(np.argmax(scores))
+    # the control: on this store the default rule (one standard error) takes a simpler, lower-scoring candidate
+    one_se = _fit_rows(planted_classifier(**params), store, y, np.arange(300))
+    assert one_se.selection_["rule"] == "one_se"
+    assert one_se.cv_results_["mean_test_score"][one_se.best_index_] < max(one_se.cv_results_["mean_test_score"])
 
 
 def test_many_classes_and_a_single_text_class_keep_cross_validation_on(tmp_path, planted_classifier):
@@ -139,28 +174,26 @@ def test_many_classes_and_a_single_text_class_keep_cross_validation_on(tmp_path,
     arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n, 32)) for layer in range(4)}
     for c in range(n_classes):
         arrays["hidden.L2.mean"][:, c] += 4.0 * (y == c)
-    planted_classifier.store = _write_store(tmp_path / "s", arrays)
-    texts = [f"text {i}" for i in range(n)]
-    clf = planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
-    clf.fit(texts[:300], y[:300])
+    store = _write_store(tmp_path / "s", arrays)
+    clf = _fit_rows(planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False),
+                    store, y, np.arange(300))
     assert clf.selection_["protocol"] == "cv" and clf.selection_["folds"] == 5
     assert clf.selection_["unscored_classes"] == [n_classes - 1]
     assert "not scored (too rare to hold out; trained on in every fold): 1 class(es): 6" in summary_lines(clf)
     assert clf.validation_["n_train"] == 300
     assert "hidden.L2.mean" in clf.kept_columns_
-    assert _test_accuracy(clf, planted_classifier.store, np.arange(300, n), y) > 0.9
+    assert _test_accuracy(clf, store, np.arange(300, n), y) > 0.9
 
 
 def test_class_weight_reaches_the_probes_and_the_final_classifier(tmp_path, planted_classifier):
     arrays, y = _planted(3, n=400, effect=1.0)
     y[:300] = np.where(np.arange(300) % 5 == 0, y[:300], 0)  # imbalanced: mostly class 0
-    planted_classifier.store = _write_store(tmp_path / "s", arrays)
-    texts = [f"text {i}" for i in range(400)]
-    clf = planted_classifier(representations=("hidden",), poolings=("mean",), class_weight="balanced",
-                             metric="macro_f1", show_progress_bar=False).fit(texts[:300], y[:300])
+    store = _write_store(tmp_path / "s", arrays)
+    clf = _fit_rows(planted_classifier(representations=("hidden",), poolings=("mean",), class_weight="balanced",
+                                       metric="macro_f1", show_progress_bar=False), store, y, np.arange(300))
     assert clf.classifier_.named_steps["logreg"].class_weight == "balanced"
     with pytest.raises(ValueError, match="class_weight must be one of"):
-        planted_classifier(class_weight="equal").fit(texts[:300], y[:300])
+        _fit_rows(planted_classifier(class_weight="equal"), store, y, np.arange(300))
 
 
 # --- the rules themselves -----------------------------------------------------------------------------------------
@@ -279,22 +312,41 @@ def test_expected_score_replays_the_first_stage_without_each_block():
     blocks = [np.arange(k * 100, (k + 1) * 100) for k in range(5)]
     a = Candidate("sparse", ("hidden",), ("mean",), 0.5, 3, 0.1, 1)
     b = Candidate("sparse", ("ffn",), ("mean",), 0.5, 3, 0.1, 1)
-    stage_one = [_scored(a, [1.0, 0.6, 0.6, 0.6, 0.6]), _scored(b, [0.5, 0.64, 0.64, 0.64, 0.64])]
-    around = {a: [_scored(Candidate("sparse", ("hidden",), ("mean",), 0.5, 2, 1.0, 2), [1.0, 0.7, 0.7, 0.7, 0.7])],
-              b: [_scored(Candidate("sparse", ("ffn",), ("mean",), 0.5, 2, 1.0, 2), [0.5, 0.7, 0.7, 0.7, 0.7])]}
-    calls = []
+    a2 = Candidate("sparse", ("hidden",), ("mean",), 0.5, 2, 1.0, 2)
+    b2 = Candidate("sparse", ("ffn",), ("mean",), 0.5, 2, 1.0, 2)
+    # every candidate that keeps a neuron; the stage-2 candidates of the space but a2 and b2 keep none
+    scored = {a: _scored(a, [1.0, 0.6, 0.6, 0.6, 0.6]), b: _scored(b, [0.5, 0.64, 0.64, 0.64, 0.64]),
+              a2: _scored(a2, [1.0, 0.7, 0.7, 0.7, 0.7]), b2: _scored(b2, [0.5, 0.7, 0.7, 0.7, 0.7])}
+    asked = []
 
-    def stage_two(sparse, dense):
-        calls.append((sparse, dense))
-        return around[sparse]
+    def evaluate(candidates, desc):
+        asked.extend(candidates)
+        return [scored[c] for c in candidates if c in scored]
 
+    space = SearchSpace([("hidden",), ("ffn",)], [("mean",)], etas=(0.5,), exit_layers=(2, 3), Cs=(0.1, 1.0))
     selector = Selector(y, blocks, "accuracy", "one_se")
-    evaluations = stage_one + around[a]
-    as_is, _ = expected_score(selector, evaluations)
-    replayed, _ = expected_score(selector, evaluations, stage_two)
+    search = TwoStageSearch(space, evaluate, selector)
+    outcome = search.run()
+    assert [e.candidate for e in outcome.table] == [a, b, a2]  # stage 2 around A, the leader on every block
+    as_is, _ = expected_score(selector, outcome.table)
+    replayed, _ = search.expected_score()
     assert as_is == pytest.approx((1.0 + 4 * 0.7) / 5)  # block 0 scored by A's second stage: A's luck counted
     assert replayed == pytest.approx((0.5 + 4 * 0.7) / 5)
-    assert calls == [(b, None), (a, None), (a, None), (a, None), (a, None)]
+    assert asked.count(b2) == 1 and asked.count(a2) == 1  # B's stage 2 run once, for block 0; A's never again
+
+
+def test_readout_kinds_leave_the_others_out_of_the_search():
+    sparse = Candidate("sparse", ("hidden",), ("mean",), 0.5, 3, 0.1, 1)
+    dense = Candidate("dense", ("hidden",), ("mean",), None, 3, 0.1, 1, "hidden.L3.mean")
+    everything = SearchSpace([("hidden",)], [("mean",)], etas=(0.5,), exit_layers=(3,), Cs=(0.1, 1.0),
+                             dense_keys=("hidden.L3.mean",))
+    assert {c.readout for c in everything.stage_two(sparse, dense)} == {"sparse", "dense", "hybrid"}
+    no_hybrid = replace(everything, kinds=("sparse", "dense"))
+    assert {c.readout for c in no_hybrid.stage_two(sparse, dense)} == {"sparse", "dense"}
+    assert SearchSpace.over(("hidden", "ffn"), ("mean",), 3, etas=(0.5,), Cs=(1.0,), kinds=("sparse",)).dense_keys == []
+    assert SearchSpace.over(("ffn",), ("mean",), 3, etas=(0.5,), Cs=(1.0,)).dense_keys == []
+    assert SearchSpace.over(("hidden",), ("mean", "max"), 2, etas=(0.5,), Cs=(1.0,)).dense_keys == [
+        "hidden.L1.mean", "hidden.L1.max", "hidden.L2.mean", "hidden.L2.max"]  # no embeddings (layer 0)
 
 
 # --- calibration ----------------------------------------------------------------------------------------------------
@@ -328,10 +380,9 @@ def test_estimates_temperature_and_readout_survive_save_and_load(tmp_path, plant
     from stc import load
 
     arrays, y = _planted(5, n=300, effect=1.5)
-    planted_classifier.store = _write_store(tmp_path / "s", arrays)
-    texts = [f"text {i}" for i in range(len(y))]
-    clf = planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
-    clf.fit(texts[:250], y[:250])
+    store = _write_store(tmp_path / "s", arrays)
+    clf = _fit_rows(planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False),
+                    store, y, np.arange(250))
     clf.save(tmp_path / "model")
     loaded = load(tmp_path / "model", check_backbone=False)
     for name in ("temperature_", "expected_score_", "expected_score_se_", "cv_score_", "cv_score_se_",

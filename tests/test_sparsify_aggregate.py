@@ -8,9 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-from stc.aggregate import Split, feature_names, kept_columns, search
+from stc.aggregate import CandidateEvaluator, Split, feature_names, kept_columns
 from stc.selection import Selector, configuration_rows, estimate_blocks
 from stc.probe import fit_probes
+from stc.search import SearchSpace, TwoStageSearch
 from stc.sparsify import select_neurons
 from stc.store import FORMAT_VERSION, ActivationStore
 
@@ -108,10 +109,9 @@ def test_search_prefers_the_shallowest_exit_that_holds_the_signal(tmp_path):
     probes = fit_probes(store, store.keys, y, train, val, Cs=(0.001, 0.01))
 
     selector = Selector(y[val], estimate_blocks(y[val], 0), "accuracy", "best")
-    searched = search([Split(train, val, probes)], lambda key, columns: store.load(key, columns=columns),
-                      y, {key: store.dim(key) for key in store.keys}, selector,
-                      representation_sets=[("hidden",)], pooling_sets=[("mean",)], etas=(0.5, 0.9),
-                      exit_layers=(1, 2, 3), Cs=(0.1, 1.0))
+    evaluate = CandidateEvaluator([Split(train, val, probes)], store, y, {key: store.dim(key) for key in store.keys})
+    space = SearchSpace([("hidden",)], [("mean",)], etas=(0.5, 0.9), exit_layers=(1, 2, 3), Cs=(0.1, 1.0))
+    searched = TwoStageSearch(space, evaluate, selector).run()
     table = configuration_rows(selector, searched.table)
     best = table[searched.chosen]
     assert best.exit_layer == 1

@@ -4,14 +4,15 @@ predict methods of an estimator whose ``transform`` feeds a fitted ``classifier_
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 from sklearn.utils import Tags, TransformerTags
 
 from ._validation import check_labels, check_texts
 from .calibration import probabilities
 from .head import plain_label
+from .selection import split_rows
 
-__all__ = ["encode_labels", "validation_split", "fit_split", "plain_label", "text_estimator_tags", "FeatureReadoutMixin"]
+__all__ = ["encode_labels", "validation_split", "check_validation_rows", "fit_split", "plain_label",
+           "text_estimator_tags", "FeatureReadoutMixin"]
 
 
 def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X_val, y_val, *,
@@ -27,22 +28,27 @@ def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X
         if unknown:
             raise ValueError(f"y_val holds labels absent from y: {unknown[:5]}")
         return texts, codes, val_texts, np.searchsorted(classes, val_labels)
-    if not isinstance(validation_size, float) or not 0.0 < validation_size < 1.0:
-        raise ValueError(f"validation_size must be a float in (0, 1), got {validation_size!r}")
-    counts = np.bincount(codes)
-    # A class of one text stays in training (it cannot be on both sides); every other class is stratified.
-    single = counts[codes] == 1
-    rows = np.flatnonzero(~single)
-    n_val = int(np.ceil(validation_size * len(rows)))
-    n_split_classes = int(np.count_nonzero(counts >= 2))
-    if n_split_classes < 1 or n_val < n_split_classes or len(rows) - n_val < n_split_classes:
-        raise ValueError(f"a stratified validation split of {validation_size:.0%} of {len(codes)} texts needs one "
-                         f"text of each of its {n_split_classes} classes with 2 or more texts on each side; "
-                         f"{len(rows)} texts are too few (pass a larger validation_size, or X_val, y_val)")
-    train_index, val_index = train_test_split(rows, test_size=validation_size, stratify=codes[rows],
-                                              random_state=random_state)
-    train_index = np.concatenate([train_index, np.flatnonzero(single)])
+    train_index, val_index = split_rows(codes, validation_size, random_state)
     return ([texts[i] for i in train_index], codes[train_index], [texts[i] for i in val_index], codes[val_index])
+
+
+def check_validation_rows(validation_rows, codes: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
+    """The given validation rows of a pool labelled ``codes`` as an index array (None: none given), refused unless
+    they are distinct row indices leaving rows to train on, whose labels all occur in those training rows."""
+    if validation_rows is None:
+        return None
+    rows = np.asarray(validation_rows)
+    if rows.ndim != 1 or not len(rows) or rows.dtype.kind not in "iu":
+        raise ValueError(f"validation_rows must be a non-empty sequence of row indices, got {validation_rows!r}")
+    if rows.min() < 0 or rows.max() >= len(codes) or len(np.unique(rows)) != len(rows):
+        raise ValueError(f"validation_rows must be distinct indices of the {len(codes)} rows, in [0, {len(codes)})")
+    if len(rows) == len(codes):
+        raise ValueError("validation_rows holds every row: leave some to train on")
+    unknown = np.setdiff1d(codes[rows], np.delete(codes, rows))
+    if len(unknown):
+        raise ValueError(f"the labels of validation_rows include some that no other row has: "
+                         f"{classes[unknown][:5].tolist()}")
+    return rows.astype(np.int64)
 
 
 def encode_labels(y, n_texts: int) -> tuple[np.ndarray, np.ndarray]:

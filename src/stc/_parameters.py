@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._metrics import METRICS
-from ._validation import check_grid, check_poolings, check_representations
-from .aggregate import DEFAULT_FINAL_CS
+from ._validation import check_choices, check_grid, check_poolings, check_representations
+from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS
 from .distributed import ENGINES
 from .extract import POOLINGS, REPRESENTATIONS
 from .probe import CLASS_WEIGHTS, PROBE_SOLVERS
 from .sparsify import DEFAULT_ETAS
 
-__all__ = ["Allowed", "Parameter", "STC_PARAMETERS", "check_parameters", "parameters_doc", "add_arguments",
-           "values_from_args"]
+__all__ = ["Allowed", "Parameter", "STC_PARAMETERS", "check_parameters", "check_readout_kinds", "parameters_doc",
+           "add_arguments", "values_from_args"]
 
 
 # --- what a parameter accepts ---------------------------------------------------------------------------------------
@@ -108,6 +108,16 @@ def _choice(values: tuple) -> Callable[[str], Any]:
     return parse
 
 
+def check_readout_kinds(value: Any) -> tuple[str, ...]:
+    """Distinct names from ``READOUT_KINDS``; a hybrid (the dense leader plus the sparse leader's neurons) needs
+    both the others."""
+    kinds = check_choices(value, READOUT_KINDS, "readout_kinds")
+    if "hybrid" in kinds and not {"sparse", "dense"} <= set(kinds):
+        raise ValueError(f"readout_kinds: 'hybrid' (the dense leader plus the sparse leader's neurons) needs 'sparse' "
+                         f"and 'dense' too, got {kinds!r}")
+    return kinds
+
+
 def parse_cv(value: str) -> int | str | None:
     """--cv: auto, none (one validation split) or a number of folds."""
     if value.lower() == "none":
@@ -187,6 +197,14 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
               cli_help="how settings are chosen: auto (cross-validation up to 20,000 texts: 5 folds below 5,000, "
                        "3 from there; else one validation split), an integer k (k folds), or none (one validation "
                        "split, the paper's)"),
+    Parameter("selection_rule", "auto", one_of("auto", "one_se", "best"),
+              "how the search chooses among the candidates it scored: 'one_se' (the simplest candidate within one "
+              "standard error of the best, along the best one's path), 'best' (the best held-out score), or 'auto' "
+              "(one_se, but best with cv=None: the paper's protocol)"),
+    Parameter("readout_kinds", READOUT_KINDS, Allowed(f"names from {READOUT_KINDS}", convert=check_readout_kinds),
+              "the readouts the search may build: sparse (named neurons kept by the probes), dense (every neuron of "
+              "one layer's hidden state) and hybrid (the two together: needs both); with cv=None (the paper's "
+              "protocol) sparse ones only", comma_list()),
     Parameter("class_weight", None, one_of(*CLASS_WEIGHTS),
               "None, or 'balanced' to weigh every class the same in the probes and the final classifier (for "
               "imbalanced labels, typically with metric='macro_f1')",

@@ -5,16 +5,16 @@ representations and poolings, of layers up to an exit layer), dense (every neuro
 state; the last layer's mean is the sentence-embedding baseline itself) or hybrid (the best dense layer plus the
 best sparse neurons: the embedding, told what it misses by named neurons of other layers), and the C of the final
 logistic regression. ``evaluate_candidates`` fits each candidate on the training rows of every split and predicts that
-split's held-out rows; ``search`` runs the two-stage search over candidates. Which candidate wins is decided by a
-selector given by the caller (``stc.selection``): the paper's best validation score, or a one-standard-error rule
-over cross-validation folds.
+split's held-out rows; ``CandidateEvaluator`` binds it to a store and its splits. Which candidates are tried, and
+which wins, is decided above this module: the two-stage search (``stc.search``) and the selection rule
+(``stc.selection``).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -25,13 +25,13 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._memory import workers_within
 from .extract import parse_key
-from .head import make_final_classifier
+from .head import LinearHead, make_final_classifier
 from .probe import ProbeResult
 from .sparsify import select_neurons
 
 __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", "candidate_columns",
-           "feature_names", "make_final_classifier", "final_fit_bytes", "evaluate_candidates", "search",
-           "SearchResult", "stage_two_candidates", "DEFAULT_FINAL_CS", "READOUT_KINDS", "SelectionRule"]
+           "feature_names", "make_final_classifier", "final_fit_bytes", "evaluate_candidates", "CandidateEvaluator",
+           "StoreColumns", "DEFAULT_FINAL_CS", "READOUT_KINDS"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
 #: The kinds of readout a candidate (and so a fitted model) is: ``Candidate.readout`` holds one.
@@ -177,8 +177,10 @@ def evaluate_candidates(
         parts = [cache[key][1][np.searchsorted(cache[key][0], indices)] for key, indices in columns.items()]
         X = np.concatenate(parts).T
         model = make_final_classifier(C, seed, class_weight).fit(X[split.train_rows], y[split.train_rows])
-        decisions = model.decision_function(X[split.val_rows])
-        return model.predict(X[split.val_rows]), decisions.reshape(len(split.val_rows), -1)
+        # held-out rows through the head a fitted model would hold: the same arithmetic as predict_proba
+        head = LinearHead.from_pipeline(model, model.classes_)
+        held_out = X[split.val_rows]
+        return head.labels(held_out), head.decision(held_out).reshape(len(split.val_rows), -1)
 
     tasks = [(j, s) for j in range(len(jobs)) for s in range(len(splits))]
     # One BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
@@ -202,83 +204,31 @@ def evaluate_candidates(
             for j, (candidate, per_split) in enumerate(jobs)]
 
 
-class SelectionRule(Protocol):
-    """What ``search`` needs from a selection rule: ``stc.selection.Selector`` is the one implementation."""
+class StoreColumns(Protocol):
+    """What the evaluation reads from an activation store (``stc.store.ActivationStore`` has it)."""
 
-    def leader(self, evaluations: Sequence[Evaluation]) -> int: ...
-    def choose(self, evaluations: Sequence[Evaluation]) -> int: ...
+    def load(self, key: str, columns: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
-class SearchResult:
-    """The search's choice, every evaluation, and a way to run its second stage around other leaders (what an
-    honest estimate needs: the leaders chosen without a block of held-out rows may differ)."""
+class CandidateEvaluator:
+    """``evaluate_candidates`` bound to a store, its splits and its labels: called with candidates (and a progress
+    bar's name), it gives their evaluations, as the search asks for them stage by stage."""
 
-    chosen: int
-    table: list[Evaluation]
-    stage_two: Callable[[Candidate | None, Candidate | None], list[Evaluation]]
+    splits: Sequence[Split]
+    store: StoreColumns
+    y: np.ndarray
+    dims: Mapping[str, int]
+    n_jobs: int | None = 1
+    seed: int | None = 0
+    class_weight: str | None = None
+    show_progress_bar: bool = False
 
+    def __call__(self, candidates: Sequence[Candidate], desc: str = "search") -> list[Evaluation]:
+        return evaluate_candidates(candidates, self.splits, self.load, self.y, self.dims, n_jobs=self.n_jobs,
+                                   seed=self.seed, class_weight=self.class_weight,
+                                   show_progress_bar=self.show_progress_bar, desc=desc)
 
-def stage_two_candidates(sparse_leader: Candidate | None, dense_leader: Candidate | None,
-                         exit_layers: Sequence[int], Cs: Sequence[float]) -> list[Candidate]:
-    """Stage 2 around the stage-1 leaders: every exit layer × C of the sparse leader, every other C of the dense
-    leader, and every C of the two together (hybrid)."""
-    second = []
-    if sparse_leader:
-        second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta, k, C,
-                            2) for k in exit_layers for C in Cs]
-    if dense_leader:
-        second += [replace(dense_leader, C=C, stage=2) for C in Cs if C != dense_leader.C]
-    if sparse_leader and dense_leader:  # the embedding plus the neurons that add most to it
-        second += [Candidate("hybrid", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
-                             max(sparse_leader.exit_layer, dense_leader.exit_layer), C, 2, dense_leader.dense_key)
-                   for C in Cs]
-    return second
-
-
-def search(
-    splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray], y: np.ndarray, dims: Mapping[str, int],
-    selector: SelectionRule, *, representation_sets: Sequence[tuple[str, ...]],
-    pooling_sets: Sequence[tuple[str, ...]],
-    etas: Sequence[float], exit_layers: Sequence[int], Cs: Sequence[float], dense_keys: Sequence[str] = (),
-    n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None, show_progress_bar: bool = False,
-) -> SearchResult:
-    """The two-stage search: the chosen evaluation's index, every evaluation, and its stage 2 as a function.
-
-    The full product (representations × poolings × η × exit layer × C) is thousands of fits, so stage 1 tries
-    every representation set × pooling set × η at full depth with one C (and every dense key, when given), then
-    stage 2 (``stage_two_candidates``) tries every exit layer × every C for the sparse leader, every C for the dense
-    leader, and every C for the two together (hybrid). The selector names the leaders and the final choice among
-    every candidate of both stages."""
-    # Stage 1 compares feature sets of very different sizes at one C; a weak penalty (large C) would favour the
-    # small ones and converge slowest, so it takes the lower middle of the grid (0.1 of the default grid).
-    middle_C = sorted(Cs)[(len(Cs) - 1) // 2]
-    deepest = max(exit_layers)
-    options = dict(n_jobs=n_jobs, seed=seed, class_weight=class_weight, show_progress_bar=show_progress_bar)
-    sparse = [Candidate("sparse", r, p, eta, deepest, middle_C, 1)
-              for r in representation_sets for p in pooling_sets for eta in etas]
-    dense = [Candidate("dense", (representation,), (pooling,), None, layer, middle_C, 1, key)
-             for key, (representation, layer, pooling) in zip(dense_keys, map(parse_key, dense_keys))]
-    first = evaluate_candidates(sparse, splits, load, y, dims, desc="search stage 1", **options)
-    first_dense = evaluate_candidates(dense, splits, load, y, dims, desc="search stage 1 (dense)", **options)
-    if not first and not first_dense:
-        raise ValueError("every probe kept no neuron at every eta: the labels look unrelated to the activations "
-                         "(or the probe C grid is too small)")
-    sparse_leader = first[selector.leader(first)].candidate if first else None
-    dense_leader = first_dense[selector.leader(first_dense)].candidate if first_dense else None
-    second = evaluate_candidates(stage_two_candidates(sparse_leader, dense_leader, exit_layers, Cs), splits, load, y,
-                                 dims, desc="search stage 2", **options)
-    table = first + first_dense + second
-    evaluated = {e.candidate: e for e in second}
-    tried: set[Candidate] = set(evaluated)
-
-    def stage_two(sparse: Candidate | None, dense: Candidate | None) -> list[Evaluation]:
-        wanted = stage_two_candidates(sparse, dense, exit_layers, Cs)
-        missing = [c for c in wanted if c not in tried]
-        if missing:
-            tried.update(missing)
-            evaluated.update((e.candidate, e) for e in evaluate_candidates(
-                missing, splits, load, y, dims, desc="estimate: stage 2 around other leaders", **options))
-        return [evaluated[c] for c in wanted if c in evaluated]
-
-    return SearchResult(selector.choose(table), table, stage_two)
+    def load(self, key: str, columns: np.ndarray) -> np.ndarray:
+        """Those columns of every stored row."""
+        return self.store.load(key, columns=columns)

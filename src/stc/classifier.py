@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.pipeline import Pipeline
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimator import encode_labels, plain_label, text_estimator_tags, validation_split
+from ._estimator import check_validation_rows, encode_labels, text_estimator_tags, validation_split
 from ._fitted import FittedState, fit_record
+from ._memory import workers_within
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_texts
-from ._memory import workers_within
-from .aggregate import DEFAULT_FINAL_CS, Split, candidate_columns, final_fit_bytes, make_final_classifier, search
+from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS, candidate_columns, final_fit_bytes, make_final_classifier
 from .backbone import Backbone, load_backbone
 from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .explain import explain_prediction
+from .extract import default_poolings
 from .head import LinearHead
-from .extract import all_keys, default_poolings, parse_key
-from .probe import fit_probe_paths, fit_probes
-from .readout import BackboneReference, Readout, Scores
-from .selection import Selector, configuration_rows, estimate_blocks, expected_score, make_folds, resolve_cv
+from .protocol import FitOptions, PhaseTimer, Protocol, ProtocolResult, make_protocol
+from .readout import BackboneReference, FitRecord, Readout, Scores
+from .search import SearchSpace
 from .sparsify import DEFAULT_ETAS
-from .store import ActivationStore, ExtractionSettings, build_store
+from .store import ExtractionSettings, build_store, store_keys
 
 __all__ = ["STCClassifier"]
 
@@ -60,6 +60,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     fall back to the embedding where the sparse neurons do not beat it beyond noise. ``cv=None`` is the paper's
     protocol: every choice by the best score on one validation split, no dense readouts. Either way
     ``expected_score_`` estimates the test score with the selection's optimism left out (see ``stc.selection``).
+    ``selection_rule`` and ``readout_kinds`` change the rule and the kinds of readout searched (``stc.protocol``
+    holds the two protocols, ``stc.search`` the search). ``fit_store`` fits on an activation store built elsewhere.
 
     Parameters
     ----------
@@ -88,14 +90,14 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         other folds, chooses without it (see ``stc.selection``).
     expected_score_se_ : the standard error of ``expected_score_``.
     selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, rule ("one_se" or
-        "best"), n_blocks, n_candidates, n_held_out (texts scored) and unscored_classes (classes of one text,
-        trained on in every fold and scored in none).
+        "best", as ``selection_rule`` says), n_blocks, n_candidates, n_held_out (texts scored) and
+        unscored_classes (classes of one text, trained on in every fold and scored in none).
     temperature_ : the calibration temperature dividing the final logits in ``predict_proba`` (1.0: none).
     backbone_ : the backbone, a dict: name, source, gguf_file, weights_sha256, num_layers and is_decoder.
     extraction_ : how texts were tokenised and pooled, a dict: representations, poolings, max_length (resolved),
         windows and window_overlap.
-    validation_ : the held-out data, a dict: given (whether X_val was passed), n_train, n_val (0 with folds) and cv
-        (the number of folds, or None with one split).
+    validation_ : the held-out data, a dict: given (whether X_val, or ``fit_store``'s validation_rows, was passed),
+        n_train, n_val (0 with folds) and cv (the number of folds, or None with one split).
     probe_scores_ : one dict per probe (key, representation, layer, pooling): its C, held-out score, non-zero
         weights, and the held-out score at every C of its grid (scores_by_C, Cs).
     search_results_ : every configuration the search scored, as dicts like ``configuration_`` (the table it was
@@ -107,15 +109,17 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     best_index_ : the chosen candidate's index in ``cv_results_``.
     kept_counts_ : neurons kept per probe at each η, a dict: etas (the sorted grid) and counts (probe key to one
         count per η).
-    store_path_ : the directory of the activation store the fit read.
+    store_path_ : the directory of the activation store the fit read (with ``fit_store``, the store's ``path``).
     fit_seconds_ : the fit's wall time in seconds.
-    fit_timings_ : the fit's seconds by phase (load, extract, probes or fold probes, search, final probes, final).
+    fit_timings_ : the fit's seconds by phase (load, extract (not with ``fit_store``), probes or fold probes, search,
+        final probes (with folds), estimate, final).
     """
 
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
                  poolings: Sequence[str] | None = None, etas: Sequence[float] = DEFAULT_ETAS,
                  probe_Cs: Sequence[float] | None = None, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
-                 metric: str = "accuracy", cv: int | str | None = "auto", class_weight: str | None = None,
+                 metric: str = "accuracy", cv: int | str | None = "auto", selection_rule: str = "auto",
+                 readout_kinds: Sequence[str] = READOUT_KINDS, class_weight: str | None = None,
                  calibrate: bool = True, validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
@@ -130,6 +134,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         self.final_Cs = final_Cs
         self.metric = metric
         self.cv = cv
+        self.selection_rule = selection_rule
+        self.readout_kinds = readout_kinds
         self.class_weight = class_weight
         self.calibrate = calibrate
         self.validation_size = validation_size
@@ -162,129 +168,155 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
 
     @_on_engine
     def fit(self, X, y, *, X_val=None, y_val=None) -> STCClassifier:
-        """Fit on texts X with labels y. X_val/y_val join X in cross-validation, or are the validation split."""
-        started = time.perf_counter()
-        timings: dict[str, float] = {}
+        """Fit on texts: extract (or find on disk) their activations, choose the readout, fit it.
 
-        def lap(phase: str) -> None:
-            timings[phase] = time.perf_counter() - started - sum(timings.values())
+        Parameters
+        ----------
+        X : sequence of str, shape (n_texts,)
+            The training texts.
+        y : sequence of labels, shape (n_texts,)
+            Their labels (hashable scalars: strings, integers ...), at least two classes.
+        X_val, y_val : sequence of str and of labels, optional
+            Validation texts and labels: with cross-validation they join X in the folds; with one split they are
+            its validation texts (without them, ``validation_size`` of X is held out).
 
-        grids = self._check_params()
+        Returns
+        -------
+        self : STCClassifier
+            The fitted estimator.
+        """
+        timer = PhaseTimer()
+        params = self._check_params()
+        texts, codes, validation_rows = self._pool(X, y, X_val, y_val, params)
+        protocol = self._protocol(params, codes, validation_rows)
+        backbone = self._load_backbone()
+        timer.lap("load")
+        settings = self._extraction(params, backbone)
+        store = build_store(backbone, texts, settings, root=params["store_dir"], token_budget=params["token_budget"],
+                            show_progress_bar=params["show_progress_bar"], engine=params["engine"])
+        timer.lap("extract")
+        return self._fit_on_store(store, backbone, settings, protocol, params, timer)
+
+    @_on_engine
+    def fit_store(self, store, y, *, validation_rows=None) -> STCClassifier:
+        """Fit on an activation store already built: what ``fit`` does after extraction, on the store's rows.
+
+        The backbone ``model`` names is loaded (its reference and depth go into the model, and ``predict`` runs
+        it), and the store is checked against it and the estimator's parameters: every array that
+        ``representations`` x ``poolings`` read is there at the backbone's width; where the store records them,
+        its number of texts, the backbone's weights hash and the tokenisation (``max_length``, ``windows``,
+        ``store_dtype``) agree. Arrays the parameters do not read are ignored.
+
+        Parameters
+        ----------
+        store : stc.store.ActivationStore, or an object with its reading interface
+            ``keys`` (array names such as ``"ffn.L3.mean"``), ``dim(key)``, ``load(key, columns=, rows=)`` (a
+            float array of shape (n_rows, dim), or those rows and columns) and ``path``. Row i is the text
+            labelled ``y[i]``.
+        y : sequence of labels, shape (n_rows,)
+            The label of each row, at least two classes.
+        validation_rows : sequence of int, optional
+            Rows to use as ``fit``'s ``X_val``: with cross-validation they join the folds; with one split they are
+            its validation rows (without them, ``validation_size`` of the rows is held out). Their labels must occur
+            among the other rows.
+
+        Returns
+        -------
+        self : STCClassifier
+            The fitted estimator; ``store_path_`` is the store's ``path``.
+
+        Examples
+        --------
+        A store extracted once serves several fits (here, ``fit(texts, labels)`` would build the same store):
+
+        >>> from stc import STCClassifier
+        >>> from stc.backbone import load_backbone
+        >>> from stc.extract import default_poolings
+        >>> from stc.store import ExtractionSettings, build_store
+        >>> backbone = load_backbone("minilm")
+        >>> store = build_store(backbone, texts, ExtractionSettings(("hidden", "ffn"), default_poolings(backbone)))
+        >>> paper = STCClassifier("minilm", cv=None).fit_store(store, labels)
+        >>> named = STCClassifier("minilm", readout_kinds=("sparse",)).fit_store(store, labels)
+        """
+        timer = PhaseTimer()
+        params = self._check_params()
+        self.classes_, codes = encode_labels(y, getattr(store, "n_texts", None) or len(y))
+        protocol = self._protocol(params, codes, check_validation_rows(validation_rows, codes, self.classes_))
+        backbone = self._load_backbone()
+        timer.lap("load")
+        return self._fit_on_store(store, backbone, self._extraction(params, backbone), protocol, params, timer)
+
+    def _pool(self, X, y, X_val, y_val, params: dict) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """(the texts to extract: X then any X_val, their class codes, the rows of X_val or None); sets
+        ``classes_`` (from y). Everything is checked before any work."""
         texts = check_texts(X, "X")
         self.classes_, codes = encode_labels(y, len(texts))
-        given = X_val is not None or y_val is not None
-        split = None  # (train texts, train codes, validation texts, validation codes), made once
-        if given:  # checked, and joined to the pool, before any work
-            split = validation_split(texts, codes, self.classes_, X_val, y_val, validation_size=self.validation_size,
-                                     random_state=self.random_state)
-            pool_texts, pool_codes = split[0] + split[2], np.concatenate([split[1], split[3]])
-        else:
-            pool_texts, pool_codes = texts, codes
-        folds = resolve_cv(self.cv, pool_codes, self.classes_)
-        if folds is None:
-            if split is None:
-                split = validation_split(texts, codes, self.classes_, None, None,
-                                         validation_size=self.validation_size, random_state=self.random_state)
-            train_texts, train_codes, val_texts, val_codes = split
-            pool_texts, pool_codes = train_texts + val_texts, np.concatenate([train_codes, val_codes])
-            self.validation_ = {"given": given, "n_train": len(train_texts), "n_val": len(val_texts), "cv": None}
-        else:
-            self.validation_ = {"given": given, "n_train": len(pool_texts), "n_val": 0, "cv": folds}
-        backbone = self._load_backbone()
-        lap("load")
-        poolings = grids["poolings"] or default_poolings(backbone)
-        settings = ExtractionSettings(representations=grids["representations"], poolings=poolings,
-                                      max_length=self.max_length, windows=self.windows,
-                                      window_overlap=self.window_overlap, dtype=self.store_dtype)
-        store = self._build_store(backbone, pool_texts, settings, grids["engine"])
-        lap("extract")
-        probe_options = dict(Cs=grids["probe_Cs"], metric=self.metric, solver=self.probe_solver, n_jobs=self.n_jobs,
-                             seed=self.random_state, class_weight=self.class_weight,
-                             show_progress_bar=self.show_progress_bar)
-        if folds is None:
-            train_rows, val_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(pool_codes))
-            probes = fit_probes(store, store.keys, pool_codes, train_rows, val_rows, **probe_options)
-            splits = [Split(train_rows, val_rows, probes)]
-            y_eval = pool_codes[val_rows]
-            blocks = estimate_blocks(y_eval, self.random_state)
-            rule = "best" if self.cv is None else "one_se"
-            lap("probes")
-        else:
-            fold_rows = make_folds(pool_codes, folds, self.random_state)
-            fold_paths = [fit_probe_paths(store, store.keys, pool_codes, train, val, desc=f"probes, fold {i}/{folds}",
-                                          **probe_options) for i, (train, val) in enumerate(fold_rows, 1)]
-            # Each probe's C is a setting like any other: the grid point with the best mean over folds.
-            probe_index = {key: int(np.argmax(np.mean([paths[key].val_scores for paths in fold_paths], axis=0)))
-                           for key in store.keys}
-            splits = [Split(train, val, {key: paths[key].at(probe_index[key]) for key in store.keys})
-                      for (train, val), paths in zip(fold_rows, fold_paths)]
-            y_eval = np.concatenate([pool_codes[val] for _, val in fold_rows])
-            edges = np.cumsum([0] + [len(val) for _, val in fold_rows])
-            blocks = [np.arange(edges[i], edges[i + 1]) for i in range(folds)]
-            rule = "one_se"
-            lap("fold probes")
-        selector = Selector(y_eval, blocks, self.metric, rule)
-        dense_keys = ([] if self.cv is None or "hidden" not in settings.representations  # layer 0: embeddings
-                      else [k for k in all_keys(backbone.num_layers, ("hidden",), poolings) if parse_key(k)[1] > 0])
-        representation_sets = [(r,) for r in settings.representations]
-        if len(settings.representations) > 1:
-            representation_sets.append(settings.representations)
-        pooling_sets = [(p,) for p in poolings] + ([tuple(poolings)] if len(poolings) > 1 else [])
-        searched = search(
-            splits, lambda key, columns: store.load(key, columns=columns), pool_codes,
-            {key: store.dim(key) for key in store.keys}, selector, representation_sets=representation_sets,
-            pooling_sets=pooling_sets, etas=grids["etas"], exit_layers=range(1, backbone.num_layers + 1),
-            Cs=grids["final_Cs"], dense_keys=dense_keys, n_jobs=self.n_jobs, seed=self.random_state,
-            class_weight=self.class_weight, show_progress_bar=self.show_progress_bar)
-        chosen, table = searched.chosen, searched.table
-        lap("search")
-        if folds is None:
-            fit_rows = train_rows
-        else:  # the final model: probes and classifier refitted on every text with the chosen settings
-            fit_rows = np.arange(len(pool_codes))
-            final_paths = fit_probe_paths(store, store.keys, pool_codes, fit_rows, np.arange(0),
-                                          desc="probes, all texts", **probe_options)
-            probes = {key: final_paths[key].at(probe_index[key]) for key in store.keys}
-            for key, probe in probes.items():  # report each probe's cross-validated scores along its C grid
-                means = np.mean([paths[key].val_scores for paths in fold_paths], axis=0)
-                probes[key] = replace(probe, val_score=float(means[probe_index[key]]),
-                                      scores_by_C=[float(m) for m in means])
-            lap("final probes")
-        best = table[chosen]
-        kept_columns = candidate_columns(best.candidate, probes, {key: store.dim(key) for key in store.keys})
-        n_kept = sum(map(len, kept_columns.values()))
-        workers_within(final_fit_bytes(len(fit_rows), n_kept, len(self.classes_)), 1,
-                       stage=f"the final classifier on {len(fit_rows):,} texts x {n_kept:,} features",
-                       knob="search fewer arrays (poolings, representations) or fit on fewer texts")
-        X_fit = np.hstack([store.load(key, columns=cols, rows=fit_rows) for key, cols in kept_columns.items()])
-        final = make_final_classifier(best.candidate.C, self.random_state,
-                                      self.class_weight).fit(X_fit, pool_codes[fit_rows])
-        temperature = fit_temperature(best.decisions, y_eval) if self.calibrate else 1.0
-        lap("final")
-        estimate, estimate_se = expected_score(selector, table, searched.stage_two)
-        lap("estimate")
-        rows = configuration_rows(selector, table)
-        selection = {"protocol": "cv" if folds else "split", "folds": folds, "rule": rule,
-                     "n_blocks": len(blocks), "n_candidates": len(table), "n_held_out": len(y_eval),
-                     "unscored_classes": [plain_label(label) for label in
-                                          self.classes_[np.setdiff1d(np.unique(pool_codes), np.unique(y_eval))]]}
-        record = fit_record(rows, probes, grids["etas"], self.validation_, selection, timings,
-                             time.perf_counter() - started)
-        self.readout_ = Readout(
-            backbone=BackboneReference.of(backbone),
-            extraction=replace(settings, max_length=settings.max_length or backbone.max_length),
-            kept_columns=kept_columns, head=LinearHead.from_pipeline(final, self.classes_, temperature),
-            configuration=rows[chosen].as_row(), params=self.get_params(), record=record,
-            scores=Scores(validation=rows[chosen].val_score, cv=rows[chosen].val_score, cv_se=rows[chosen].score_se,
-                          expected=estimate, expected_se=estimate_se))
+        if X_val is None and y_val is None:
+            return texts, codes, None
+        _, _, val_texts, val_codes = validation_split(texts, codes, self.classes_, X_val, y_val,
+                                                      validation_size=params["validation_size"],
+                                                      random_state=params["random_state"])
+        return texts + val_texts, np.concatenate([codes, val_codes]), np.arange(len(texts), len(texts) + len(val_texts))
+
+    def _protocol(self, params: dict, codes: np.ndarray, validation_rows: np.ndarray | None) -> Protocol:
+        return make_protocol(codes, self.classes_, validation_rows, cv=params["cv"],
+                             validation_size=params["validation_size"], seed=params["random_state"],
+                             rule=params["selection_rule"], readout_kinds=params["readout_kinds"],
+                             representations=params["representations"])
+
+    @staticmethod
+    def _extraction(params: dict, backbone: Backbone) -> ExtractionSettings:
+        """How the texts are (or were) extracted: the parameters, the backbone's default poolings if none given."""
+        return ExtractionSettings(representations=params["representations"],
+                                  poolings=params["poolings"] or default_poolings(backbone),
+                                  max_length=params["max_length"], windows=params["windows"],
+                                  window_overlap=params["window_overlap"], dtype=params["store_dtype"])
+
+    def _fit_on_store(self, store, backbone: Backbone, settings: ExtractionSettings, protocol: Protocol,
+                      params: dict, timer: PhaseTimer) -> STCClassifier:
+        """What ``fit`` and ``fit_store`` share: the protocol's choice on the store's rows, then the readout."""
+        keys = store_keys(store, backbone, settings, len(protocol.codes))
+        space = SearchSpace.over(settings.representations, settings.poolings, backbone.num_layers,
+                                 etas=params["etas"], Cs=params["final_Cs"], kinds=protocol.kinds)
+        options = FitOptions(metric=params["metric"], probe_Cs=params["probe_Cs"], probe_solver=params["probe_solver"],
+                             n_jobs=params["n_jobs"], seed=params["random_state"], class_weight=params["class_weight"],
+                             show_progress_bar=params["show_progress_bar"])
+        result = protocol.run(store, keys, space, options, self.classes_, timer)
+        kept_columns, head = self._final_classifier(store, result, protocol.codes, params)
+        temperature = fit_temperature(result.evaluation.decisions, result.y_eval) if params["calibrate"] else 1.0
+        timer.lap("final")
+        self.validation_ = result.validation
+        record = fit_record(result.configurations, result.probes, params["etas"], result.validation, result.selection,
+                            timer.phases, timer.seconds)
+        self.readout_ = self._readout(backbone, settings, kept_columns, head, temperature, result, record)
         self.store_path_ = str(store.path)
         return self
 
-    def _build_store(self, backbone: Backbone, texts: list[str], settings: ExtractionSettings,
-                     engine=None) -> ActivationStore:
-        """The activation store of ``texts``, row i for texts[i] (built on ``engine``, or found on disk)."""
-        return build_store(backbone, texts, settings, root=self.store_dir, token_budget=self.token_budget,
-                           show_progress_bar=self.show_progress_bar, engine=engine)
+    def _final_classifier(self, store, result: ProtocolResult, codes: np.ndarray,
+                          params: dict) -> tuple[dict[str, np.ndarray], Pipeline]:
+        """The chosen candidate's columns of each array, and the standardisation + logistic regression fitted on
+        them over the protocol's refit rows."""
+        rows, candidate = result.fit_rows, result.evaluation.candidate
+        kept_columns = candidate_columns(candidate, result.probes, {key: store.dim(key) for key in result.probes})
+        n_kept = sum(map(len, kept_columns.values()))
+        workers_within(final_fit_bytes(len(rows), n_kept, len(self.classes_)), 1,
+                       stage=f"the final classifier on {len(rows):,} texts x {n_kept:,} features",
+                       knob="search fewer arrays (poolings, representations) or fit on fewer texts")
+        X_fit = np.hstack([store.load(key, columns=columns, rows=rows) for key, columns in kept_columns.items()])
+        head = make_final_classifier(candidate.C, params["random_state"], params["class_weight"])
+        return kept_columns, head.fit(X_fit, codes[rows])
+
+    def _readout(self, backbone: Backbone, settings: ExtractionSettings, kept_columns: dict[str, np.ndarray],
+                 head: Pipeline, temperature: float, result: ProtocolResult, record: FitRecord) -> Readout:
+        """The fitted model as one value: the one place a fit builds it."""
+        chosen = result.configuration
+        return Readout(
+            backbone=BackboneReference.of(backbone),
+            extraction=replace(settings, max_length=settings.max_length or backbone.max_length),
+            kept_columns=kept_columns, head=LinearHead.from_pipeline(head, self.classes_, temperature),
+            configuration=chosen.as_row(), params=self.get_params(), record=record,
+            scores=Scores(validation=chosen.val_score, cv=chosen.val_score, cv_se=chosen.score_se,
+                          expected=result.expected[0], expected_se=result.expected[1]))
 
     def _load_backbone(self) -> Backbone:
         return load_backbone(self.model, device=self.device, dtype=self.dtype,

@@ -1,5 +1,10 @@
 """How a configuration is chosen, and how well the chosen model is expected to do on unseen texts.
 
+This module holds the rules: which rows are held out (``resolve_cv``, ``make_folds``, ``split_rows``,
+``estimate_blocks``), how a candidate is chosen (``Selector``) and how a choice is scored without the block it saw
+(``leave_one_block_out``). The two protocols that apply them are objects of ``stc.protocol`` (``KFolds``,
+``OneSplit``); the two-stage search and the replay its estimate needs are ``stc.search.TwoStageSearch``.
+
 Two protocols:
 
 * **Cross-validation** (``cv=k``): stratified, seeded k folds over train + validation; the probes are refitted
@@ -7,15 +12,20 @@ Two protocols:
   mean of its fold scores. ``cv="auto"`` uses cross-validation up to ``AUTO_CV_LIMIT`` texts: below it one
   validation split is a few hundred to a few thousand texts, whose standard error (1-3 points) is as large as the
   differences the search chooses between; above it the split is large enough (> 4,000 texts, standard error < 0.8
-  points) and k refits of every probe would cost more than they buy. It uses 5 folds below ``FEWER_FOLDS_FROM`` texts and 3 folds from there. Every text is scored once whatever k, so
-  the held-out noise does not grow with fewer folds, while the work falls (k - 1 passes over every text: 3 folds
-  do half the work of 5). From 5,000 texts each of 3 folds still trains on 3,300 or more. The price, measured on
-  full MR (9,453 texts, 5 seeds): 0.8 +/- 0.3 points of test accuracy (models fitted on 2/3 of the texts
-  instead of 4/5 choose a little worse), for a first fit 1.74x the paper's protocol's time instead of 2.5x
-  (``benchmarks/README.md``, "Selection"). ``cv=5`` buys the points back. Rare classes change neither the
-  protocol nor k (many-class data always has some): a class with fewer texts than folds has its texts held out
-  in different folds, and a class of one text trains in every fold and is scored in none (``make_folds``).
-* **One validation split** (``cv=None``): the paper's protocol.
+  points) and k refits of every probe would cost more than they buy. It uses 5 folds below ``FEWER_FOLDS_FROM``
+  texts and 3 folds from there. Every text is scored once whatever k, so the held-out noise does not grow with
+  fewer folds, while the work falls (k - 1 passes over every text: 3 folds do half the work of 5). From 5,000
+  texts each of 3 folds still trains on 3,300 or more. The price, measured on full MR (9,453 texts, 5 seeds):
+  0.8 +/- 0.3 points of test accuracy (models fitted on 2/3 of the texts instead of 4/5 choose a little worse),
+  for a first fit 1.74x the paper's protocol's time instead of 2.5x (``benchmarks/README.md``, "Selection").
+  ``cv=5`` buys the points back. Rare classes change neither the protocol nor k (many-class data always has
+  some): a class with fewer texts than folds has its texts held out in different folds, and a class of one text
+  trains in every fold and is scored in none (``make_folds``).
+* **One validation split**: the given validation texts, else a seeded stratified ``validation_size`` of the
+  training texts (``split_rows``); the probes' C and every choice on them, the final model trained on the rest.
+  ``cv=None`` is the paper's protocol: the best validation score wins, among sparse readouts only. ``cv="auto"``
+  above ``AUTO_CV_LIMIT`` texts is one split too, but keeps the one-standard-error rule (over the estimate's blocks
+  of the validation rows) and the dense and hybrid readouts.
 
 Choice (``Selector``): with cross-validation, the one-standard-error rule (Hastie, Tibshirani & Friedman, *Elements
 of Statistical Learning*, 7.10), applied as there along the best candidate's own regularisation path: among the
@@ -28,14 +38,16 @@ the path and not over every candidate: with a few hundred texts, dozens of unrel
 per layer, other poolings) sit within one standard error by luck, and the simplest of them is the luckiest (seen
 on MR with 500 training texts, 5 seeds, in a one-off comparison: 3.2 test points lost against the path rule). The
 path rule follows ESL's own use of the rule, along one regularisation path; ``benchmarks/bench_selection.py``
-measures it against taking the best score on three datasets (its ablation column). With one split, the best
-validation score wins (ties as above).
+measures it against taking the best score on three datasets (its ablation column). With ``cv=None``, the best
+validation score wins (ties as above). The estimator's ``selection_rule`` overrides the choice ("one_se" or
+"best"; "auto" is the above), and its ``readout_kinds`` which kinds of readout the search builds.
 
-Estimate (``expected_score``): the held-out rows are cut into blocks (the folds; with one split, 5 stratified
-blocks of the validation rows). For each block the search is replayed from the other blocks' scores: its stage-1
-leaders are chosen on them (the second stage around any other leader is run for the purpose), the same rule then
-chooses among stage 1 and that second stage, and the chosen candidate's score on the left-out block is recorded;
-their mean, and its standard error, is the expected test score. Unlike the chosen candidate's own score, this
+Estimate (``stc.search.TwoStageSearch.expected_score``, with ``leave_one_block_out``): the held-out rows are cut
+into blocks (the folds; with one split, 5 stratified blocks of the validation rows). For each block the search is
+replayed from the other blocks' scores: its stage-1 leaders are chosen on them (``leader_without``; the second
+stage around any other leader is run for the purpose), the same rule then chooses among stage 1 and that second
+stage, and the chosen candidate's score on the left-out block is recorded; their mean, and its standard error, is
+the expected test score. Unlike the chosen candidate's own score, this
 number has not been used to pick the winner, so the selection's optimism (the winner's curse of choosing among
 many candidates) is not in it. One choice still sees every block: each probe's C (per layer, from the probes'
 own fold scores, before any candidate is scored).
@@ -45,16 +57,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from ._metrics import score
 from .aggregate import Candidate, Configuration, Evaluation
 
-__all__ = ["AUTO_CV_LIMIT", "DEFAULT_FOLDS", "FEWER_FOLDS_FROM", "LARGE_DATA_FOLDS", "resolve_cv", "make_folds", "unscored_classes",
-           "Selector", "score_blocks", "expected_score", "configuration_rows"]
+__all__ = ["AUTO_CV_LIMIT", "DEFAULT_FOLDS", "FEWER_FOLDS_FROM", "LARGE_DATA_FOLDS", "resolve_cv", "make_folds",
+           "split_rows", "estimate_blocks", "unscored_classes", "Selector", "score_blocks", "choose_one_se",
+           "leader_without", "leave_one_block_out", "expected_score", "configuration_rows"]
 
 AUTO_CV_LIMIT = 20_000
 DEFAULT_FOLDS = 5
@@ -111,6 +124,24 @@ def make_folds(codes: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, n
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         split = list(folds.split(np.zeros(len(scored)), codes[scored]))
     return [(np.sort(np.concatenate([scored[train], always_trained])), np.sort(scored[val])) for train, val in split]
+
+
+def split_rows(codes: np.ndarray, validation_size: float, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of one seeded, stratified validation split: ``validation_size`` of the rows
+    held out, a class of a single text kept in training (it cannot be on both sides)."""
+    if not isinstance(validation_size, float) or not 0.0 < validation_size < 1.0:
+        raise ValueError(f"validation_size must be a float in (0, 1), got {validation_size!r}")
+    counts = np.bincount(codes)
+    single = counts[codes] == 1
+    rows = np.flatnonzero(~single)
+    n_val = int(np.ceil(validation_size * len(rows)))
+    n_split_classes = int(np.count_nonzero(counts >= 2))
+    if n_split_classes < 1 or n_val < n_split_classes or len(rows) - n_val < n_split_classes:
+        raise ValueError(f"a stratified validation split of {validation_size:.0%} of {len(codes)} texts needs one "
+                         f"text of each of its {n_split_classes} classes with 2 or more texts on each side; "
+                         f"{len(rows)} texts are too few (pass a larger validation_size, or X_val, y_val)")
+    train_rows, val_rows = train_test_split(rows, test_size=validation_size, stratify=codes[rows], random_state=seed)
+    return np.concatenate([train_rows, np.flatnonzero(single)]), val_rows
 
 
 def estimate_blocks(codes: np.ndarray, seed: int) -> list[np.ndarray]:
@@ -203,36 +234,33 @@ def _choose(block_scores: np.ndarray, evaluations: Sequence[Evaluation], rule: s
     return _best(block_scores.mean(axis=1), evaluations)
 
 
-def expected_score(selector: Selector, evaluations: Sequence[Evaluation],
-                   stage_two: Callable[[Candidate | None, Candidate | None], list[Evaluation]] | None = None,
-                   ) -> tuple[float, float]:
-    """(mean, standard error) over blocks of the score of the candidate chosen without each block (see module).
+def leader_without(block_scores: np.ndarray, evaluations: Sequence[Evaluation], left_out: int) -> int:
+    """Index of the best candidate by its mean over every block but ``left_out`` (ties: the simplest): a stage-1
+    leader as the search would have named it without that block."""
+    return _best(np.delete(block_scores, left_out, axis=1).mean(axis=1), evaluations)
 
-    With ``stage_two`` (``SearchResult.stage_two``), the search is replayed without each block from its first
-    stage: the stage-1 leaders are chosen on the other blocks, and the second stage is the one around those leaders
-    (run now when they differ from the search's own); without it, the choice is among ``evaluations`` as they
-    are, a second stage built around leaders that saw every block."""
-    block_scores = score_blocks(evaluations, selector.y_eval, selector.blocks, selector.metric)
-    first = [i for i, e in enumerate(evaluations) if e.candidate.stage == 1]
+
+def leave_one_block_out(selector: Selector,
+                        per_block: Sequence[tuple[Sequence[Evaluation], np.ndarray]]) -> tuple[float, float]:
+    """(mean, standard error) over blocks k of the score on block k of the candidate the rule chooses without it.
+
+    ``per_block[k]`` holds the candidates the choice without block k is made among and their (n_candidates,
+    n_blocks) block scores: the same table for every block, or (``stc.search.TwoStageSearch.expected_score``) the
+    search replayed without block k."""
     held_out = []
-    for k in range(block_scores.shape[1]):
-        candidates, scores = list(evaluations), block_scores
-        if stage_two is not None:
-            leaders = {}
-            for readout in ("sparse", "dense"):
-                pool = [i for i in first if evaluations[i].candidate.readout == readout]
-                if pool:
-                    means = np.delete(block_scores[pool], k, axis=1).mean(axis=1)
-                    leaders[readout] = evaluations[pool[_best(means, [evaluations[i] for i in pool])]].candidate
-            second = stage_two(leaders.get("sparse"), leaders.get("dense"))
-            candidates = [evaluations[i] for i in first] + second
-            scores = np.vstack([block_scores[first],
-                                score_blocks(second, selector.y_eval, selector.blocks, selector.metric)])
+    for k, (candidates, scores) in enumerate(per_block):
         chosen = _choose(np.delete(scores, k, axis=1), candidates, selector.rule)
         held_out.append(scores[chosen, k])
     held_out = np.array(held_out)
     se = float(held_out.std(ddof=1) / math.sqrt(len(held_out))) if len(held_out) > 1 else float("nan")
     return float(held_out.mean()), se
+
+
+def expected_score(selector: Selector, evaluations: Sequence[Evaluation]) -> tuple[float, float]:
+    """(mean, standard error) over blocks of the score of the candidate chosen among ``evaluations`` without each
+    block: the estimate of a one-stage search (a two-stage search replays its stages: ``stc.search``)."""
+    block_scores = score_blocks(evaluations, selector.y_eval, selector.blocks, selector.metric)
+    return leave_one_block_out(selector, [(evaluations, block_scores)] * block_scores.shape[1])
 
 
 def configuration_rows(selector: Selector, evaluations: Sequence[Evaluation]) -> list[Configuration]:

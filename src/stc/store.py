@@ -35,8 +35,8 @@ from ._files import atomic_path, atomic_write_text, cache_root
 from .backbone import Backbone
 from .extract import all_keys, extract_features, parse_key
 
-__all__ = ["ExtractionSettings", "ActivationStore", "build_store", "extract_shard", "find_stored", "texts_hash",
-           "store_lock", "ShardEngine", "FORMAT_VERSION"]
+__all__ = ["ExtractionSettings", "ActivationStore", "build_store", "store_keys", "extract_shard", "find_stored",
+           "texts_hash", "store_lock", "ShardEngine", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -109,6 +109,44 @@ class ActivationStore:
         if columns is not None:
             array = array[:, columns]
         return np.asarray(array, dtype=np.float32)
+
+
+def store_keys(store, backbone: Backbone, settings: ExtractionSettings, n_texts: int) -> list[str]:
+    """The arrays of ``store`` that ``settings`` read from ``backbone``, in the store's order, after checking what
+    can be: each is there, as wide as the backbone's; the store holds ``n_texts`` rows (where it says); and the
+    weights and tokenisation it was extracted with (where its metadata records them) are these.
+
+    ``store`` is an ``ActivationStore`` or any object with its reading interface (``keys``, ``dim``, ``load``,
+    ``path``; ``n_texts`` and ``meta`` are read when present)."""
+    wanted = all_keys(backbone.num_layers, settings.representations, settings.poolings)
+    held = set(store.keys)
+    missing = [key for key in wanted if key not in held]
+    if missing:
+        raise ValueError(f"the store at {store.path} has no {missing[0]!r} ({len(missing)} of the {len(wanted)} "
+                         f"arrays representations={settings.representations!r}, poolings={settings.poolings!r} read "
+                         f"from {backbone.name!r} are missing); it holds {sorted(held)[:4]}")
+    for key in wanted:
+        width = backbone.hidden_size if parse_key(key)[0] == "hidden" else backbone.ffn_size
+        if store.dim(key) != width:
+            raise ValueError(f"the store's {key} has {store.dim(key)} columns, but {backbone.name!r} gives it {width}: "
+                             f"the store was extracted from another backbone")
+    n_rows = getattr(store, "n_texts", None)
+    if n_rows is not None and n_rows != n_texts:
+        raise ValueError(f"the store holds {n_rows} texts but y has {n_texts} labels (row i of the store is the "
+                         f"text labelled y[i])")
+    meta = getattr(store, "meta", None)
+    meta = meta if isinstance(meta, dict) else {}
+    if meta.get("weights_sha256") not in (None, backbone.weights_hash()):
+        raise ValueError(f"the store at {store.path} was extracted from weights (sha256 {meta['weights_sha256'][:12]}"
+                         f"…) that differ from {backbone.name!r}'s ({backbone.weights_hash()[:12]}…)")
+    recorded = meta.get("settings") or {}
+    for name in ("max_length", "windows", "dtype") + (("window_overlap",) if settings.windows else ()):
+        if name in recorded and recorded[name] != getattr(settings, name):
+            option = "store_dtype" if name == "dtype" else name
+            raise ValueError(f"the store at {store.path} was extracted with {name}={recorded[name]!r}, not "
+                             f"{getattr(settings, name)!r}: set the estimator's {option} to match")
+    wanted = set(wanted)
+    return [key for key in store.keys if key in wanted]
 
 
 def find_stored(backbone: Backbone, texts: Sequence[str], key: str, *, root: str | Path | None = None,

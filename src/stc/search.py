@@ -1,0 +1,162 @@
+"""The two-stage search over candidate readouts, and its estimate: one object from the first stage to the replay.
+
+The full product (representations × poolings × η × exit layer × C, and the dense layers) is thousands of fits,
+so ``TwoStageSearch.run`` tries in stage 1 every representation set × pooling set × η at full depth with one C,
+and every dense layer; in stage 2, around the stage-1 leaders (one per kind, named by the selection rule), every
+exit layer × C of the sparse leader, every C of the dense leader, and every C of the two together (hybrid). The rule
+then chooses among every candidate of both stages (``stc.selection.Selector``).
+
+``TwoStageSearch.expected_score`` estimates the chosen model's test score with the selection's optimism left out:
+for each block of held-out rows, the search is replayed from its first stage without that block (its leaders named
+on the other blocks, stage 2 run around them when they differ from the search's own), the rule chooses among stage
+1 and that stage 2, and the choice is scored on the block (``stc.selection.leave_one_block_out``; the module
+docstring of ``stc.selection`` says why). The search keeps every stage-2 evaluation it made, so a replay around
+leaders it has seen costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .aggregate import READOUT_KINDS, Candidate, Evaluation
+from .extract import all_keys, parse_key
+from .selection import Selector, leader_without, leave_one_block_out, score_blocks
+
+__all__ = ["SearchSpace", "SearchOutcome", "TwoStageSearch"]
+
+#: What the search asks to have fitted and scored: candidates (and a progress bar's name) to their evaluations,
+#: in order, leaving out any that keep no neuron or repeat an earlier one (``stc.aggregate.CandidateEvaluator``).
+Evaluate = Callable[[Sequence[Candidate], str], list[Evaluation]]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The settings the search tries: representation and pooling sets, η, exit layers and final Cs, the dense
+    layers, and the readout kinds (sparse, dense, hybrid) it may build."""
+
+    representation_sets: Sequence[tuple[str, ...]]
+    pooling_sets: Sequence[tuple[str, ...]]
+    etas: Sequence[float]
+    exit_layers: Sequence[int]
+    Cs: Sequence[float]
+    dense_keys: Sequence[str] = ()
+    kinds: tuple[str, ...] = READOUT_KINDS
+
+    @classmethod
+    def over(cls, representations: Sequence[str], poolings: Sequence[str], num_layers: int, *,
+             etas: Sequence[float], Cs: Sequence[float], kinds: Sequence[str] = READOUT_KINDS) -> SearchSpace:
+        """Every representation and pooling alone and (when several) all together, every layer as an exit, and as
+        dense layers every pooled hidden state but the embeddings' (layer 0), when dense readouts are searched."""
+        representation_sets = [(r,) for r in representations]
+        if len(representations) > 1:
+            representation_sets.append(tuple(representations))
+        pooling_sets = [(p,) for p in poolings] + ([tuple(poolings)] if len(poolings) > 1 else [])
+        dense_keys = ([key for key in all_keys(num_layers, ("hidden",), poolings) if parse_key(key)[1] > 0]
+                      if "dense" in kinds and "hidden" in representations else [])
+        return cls(representation_sets, pooling_sets, tuple(etas), range(1, num_layers + 1), tuple(Cs), dense_keys,
+                   tuple(kinds))
+
+    def stage_one(self) -> tuple[list[Candidate], list[Candidate]]:
+        """(sparse, dense) candidates of stage 1, at full depth and the lower middle C of the grid."""
+        # Stage 1 compares feature sets of very different sizes at one C; a weak penalty (large C) would favour the
+        # small ones and converge slowest, so it takes the lower middle of the grid (0.1 of the default grid).
+        middle_C = sorted(self.Cs)[(len(self.Cs) - 1) // 2]
+        deepest = max(self.exit_layers)
+        sparse = ([Candidate("sparse", r, p, eta, deepest, middle_C, 1)
+                   for r in self.representation_sets for p in self.pooling_sets for eta in self.etas]
+                  if "sparse" in self.kinds else [])
+        dense = [Candidate("dense", (representation,), (pooling,), None, layer, middle_C, 1, key)
+                 for key, (representation, layer, pooling) in zip(self.dense_keys, map(parse_key, self.dense_keys))]
+        return sparse, dense
+
+    def stage_two(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Candidate]:
+        """Stage 2 around the stage-1 leaders: every exit layer × C of the sparse leader, every other C of the dense
+        leader, and every C of the two together (hybrid, when searched)."""
+        second = []
+        if sparse_leader:
+            second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
+                                k, C, 2) for k in self.exit_layers for C in self.Cs]
+        if dense_leader:
+            second += [replace(dense_leader, C=C, stage=2) for C in self.Cs if C != dense_leader.C]
+        if sparse_leader and dense_leader and "hybrid" in self.kinds:  # the embedding plus the neurons adding most
+            second += [Candidate("hybrid", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
+                                 max(sparse_leader.exit_layer, dense_leader.exit_layer), C, 2, dense_leader.dense_key)
+                       for C in self.Cs]
+        return second
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """The search's table (stage 1, then stage 2, in the order scored) and the index of the chosen candidate."""
+
+    chosen: int
+    table: list[Evaluation]
+
+    @property
+    def best(self) -> Evaluation:
+        return self.table[self.chosen]
+
+
+class TwoStageSearch:
+    """The two-stage search over ``space``, its candidates evaluated by ``evaluate`` and chosen by ``selector``.
+
+    ``run`` searches and chooses; ``expected_score`` (after ``run``) replays the search without each block of held-out
+    rows. One instance is one search: it keeps the stage-2 evaluations it made for the replay."""
+
+    def __init__(self, space: SearchSpace, evaluate: Evaluate, selector: Selector):
+        self.space, self.evaluate, self.selector = space, evaluate, selector
+        self._outcome: SearchOutcome | None = None
+        self._stage_two: dict[Candidate, Evaluation] = {}  # every stage-2 evaluation made, by candidate
+        self._tried: set[Candidate] = set()
+
+    def run(self) -> SearchOutcome:
+        """Stage 1, stage 2 around its leaders, and the rule's choice among both stages."""
+        sparse, dense = self.space.stage_one()
+        first = self.evaluate(sparse, "search stage 1")
+        first_dense = self.evaluate(dense, "search stage 1 (dense)")
+        if not first and not first_dense:
+            raise ValueError("every probe kept no neuron at every eta: the labels look unrelated to the activations "
+                             "(or the probe C grid is too small)")
+        sparse_leader = first[self.selector.leader(first)].candidate if first else None
+        dense_leader = first_dense[self.selector.leader(first_dense)].candidate if first_dense else None
+        second = self.evaluate(self.space.stage_two(sparse_leader, dense_leader), "search stage 2")
+        self._stage_two = {e.candidate: e for e in second}
+        self._tried = set(self._stage_two)
+        table = first + first_dense + second
+        self._outcome = SearchOutcome(self.selector.choose(table), table)
+        return self._outcome
+
+    def expected_score(self) -> tuple[float, float]:
+        """(mean, standard error) over blocks of the score on each block of the candidate the search, replayed
+        from stage 1 without that block, chooses (see the module docstring)."""
+        if self._outcome is None:
+            raise RuntimeError("run the search before its estimate")
+        table, selector = self._outcome.table, self.selector
+        block_scores = score_blocks(table, selector.y_eval, selector.blocks, selector.metric)
+        first = [i for i, e in enumerate(table) if e.candidate.stage == 1]
+        per_block = []
+        for k in range(block_scores.shape[1]):
+            leaders = {}
+            for kind in ("sparse", "dense"):
+                pool = [i for i in first if table[i].candidate.readout == kind]
+                if pool:
+                    leaders[kind] = table[pool[leader_without(block_scores[pool], [table[i] for i in pool],
+                                                              k)]].candidate
+            second = self._around(leaders.get("sparse"), leaders.get("dense"))
+            scores = np.vstack([block_scores[first], score_blocks(second, selector.y_eval, selector.blocks,
+                                                                  selector.metric)])
+            per_block.append(([table[i] for i in first] + second, scores))
+        return leave_one_block_out(selector, per_block)
+
+    def _around(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Evaluation]:
+        """Stage 2 around these leaders, evaluating only the candidates not tried before."""
+        wanted = self.space.stage_two(sparse_leader, dense_leader)
+        missing = [c for c in wanted if c not in self._tried]
+        if missing:
+            self._tried.update(missing)
+            self._stage_two.update((e.candidate, e) for e in self.evaluate(
+                missing, "estimate: stage 2 around other leaders"))
+        return [self._stage_two[c] for c in wanted if c in self._stage_two]
