@@ -245,6 +245,25 @@ def test_no_file_is_over_the_line_limit(name):
     assert lines <= MAX_LINES, f"{MODULES[name]} has {lines} lines (limit {MAX_LINES}): it holds two ideas, split it"
 
 
+#: A function longer than this reads as several steps that want names of their own.
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(source: str, where: str) -> list[str]:
+    """Functions (methods, nested ones too) of ``source`` over ``MAX_FUNCTION_LINES`` lines, docstrings included."""
+    return [f"{where}: {node.name} has {node.end_lineno - node.lineno + 1} lines"
+            for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+def test_no_function_is_over_the_line_limit():
+    found = [line for name, path in MODULES.items() for line in long_functions(path.read_text(encoding="utf-8"),
+                                                                                f"stc.{name}")]
+    assert not found, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps):\n" + "\n".join(found)
+    planted = "def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES
+    assert long_functions(planted, "planted") == [f"planted: f has {MAX_FUNCTION_LINES + 1} lines"]
+
+
 def test_the_checker_sees_a_planted_upward_import_and_circle(monkeypatch):
     # the checks above pass on the real tree; this shows they would catch a violation
     monkeypatch.setitem(GRAPH, "backbone", GRAPH["backbone"] + [("classifier", "STCClassifier", 1)])

@@ -108,7 +108,7 @@ def test_cross_validated_fit_refits_on_train_and_validation_together(tmp_path, p
     _fit_rows(clf, store, y, np.arange(200), np.arange(200, 260))
     fitted_on = np.hstack([store.load(key, columns=columns, rows=np.arange(260))
                            for key, columns in clf.kept_columns_.items()])
-    np.testing.assert_allclose(clf.readout_.mean, fitted_on.mean(axis=0), rtol=1e-5)  # standardised on all 260
+    np.testing.assert_allclose(clf.readout_.head.mean, fitted_on.mean(axis=0), rtol=1e-5)  # standardised on all 260
     assert clf.validation_ == {"given": True, "n_train": 260, "n_val": 0, "cv": 5}
     assert {"fold probes", "search", "final probes", "final"} <= set(clf.fit_timings_)
     assert "hidden.L2.mean" in clf.kept_columns_ and 5 in clf.kept_columns_["hidden.L2.mean"]
@@ -289,7 +289,7 @@ def test_expected_score_leaves_each_block_out_of_the_choice():
     evaluations = []
     for i in range(50):
         e = _evaluation(10 + i)
-        evaluations.append(Evaluation(e.candidate, e.n_features, rng.integers(0, 2, 500), np.zeros((500, 1))))
+        evaluations.append(Evaluation(e.candidate, e.mean_n_features, rng.integers(0, 2, 500), np.zeros((500, 1))))
     blocks = [np.arange(k * 100, (k + 1) * 100) for k in range(5)]
     selector = Selector(y, blocks, "accuracy", "best")
     best = max(selector.scores(evaluations))
@@ -340,9 +340,9 @@ def test_readout_kinds_leave_the_others_out_of_the_search():
     dense = Candidate("dense", ("hidden",), ("mean",), None, 3, 0.1, 1, "hidden.L3.mean")
     everything = SearchSpace([("hidden",)], [("mean",)], etas=(0.5,), exit_layers=(3,), Cs=(0.1, 1.0),
                              dense_keys=("hidden.L3.mean",))
-    assert {c.readout for c in everything.stage_two(sparse, dense)} == {"sparse", "dense", "hybrid"}
+    assert {c.kind for c in everything.stage_two(sparse, dense)} == {"sparse", "dense", "hybrid"}
     no_hybrid = replace(everything, kinds=("sparse", "dense"))
-    assert {c.readout for c in no_hybrid.stage_two(sparse, dense)} == {"sparse", "dense"}
+    assert {c.kind for c in no_hybrid.stage_two(sparse, dense)} == {"sparse", "dense"}
     assert SearchSpace.over(("hidden", "ffn"), ("mean",), 3, etas=(0.5,), Cs=(1.0,), kinds=("sparse",)).dense_keys == []
     assert SearchSpace.over(("ffn",), ("mean",), 3, etas=(0.5,), Cs=(1.0,)).dense_keys == []
     assert SearchSpace.over(("hidden",), ("mean", "max"), 2, etas=(0.5,), Cs=(1.0,)).dense_keys == [

@@ -34,16 +34,16 @@ __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", 
            "StoreColumns", "DEFAULT_FINAL_CS", "READOUT_KINDS"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
-#: The kinds of readout a candidate (and so a fitted model) is: ``Candidate.readout`` holds one.
+#: The kinds of readout a candidate (and so a fitted model) is: ``Candidate.kind`` holds one.
 READOUT_KINDS = ("sparse", "dense", "hybrid")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One readout to try: sparse (kept neurons at η up to ``exit_layer``), dense (every neuron of ``dense_key``)
-    or hybrid (both)."""
+    """One readout to try, of one ``kind``: sparse (kept neurons at η up to ``exit_layer``), dense (every neuron of
+    ``dense_key``) or hybrid (both)."""
 
-    readout: str
+    kind: str
     representations: tuple[str, ...]
     poolings: tuple[str, ...]
     eta: float | None
@@ -68,7 +68,7 @@ class Evaluation:
     validation rows in split order."""
 
     candidate: Candidate
-    n_features: float  # mean over splits: the probes of each split keep their own neurons
+    mean_n_features: float  # over splits: the probes of each split keep their own neurons
     predictions: np.ndarray
     decisions: np.ndarray
 
@@ -85,13 +85,14 @@ class Configuration:
     n_features: float
     val_score: float
     stage: int
-    readout: str = "sparse"
+    kind: str = "sparse"  # the readout kind; saved rows name it "readout" (the file format's field)
     dense_key: str | None = None
     score_se: float | None = None
     block_scores: tuple[float, ...] = field(default=())
 
     def as_row(self) -> dict:
         row = asdict(self)
+        row["readout"] = row.pop("kind")
         row["representations"], row["poolings"] = "+".join(self.representations), "+".join(self.poolings)
         row["block_scores"] = list(self.block_scores)
         return row
@@ -118,10 +119,10 @@ def feature_names(columns: Mapping[str, np.ndarray]) -> list[str]:
 def candidate_columns(candidate: Candidate, probes: Mapping[str, ProbeResult],
                       dims: Mapping[str, int]) -> dict[str, np.ndarray]:
     """The stored columns a candidate reads, per key (empty when its probes keep no neuron)."""
-    if candidate.readout == "dense":
+    if candidate.kind == "dense":
         return {candidate.dense_key: np.arange(dims[candidate.dense_key], dtype=np.int64)}
     columns = kept_columns(probes, candidate.representations, candidate.poolings, candidate.eta, candidate.exit_layer)
-    if candidate.readout == "hybrid" and columns:
+    if candidate.kind == "hybrid" and columns:
         columns[candidate.dense_key] = np.arange(dims[candidate.dense_key], dtype=np.int64)
         columns = {key: columns[key] for key in sorted(columns, key=parse_key)}
     return columns

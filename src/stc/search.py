@@ -141,7 +141,7 @@ class TwoStageSearch:
         for k in range(block_scores.shape[1]):
             leaders = {}
             for kind in ("sparse", "dense"):
-                pool = [i for i in first if table[i].candidate.readout == kind]
+                pool = [i for i in first if table[i].candidate.kind == kind]
                 if pool:
                     leaders[kind] = table[pool[leader_without(block_scores[pool], [table[i] for i in pool],
                                                               k)]].candidate

@@ -166,15 +166,15 @@ def score_blocks(evaluations: Sequence[Evaluation], y_eval: np.ndarray, blocks: 
 
 def _simplicity(evaluation: Evaluation) -> tuple:
     candidate = evaluation.candidate
-    return evaluation.n_features, candidate.exit_layer, candidate.C
+    return evaluation.mean_n_features, candidate.exit_layer, candidate.C
 
 
 def simplifies(candidate: Candidate, leader: Candidate) -> bool:
     """Whether ``candidate`` lies on ``leader``'s path towards simpler models (itself included)."""
-    if (candidate.readout, candidate.representations, candidate.poolings) != \
-            (leader.readout, leader.representations, leader.poolings):
+    if (candidate.kind, candidate.representations, candidate.poolings) != \
+            (leader.kind, leader.representations, leader.poolings):
         return False
-    if candidate.readout != "sparse":
+    if candidate.kind != "sparse":
         return candidate.dense_key == leader.dense_key and candidate.C <= leader.C
     return candidate.eta <= leader.eta and candidate.exit_layer <= leader.exit_layer and candidate.C <= leader.C
 
@@ -271,7 +271,7 @@ def configuration_rows(selector: Selector, evaluations: Sequence[Evaluation]) ->
     for e, blocks, value in zip(evaluations, block_scores, ranking):
         c = e.candidate
         se = float(blocks.std(ddof=1) / math.sqrt(len(blocks))) if len(blocks) > 1 else None
-        n_features = int(e.n_features) if float(e.n_features).is_integer() else round(e.n_features, 1)
+        n_features = int(e.mean_n_features) if float(e.mean_n_features).is_integer() else round(e.mean_n_features, 1)
         rows.append(Configuration(c.representations, c.poolings, c.eta, c.exit_layer, c.C, n_features,
-                                  float(value), c.stage, c.readout, c.dense_key, se, tuple(float(b) for b in blocks)))
+                                  float(value), c.stage, c.kind, c.dense_key, se, tuple(float(b) for b in blocks)))
     return rows
