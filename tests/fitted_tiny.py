@@ -101,7 +101,7 @@ def with_readout(clf: stc.STCClassifier, kind: str, seed: int = 0) -> stc.STCCla
     clf = _read_columns(copy.deepcopy(clf), kept, {**row, "n_features": sum(map(len, kept.values()))},
                         C=row["C"])
     clf.readout_ = replace(clf.readout_, scores=replace(clf.readout_.scores, validation=row["val_score"],
-                                                        cv=row["val_score"], cv_se=row["score_se"]))
+                                                        validation_se=row["score_se"]))
     return clf
 
 

@@ -50,7 +50,7 @@ def test_save_writes_a_card_whose_numbers_come_from_the_model(clf, tmp_path):
     assert {int(k): v for k, v in table.items()} == {
         layer: " | ".join(str(counts.get(r, 0)) for r in representations) for layer, counts in per_layer.items()}
     # the fit cross-validated (cv="auto"): the card says so, with the scores the model carries
-    assert f"cross-validated {clf.metric}: **{clf.cv_score_:.4f}** ± {clf.cv_score_se_:.4f}" in card
+    assert f"cross-validated {clf.metric}: **{clf.val_score_:.4f}** ± {clf.val_score_se_:.4f}" in card
     assert f"expected (on unseen data) {clf.metric}: **{clf.expected_score_:.4f}**" in card
     assert f"{clf.validation_['n_train']} texts (training and validation together)" in card
     assert f"{clf.validation_['cv']}-fold cross-validation" in card
@@ -72,7 +72,7 @@ def test_absent_scores_and_temperature_are_not_printed(clf):
 
 def test_present_scores_temperature_and_data_name_are_printed(clf):
     readout = _without_scores(clf)
-    readout = replace(readout, scores=replace(readout.scores, cv=0.8125, cv_se=0.0123, expected=0.79),
+    readout = replace(readout, scores=replace(readout.scores, validation=0.8125, validation_se=0.0123, expected=0.79),
                       head=replace(readout.head, temperature=1.75), backbone=replace(readout.backbone, name="minilm"))
     card = model_card(readout, data_name="planted keywords")
     assert f"cross-validated {clf.metric}: **0.8125** ± 0.0123 (standard error)" in card

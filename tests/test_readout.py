@@ -140,7 +140,7 @@ def test_a_format_1_model_loads_with_temperature_1_and_no_estimates(clf, tmp_pat
     document["format_version"] = 1
     path.write_text(json.dumps(document))
     loaded = stc.load(tmp_path / "model")
-    assert loaded.temperature_ == 1.0 and loaded.cv_score_ is None and loaded.expected_score_ is None
+    assert loaded.temperature_ == 1.0 and loaded.val_score_se_ is None and loaded.expected_score_ is None
     assert loaded.selection_ is None and loaded.val_score_ == clf.val_score_
     untempered = replace(clf.readout_.head, temperature=1.0)
     assert np.array_equal(loaded.predict_proba(NEW_TEXTS), untempered.probabilities(clf.transform(NEW_TEXTS)))
@@ -190,3 +190,12 @@ def test_cv_results_hold_every_candidate_in_scikit_learns_convention(clf, tmp_pa
     clf.save(tmp_path / "m")
     loaded = STCClassifier.load(tmp_path / "m", check_backbone=False)
     assert loaded.cv_results_ == results and loaded.best_index_ == best
+
+
+def test_cv_score_is_a_deprecated_name_of_val_score(clf):
+    """cv_score_ always equalled val_score_: the old names still read, with a FutureWarning naming the new ones."""
+    with pytest.warns(FutureWarning, match="read val_score_"):
+        assert clf.cv_score_ == clf.val_score_
+    with pytest.warns(FutureWarning, match="read val_score_se_"):
+        assert clf.cv_score_se_ == clf.val_score_se_
+    assert clf.val_score_se_ is not None and clf.val_score_se_ == clf.readout_.scores.validation_se

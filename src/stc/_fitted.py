@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+import warnings
 from pathlib import Path
 from typing import Self
 
@@ -31,6 +32,15 @@ def _view(read: Callable[[Readout], object], doc: str) -> property:
     return property(lambda self: read(self.readout_), doc=doc)
 
 
+def _deprecated_alias(name: str, current: str) -> property:
+    """An old name of a fitted attribute: the same value, with a FutureWarning naming the current one."""
+    def read(self):
+        warnings.warn(f"{name} is deprecated and will be removed: it always equalled {current}; read {current}",
+                      FutureWarning, stacklevel=2)
+        return getattr(self, current)
+    return property(read, doc=f"deprecated: {current}")
+
+
 class FittedState:
     """The fitted side of ``STCClassifier`` (a mixin: it reads the host's parameters, ``_fitted`` and
     ``_check_params``). ``classes_`` and ``validation_`` are plain attributes, set while ``fit`` runs and by
@@ -47,8 +57,10 @@ class FittedState:
     backbone_ = _view(lambda r: r.backbone.record(), "the backbone's name, source, GGUF file, sha256, depth")
     extraction_ = _view(lambda r: r.extraction_record(), "how texts are tokenised")
     val_score_ = _view(lambda r: r.scores.validation, "the chosen configuration's held-out score")
-    cv_score_ = _view(lambda r: r.scores.cv, "its score over the folds (or validation blocks)")
-    cv_score_se_ = _view(lambda r: r.scores.cv_se, "that score's standard error")
+    val_score_se_ = _view(lambda r: r.scores.validation_se, "that score's standard error over the folds (or the "
+                                                             "validation blocks)")
+    cv_score_ = _deprecated_alias("cv_score_", "val_score_")
+    cv_score_se_ = _deprecated_alias("cv_score_se_", "val_score_se_")
     expected_score_ = _view(lambda r: r.scores.expected, "the expected test score, the selection's optimism out")
     expected_score_se_ = _view(lambda r: r.scores.expected_se, "its standard error")
     probe_scores_ = _view(lambda r: thawed(r.record.probe_scores), "every probe's C, score and non-zero count")

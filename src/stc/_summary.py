@@ -33,7 +33,7 @@ def estimate_lines(clf) -> list[str]:
                else "one validation split")
         rule = "one-standard-error rule" if selection["rule"] == "one_se" else "best score"
         lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric} of "
-                     f"the chosen one {clf.cv_score_:.4f} ± {clf.cv_score_se_ or float('nan'):.4f}")
+                     f"the chosen one {clf.val_score_:.4f} ± {clf.val_score_se_ or float('nan'):.4f}")
     if selection and selection.get("unscored_classes"):
         rare = selection["unscored_classes"]
         lines.append(f"not scored (too rare to hold out; trained on in every fold): {len(rare)} class(es): "

@@ -83,8 +83,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         eta, exit_layer, C, n_features, val_score, score_se, and the per-block scores.
     val_score_ : the held-out score of that configuration, in ``metric`` (the cross-validation mean, or the
         validation score with one split).
-    cv_score_ : the same held-out score, the figure ``cv_score_se_`` belongs to.
-    cv_score_se_ : its standard error over the folds (over 5 blocks of the validation texts with one split).
+    val_score_se_ : its standard error over the folds (over 5 blocks of the validation texts with one split).
+    cv_score_, cv_score_se_ : deprecated: ``val_score_`` and ``val_score_se_`` under another name (always equal).
     expected_score_ : the expected test score, the selection's optimism left out: each fold (each block of the
         validation texts, with one split) scored by the setting the search, replayed from its first stage on the
         other folds, chooses without it (see ``stc.selection``).
@@ -315,7 +315,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
             extraction=replace(settings, max_length=settings.max_length or backbone.max_length),
             kept_columns=kept_columns, head=LinearHead.from_pipeline(head, self.classes_, temperature),
             configuration=chosen.as_row(), params=self.get_params(), record=record,
-            scores=Scores(validation=chosen.val_score, cv=chosen.val_score, cv_se=chosen.score_se,
+            scores=Scores(validation=chosen.val_score, validation_se=chosen.score_se,
                           expected=result.expected[0], expected_se=result.expected[1]))
 
     def _load_backbone(self) -> Backbone:

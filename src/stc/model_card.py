@@ -134,7 +134,9 @@ def _score_lines(readout: Readout, validation: dict) -> list[str]:
     cross_validated = bool(validation.get("cv"))
     present = [line for line in (
         f"- validation {metric}: **{val_score:.4f}**" if val_score is not None and not cross_validated else None,
-        _score_line("cross-validated", scores.cv, scores.cv_se, metric),
+        # a cross-validated score is shown with its standard error (models saved before format 2 have none)
+        _score_line("cross-validated", scores.validation if cross_validated and scores.validation_se is not None
+                    else None, scores.validation_se, metric),
         _score_line("expected (on unseen data)", scores.expected, scores.expected_se, metric)) if line]
     temperature = _number(readout.temperature)
     temperature = None if temperature == 1.0 else temperature  # 1: calibration was switched off

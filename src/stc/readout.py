@@ -41,7 +41,7 @@ CONFIG_FILE = "stc_model.json"  # its presence marks a directory as an stc model
 ARRAYS_FILE = "arrays.safetensors"
 BACKBONE_COPY = "backbone"  # the copy of the backbone ``save(copy_backbone=True)`` writes beside the model
 _PREDICT_CHUNK = 2048  # texts per extraction call at inference: memory stays flat for any number of texts
-_ESTIMATES = {"cv": "cv_score", "cv_se": "cv_score_se", "expected": "expected_score",
+_ESTIMATES = {"validation_se": "val_score_se", "expected": "expected_score",
               "expected_se": "expected_score_se"}  # Scores field -> its name in the file's "estimates"
 
 
@@ -82,8 +82,7 @@ class Scores:
     """Held-out scores of the chosen configuration in the model's metric; None where the model has none."""
 
     validation: float | None = None  # the selection's score (the cross-validated mean, or one split's)
-    cv: float | None = None
-    cv_se: float | None = None
+    validation_se: float | None = None  # its standard error over the folds (or the validation blocks)
     expected: float | None = None  # the expected test score, the selection's optimism left out
     expected_se: float | None = None
 
@@ -345,9 +344,17 @@ class Readout:
                 dtype=document["params"].get("store_dtype", "float32")),
             kept_columns=kept, head=LinearHead.from_parts(document, arrays), configuration=document["configuration"],
             scores=Scores(validation=document.get("val_score"),
-                          **{name: estimates.get(file_name) for name, file_name in _ESTIMATES.items()}),
+                          **{name: estimates.get(file_name) for name, file_name in _ESTIMATES.items()
+                             if name != "validation_se"},
+                          validation_se=_validation_se(estimates)),
             params=document["params"],
             record=FitRecord(probe_scores=document.get("probe_scores", []),
                              search_results=document.get("search_results", []),
                              fit_seconds=fit_seconds if isinstance(fit_seconds, (int, float)) else None,
                              **{name: value if isinstance(value, dict) else None for name, value in record.items()}))
+
+
+def _validation_se(estimates: dict) -> float | None:
+    """The held-out score's standard error: ``val_score_se``, or in files written before 2026-12-05
+    ``cv_score_se`` (beside a ``cv_score`` that always equalled ``val_score``)."""
+    return estimates.get("val_score_se", estimates.get("cv_score_se"))
