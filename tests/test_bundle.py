@@ -114,3 +114,26 @@ def test_cli_bundle_then_predict_one_row_per_text_with_every_task(models, tmp_pa
     assert main(["bundle", directories[0], "--out", str(tmp_path / "b2"), "--names", "a,b"]) == 2
     assert Readout.from_files(tmp_path / "bundle" / "tasks" / "topic").n_features == models["topic"].n_features_
     assert stc.Bundle is Bundle
+
+
+def test_a_bundle_is_served_with_every_task_per_text_and_tasks_to_pick_some(models, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from stc.runtimes import load_predictor
+    from stc.serving import create_app
+
+    Bundle.from_models(models).save(tmp_path / "bundle")
+    predictor = load_predictor(tmp_path / "bundle", device="cpu")
+    with TestClient(create_app(lambda: predictor)) as client:
+        answer = client.post("/predict", json={"texts": NEW_TEXTS}).json()["predictions"]
+        for name, clf in models.items():
+            got = np.array([[row["tasks"][name]["probabilities"][str(c)] for c in clf.classes_] for row in answer])
+            assert np.array_equal(got, clf.predict_proba(NEW_TEXTS))
+        some = client.post("/predict?tasks=topic", json={"texts": NEW_TEXTS[:2]}).json()["predictions"]
+        assert [list(row["tasks"]) for row in some] == [["topic"], ["topic"]]
+        unknown = client.post("/predict?tasks=tone", json={"texts": NEW_TEXTS[:2]})
+        assert unknown.status_code == 422 and "unknown task(s) ['tone']" in unknown.json()["error"]
+        metadata = client.get("/metadata").json()
+        assert list(metadata["tasks"]) == ["sentiment", "topic", "everything"] and metadata["exit_layer"] == 3
+        explained = client.post("/explain", json={"text": NEW_TEXTS[0]}).json()
+        assert set(explained["tasks"]) == set(models)

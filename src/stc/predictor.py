@@ -15,11 +15,12 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._version import __version__
+from .bundle import Bundle
 from .explain import explain_prediction
 from .head import LinearHead
 from .readout import chosen_readout
 
-__all__ = ["Predictor", "TorchPredictor", "model_metadata"]
+__all__ = ["Predictor", "TorchPredictor", "BundlePredictor", "model_metadata"]
 
 RUNTIMES = ("torch", "onnx")
 
@@ -73,3 +74,35 @@ class TorchPredictor:
         readout = self.readout
         return model_metadata(self.runtime, self.head, readout.configuration_record(), readout.exit_layer,
                               readout.n_features, readout.backbone.record())
+
+
+class BundlePredictor:
+    """A bundle (``stc.Bundle``) run in torch: one pass of its backbone for every task; ``predict_proba`` gives
+    each task's probabilities by name, ``heads`` each task's head."""
+
+    runtime = "torch"
+
+    def __init__(self, bundle: Bundle, *, device: str | None = None, token_budget: int = 8192):
+        self.bundle = bundle
+        self.heads = {name: readout.head for name, readout in bundle.tasks.items()}
+        self.token_budget = token_budget
+        self.backbone = bundle.load_backbone(device=device or "auto")
+
+    def predict_proba(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return self.bundle.predict_proba(texts, backbone=self.backbone, token_budget=self.token_budget)
+
+    def explain(self, text: str, *, top_k: int = 10) -> dict:
+        """Each task's ``stc explain`` content for the text, by task name."""
+        return {"text": text, "tasks": {name: explain_prediction(readout, self.backbone, text, top_k=top_k)
+                                        for name, readout in self.bundle.tasks.items()}}
+
+    def metadata(self) -> dict:
+        reference = next(iter(self.bundle.tasks.values()))
+        return {"runtime": self.runtime, "tasks": {
+                    name: model_metadata(self.runtime, readout.head, readout.configuration_record(),
+                                         readout.exit_layer, readout.n_features, readout.backbone.record())
+                    for name, readout in self.bundle.tasks.items()},
+                "exit_layer": self.bundle.exit_layer,
+                "n_union_neurons": int(sum(len(c) for c in self.bundle.union_columns.values())),
+                "backbone_name": reference.backbone.name, "backbone_sha256": reference.backbone.sha256,
+                "stc_version": __version__}

@@ -103,6 +103,35 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class TaskPredictions(BaseModel):
+    tasks: dict[str, Prediction] = Field(description="task name -> its label and probabilities (a bundle)")
+
+
+class BundlePredictResponse(BaseModel):
+    predictions: list[TaskPredictions]
+
+
+def _prediction(classes, row) -> Prediction:
+    return Prediction(label=plain_label(classes[int(row.argmax())]),
+                      probabilities={str(c): float(p) for c, p in zip(classes, row)})
+
+
+def _answer(predictor, probabilities, tasks: str | None) -> PredictResponse | BundlePredictResponse:
+    """The response of one request: per text its label and probabilities, or for a bundle each task's (the tasks
+    ``tasks`` names, comma-separated, or all)."""
+    if not isinstance(probabilities, dict):
+        if tasks is not None:
+            raise _ClientError(422, "tasks: this server holds one model, not a bundle of tasks")
+        return PredictResponse(predictions=[_prediction(predictor.head.classes, row) for row in probabilities])
+    names = list(probabilities) if tasks is None else [name.strip() for name in tasks.split(",") if name.strip()]
+    unknown = [name for name in names if name not in probabilities]
+    if unknown or not names:
+        raise _ClientError(422, f"tasks: unknown task(s) {unknown}; this bundle has {list(probabilities)}")
+    return BundlePredictResponse(predictions=[
+        TaskPredictions(tasks={name: _prediction(predictor.heads[name].classes, probabilities[name][i])
+                               for name in names}) for i in range(len(next(iter(probabilities.values()))))])
+
+
 class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: StrictStr = Field(min_length=1)
@@ -222,9 +251,11 @@ def _add_routes(app: FastAPI, settings: ServeSettings, metrics: ServerMetrics) -
     async def prometheus_metrics() -> Response:
         return Response(content=metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/predict", response_model=PredictResponse)
-    async def predict(body: PredictRequest, request: Request) -> PredictResponse:
-        """Per text: the label and the class probabilities (``STCClassifier.predict_proba``'s numbers)."""
+    @app.post("/predict", response_model=PredictResponse | BundlePredictResponse)
+    async def predict(body: PredictRequest, request: Request,
+                      tasks: str | None = None) -> PredictResponse | BundlePredictResponse:
+        """Per text: the label and the class probabilities (``STCClassifier.predict_proba``'s numbers); for a
+        bundle, each task's, or those of ``?tasks=a,b``."""
         _check_limits(body.texts, settings)
         predictor, batcher = request.app.state.predictor, request.app.state.batcher
         try:
@@ -241,10 +272,7 @@ def _add_routes(app: FastAPI, settings: ServeSettings, metrics: ServerMetrics) -
         except ClientGone as error:  # nobody reads the answer; 499 is what proxies log for it
             metrics.refused("disconnected")
             raise _ClientError(499, str(error)) from None
-        classes = predictor.head.classes
-        return PredictResponse(predictions=[
-            Prediction(label=plain_label(classes[int(row.argmax())]),
-                       probabilities={str(c): float(p) for c, p in zip(classes, row)}) for row in probabilities])
+        return _answer(predictor, probabilities, tasks)
 
     @app.post("/explain")
     async def explain(body: ExplainRequest, request: Request) -> dict[str, Any]:

@@ -29,6 +29,13 @@ __all__ = ["MicroBatcher", "Overloaded", "DeadlineExceeded", "ClientGone"]
 DISCONNECT_POLL_S = 0.05
 
 
+def _rows(result, start: int, stop: int):
+    """Rows start:stop of a pass's result: an array, or a dict of arrays (one per task of a bundle)."""
+    if isinstance(result, dict):
+        return {name: values[start:stop] for name, values in result.items()}
+    return result[start:stop]
+
+
 class Overloaded(Exception):
     """The queue cannot take these texts: refused before any work (HTTP 503)."""
 
@@ -213,5 +220,5 @@ class MicroBatcher:
             start = 0
             for job in batch:
                 if not job.future.done():
-                    job.future.set_result(probabilities[start:start + len(job.texts)])
+                    job.future.set_result(_rows(probabilities, start, start + len(job.texts)))
                 start += len(job.texts)
