@@ -167,7 +167,7 @@ def tiny_bert(tmp_path_factory, tokenizer):
 
 def _same_model(a: STCClassifier, b: STCClassifier) -> None:
     for name in ("mean", "scale", "coef", "intercept"):
-        np.testing.assert_array_equal(getattr(a.readout_, name), getattr(b.readout_, name))
+        np.testing.assert_array_equal(getattr(a.readout_.head, name), getattr(b.readout_.head, name))
     assert a.kept_neurons_ == b.kept_neurons_ and a.configuration_ == b.configuration_
     for name in ("search_results_", "probe_scores_", "selection_", "validation_", "temperature_", "expected_score_",
                  "best_index_", "backbone_", "extraction_"):

@@ -75,9 +75,15 @@ def test_a_temperature_changes_the_probabilities_and_not_the_labels(clf):
     assert np.array_equal(TorchPredictor(clf).predict_proba(NEW_TEXTS), head.probabilities(features))
 
 
+@pytest.fixture(scope="module")
+def cross_validated(model_dir, tmp_path_factory):
+    """A tiny model fitted with cross-validation: its search scored candidates of every readout kind."""
+    return fit_tiny(model_dir, tmp_path_factory.mktemp("cv-stores"), cv=3)
+
+
 @pytest.mark.parametrize("kind", READOUT_KINDS)
-def test_every_readout_kind_predicts_through_its_head(kind, model_dir, tmp_path):
-    fitted = with_readout(fit_tiny(model_dir, tmp_path / "stores", cv=3), kind)
+def test_every_readout_kind_predicts_through_its_head(kind, cross_validated):
+    fitted = with_readout(cross_validated, kind)
     features = fitted.transform(NEW_TEXTS)
     assert fitted.readout_.chosen.kind == kind
     assert np.array_equal(fitted.predict_proba(NEW_TEXTS), fitted.readout_.head.probabilities(features))

@@ -409,3 +409,38 @@ def test_balanced_class_weight_fits_three_class_probes_with_more_neurons_than_te
     assert probes["ffn.L1.mean"].coef.shape == (3, 60)
     assert np.argmax(probes["ffn.L1.mean"].importance) == 3
 
+
+
+def test_the_embedding_floor_wins_where_no_readout_beats_it_beyond_noise(tmp_path, planted_classifier):
+    """40 texts; the last layer's 32 neurons each carry a sliver of the label, every other array is noise. Without
+    the floor ("one_se" alone) the simplest lucky candidate wins: 7 neurons, near chance on 400 new texts. With it
+    ("auto"), the embedding readout is the model, and it is far better on those texts."""
+    rng = np.random.default_rng(4)
+    n, m = 40, 400
+    y = np.tile([0, 1], (n + m) // 2)
+    arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n + m, 32)) for layer in range(4)}
+    arrays.update({f"ffn.L{layer}.mean": rng.normal(size=(n + m, 48)) for layer in range(1, 4)})
+    arrays["hidden.L3.mean"] += 0.12 * (2.0 * y - 1.0)[:, None]
+    store = _write_store(tmp_path / "s", arrays)
+    params = dict(representations=("hidden", "ffn"), poolings=("mean",), show_progress_bar=False)
+    floored = _fit_rows(planted_classifier(**params), store, y, np.arange(n))
+    plain = _fit_rows(planted_classifier(selection_rule="one_se", **params), store, y, np.arange(n))
+    assert floored.selection_["floor"] is True and plain.selection_["floor"] is False
+    assert floored.configuration_["readout"] == "dense" and floored.configuration_["dense_key"] == "hidden.L3.mean"
+    assert plain.configuration_["readout"] != "dense"
+    new = np.arange(n, n + m)
+    assert _test_accuracy(floored, store, new, y) > _test_accuracy(plain, store, new, y) + 0.1
+    assert any("embedding floor" in line for line in summary_lines(floored))
+    # the estimate of a floored model is the embedding readout's own cross-validated score
+    chosen = floored.best_index_
+    assert floored.expected_score_ == pytest.approx(floored.cv_results_["mean_test_score"][chosen])
+
+
+def test_the_floor_gives_way_to_neurons_that_beat_the_embedding(tmp_path, planted_classifier):
+    """One strong neuron in layer 2 and a last layer of noise: the sparse readout beats the embedding by far."""
+    arrays, y = _planted(5, n=300, effect=1.5)
+    store = _write_store(tmp_path / "s", arrays)
+    clf = _fit_rows(planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False),
+                    store, y, np.arange(300))
+    assert clf.selection_["floor"] is False and clf.configuration_["readout"] != "dense"
+    assert 5 in clf.kept_columns_["hidden.L2.mean"]

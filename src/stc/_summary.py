@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from .readout import chosen_readout
 
-__all__ = ["summary_lines", "estimate_lines", "search_lines"]
+__all__ = ["summary_lines", "estimate_lines", "search_lines", "NOISY_ESTIMATE_SE"]
+
+#: An expected score whose standard error is above this (5 points of accuracy or F1) says little about the model.
+NOISY_ESTIMATE_SE = 0.05
 
 
 def summary_lines(clf) -> list[str]:
@@ -15,7 +18,11 @@ def summary_lines(clf) -> list[str]:
              f"poolings={config['poolings']}{eta} C={config['C']}",
              f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
              f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
-    if chosen.kind == "dense":
+    selection = getattr(clf, "selection_", None) or {}
+    if chosen.kind == "dense" and selection.get("floor"):
+        lines.append(f"the embedding floor chose {chosen.dense_key} (the backbone's sentence embedding): no other "
+                     f"readout beat it by more than one standard error of the folds")
+    elif chosen.kind == "dense":
         lines.append(f"the dense readout won: every neuron of {chosen.dense_key} (the sentence embedding of "
                      f"that layer); no sparse set of neurons beat it beyond noise")
     elif chosen.kind == "hybrid":
@@ -41,6 +48,9 @@ def estimate_lines(clf) -> list[str]:
     if getattr(clf, "expected_score_", None) is not None:
         lines.append(f"expected test {clf.metric}: {clf.expected_score_:.4f} ± {clf.expected_score_se_:.4f} "
                      f"(the selection's optimism left out)")
+        if (clf.expected_score_se_ or 0) > NOISY_ESTIMATE_SE:
+            lines.append(f"the estimate is too noisy to act on (standard error above {NOISY_ESTIMATE_SE:.2f}): "
+                         f"too few held-out texts; label more texts before trusting it")
     temperature = getattr(clf, "temperature_", 1.0)
     if temperature != 1.0:
         lines.append(f"calibration: temperature {temperature:.3f} on held-out decision values")

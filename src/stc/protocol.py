@@ -101,10 +101,12 @@ class Protocol(ABC):
     probe_phase = "probes"  # fit_timings_'s name of the probe fits
     refit_phase: str | None = None  # and of refitting them for the final model, where they are
 
-    def __init__(self, codes: np.ndarray, *, seed: int | None, rule: str, given: bool, kinds: Sequence[str]):
+    def __init__(self, codes: np.ndarray, *, seed: int | None, rule: str, given: bool, kinds: Sequence[str],
+                 floor: bool = False):
         if rule not in ("one_se", "best"):
             raise ValueError(f"rule must be 'one_se' or 'best', got {rule!r}")
         self.codes, self.seed, self.rule, self.given, self.kinds = codes, seed, rule, given, tuple(kinds)
+        self.floor = floor  # the embedding floor (stc.selection.embedding_floor) after the rule's choice
 
     @property
     @abstractmethod
@@ -148,9 +150,14 @@ class Protocol(ABC):
         if self.refit_phase:
             timer.lap(self.refit_phase)
         expected = search.expected_score()
+        floor = search.floor() if self.floor else None
+        if floor is not None:  # the embedding readout: the neurons did not beat it beyond noise
+            outcome = replace(outcome, chosen=floor)
+            expected = search.block_estimate(floor)
         timer.lap("estimate")
         unscored = np.setdiff1d(np.unique(self.codes), np.unique(y_eval))
-        selection = {"protocol": self.name, "folds": self.folds, "rule": self.rule, "n_blocks": len(blocks),
+        selection = {"protocol": self.name, "folds": self.folds, "rule": self.rule, "floor": floor is not None,
+                     "n_blocks": len(blocks),
                      "n_candidates": len(outcome.table), "n_held_out": len(y_eval),
                      "unscored_classes": np.asarray(classes)[unscored].tolist()}
         return ProtocolResult(configuration_rows(selector, outcome.table), outcome.chosen, outcome.best, y_eval,
@@ -270,9 +277,11 @@ def make_protocol(codes: np.ndarray, classes: np.ndarray, validation_rows: np.nd
                   representations: Sequence[str] = ("hidden", "ffn")) -> Protocol:
     """The protocol ``cv`` means for a pool labelled ``codes`` (see ``stc.selection.resolve_cv``), with any given
     validation rows (they join the folds, or are the split's validation rows; else a seeded stratified split of
-    ``validation_size``). ``rule`` "auto" is the one-standard-error rule but with ``cv=None`` (the best score)."""
+    ``validation_size``). ``rule`` "auto" is the one-standard-error rule and the embedding floor, but with
+    ``cv=None`` the best score (the paper's protocol); "one_se" is the rule without the floor."""
     settings = dict(seed=seed, given=validation_rows is not None,
-                    kinds=searched_kinds(readout_kinds, representations, paper=cv is None))
+                    kinds=searched_kinds(readout_kinds, representations, paper=cv is None),
+                    floor=rule == "auto" and cv is not None)
     folds = resolve_cv(cv, codes, classes)
     if folds is not None:
         return KFolds(codes, folds, rule="one_se" if rule == "auto" else rule, **settings)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .aggregate import READOUT_KINDS, Candidate, Evaluation
 from .extract import all_keys, parse_key
-from .selection import Selector, leader_without, leave_one_block_out, score_blocks
+from .selection import Selector, embedding_floor, held_out_scores, leader_without, mean_and_se, score_blocks
 
 __all__ = ["SearchSpace", "SearchOutcome", "TwoStageSearch"]
 
@@ -111,6 +111,7 @@ class TwoStageSearch:
         self._outcome: SearchOutcome | None = None
         self._stage_two: dict[Candidate, Evaluation] = {}  # every stage-2 evaluation made, by candidate
         self._tried: set[Candidate] = set()
+        self._held_out: np.ndarray | None = None  # per block, the replayed choice's score (expected_score)
 
     def run(self) -> SearchOutcome:
         """Stage 1, stage 2 around its leaders, and the rule's choice among both stages."""
@@ -149,7 +150,22 @@ class TwoStageSearch:
             scores = np.vstack([block_scores[first], score_blocks(second, selector.y_eval, selector.blocks,
                                                                   selector.metric)])
             per_block.append(([table[i] for i in first] + second, scores))
-        return leave_one_block_out(selector, per_block)
+        self._held_out = held_out_scores(selector, per_block)
+        return mean_and_se(self._held_out)
+
+    def floor(self) -> int | None:
+        """After ``expected_score``: the embedding readout's index in the table when the search's choice does not
+        beat it beyond noise (``stc.selection.embedding_floor``), else None."""
+        if self._held_out is None:
+            raise RuntimeError("the floor compares the estimate's per-block scores: run expected_score first")
+        return embedding_floor(self.selector, self._outcome.table, self._outcome.chosen, self._held_out)
+
+    def block_estimate(self, index: int) -> tuple[float, float]:
+        """(mean, standard error) of one candidate's block scores: the estimate of a candidate chosen without a
+        search among others (the embedding floor's)."""
+        selector = self.selector
+        return mean_and_se(score_blocks([self._outcome.table[index]], selector.y_eval, selector.blocks,
+                                        selector.metric)[0])
 
     def _around(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Evaluation]:
         """Stage 2 around these leaders, evaluating only the candidates not tried before."""
