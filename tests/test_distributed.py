@@ -20,15 +20,11 @@ from stc.backbone import load_backbone
 from stc.cli import main
 from stc.distributed import RayEngine, make_engine
 from stc.store import ActivationStore, ExtractionSettings, build_store
-from tests.test_reliability import LABELS, TEXTS, quiet_env, save_tiny_bert, small_params
+
+from ._helpers import LABELS, TEXTS, quiet_env, small_params
 
 SETTINGS = ExtractionSettings(representations=("hidden", "ffn"), poolings=("mean", "max"))
 WORDS = "good bad movie film plot actor great awful boring fun story scene music long short".split()
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="module")

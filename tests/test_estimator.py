@@ -12,6 +12,8 @@ from sklearn.utils import estimator_checks, get_tags
 from stc import STCClassifier
 from stc.baselines import EmbeddingClassifier, FineTuneClassifier, ICLClassifier, SetFitClassifier
 
+from ._helpers import LABELS, TEXTS, small_params
+
 ESTIMATORS = [STCClassifier(model="minilm", etas=(0.5,), final_Cs=(1.0,), show_progress_bar=False),
               EmbeddingClassifier(model="minilm", show_progress_bar=False),
               FineTuneClassifier(model="minilm", epochs=1, show_progress_bar=False),
@@ -63,17 +65,14 @@ def _documented_names(docstring: str, section: str, next_section: str | None) ->
     return {name.strip() for group in re.findall(r"(\w+(?:, \w+)*) : ", text) for name in group.split(",")}
 
 
-def test_every_stc_parameter_and_fitted_attribute_is_documented(tmp_path):
+def test_every_stc_parameter_and_fitted_attribute_is_documented(tiny_dir, tmp_path):
     import inspect
-
-    from tests.test_reliability import LABELS, TEXTS, save_tiny_bert, small_params
 
     parameters = set(inspect.signature(STCClassifier.__init__).parameters) - {"self"}
     documented = _documented_names(STCClassifier.__doc__, "Parameters", "Attributes")
     assert parameters - documented == set(), "parameters missing from the docstring"
     assert documented - parameters == set(), "the docstring documents parameters that do not exist"
-    fitted = STCClassifier(save_tiny_bert(tmp_path / "tiny"), store_dir=str(tmp_path / "stores"),
-                           **small_params()).fit(TEXTS, LABELS)
+    fitted = STCClassifier(tiny_dir, store_dir=str(tmp_path / "stores"), **small_params()).fit(TEXTS, LABELS)
     # set by fit, or read from readout_ (a property of the class)
     attributes = {name for name in dir(fitted) if name.endswith("_") and not name.startswith("_")
                   and hasattr(fitted, name)}

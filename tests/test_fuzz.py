@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 import stc
 from stc import STCClassifier
 from stc.data import read_labelled_file, read_texts
-from tests.test_reliability import LABELS, TEXTS, save_tiny_bert, small_params
+
+from ._helpers import LABELS, TEXTS, save_tiny, small_params
 
 
 def fuzz_settings(examples: int):
@@ -31,7 +32,7 @@ def fuzz_settings(examples: int):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    tiny_dir = save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+    tiny_dir = save_tiny(tmp_path_factory.mktemp("tiny-bert"))
     clf = STCClassifier(tiny_dir, store_dir=str(tmp_path_factory.mktemp("stores")), max_length=32,
                         **small_params()).fit(TEXTS, LABELS)
     directory = tmp_path_factory.mktemp("saved") / "model"

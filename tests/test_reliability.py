@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,42 +18,7 @@ import pytest
 from stc import STCClassifier
 from stc.cli import main
 
-TEXTS = [f"a good movie, number {i}, great fun" for i in range(20)] + \
-        [f"a bad film, number {i}, awful and boring" for i in range(20)]
-LABELS = ["pos"] * 20 + ["neg"] * 20
-
-
-def save_tiny_bert(directory, seed: int = 0) -> str:
-    """A 2-layer random BERT (hidden 32, FFN 64) with the MiniLM tokenizer, saved like any local model."""
-    import torch
-    import transformers as tf
-    from transformers import AutoTokenizer
-
-    from stc.backbone import resolve_model_name
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("minilm")[0])
-    torch.manual_seed(seed)
-    config = tf.BertConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                           vocab_size=len(tokenizer), max_position_embeddings=512)
-    tf.BertModel(config).save_pretrained(directory)  # with its pooler: nothing is re-initialised at load
-    tokenizer.save_pretrained(directory)
-    return str(directory)
-
-
-def quiet_env(**extra) -> dict:
-    """The environment for a child process: one thread each, since CPUs are shared (2 threads thrash under load)."""
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **extra)
-
-
-def small_params(**overrides) -> dict:
-    """A one-point search."""
-    return {**dict(representations=("hidden",), poolings=("mean",), etas=(0.5,), probe_Cs=(0.1,), final_Cs=(1.0,),
-                   show_progress_bar=False), **overrides}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+from ._helpers import LABELS, MAX_LENGTH, TEXTS, quiet_env, small_params
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +250,7 @@ def test_a_1mb_text_is_truncated_to_its_first_tokens(fitted):
 
 def test_a_1mb_text_with_windows_reads_every_window(tiny_dir, store_dir, fitted):
     """Two 1 MB texts that differ only in their last 100 kB: the same under truncation, not with windows."""
-    clf = STCClassifier(tiny_dir, store_dir=store_dir, max_length=512, windows=True, window_overlap=16,
+    clf = STCClassifier(tiny_dir, store_dir=store_dir, max_length=MAX_LENGTH, windows=True, window_overlap=16,
                         **small_params()).fit(TEXTS, LABELS)
     base = ("the plot was good and the acting great, " * 30_000)[:1_000_000]
     altered = base[:900_000] + ("awful boring film, bad in every way. " * 3_000)[:100_000]
