@@ -6,11 +6,13 @@ Empty or whitespace-only texts are refused (documented in the README): they carr
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import subprocess
 import sys
 import textwrap
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -89,13 +91,20 @@ BAD_FIT_INPUT = [  # (case, X, y, extra params, error type, message pattern)
 ]
 
 
+# read-only extras: a test that pops X_val out of its case would change the table for the next run
+BAD_FIT_INPUT = [(case, X, y, MappingProxyType(extra), *rest) for case, X, y, extra, *rest in BAD_FIT_INPUT]
+
+
 @pytest.mark.parametrize("case, X, y, extra, error, pattern", BAD_FIT_INPUT, ids=[c[0] for c in BAD_FIT_INPUT])
 def test_bad_fit_input_is_one_clear_error(case, X, y, extra, error, pattern, tiny_dir, store_dir):
-    fit_args = {k: v for k, v in extra.items() if k in ("X_val", "y_val")}  # the shared table is left as it is
+    before = copy.deepcopy((X, y, dict(extra)))
+    fit_args = {k: v for k, v in extra.items() if k in ("X_val", "y_val")}
     params = {k: v for k, v in extra.items() if k not in fit_args}
     clf = STCClassifier(tiny_dir, store_dir=store_dir, **small_params(**params))
     with pytest.raises(error, match=pattern):
         clf.fit(X, y, **fit_args)
+    # neither the test nor the refused fit changed the case: a rerun tests the same input
+    assert (X, y, dict(extra)) == before
 
 
 BAD_PREDICT_INPUT = [
