@@ -1,4 +1,6 @@
-"""STCClassifier end to end on the real MiniLM with real sentences; scikit-learn compatibility; persistence."""
+"""STCClassifier end to end on the real MiniLM with real sentences; persistence; the store shared with the embedding
+baseline. The scikit-learn contract (labels of any type, clone, pipelines, cross-validation, NotFittedError) is
+checked on tiny models in test_estimator.py."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ import json
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.model_selection import cross_val_score
-from sklearn.pipeline import Pipeline
 
 import stc
 from stc import STCClassifier
@@ -91,41 +91,6 @@ def test_second_fit_reuses_the_activation_store(fitted, mr_small, store_dir):
                               y_val=mr_small.validation.labels)
     assert again.store_path_ == fitted.store_path_
     assert again.kept_neurons_ == fitted.kept_neurons_
-
-
-def test_multiclass_with_integer_labels(store_dir):
-    from stc.data import load_dataset
-
-    news = load_dataset("bbc-news", limit=40)
-    labels = [sorted(set(news.train.labels)).index(label) + 10 for label in news.train.labels]
-    clf = STCClassifier("minilm", max_length=96, store_dir=store_dir, validation_size=0.25, **FAST)
-    clf.fit(news.train.texts, labels)
-    assert clf.classes_.tolist() == [10, 11, 12, 13, 14]
-    probabilities = clf.predict_proba(news.test.texts[:10])
-    assert probabilities.shape == (10, 5)
-    assert clf.predict(news.test.texts[:10]).dtype.kind == "i"
-
-
-def test_sklearn_contract_clone_params_pipeline_and_cross_validation(mr_small, store_dir):
-    clf = STCClassifier("minilm", store_dir=store_dir, representations=("hidden",), **FAST)
-    params = clf.get_params()
-    assert params["representations"] == ("hidden",) and params["model"] == "minilm"
-    copy = clone(clf)
-    assert copy.get_params() == params
-    copy.set_params(metric="macro_f1")
-    assert copy.metric == "macro_f1" and clf.metric == "accuracy"
-    texts, labels = mr_small.train.texts[:120], mr_small.train.labels[:120]
-    pipeline = Pipeline([("stc", clone(clf))]).fit(texts, labels)
-    assert pipeline.predict(texts[:5]).shape == (5,)
-    scores = cross_val_score(clone(clf), texts, labels, cv=2)
-    assert scores.shape == (2,) and (scores > 0.4).all()
-
-
-def test_unfitted_model_says_so(mr_small):
-    from sklearn.exceptions import NotFittedError
-
-    with pytest.raises(NotFittedError):
-        STCClassifier().predict(["a text"])
 
 
 def test_embedding_baseline_reuses_the_store_stc_extracted(fitted, mr_small, store_dir, monkeypatch):
