@@ -139,11 +139,11 @@ def test_errors_are_one_line_and_a_nonzero_exit(tmp_path, capsys):
     assert "no-such-dataset" in capsys.readouterr().err
 
 
-def test_extract_in_two_shards_completes_the_store(data_files, tmp_path, capsys):
+def test_extract_in_two_shards_completes_the_store(data_files, tiny_dir, tmp_path, capsys):
     _, train, _ = data_files
     common = ["extract", "--data", str(train), "--text-column", "sentence", "--label-column", "polarity",
-              "--split", "train", "--representations", "hidden", "--poolings", "mean", "--store-dir",
-              str(tmp_path), "--token-budget", "256", "--shard-size", "30", *FAST]
+              "--split", "train", "--model", tiny_dir, "--representations", "hidden", "--poolings", "mean",
+              "--store-dir", str(tmp_path), "--token-budget", "256", "--shard-size", "30", *FAST]
     assert main(common + ["--shard", "1/2"]) == 0
     assert "shard 1/2 done" in capsys.readouterr().out
     assert main(common + ["--shard", "0/2"]) == 0

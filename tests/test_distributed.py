@@ -144,7 +144,8 @@ def test_fit_on_ray_gives_the_same_model(ray_session, tiny_dir, tmp_path, monkey
             super().__init__(*args, **kwargs)
             backends.append(type(self._backend).__name__)
 
-    params = small_params(poolings=("mean", "max"), etas=(0.2, 0.5), final_Cs=(0.1, 1.0), n_jobs=2)
+    # two folds: every stage of a cross-validated fit (fold probes, search, final probes, estimate) runs on Ray
+    params = small_params(poolings=("mean", "max"), etas=(0.2, 0.5), final_Cs=(0.1, 1.0), n_jobs=2, cv=2)
     local = STCClassifier(tiny_dir, store_dir=str(tmp_path / "a"), **params).fit(TEXTS, LABELS)
     for module in (stc.probe, stc.aggregate):
         monkeypatch.setattr(module, "Parallel", RecordingParallel)
