@@ -11,28 +11,15 @@ import torch
 from stc.baselines import FineTuneClassifier, ICLClassifier, SetFitClassifier, label_log_probs, setfit_available
 from stc.baselines import setfit_peer
 
-from .planted import planted_texts
+from ._helpers import NUM_LAYERS, planted_texts, save_tiny
 
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory, tokenizer):
-    """Checkpoint directories of a tiny BERT encoder and two tiny causal LMs, each with the MiniLM tokenizer."""
-    import transformers as tf
-
+    """Checkpoint directories of a tiny BERT encoder and a tiny causal Llama, each with the MiniLM tokenizer."""
     root = tmp_path_factory.mktemp("tiny-models")
-    torch.manual_seed(0)
-    bert = tf.BertModel(tf.BertConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64,
-                                      num_attention_heads=2, vocab_size=len(tokenizer), max_position_embeddings=128),
-                        add_pooling_layer=False)
-    llama = tf.LlamaForCausalLM(tf.LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=48,
-                                               num_attention_heads=2, num_key_value_heads=2,
-                                               vocab_size=len(tokenizer), max_position_embeddings=256,
-                                               pad_token_id=0))
-    dirs = {"bert": root / "bert", "llama": root / "llama"}
-    for name, model in (("bert", bert), ("llama", llama)):
-        model.save_pretrained(dirs[name])
-        tokenizer.save_pretrained(dirs[name])
-    return {name: str(path) for name, path in dirs.items()}
+    return {"bert": save_tiny(root / "bert", tokenizer=tokenizer),
+            "llama": save_tiny(root / "llama", "llama", causal_lm=True, tokenizer=tokenizer)}
 
 
 def planted_lm(vocab_size: int, target_id: int, margin: float = 5.0):
@@ -97,25 +84,25 @@ def test_batched_padded_cached_scores_equal_one_whole_prompt_at_a_time(tokenizer
 
 
 def test_icl_predicts_the_label_whose_word_the_model_prefers(tokenizer, tmp_path):
-    planted = tokenizer(" down", add_special_tokens=False)["input_ids"][0]
+    planted = tokenizer(" bad", add_special_tokens=False)["input_ids"][0]
     planted_lm(len(tokenizer), planted).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    texts, labels = planted_texts(6)
+    texts, labels = planted_texts(2, 6, shuffle=True)
     clf = ICLClassifier(model=str(tmp_path), shots=2, show_progress_bar=False).fit(texts, labels)
-    assert set(clf.predict(texts[:5]).tolist()) == {"down"}
+    assert set(clf.predict(texts[:5]).tolist()) == {"bad"}
     assert clf.predict_proba(texts[:2]).sum(axis=1) == pytest.approx([1.0, 1.0])
 
 
 def test_icl_draws_seeded_demonstrations_per_class_into_the_prompt(tiny_dirs):
-    texts, labels = planted_texts(8)
-    clf = ICLClassifier(model=tiny_dirs["llama"], shots=2, label_words={"up": "positive", "down": "negative"},
+    texts, labels = planted_texts(2, 8, shuffle=True)
+    clf = ICLClassifier(model=tiny_dirs["llama"], shots=2, label_words={"good": "positive", "bad": "negative"},
                         random_state=3, show_progress_bar=False).fit(texts, labels)
     words = [word for _, word in clf.demonstrations_]
     assert sorted(words) == ["negative", "negative", "positive", "positive"]
     assert "Classify each text as one of: negative, positive." in clf.prompt_prefix_
     prompt = clf.prompts(["an unseen query"])[0]
     assert prompt.startswith(clf.prompt_prefix_) and prompt.endswith("Text: an unseen query\nLabel:")
-    again = ICLClassifier(model=tiny_dirs["llama"], shots=2, label_words={"up": "positive", "down": "negative"},
+    again = ICLClassifier(model=tiny_dirs["llama"], shots=2, label_words={"good": "positive", "bad": "negative"},
                           random_state=3, show_progress_bar=False).fit(texts, labels)
     assert again.demonstrations_ == clf.demonstrations_
 
@@ -124,10 +111,10 @@ def test_icl_draws_seeded_demonstrations_per_class_into_the_prompt(tiny_dirs):
     ({"shots": 0}, "shots must be a positive integer"),
     ({"template": "Label: {label} Text: {text}"}, "template must put {text} before {label}"),
     ({"label_words": {"sideways": "x"}}, "label_words names labels absent from y"),
-    ({"label_words": {"up": "same", "down": "same"}}, "label words must differ"),
+    ({"label_words": {"good": "same", "bad": "same"}}, "label words must differ"),
 ])
 def test_icl_refuses_bad_settings_with_a_message_naming_them(tiny_dirs, params, message):
-    texts, labels = planted_texts(4)
+    texts, labels = planted_texts(2, 4, shuffle=True)
     with pytest.raises(ValueError, match=message):
         ICLClassifier(model=tiny_dirs["llama"], show_progress_bar=False, **params).fit(texts, labels)
 
@@ -137,8 +124,8 @@ def test_icl_refuses_bad_settings_with_a_message_naming_them(tiny_dirs, params, 
 def test_finetuning_learns_a_planted_word_and_saves_a_loadable_checkpoint(tiny_dirs, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    texts, labels = planted_texts(24)
-    val_texts, val_labels = planted_texts(8, seed=1)
+    texts, labels = planted_texts(2, 24, shuffle=True)
+    val_texts, val_labels = planted_texts(2, 8, seed=1, shuffle=True)
     clf = FineTuneClassifier(model=tiny_dirs["bert"], epochs=6, learning_rate=1e-2, batch_size=8, max_length=32,
                              output_dir=str(tmp_path / "ft"), show_progress_bar=False)
     clf.fit(texts, labels, X_val=val_texts, y_val=val_labels)
@@ -147,7 +134,7 @@ def test_finetuning_learns_a_planted_word_and_saves_a_loadable_checkpoint(tiny_d
     assert clf.val_score_ >= 0.9
     assert clf.score(val_texts, val_labels) == pytest.approx(clf.val_score_)
     reloaded = AutoModelForSequenceClassification.from_pretrained(clf.checkpoint_dir_).eval()
-    assert reloaded.config.id2label == {0: "down", 1: "up"}
+    assert reloaded.config.id2label == {0: "bad", 1: "good"}
     inputs = clf.tokenizer_(val_texts[:4], return_tensors="pt", padding=True)
     with torch.no_grad():
         np.testing.assert_allclose(reloaded(**inputs).logits.numpy(), clf.decision_function(val_texts[:4]),
@@ -156,14 +143,14 @@ def test_finetuning_learns_a_planted_word_and_saves_a_loadable_checkpoint(tiny_d
 
 
 def test_finetuning_twice_with_one_seed_gives_identical_predictions(tiny_dirs):
-    texts, labels = planted_texts(12)
+    texts, labels = planted_texts(2, 12, shuffle=True)
     runs = [FineTuneClassifier(model=tiny_dirs["bert"], epochs=2, learning_rate=1e-3, batch_size=8,
                                random_state=7, show_progress_bar=False).fit(texts, labels) for _ in range(2)]
     np.testing.assert_array_equal(runs[0].decision_function(texts), runs[1].decision_function(texts))
 
 
 def test_finetuning_a_decoder_sets_its_pad_token(tiny_dirs):
-    texts, labels = planted_texts(8)
+    texts, labels = planted_texts(2, 8, shuffle=True)
     clf = FineTuneClassifier(model=tiny_dirs["llama"], epochs=1, batch_size=4, show_progress_bar=False)
     clf.fit(texts, labels)
     assert clf.model_.config.pad_token_id == clf.tokenizer_.pad_token_id is not None
@@ -176,7 +163,7 @@ def test_finetuning_a_decoder_sets_its_pad_token(tiny_dirs):
     ({"max_length": 1}, "max_length must be None or an integer"),
 ])
 def test_finetuning_refuses_bad_settings_with_a_message_naming_them(tiny_dirs, params, message):
-    texts, labels = planted_texts(4)
+    texts, labels = planted_texts(2, 4, shuffle=True)
     with pytest.raises(ValueError, match=message):
         FineTuneClassifier(model=tiny_dirs["bert"], show_progress_bar=False, **params).fit(texts, labels)
 
@@ -185,17 +172,17 @@ def test_finetuning_refuses_bad_settings_with_a_message_naming_them(tiny_dirs, p
 
 @pytest.mark.skipif(setfit_available() is not None, reason="setfit is not installed (optional extra)")
 def test_setfit_trains_on_a_tiny_encoder_and_predicts_known_labels(tiny_dirs, capfd):
-    texts, labels = planted_texts(10)
+    texts, labels = planted_texts(2, 10, shuffle=True)
     clf = SetFitClassifier(model=tiny_dirs["bert"], num_iterations=1, max_steps=4, batch_size=8,
                            show_progress_bar=False).fit(texts, labels)
     assert "4/4" not in capfd.readouterr().err, "show_progress_bar=False must silence the contrastive phase's bar"
-    assert set(clf.predict(texts).tolist()) <= {"up", "down"}
+    assert set(clf.predict(texts).tolist()) <= {"good", "bad"}
     assert clf.predict_proba(texts[:3]).shape == (3, 2)
-    assert 0.0 <= clf.val_score_ <= 1.0 and clf.exit_layer_ == 2
+    assert 0.0 <= clf.val_score_ <= 1.0 and clf.exit_layer_ == NUM_LAYERS
 
 
 def test_setfit_missing_gives_a_clear_error(monkeypatch, tiny_dirs):
     monkeypatch.setattr(setfit_peer, "setfit_available", lambda: "SetFit is not usable here (no module)")
-    texts, labels = planted_texts(4)
+    texts, labels = planted_texts(2, 4, shuffle=True)
     with pytest.raises(ImportError, match="SetFit is not usable here"):
         SetFitClassifier(model=tiny_dirs["bert"]).fit(texts, labels)

@@ -14,12 +14,12 @@ from stc import Bundle
 from stc.cli import main
 from stc.readout import Readout
 
-from .fitted_tiny import NEW_TEXTS, fit_tiny, keep_every_site, save_tiny
+from ._helpers import NEW_TEXTS, fit_tiny, keep_every_site, save_tiny
 
 
 @pytest.fixture(scope="module")
 def model_dir(tokenizer, tmp_path_factory):
-    return save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+    return save_tiny(tmp_path_factory.mktemp("tiny-bert"), "bert", tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_asking_for_some_tasks_runs_only_what_they_read(models):
 
 
 def test_models_that_cannot_share_a_pass_are_refused_naming_the_field(models, tokenizer, tmp_path):
-    other = fit_tiny(save_tiny("distilbert", tmp_path / "other", tokenizer), tmp_path / "stores", 2)
+    other = fit_tiny(save_tiny(tmp_path / "other", "distilbert", tokenizer=tokenizer), tmp_path / "stores", 2)
     with pytest.raises(ValueError, match="task 'other' differs from task 'sentiment' in its backbone weights sha256"):
         Bundle.from_models({"sentiment": models["sentiment"], "other": other})
     readout = models["topic"].readout_

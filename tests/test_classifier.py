@@ -1,4 +1,6 @@
-"""STCClassifier end to end on the real MiniLM with real sentences; scikit-learn compatibility; persistence."""
+"""STCClassifier end to end on the real MiniLM with real sentences; persistence; the store shared with the embedding
+baseline. The scikit-learn contract (labels of any type, clone, pipelines, cross-validation, NotFittedError) is
+checked on tiny models in test_estimator.py."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ import json
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.model_selection import cross_val_score
-from sklearn.pipeline import Pipeline
 
 import stc
 from stc import STCClassifier
@@ -93,41 +93,6 @@ def test_second_fit_reuses_the_activation_store(fitted, mr_small, store_dir):
     assert again.kept_neurons_ == fitted.kept_neurons_
 
 
-def test_multiclass_with_integer_labels(store_dir):
-    from stc.data import load_dataset
-
-    news = load_dataset("bbc-news", limit=40)
-    labels = [sorted(set(news.train.labels)).index(label) + 10 for label in news.train.labels]
-    clf = STCClassifier("minilm", max_length=96, store_dir=store_dir, validation_size=0.25, **FAST)
-    clf.fit(news.train.texts, labels)
-    assert clf.classes_.tolist() == [10, 11, 12, 13, 14]
-    probabilities = clf.predict_proba(news.test.texts[:10])
-    assert probabilities.shape == (10, 5)
-    assert clf.predict(news.test.texts[:10]).dtype.kind == "i"
-
-
-def test_sklearn_contract_clone_params_pipeline_and_cross_validation(mr_small, store_dir):
-    clf = STCClassifier("minilm", store_dir=store_dir, representations=("hidden",), **FAST)
-    params = clf.get_params()
-    assert params["representations"] == ("hidden",) and params["model"] == "minilm"
-    copy = clone(clf)
-    assert copy.get_params() == params
-    copy.set_params(metric="macro_f1")
-    assert copy.metric == "macro_f1" and clf.metric == "accuracy"
-    texts, labels = mr_small.train.texts[:120], mr_small.train.labels[:120]
-    pipeline = Pipeline([("stc", clone(clf))]).fit(texts, labels)
-    assert pipeline.predict(texts[:5]).shape == (5,)
-    scores = cross_val_score(clone(clf), texts, labels, cv=2)
-    assert scores.shape == (2,) and (scores > 0.4).all()
-
-
-def test_unfitted_model_says_so(mr_small):
-    from sklearn.exceptions import NotFittedError
-
-    with pytest.raises(NotFittedError):
-        STCClassifier().predict(["a text"])
-
-
 def test_embedding_baseline_reuses_the_store_stc_extracted(fitted, mr_small, store_dir, monkeypatch):
     import stc.baselines.embedding as embedding_module
     from stc.baselines import EmbeddingClassifier
@@ -160,9 +125,9 @@ def test_embedding_baseline_without_store_reuse_extracts_its_own_features(fitted
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory, tokenizer):
-    from .fitted_tiny import save_tiny
+    from ._helpers import save_tiny
 
-    return save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+    return save_tiny(tmp_path_factory.mktemp("tiny-bert"), "bert", tokenizer=tokenizer)
 
 
 def _same_model(a: STCClassifier, b: STCClassifier) -> None:
@@ -178,7 +143,7 @@ def _same_model(a: STCClassifier, b: STCClassifier) -> None:
 def test_fit_store_on_the_store_fit_built_gives_the_same_model(tiny_bert, tmp_path, cv, given):
     from stc.store import ActivationStore
 
-    from .fitted_tiny import FAST, planted
+    from ._helpers import FAST, planted_texts as planted
 
     texts, labels = planted(2, per_class=20)
     val_texts, val_labels = planted(2, per_class=5, seed=1)
@@ -196,7 +161,7 @@ def test_fit_store_on_the_store_fit_built_gives_the_same_model(tiny_bert, tmp_pa
 def test_fit_store_refuses_a_store_it_cannot_read(tiny_bert, tmp_path):
     from stc.store import ActivationStore
 
-    from .fitted_tiny import FAST, planted
+    from ._helpers import FAST, planted_texts as planted
 
     texts, labels = planted(2, per_class=12)
     store = ActivationStore(STCClassifier(tiny_bert, store_dir=str(tmp_path), **FAST).fit(texts, labels).store_path_)

@@ -156,11 +156,11 @@ def test_info_lists_the_multilabel_films_dataset(capsys):
     assert "  films: Films from Wikidata (CC0), multi-label" in capsys.readouterr().out
 
 
-def test_extract_in_two_shards_completes_the_store(data_files, tmp_path, capsys):
+def test_extract_in_two_shards_completes_the_store(data_files, tiny_dir, tmp_path, capsys):
     _, train, _ = data_files
     common = ["extract", "--data", str(train), "--text-column", "sentence", "--label-column", "polarity",
-              "--split", "train", "--representations", "hidden", "--poolings", "mean", "--store-dir",
-              str(tmp_path), "--token-budget", "256", "--shard-size", "30", *FAST]
+              "--split", "train", "--model", tiny_dir, "--representations", "hidden", "--poolings", "mean",
+              "--store-dir", str(tmp_path), "--token-budget", "256", "--shard-size", "30", *FAST]
     assert main(common + ["--shard", "1/2"]) == 0
     assert "shard 1/2 done" in capsys.readouterr().out
     assert main(common + ["--shard", "0/2"]) == 0

@@ -22,28 +22,10 @@ from stc._archive import PackageArchive, fetched_archive
 from stc.data._corpora import CORPORA, corpus_cache_path
 from stc.data._splits import drop_duplicate_texts, stratified_subsample
 
+from ._helpers import write_table
+
 TEXTS = ["plain", "with, a comma", 'with "quotes"', "two\nlines", "unicode: café – 東京 🙂", "tab\there"]
 LABELS = ["pos", "neg", "pos", "neg", "pos", "neg"]
-
-
-def write_table(path: Path, columns: dict[str, list]) -> Path:
-    """Write ``columns`` to ``path`` in the format its suffix names."""
-    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
-    if path.suffix in (".csv", ".tsv"):
-        import csv
-
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(columns), delimiter="," if path.suffix == ".csv" else "\t")
-            writer.writeheader()
-            writer.writerows(rows)
-    elif path.suffix in (".jsonl", ".json"):
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.table(columns), path)
-    return path
 
 
 def balanced(n_per_class: int, classes=("a", "b")) -> dict[str, list]:

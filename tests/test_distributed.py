@@ -20,15 +20,11 @@ from stc.backbone import load_backbone
 from stc.cli import main
 from stc.distributed import RayEngine, make_engine
 from stc.store import ActivationStore, ExtractionSettings, build_store
-from tests.test_reliability import LABELS, TEXTS, quiet_env, save_tiny_bert, small_params
+
+from ._helpers import LABELS, TEXTS, quiet_env, small_params
 
 SETTINGS = ExtractionSettings(representations=("hidden", "ffn"), poolings=("mean", "max"))
 WORDS = "good bad movie film plot actor great awful boring fun story scene music long short".split()
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +144,8 @@ def test_fit_on_ray_gives_the_same_model(ray_session, tiny_dir, tmp_path, monkey
             super().__init__(*args, **kwargs)
             backends.append(type(self._backend).__name__)
 
-    params = small_params(poolings=("mean", "max"), etas=(0.2, 0.5), final_Cs=(0.1, 1.0), n_jobs=2)
+    # two folds: every stage of a cross-validated fit (fold probes, search, final probes, estimate) runs on Ray
+    params = small_params(poolings=("mean", "max"), etas=(0.2, 0.5), final_Cs=(0.1, 1.0), n_jobs=2, cv=2)
     local = STCClassifier(tiny_dir, store_dir=str(tmp_path / "a"), **params).fit(TEXTS, LABELS)
     for module in (stc.probe, stc.aggregate):
         monkeypatch.setattr(module, "Parallel", RecordingParallel)

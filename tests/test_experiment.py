@@ -6,38 +6,26 @@ import csv
 import json
 
 import pytest
-import torch
 
 from stc.experiment import ExperimentSettings, markdown_table, run_experiment, subsample, write_results
 
-from .planted import planted_texts
+from ._helpers import planted_texts, save_tiny
 
 
 @pytest.fixture(scope="module")
 def runner_inputs(tmp_path_factory, tokenizer):
     """A CSV dataset with train/validation/test rows, a tiny BERT and a tiny Llama checkpoint."""
-    import transformers as tf
-
     root = tmp_path_factory.mktemp("runner")
     rows = []
     for split, n, seed in (("train", 16, 0), ("validation", 8, 1), ("test", 8, 2)):
-        texts, labels = planted_texts(n, seed=seed, shuffle=False)
+        texts, labels = planted_texts(2, n, seed)
         rows += [(text, label, split) for text, label in zip(texts, labels)]
     with open(root / "planted.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label", "split"])
         writer.writerows(rows)
-    torch.manual_seed(0)
-    bert = tf.BertModel(tf.BertConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64,
-                                      num_attention_heads=2, vocab_size=len(tokenizer), max_position_embeddings=128),
-                        add_pooling_layer=False)
-    llama = tf.LlamaForCausalLM(tf.LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=48,
-                                               num_attention_heads=2, num_key_value_heads=2,
-                                               vocab_size=len(tokenizer), max_position_embeddings=256,
-                                               pad_token_id=0))
-    for name, model in (("bert", bert), ("llama", llama)):
-        model.save_pretrained(root / name)
-        tokenizer.save_pretrained(root / name)
+    save_tiny(root / "bert", tokenizer=tokenizer)
+    save_tiny(root / "llama", "llama", causal_lm=True, tokenizer=tokenizer)
     return root
 
 

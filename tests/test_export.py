@@ -21,8 +21,7 @@ from stc.predictor import TorchPredictor
 from stc.runtimes import load_predictor
 from stc.serving import create_app
 
-from .conftest import FAMILIES
-from .fitted_tiny import NEW_TEXTS, fit_tiny, keep_every_site, planted, save_tiny
+from ._helpers import FAMILIES, NEW_TEXTS, fit_tiny, keep_every_site, planted_texts, save_tiny
 
 # Encoders stop one block early (the graph is cut); decoders keep every block (the final norm is applied).
 _LAYERS = {"gpt2": 3, "bert": 2, "distilbert": 2, "roberta": 2, "llama": 3}
@@ -36,7 +35,7 @@ def fitted(tokenizer, tmp_path_factory):
 
     def get(family: str) -> stc.STCClassifier:
         if family not in cache:
-            model_dir = save_tiny(family, tmp_path_factory.mktemp(f"tiny-{family}"), tokenizer)
+            model_dir = save_tiny(tmp_path_factory.mktemp(f"tiny-{family}"), family, tokenizer=tokenizer)
             clf = fit_tiny(model_dir, tmp_path_factory.mktemp("stores"), _CLASSES[family])
             cache[family] = keep_every_site(clf, _LAYERS[family])
         return cache[family]
@@ -94,7 +93,7 @@ def test_int8_export_is_quantised_and_stays_close(quantize, fitted, exported_ber
     assert quantised == (12 if quantize == "int8" else 2)
     assert sum(node.op_type == "MatMul" for node in nodes) == fp32_matmuls - quantised
     assert json.loads((out / "stc_onnx.json").read_text())["quantization"] == quantize
-    texts, _ = planted(3, per_class=8, seed=1)
+    texts, _ = planted_texts(3, per_class=8, seed=1)
     int8 = OnnxPredictor(out)
     np.testing.assert_allclose(int8.predict_proba(texts).sum(axis=1), 1.0, atol=1e-9)
     # Raw features stay close; the accuracy change is measured on the MR demo model in benchmarks/bench_export.py.

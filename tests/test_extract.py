@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stc.extract import TokenizedTexts, all_keys, extract_features, pool_tokens, tokenize
-from tests.conftest import FAMILIES
+from ._helpers import FAMILIES
 
 TEXTS = [
     "A quiet, moving film.",

@@ -15,12 +15,12 @@ from stc.head import LinearHead, codes_from_decision, linear_decision, make_fina
 from stc.predictor import TorchPredictor
 from stc.serving import create_app
 
-from .fitted_tiny import NEW_TEXTS, READOUT_KINDS, fit_tiny, keep_every_site, save_tiny, with_readout
+from ._helpers import NEW_TEXTS, READOUT_KINDS, fit_tiny, keep_every_site, save_tiny, with_readout
 
 
 @pytest.fixture(scope="module")
 def model_dir(tokenizer, tmp_path_factory):
-    return save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+    return save_tiny(tmp_path_factory.mktemp("tiny-bert"), "bert", tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["two classes", "three classes"])

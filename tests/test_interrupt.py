@@ -16,7 +16,8 @@ import pytest
 
 import stc
 from stc import STCClassifier
-from tests.test_reliability import LABELS, TEXTS, quiet_env, save_tiny_bert, small_params
+
+from ._helpers import LABELS, NUM_LAYERS, TEXTS, quiet_env, small_params
 
 N_TEXTS, SHARD_SIZE = 480, 20
 N_SHARDS = N_TEXTS // SHARD_SIZE
@@ -36,11 +37,6 @@ _COUNTING_MAIN = textwrap.dedent("""
     print("EXTRACTED_SHARDS", len(calls), flush=True)
     sys.exit(code)
 """)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +106,9 @@ def test_kill_9_during_extraction_resumes_to_a_byte_identical_store(data_csv, ti
     other = _only_store(reference)
     assert other.name == store.name
     names = sorted(path.name for path in (store / "arrays").iterdir())
-    assert names == sorted(path.name for path in (other / "arrays").iterdir()) and len(names) == 10
+    # hidden layers 0..NUM_LAYERS and ffn layers 1..NUM_LAYERS, each mean- and max-pooled
+    assert names == sorted(path.name for path in (other / "arrays").iterdir())
+    assert len(names) == 2 * (2 * NUM_LAYERS + 1)
     for name in names:
         assert (store / "arrays" / name).read_bytes() == (other / "arrays" / name).read_bytes(), name
     assert (store / "meta.json").read_bytes() == (other / "meta.json").read_bytes()

@@ -12,12 +12,12 @@ from stc.extract import parse_key
 from stc.model_card import model_card
 from stc.readout import Scores
 
-from .fitted_tiny import fit_tiny, save_tiny
+from ._helpers import fit_tiny, save_tiny
 
 
 @pytest.fixture(scope="module")
 def clf(tokenizer, tmp_path_factory):
-    model_dir = save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+    model_dir = save_tiny(tmp_path_factory.mktemp("tiny-bert"), tokenizer=tokenizer)
     return fit_tiny(model_dir, tmp_path_factory.mktemp("stores"), 3)
 
 

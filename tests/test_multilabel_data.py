@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from stc.data import Split, TextDataset, load_dataset, read_labelled_file, stratified_split
 from stc.data._splits import stratified_subsample
 
-from .test_data import write_table
+from ._helpers import write_table
 
 GENRES = ["Comedy;Drama", "Drama", "Comedy; Romance;", "Action;Comedy;Action", "Drama;Romance", "Action"]
 GENRE_SETS = [("Comedy", "Drama"), ("Drama",), ("Comedy", "Romance"), ("Action", "Comedy"), ("Drama", "Romance"),

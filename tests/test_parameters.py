@@ -4,7 +4,9 @@ docstring and the command line; each test checks that one of those readers canno
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
+import re
 
 import pytest
 
@@ -65,10 +67,93 @@ def test_a_refused_value_is_one_line_naming_the_parameter_and_the_value(name, va
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
 
 
-def test_the_docstring_documents_each_parameter_with_its_default_and_help():
-    for name, parameter in STC_PARAMETERS.items():
-        assert f"    {name} : {parameter.allowed.words}, default={parameter.default!r}\n" in STCClassifier.__doc__
-        assert parameter.help.split()[-1] in STCClassifier.__doc__
+def _docstring_entries() -> dict[str, tuple[str, str, str]]:
+    """name -> (accepted values, default, description) of the docstring's Parameters section, read from the text
+    as a reader of the docstring sees it: ``    name : <accepted values>, default=<default>`` then indented prose."""
+    section = STCClassifier.__doc__.split("Parameters\n    ----------\n")[1].split("\n\n")[0]
+    entries, name = {}, None
+    for line in section.splitlines():
+        head = re.fullmatch(r"    (\w+) : (.+), default=(.+)", line)
+        if head:
+            name = head[1]
+            entries[name] = [head[2], head[3], ""]
+        else:
+            assert line.startswith(" " * 8) and name, f"not numpydoc: {line!r}"
+            entries[name][2] += " " + line.strip()
+    return {name: (words, default, description.strip()) for name, (words, default, description) in entries.items()}
+
+
+def test_the_docstring_states_each_parameters_default_as_the_signature_has_it():
+    entries = _docstring_entries()
+    signature = inspect.signature(STCClassifier.__init__).parameters
+    assert list(entries) == list(signature)[1:]
+    for name, (_, default, description) in entries.items():
+        assert ast.literal_eval(default) == signature[name].default, name  # the shown default is the value
+        assert len(description.split()) >= 3 and description.endswith("."), (name, description)
+
+
+#: (pattern of the docstring's words, values the words promise are accepted, values they rule out); every
+#: parameter's words must match at least one pattern, so new words come with their own check
+WORD_CHECKS = [
+    (r"^None or ", [None], []),
+    (r"^one of \((.*)\)$", "choices", ["not-a-choice", 1.5]),
+    (r"^True or False$", [True, False], [1, "yes", None]),
+    (r"a positive integer$", [1, 7], [0, -1, 1.5, True]),
+    (r"a non-negative integer$", [0, 5], [-1, 0.5]),
+    (r"an integer >= 2$", [2, 9], [1, 2.5]),
+    (r"a non-zero integer", [1, -1, 4], [0, 2.0]),
+    (r"^None or an integer$", [0, 7, -3], ["7", 1.5]),
+    (r"^'auto', ", ["auto"], ["Auto", "every"]),
+    (r"^a float in \(0, 1\)$", [0.2, 0.99], [0.0, 1.0, 1, "0.2"]),
+    (r"^a number in \[0, 64\]$", [0, 0.5, 64], [-1, 64.5, True]),
+    (r"numbers in \(0, 1.0\]$", [(0.5, 1.0), [0.01]], [(0.0,), (1.5,), ()]),
+    (r"numbers > 0$", [(0.1, 10.0)], [(0.0,), (-1.0,), ()]),
+    (r"^(None or )?names from \((.*)\)$", "names", [("unknown",)]),
+    (r"(string|directory|hub id|host:port'.*)$", ["x", "a/b"], ["", "   "]),
+]
+
+
+def test_the_values_the_docstring_says_a_parameter_accepts_are_accepted_and_others_refused():
+    """The docstring's words are written by hand beside each parameter's check: a check that drifts from its words
+    (a bound, a None, a choice) fails here."""
+    def accepted(name: str, value) -> bool:
+        try:
+            check_parameters(STCClassifier(**{name: value}), {name: STC_PARAMETERS[name]})
+        except ValueError:
+            return False
+        return True
+
+    for name, (words, _, _) in _docstring_entries().items():
+        matched = [(re.search(pattern, words), good, bad) for pattern, good, bad in WORD_CHECKS]
+        matched = [(match, good, bad) for match, good, bad in matched if match]
+        assert matched, f"no check for the words of {name}: {words!r}"
+        for match, good, bad in matched:
+            if good == "choices":
+                good = list(ast.literal_eval(f"({match[1]},)"))
+            elif good == "names":
+                good = [(choice,) for choice in ast.literal_eval(f"({match[2]},)")]
+            for value in good:
+                assert accepted(name, value), f"{name} : {words} -- but {value!r} is refused"
+            for value in bad:
+                assert not accepted(name, value), f"{name} : {words} -- but {value!r} is accepted"
+
+
+def test_the_defaults_stc_fit_help_shows_read_back_as_the_estimators_defaults(capsys):
+    """What --help prints as an option's default, given back to that option, is the estimator's default."""
+    fit = _subparser("fit")
+    defaults = STCClassifier().get_params()
+    shown = {}
+    for action in fit._actions:
+        found = re.search(r"\(default: ([^)]*)\)$", action.help or "")
+        if found and action.dest in defaults and action.dest != "metric":  # its own default: the dataset's
+            shown[action.dest] = found[1]
+            value = fit.parse_args(REQUIRED + [action.option_strings[0], found[1]]).__dict__[action.dest]
+            assert value == defaults[action.dest], (action.option_strings[0], found[1], value)
+    assert {"etas", "final_Cs", "cv", "token_budget", "model"} <= set(shown)
+    fit.print_help()
+    printed = " ".join(capsys.readouterr().out.split())
+    for name, text in shown.items():
+        assert f"(default: {text})" in printed, name  # argparse printed the help as declared
 
 
 def test_stc_fit_reaches_every_parameter_with_the_estimators_defaults():

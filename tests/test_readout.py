@@ -18,12 +18,12 @@ from stc.calibration import probabilities
 from stc.head import LinearHead
 from stc.readout import Readout
 
-from .fitted_tiny import NEW_TEXTS, fit_tiny, planted, save_tiny
+from ._helpers import NEW_TEXTS, fit_tiny, planted_texts, save_tiny
 
 
 @pytest.fixture(scope="module")
 def model_dir(tokenizer, tmp_path_factory):
-    return save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+    return save_tiny(tmp_path_factory.mktemp("tiny-bert"), tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["two classes", "three classes"])
@@ -47,7 +47,7 @@ def test_the_head_computes_bit_for_bit_what_the_scikit_learn_pipeline_computes_i
     labels, and the probabilities of those decision values."""
     rng = np.random.default_rng(0)
     readout = clf.readout_
-    texts, labels = planted(len(clf.classes_))
+    texts, labels = planted_texts(len(clf.classes_))
     features = (rng.normal(size=(len(texts), readout.n_features)) * 3 + 1).astype(np.float32)
     pipeline = make_final_classifier(1.0, 0).fit(features, np.searchsorted(clf.classes_, labels))
     head = LinearHead.from_pipeline(pipeline, clf.classes_, temperature=1.7)
@@ -156,7 +156,7 @@ def test_predict_refuses_a_backbone_other_than_the_fitted_one_in_one_line(model_
     """``set_params(model=...)`` after fit would otherwise read another model's neurons without a word."""
     clf = fit_tiny(model_dir, tmp_path / "stores")
     fitted = clf.predict_proba(NEW_TEXTS[:2])
-    other = save_tiny("distilbert", tmp_path / "other", tokenizer)  # same widths and depth, other weights
+    other = save_tiny(tmp_path / "other", "distilbert", tokenizer=tokenizer)  # same widths and depth, other weights
     clf.set_params(model=other)
     for method in (clf.predict, clf.predict_proba, clf.transform):
         with pytest.raises(ValueError) as refused:

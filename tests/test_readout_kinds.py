@@ -20,16 +20,16 @@ from stc.cli import main
 from stc.predictor import TorchPredictor
 from stc.serving import create_app
 
-from .fitted_tiny import NEW_TEXTS, READOUT_KINDS, WIDTHS, fit_tiny, planted, save_tiny, with_readout
+from ._helpers import FIGURES, NEW_TEXTS, WIDTHS, fit_tiny, planted_texts, save_tiny, with_readout
 
-FIGURES = ("layer_curve", "kept_per_layer", "kept_vs_eta", "metric_vs_eta", "metric_vs_exit", "confusion_matrix",
-           "reliability", "top_neurons")
+#: the three kinds of candidate a fitted model can have chosen (stc.aggregate)
+READOUT_KINDS = ("sparse", "dense", "hybrid")
 
 
 @pytest.fixture(scope="module")
 def models(tokenizer, tmp_path_factory):
     """kind -> a fitted tiny model reading the best candidate of that kind its search scored."""
-    model_dir = save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+    model_dir = save_tiny(tmp_path_factory.mktemp("tiny-bert"), tokenizer=tokenizer)
     fitted = fit_tiny(model_dir, tmp_path_factory.mktemp("stores"), 2)
     return {kind: with_readout(fitted, kind) for kind in READOUT_KINDS}
 
@@ -49,7 +49,7 @@ def data_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "planted.csv"
     rows = ["text,label,split"]
     for split, (per_class, seed) in {"train": (16, 0), "validation": (4, 2), "test": (6, 1)}.items():
-        rows += [f"{text},{label},{split}" for text, label in zip(*planted(2, per_class, seed))]
+        rows += [f"{text},{label},{split}" for text, label in zip(*planted_texts(2, per_class, seed))]
     path.write_text("\n".join(rows) + "\n")
     return path
 

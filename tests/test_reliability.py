@@ -6,12 +6,13 @@ Empty or whitespace-only texts are refused (documented in the README): they carr
 
 from __future__ import annotations
 
+import copy
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -19,42 +20,7 @@ import pytest
 from stc import STCClassifier
 from stc.cli import main
 
-TEXTS = [f"a good movie, number {i}, great fun" for i in range(20)] + \
-        [f"a bad film, number {i}, awful and boring" for i in range(20)]
-LABELS = ["pos"] * 20 + ["neg"] * 20
-
-
-def save_tiny_bert(directory, seed: int = 0) -> str:
-    """A 2-layer random BERT (hidden 32, FFN 64) with the MiniLM tokenizer, saved like any local model."""
-    import torch
-    import transformers as tf
-    from transformers import AutoTokenizer
-
-    from stc.backbone import resolve_model_name
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("minilm")[0])
-    torch.manual_seed(seed)
-    config = tf.BertConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                           vocab_size=len(tokenizer), max_position_embeddings=512)
-    tf.BertModel(config).save_pretrained(directory)  # with its pooler: nothing is re-initialised at load
-    tokenizer.save_pretrained(directory)
-    return str(directory)
-
-
-def quiet_env(**extra) -> dict:
-    """The environment for a child process: one thread each, since CPUs are shared (2 threads thrash under load)."""
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **extra)
-
-
-def small_params(**overrides) -> dict:
-    """A one-point search."""
-    return {**dict(representations=("hidden",), poolings=("mean",), etas=(0.5,), probe_Cs=(0.1,), final_Cs=(1.0,),
-                   show_progress_bar=False), **overrides}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+from ._helpers import LABELS, MAX_LENGTH, TEXTS, quiet_env, small_params
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +91,20 @@ BAD_FIT_INPUT = [  # (case, X, y, extra params, error type, message pattern)
 ]
 
 
+# read-only extras: a test that pops X_val out of its case would change the table for the next run
+BAD_FIT_INPUT = [(case, X, y, MappingProxyType(extra), *rest) for case, X, y, extra, *rest in BAD_FIT_INPUT]
+
+
 @pytest.mark.parametrize("case, X, y, extra, error, pattern", BAD_FIT_INPUT, ids=[c[0] for c in BAD_FIT_INPUT])
 def test_bad_fit_input_is_one_clear_error(case, X, y, extra, error, pattern, tiny_dir, store_dir):
-    fit_args = {k: v for k, v in extra.items() if k in ("X_val", "y_val")}  # the shared table is left as it is
+    before = copy.deepcopy((X, y, dict(extra)))
+    fit_args = {k: v for k, v in extra.items() if k in ("X_val", "y_val")}
     params = {k: v for k, v in extra.items() if k not in fit_args}
     clf = STCClassifier(tiny_dir, store_dir=store_dir, **small_params(**params))
     with pytest.raises(error, match=pattern):
         clf.fit(X, y, **fit_args)
+    # neither the test nor the refused fit changed the case: a rerun tests the same input
+    assert (X, y, dict(extra)) == before
 
 
 BAD_PREDICT_INPUT = [
@@ -286,7 +259,7 @@ def test_a_1mb_text_is_truncated_to_its_first_tokens(fitted):
 
 def test_a_1mb_text_with_windows_reads_every_window(tiny_dir, store_dir, fitted):
     """Two 1 MB texts that differ only in their last 100 kB: the same under truncation, not with windows."""
-    clf = STCClassifier(tiny_dir, store_dir=store_dir, max_length=512, windows=True, window_overlap=16,
+    clf = STCClassifier(tiny_dir, store_dir=store_dir, max_length=MAX_LENGTH, windows=True, window_overlap=16,
                         **small_params()).fit(TEXTS, LABELS)
     base = ("the plot was good and the acting great, " * 30_000)[:1_000_000]
     altered = base[:900_000] + ("awful boring film, bad in every way. " * 3_000)[:100_000]

@@ -12,34 +12,19 @@ import pytest
 import stc
 from stc.calibration import expected_calibration_error, log_loss, probabilities, reliability_table
 from stc.cli import main
-from stc.data import Split, TextDataset
 from stc.report import build_report, read_embedding_score
 from stc.report._cli import format_explanation
-from tests.test_explain import fit_tiny, planted_texts, save_tiny_bert
 
-FIGURES = ("layer_curve", "kept_per_layer", "kept_vs_eta", "metric_vs_eta", "metric_vs_exit", "confusion_matrix",
-           "reliability", "top_neurons")
-
-
-def planted_dataset(n_classes: int) -> TextDataset:
-    """The training texts the tiny models are fitted on, plus fresh validation and test texts."""
-    train, validation, test = (planted_texts(n_classes, n, seed) for n, seed in ((24, 0), (6, 2), (10, 1)))
-    return TextDataset(f"planted-{n_classes}", Split(*train), Split(*validation), Split(*test), "accuracy",
-                       "planted keywords among filler words")
+from ._helpers import FIGURES, SPARSE_FIT, fit_tiny, planted_dataset
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
-
-
-@pytest.fixture(scope="module")
-def saved_models(tiny_model_dir, tmp_path_factory):
+def saved_models(tiny_dir, tmp_path_factory):
     """n_classes -> directory of a saved tiny model (binary: mean+max; three classes: max only)."""
     root = tmp_path_factory.mktemp("models")
     directories = {}
     for n_classes, poolings in ((2, ("mean", "max")), (3, ("max",))):
-        clf = fit_tiny(tiny_model_dir, root / "stores", n_classes, poolings=poolings)
+        clf = fit_tiny(tiny_dir, root / "stores", n_classes, poolings=poolings, **SPARSE_FIT)
         clf.save(root / f"model-{n_classes}")
         directories[n_classes] = root / f"model-{n_classes}"
     return directories

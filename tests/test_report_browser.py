@@ -16,8 +16,8 @@ import pytest
 
 import stc
 from stc.report import build_report
-from tests.test_explain import fit_tiny, save_tiny_bert
-from tests.test_report import FIGURES, planted_dataset
+
+from ._helpers import FIGURES, SPARSE_FIT, fit_tiny, planted_dataset, save_tiny
 
 _CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
@@ -68,7 +68,7 @@ def _run(chromium: str, profile, *arguments: str) -> subprocess.CompletedProcess
 def test_report_renders_in_chromium_with_every_image_and_the_models_numbers(tmp_path):
     chromium = _chromium()
     model_dir = tmp_path / "model"
-    clf = fit_tiny(save_tiny_bert(tmp_path / "tiny-bert"), tmp_path / "stores", 2)
+    clf = fit_tiny(save_tiny(tmp_path / "tiny-bert"), tmp_path / "stores", 2, **SPARSE_FIT)
     clf.save(model_dir)
     clf = stc.load(model_dir)
     page = build_report(clf, planted_dataset(2), tmp_path / "report", top_k=5, texts_per_neuron=2)

@@ -16,14 +16,10 @@ from safetensors.numpy import load_file, save_file
 import stc
 import stc.backbone
 from stc import STCClassifier
-from tests.test_reliability import LABELS, TEXTS, save_tiny_bert, small_params
+
+from ._helpers import LABELS, TEXTS, save_tiny, small_params
 
 SOURCE = Path(stc.__file__).parent
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="module")
@@ -253,10 +249,10 @@ def test_a_tampered_model_directory_is_a_clear_error(case, tamper, fragment, mod
 
 
 def test_a_backbone_whose_weights_changed_on_disk_is_refused(tiny_dir, tmp_path):
-    backbone = Path(save_tiny_bert(tmp_path / "backbone", seed=0))
+    backbone = Path(save_tiny(tmp_path / "backbone", seed=0))
     clf = STCClassifier(str(backbone), store_dir=str(tmp_path / "stores"), **small_params()).fit(TEXTS, LABELS)
     clf.save(tmp_path / "model")
-    save_tiny_bert(backbone, seed=1)  # someone swapped the weights behind the same path
+    save_tiny(backbone, seed=1)  # someone swapped the weights behind the same path
     stc.backbone.clear_backbone_cache()
     with pytest.raises(ValueError, match="differ from the ones this model was fitted on"):
         stc.load(tmp_path / "model")

@@ -17,7 +17,7 @@ from stc.search import SearchSpace, TwoStageSearch
 from stc.selection import Selector, choose_one_se, expected_score, make_folds, resolve_cv, unscored_classes
 from stc.store import FORMAT_VERSION, ActivationStore
 
-from .fitted_tiny import save_tiny
+from ._helpers import save_tiny
 
 
 # --- planted problems on a synthetic store ----------------------------------------------------------------------
@@ -60,7 +60,7 @@ def _planted(seed: int, n: int = 2200, effect: float = 0.5):
 def planted_classifier(tmp_path_factory, tokenizer):
     """STCClassifier on the tiny BERT (saved as a model directory), to be fitted on planted stores with
     ``fit_store``: the selection runs without extraction."""
-    model = save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+    model = save_tiny(tmp_path_factory.mktemp("tiny-bert"), "bert", tokenizer=tokenizer)
     return functools.partial(STCClassifier, model)
 
 

@@ -19,14 +19,14 @@ from fastapi.testclient import TestClient
 from stc.predictor import TorchPredictor
 from stc.serving import MicroBatcher, ServeSettings, create_app
 
-from .fitted_tiny import NEW_TEXTS, fit_tiny, save_tiny
+from ._helpers import NEW_TEXTS, fit_tiny, save_tiny
 
 LIMITS = ServeSettings(max_texts=4, max_chars=300, max_batch_size=8, max_wait_ms=2.0)
 
 
 @pytest.fixture(scope="module")
 def clf(tokenizer, tmp_path_factory):
-    model_dir = save_tiny("bert", tmp_path_factory.mktemp("tiny-bert"), tokenizer)
+    model_dir = save_tiny(tmp_path_factory.mktemp("tiny-bert"), tokenizer=tokenizer)
     return fit_tiny(model_dir, tmp_path_factory.mktemp("stores"), 2)
 
 

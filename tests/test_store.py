@@ -8,6 +8,8 @@ import pytest
 import stc.store as store_module
 from stc.store import ActivationStore, ExtractionSettings, build_store
 
+from ._helpers import quiet_env, save_tiny
+
 TEXTS = [f"sentence number {i} says {'good' if i % 2 else 'bad'} things about the film" for i in range(23)]
 SETTINGS = ExtractionSettings(representations=("hidden", "ffn"), poolings=("mean", "max"))
 
@@ -137,9 +139,7 @@ def test_two_processes_extracting_the_same_store_both_succeed_and_leave_no_debri
     import sys
     import time
 
-    from tests.test_reliability import quiet_env, save_tiny_bert
-
-    model_dir = save_tiny_bert(tmp_path / "tiny-bert")
+    model_dir = save_tiny(tmp_path / "tiny-bert")
     rng = np.random.default_rng(1)
     words = "good bad movie film plot actor great awful boring fun story scene".split()
     rows = ["text,label"] + [" ".join(rng.choice(words, size=int(rng.integers(10, 40)))) + f",{i % 2}"
