@@ -62,6 +62,22 @@ def test_page_is_self_contained(reports, n_classes):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_search_table_shows_the_best_candidates_of_cv_results_and_marks_the_chosen(reports, n_classes):
+    clf, out = reports[n_classes]
+    search = json.loads((out / "report.json").read_text())["search"]
+    results = clf.cv_results_
+    assert search["n_candidates"] == len(results["mean_test_score"])
+    top = [row["rank"] for row in search["rows"][:10]]  # the best ten by rank (then the chosen one, if not there)
+    assert top == sorted(top) and top[0] == 1
+    for row in search["rows"]:
+        assert row["mean"] == results["mean_test_score"][row["index"]]
+        assert row["kind"] == results["param_readout_kind"][row["index"]]
+    assert [row["index"] for row in search["rows"] if row["chosen"]] == [clf.best_index_]
+    page = (out / "index.html").read_text()
+    assert "The search: its best candidates" in page and page.count("<tr class=chosen>") == 1
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
 def test_key_numbers_are_the_models(reports, n_classes):
     clf, out = reports[n_classes]
     config = json.loads((out / "configuration.json").read_text())

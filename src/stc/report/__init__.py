@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._version import __version__
 from .._estimator import encode_labels, validation_split
 from ._data import (configuration_summary, confusion, embedding_baseline, eta_curves, exit_curve, kept_per_layer,
-                    layer_curve, reliability, top_neurons)
+                    layer_curve, reliability, search_table, top_neurons)
 from ._figures import save_figure
 from ._html import render_page
 
@@ -90,6 +90,7 @@ def build_report(clf, dataset, out, *, embedding: dict | None = None, fit_embedd
         sections["confusion_matrix"]["split"] = split
         n_test = len(evaluation)
     sections["configuration"] = configuration_summary(clf, test_score, n_test, embedding)
+    sections["search"] = search_table(clf)
     sections["top_neurons"] = top_neurons(clf, train.texts, train.labels, count=top_k,
                                           texts_per_neuron=texts_per_neuron, show_progress_bar=show_progress_bar)
     for name, section in _FIGURE_SECTIONS.items():

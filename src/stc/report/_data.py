@@ -255,3 +255,24 @@ def top_neurons(clf, train_texts: Sequence[str], train_labels: Sequence, *, coun
                        "top_texts": texts})
     return result
 
+
+
+def search_table(clf, top: int = 10) -> dict:
+    """The search's best ``top`` candidates by held-out score (``cv_results_`` by rank), and the chosen one if it
+    is not among them: rank, readout kind, what it reads, C, features, mean and se of the held-out score."""
+    results, chosen = clf.cv_results_, clf.best_index_
+    order = sorted(range(len(results["rank_test_score"])), key=lambda i: (results["rank_test_score"][i], i))
+    shown = order[:top] + ([chosen] if chosen is not None and chosen not in order[:top] else [])
+    rows = []
+    for i in shown:
+        kind = results["param_readout_kind"][i]
+        reads = (results["param_dense_key"][i] if kind == "dense" else
+                 f"{results['param_representations'][i]} · {results['param_poolings'][i]}, η = "
+                 f"{results['param_eta'][i]:g}, layers ≤ {results['param_exit_layer'][i]}"
+                 + (f" + {results['param_dense_key'][i]}" if kind == "hybrid" else ""))
+        rows.append({"index": i, "rank": int(results["rank_test_score"][i]), "kind": kind, "reads": reads,
+                     "C": float(results["param_C"][i]), "n_features": float(results["n_features"][i]),
+                     "mean": float(results["mean_test_score"][i]), "se": results["se_test_score"][i],
+                     "chosen": i == chosen})
+    return {"n_candidates": len(order), "rows": rows,
+            "floor": bool((getattr(clf, "selection_", None) or {}).get("floor"))}

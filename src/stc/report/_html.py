@@ -119,6 +119,24 @@ def _reliability(out: Path, data: dict | None) -> str:
     return "<h2>Can the probabilities be trusted: calibration</h2>" + _figure(out, "reliability", caption)
 
 
+def _search_rows(search: dict | None, metric: str) -> str:
+    """The search's best candidates as a table, the chosen one marked; nothing for a report without the section."""
+    if not search:
+        return ""
+    rows = "".join(
+        f"<tr{' class=chosen' if row['chosen'] else ''}><td>{row['rank']}{' ★' if row['chosen'] else ''}</td>"
+        f"<td>{escape(row['kind'])}</td><td><code>{escape(row['reads'])}</code></td><td>{row['C']:g}</td>"
+        f"<td>{row['n_features']:g}</td><td>{row['mean']:.4f}"
+        + (f" ± {row['se']:.4f}" if row["se"] is not None else "") + "</td></tr>" for row in search["rows"])
+    floor = (" The embedding floor chose the model: no readout beat the last layer's sentence embedding beyond "
+             "the noise of the folds." if search.get("floor") else "")
+    return (f"<h2>The search: its best candidates</h2><p>{search['n_candidates']} candidates scored on held-out "
+            f"texts ({metric}; the record is <code>cv_results_</code>). ★ the chosen one: the simplest within one "
+            f"standard error of the best, along its path.{floor}</p><table class='search'><tr><th>rank</th>"
+            f"<th>readout</th><th>reads</th><th>C</th><th>features</th><th>held-out {metric}</th></tr>{rows}"
+            f"</table>")
+
+
 def render_page(out: Path, sections: dict, context: dict) -> str:
     """The whole page as one string, from the report's data sections and the PNGs already written to ``out``."""
     config = sections["configuration"]
@@ -156,6 +174,7 @@ Representations <code>{escape(config['representations'])}</code>, poolings <code
 {config['n_features']} neurons from layers up to {config['exit_layer']}, so the forward pass stops after block
 {config['exit_layer']} of {config['num_layers']}.</p>
 <div class="cards">{cards}</div>
+{_search_rows(sections.get('search'), metric)}
 {_figure(out, 'confusion_matrix', f'The {split} split: rows true label, columns predicted.')}
 {_reliability(out, sections.get('reliability'))}
 <h2>Where the signal is: probe score by layer</h2>
