@@ -52,8 +52,9 @@ from stc.store import ActivationStore, ExtractionSettings, build_store
 METHODS = ("stc", "stc-split", "embedding")
 #: The STC methods: STCClassifier with every default but these (the first two are METHODS; the others: --methods).
 STC_METHODS = {"stc": {}, "stc-split": dict(cv=None, calibrate=False), "stc-balanced": dict(class_weight="balanced"),
-               "stc-best": dict(selection_rule="best"), "stc-no-hybrid": dict(readout_kinds=("sparse", "dense"))}
-EXTRA_METHODS = ("stc-balanced", "stc-best", "stc-no-hybrid")
+               "stc-best": dict(selection_rule="best"), "stc-no-hybrid": dict(readout_kinds=("sparse", "dense")),
+               "stc-no-floor": dict(selection_rule="one_se")}
+EXTRA_METHODS = ("stc-balanced", "stc-best", "stc-no-hybrid", "stc-no-floor")
 #: The table's ablation columns: the method behind each, and the name older records (whose ``stc`` record held
 #: the ablation, chosen from that fit's own candidates) gave it.
 ABLATIONS = {"stc-best": "best", "stc-no-hybrid": "no_hybrid"}

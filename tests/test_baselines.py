@@ -137,8 +137,9 @@ def test_finetuning_learns_a_planted_word_and_saves_a_loadable_checkpoint(tiny_d
     assert reloaded.config.id2label == {0: "bad", 1: "good"}
     inputs = clf.tokenizer_(val_texts[:4], return_tensors="pt", padding=True)
     with torch.no_grad():
-        np.testing.assert_allclose(reloaded(**inputs).logits.numpy(), clf.decision_function(val_texts[:4]),
-                                   atol=1e-4)
+        logits = reloaded(**inputs).logits.numpy()
+    # the saved checkpoint computes the estimator's logits; decision_function is their difference (two classes)
+    np.testing.assert_allclose(logits[:, 1] - logits[:, 0], clf.decision_function(val_texts[:4]), atol=1e-4)
     assert clf.n_trainable_params_ == sum(p.numel() for p in reloaded.parameters())
 
 

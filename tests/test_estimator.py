@@ -122,9 +122,6 @@ def test_contract_output_shapes(make, name, n_classes):
         assert clf.transform(new).shape == (4, clf.n_features_)
     # scikit-learn: a binary decision_function is 1-D (positive: classes_[1]); one column per class beyond two
     decision = clf.decision_function(new)
-    if n_classes == 2 and name in ("FineTuneClassifier", "ICLClassifier"):
-        assert decision.shape == (4, 2)  # a known departure (logits / label log-probabilities of both classes)
-        pytest.xfail(f"{name}.decision_function of two classes is (n, 2), scikit-learn expects (n,)")
     assert decision.shape == ((4,) if n_classes == 2 else (4, n_classes))
     if n_classes == 2:
         np.testing.assert_array_equal(clf.classes_[(decision > 0).astype(int)], clf.predict(new))
@@ -179,14 +176,8 @@ def test_contract_refit_gives_a_model_of_the_second_data(make, name):
         copy.predict_proba(texts[:2])
 
 
-#: Known departures, left failing until the estimators are fixed (strict: a fix makes these tests fail, to be
-#: unmarked): predict reads ``classes_`` before the fitted check runs, so it raises AttributeError.
-_READS_CLASSES_FIRST = pytest.mark.xfail(raises=AttributeError, strict=True,
-                                         reason="predict reads classes_ before checking it is fitted")
 NOT_FITTED_CASES = [
-    pytest.param(estimator, method, id=f"{type(estimator).__name__}-{method}",
-                 marks=[_READS_CLASSES_FIRST] if method in ("predict", "score") and isinstance(
-                     estimator, (FineTuneClassifier, ICLClassifier)) else [])
+    pytest.param(estimator, method, id=f"{type(estimator).__name__}-{method}")
     for estimator in ESTIMATORS
     for method in ("predict", "predict_proba", "decision_function", "transform", "score") if hasattr(estimator, method)]
 

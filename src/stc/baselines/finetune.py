@@ -214,15 +214,23 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
             logits[batch] = output.logits.float().cpu().numpy()
         return logits
 
-    def decision_function(self, X) -> np.ndarray:
+    def _class_logits(self, X) -> np.ndarray:
+        """The head's logits (n_texts, n_classes), after the fitted check."""
         check_is_fitted(self, "model_")
         return self._logits(check_texts(X, "X"))
 
+    def decision_function(self, X) -> np.ndarray:
+        """scikit-learn's shapes: (n_texts,) for two classes (the logit of ``classes_[1]`` minus that of
+        ``classes_[0]``: positive means ``classes_[1]``), else the logits (n_texts, n_classes)."""
+        logits = self._class_logits(X)
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
     def predict_proba(self, X) -> np.ndarray:
-        logits = self.decision_function(X)
+        logits = self._class_logits(X)
         logits = logits - logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits)
         return probabilities / probabilities.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        codes = self._class_logits(X).argmax(axis=1)
+        return self.classes_[codes]

@@ -181,19 +181,26 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):
         query = self.template[:self.template.index("{label}")].rstrip(" ")
         return [self.prompt_prefix_ + query.replace("{text}", self._cut(text)) for text in check_texts(X, "X")]
 
-    def decision_function(self, X) -> np.ndarray:
-        """log P(label word | prompt) per class, columns in ``classes_`` order."""
+    def label_log_probs(self, X) -> np.ndarray:
+        """log P(label word | prompt) per class (n_texts, n_classes), columns in ``classes_`` order."""
         prompts = self.prompts(X)
         queries = [prompt[len(self.prompt_prefix_):] for prompt in prompts]
         return label_log_probs(self.model_, self.tokenizer_, queries, self.label_words_, prefix=self.prompt_prefix_,
                                batch_size=self.batch_size, device=self.device_,
                                show_progress_bar=self.show_progress_bar)
 
+    def decision_function(self, X) -> np.ndarray:
+        """scikit-learn's shapes: (n_texts,) for two classes (log P of ``classes_[1]``'s word minus that of
+        ``classes_[0]``'s), else ``label_log_probs`` (n_texts, n_classes)."""
+        scores = self.label_log_probs(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
     def predict_proba(self, X) -> np.ndarray:
         """The label words' probabilities renormalised over the classes."""
-        scores = self.decision_function(X)
+        scores = self.label_log_probs(X)
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         return scores / scores.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        codes = self.label_log_probs(X).argmax(axis=1)
+        return self.classes_[codes]
