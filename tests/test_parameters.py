@@ -109,6 +109,9 @@ WORD_CHECKS = [
     (r"numbers in \(0, 1.0\]$", [(0.5, 1.0), [0.01]], [(0.0,), (1.5,), ()]),
     (r"numbers > 0$", [(0.1, 10.0)], [(0.0,), (-1.0,), ()]),
     (r"^(None or )?names from \((.*)\)$", "names", [("unknown",)]),
+    (r"^names from \((.*)\); hybrid only with the other two$",
+     [("sparse",), ("dense",), ("sparse", "dense"), ("sparse", "dense", "hybrid")],
+     [("hybrid",), ("sparse", "hybrid"), ("unknown",)]),
     (r"(string|directory|hub id|host:port'.*)$", ["x", "a/b"], ["", "   "]),
 ]
 

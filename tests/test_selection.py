@@ -425,7 +425,7 @@ def test_the_embedding_floor_wins_where_no_readout_beats_it_beyond_noise(tmp_pat
     params = dict(representations=("hidden", "ffn"), poolings=("mean",), show_progress_bar=False)
     floored = _fit_rows(planted_classifier(**params), store, y, np.arange(n))
     plain = _fit_rows(planted_classifier(selection_rule="one_se", **params), store, y, np.arange(n))
-    assert floored.selection_["floor"] is True and plain.selection_["floor"] is False
+    assert floored.selection_["floor"] == "hidden.L3.mean" and plain.selection_["floor"] is None
     assert floored.configuration_["readout"] == "dense" and floored.configuration_["dense_key"] == "hidden.L3.mean"
     assert plain.configuration_["readout"] != "dense"
     new = np.arange(n, n + m)
@@ -442,5 +442,5 @@ def test_the_floor_gives_way_to_neurons_that_beat_the_embedding(tmp_path, plante
     store = _write_store(tmp_path / "s", arrays)
     clf = _fit_rows(planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False),
                     store, y, np.arange(300))
-    assert clf.selection_["floor"] is False and clf.configuration_["readout"] != "dense"
+    assert clf.selection_["floor"] is None and clf.configuration_["readout"] != "dense"
     assert 5 in clf.kept_columns_["hidden.L2.mean"]

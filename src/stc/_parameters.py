@@ -202,7 +202,8 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
               "standard error of the best, along the best one's path), 'best' (the best held-out score), or 'auto' "
               "(one_se, but best with cv=None: the paper's protocol; and the embedding floor: the last layer's "
               "sentence embedding is the model unless the choice beats it beyond noise, see stc.selection)"),
-    Parameter("readout_kinds", READOUT_KINDS, Allowed(f"names from {READOUT_KINDS}", convert=check_readout_kinds),
+    Parameter("readout_kinds", READOUT_KINDS, Allowed(f"names from {READOUT_KINDS}; hybrid only with the other two",
+                                          convert=check_readout_kinds),
               "the readouts the search may build: sparse (named neurons kept by the probes), dense (every neuron of "
               "one layer's hidden state) and hybrid (the two together: needs both); with cv=None (the paper's "
               "protocol) sparse ones only", comma_list()),

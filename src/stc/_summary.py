@@ -19,7 +19,7 @@ def summary_lines(clf) -> list[str]:
              f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
              f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
     selection = getattr(clf, "selection_", None) or {}
-    if chosen.kind == "dense" and selection.get("floor"):
+    if chosen.kind == "dense" and selection.get("floor") == chosen.dense_key:
         lines.append(f"the embedding floor chose {chosen.dense_key} (the backbone's sentence embedding): no other "
                      f"readout beat it by more than one standard error of the folds")
     elif chosen.kind == "dense":

@@ -156,7 +156,8 @@ class Protocol(ABC):
             expected = search.block_estimate(floor)
         timer.lap("estimate")
         unscored = np.setdiff1d(np.unique(self.codes), np.unique(y_eval))
-        selection = {"protocol": self.name, "folds": self.folds, "rule": self.rule, "floor": floor is not None,
+        selection = {"protocol": self.name, "folds": self.folds, "rule": self.rule,
+                     "floor": None if floor is None else outcome.table[floor].candidate.dense_key,
                      "n_blocks": len(blocks),
                      "n_candidates": len(outcome.table), "n_held_out": len(y_eval),
                      "unscored_classes": np.asarray(classes)[unscored].tolist()}

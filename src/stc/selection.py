@@ -47,7 +47,7 @@ last layer's mean-pooled hidden state, read whole, is the sentence-embedding bas
 backbone would take without any search, and so the default the neurons have to beat. The search's choice stands
 only if its honest per-block scores (the estimate's, below: each block scored by the candidate the search chooses
 without that block) beat the embedding readout's block scores by more than one paired standard error; otherwise
-the embedding readout is the model (``selection_["floor"]`` says so, and ``expected_score_`` is then its own
+the embedding readout is the model (``selection_["floor"]`` names its array, else None; and ``expected_score_`` is then its own
 cross-validated score). Why the honest scores and not the chosen candidate's own: with few texts every candidate's
 fold score is noise and the best of a hundred of them is far above its truth; compared by its own scores, the
 winner of a pure-noise search beat the embedding by 20 points. Seen at 8 texts per class (issue 23): the search's
