@@ -385,7 +385,7 @@ def test_estimates_temperature_and_readout_survive_save_and_load(tmp_path, plant
                     store, y, np.arange(250))
     clf.save(tmp_path / "model")
     loaded = load(tmp_path / "model", check_backbone=False)
-    for name in ("temperature_", "expected_score_", "expected_score_se_", "cv_score_", "cv_score_se_",
+    for name in ("temperature_", "expected_score_", "expected_score_se_", "val_score_", "val_score_se_",
                  "selection_", "configuration_", "validation_"):
         assert getattr(loaded, name) == getattr(clf, name), name
     assert loaded.temperature_ != 1.0 and loaded.selection_["protocol"] == "cv"
