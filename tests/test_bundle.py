@@ -111,6 +111,10 @@ def test_cli_bundle_then_predict_one_row_per_text_with_every_task(models, tmp_pa
         got = np.array([[row["tasks"][name]["probabilities"][str(c)] for c in clf.classes_] for row in rows])
         assert np.array_equal(got, expected)
         assert [row["tasks"][name]["label"] for row in rows] == clf.predict(NEW_TEXTS).tolist()
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "bundle")]) == 0
+    info = capsys.readouterr().out
+    assert "bundle of 3 tasks" in info and all(f"  {name}: classes" in info for name in models)
     assert main(["bundle", directories[0], "--out", str(tmp_path / "b2"), "--names", "a,b"]) == 2
     assert Readout.from_files(tmp_path / "bundle" / "tasks" / "topic").n_features == models["topic"].n_features_
     assert stc.Bundle is Bundle

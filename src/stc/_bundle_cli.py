@@ -60,6 +60,21 @@ def predict_bundle(args, texts: list[str]) -> int:
     return 0
 
 
+def info_lines(directory) -> list[str]:
+    """``stc info BUNDLE_DIR``: the shared backbone, the one pass, and each task's classes and readout."""
+    from .bundle import Bundle
+
+    bundle = Bundle.load(directory)
+    reference = next(iter(bundle.tasks.values()))
+    lines = [f"bundle of {len(bundle.names)} tasks on {reference.backbone.name}, sha256 {reference.backbone.sha256[:16]}…; "
+             f"one pass to layer {bundle.exit_layer}, {sum(len(c) for c in bundle.union_columns.values())} neurons "
+             f"pooled"]
+    for name, readout in bundle.tasks.items():
+        lines.append(f"  {name}: classes {[c.item() if hasattr(c, 'item') else c for c in readout.classes]}; "
+                     f"{readout.chosen.describe()}; {readout.n_features} neurons")
+    return lines
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     bundle = sub.add_parser("bundle", help="bundle models fitted on one backbone: many tasks, one forward pass")
     bundle.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR", help="saved models (stc fit --out)")

@@ -219,7 +219,14 @@ def _cmd_info(args) -> int:
         _log("datasets:\n" + "\n".join(f"  {name}: {text}" for name, text in available_datasets().items()))
         return 0
     from . import load
+    from .bundle import is_bundle
 
+    if is_bundle(args.model_dir):
+        from ._bundle_cli import info_lines
+
+        for line in info_lines(args.model_dir):
+            _log(line)
+        return 0
     clf = load(args.model_dir, check_backbone=False)
     _log(f"backbone: {clf.backbone_['name']} ({clf.backbone_['source']}), sha256 "
          f"{clf.backbone_['weights_sha256'][:16]}…")
