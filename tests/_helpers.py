@@ -130,6 +130,21 @@ def planted_texts(n_classes: int = 2, per_class: int = 16, seed: int = 0, *,
     return texts, labels
 
 
+def planted_label_sets(n_texts: int = 60, seed: int = 0) -> tuple[list[str], list[tuple[str, ...]]]:
+    """(texts, label sets): short texts carrying a keyword of each of 0 to 3 of the ``KEYWORDS`` labels among
+    filler words; a text's label set is the labels whose keyword it holds (sorted), every label on about half."""
+    rng = random.Random(seed)
+    texts, label_sets = [], []
+    for _ in range(n_texts):
+        labels = tuple(sorted(label for label in KEYWORDS if rng.random() < 0.5))
+        words = rng.sample(FILLER, rng.randint(3, 8))
+        for label in labels:
+            words.insert(rng.randint(0, len(words)), rng.choice(KEYWORDS[label]))
+        texts.append(" ".join(words))
+        label_sets.append(labels)
+    return texts, label_sets
+
+
 # --- fitted tiny models ----------------------------------------------------------------------------------------------
 
 FAST = dict(poolings=("mean", "max"), etas=(0.2, 0.8), probe_Cs=(0.1, 1.0), final_Cs=(0.1, 1.0),

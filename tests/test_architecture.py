@@ -21,8 +21,10 @@ MAX_LINES = 400
 
 #: Lowest first. Patterns are module names relative to ``stc`` ("" is the package ``stc`` itself).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("utilities", ("_version", "_files", "_archive", "_memory", "_metrics", "_solver", "_stratify", "calibration")),
-    ("head", ("head",)),  # the one arithmetic of a fitted head: features -> decisions, probabilities, contributions
+    ("utilities", ("_version", "_files", "_archive", "_memory", "_metrics", "_solver", "_stratify", "_multilabel",
+                   "calibration")),
+    # the one arithmetic of a fitted head: features -> decisions, probabilities, contributions (heads: its kinds)
+    ("head", ("head", "heads")),
     ("data", ("data", "data.*")),
     ("backbone", ("backbone",)),
     ("extract", ("extract", "_validation")),  # _validation checks names against extract's vocabulary
@@ -52,6 +54,7 @@ ESTIMATOR_MODULE = "classifier"
 #: to and from its own arrays (``LinearHead.from_pipeline`` / ``to_pipeline``).
 PIPELINE_INTERNALS = {"named_steps"}
 HEAD_MODULE = "head"
+HEAD_MODULES = {"head", "heads"}  # the linear head and its further kinds (multi-label)
 #: The only modules allowed to put hooks on a model's forward pass.
 HOOK_MODULES = {"extract"}
 HOOK_METHODS = {"register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
@@ -184,8 +187,8 @@ def test_only_the_estimator_reaches_into_its_backbone_loader_and_pipeline():
 
 
 def test_only_the_head_reads_the_final_classifiers_pipeline():
-    found = attribute_uses(PIPELINE_INTERNALS, {HEAD_MODULE})
-    assert not found, "the final pipeline read outside stc.head (use LinearHead):\n" + "\n".join(found)
+    found = attribute_uses(PIPELINE_INTERNALS, HEAD_MODULES)
+    assert not found, "the final pipeline read outside stc.head and stc.heads (use a head):\n" + "\n".join(found)
 
 
 def linear_products(allowed: set[str]) -> list[str]:

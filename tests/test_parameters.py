@@ -44,7 +44,7 @@ def test_every_default_passes_its_own_check():
     ("n_jobs", 0, "n_jobs must be None or a non-zero integer (-1: every core), got 0"),
     ("validation_size", 1, "validation_size must be a float in (0, 1), got 1"),
     ("calibrate", "yes", "calibrate must be True or False, got 'yes'"),
-    ("metric", "f1", "metric must be one of ('accuracy', 'macro_f1'), got 'f1'"),
+    ("metric", "f1", "metric must be one of ('auto', 'accuracy', 'macro_f1', 'micro_f1', 'samples_f1'), got 'f1'"),
     ("class_weight", "auto", "class_weight must be one of (None, 'balanced'), got 'auto'"),
     ("probe_solver", "lbfgs", "probe_solver must be one of ('auto', 'liblinear', 'saga'), got 'lbfgs'"),
     ("dtype", "int8", "dtype must be one of ('auto', 'float32', 'float16', 'bfloat16'), got 'int8'"),

@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import Tags, TransformerTags
 
+from ._multilabel import check_label_columns, encode_label_sets, is_multilabel_target
 from ._validation import check_labels, check_texts
 from .calibration import probabilities
 from .head import plain_label
 from .selection import split_rows
 
-__all__ = ["encode_labels", "validation_split", "check_validation_rows", "fit_split", "plain_label",
+__all__ = ["encode_labels", "encode_targets", "validation_split", "check_validation_rows", "fit_split", "plain_label",
            "text_estimator_tags", "FeatureReadoutMixin"]
 
 
@@ -44,7 +45,10 @@ def check_validation_rows(validation_rows, codes: np.ndarray, classes: np.ndarra
         raise ValueError(f"validation_rows must be distinct indices of the {len(codes)} rows, in [0, {len(codes)})")
     if len(rows) == len(codes):
         raise ValueError("validation_rows holds every row: leave some to train on")
-    unknown = np.setdiff1d(codes[rows], np.delete(codes, rows))
+    if codes.ndim == 2:  # multi-label: a label carried only by validation rows
+        unknown = np.flatnonzero((codes[rows].sum(axis=0) > 0) & (np.delete(codes, rows, axis=0).sum(axis=0) == 0))
+    else:
+        unknown = np.setdiff1d(codes[rows], np.delete(codes, rows))
     if len(unknown):
         raise ValueError(f"the labels of validation_rows include some that no other row has: "
                          f"{classes[unknown][:5].tolist()}")
@@ -58,6 +62,57 @@ def encode_labels(y, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
     if len(classes) < 2:
         raise ValueError(f"y holds a single class ({classes[0].item()!r}): at least two are needed")
     return classes, codes
+
+
+#: Characters that join tags in a single label column (``Comedy;Drama``, ``news|sport``).
+_TAG_SEPARATORS = (";", "|", ",")
+
+
+def encode_targets(y, n_texts: int, name: str = "y") -> tuple[np.ndarray, np.ndarray, str]:
+    """(classes, codes, target) of a target: class codes (n_texts,) of single labels, target "labels"; or for a
+    multi-label target (label collections, or a 2-D 0/1 indicator) the indicator matrix (n_texts, n_labels) and
+    target "label sets" or "indicator". Multi-label labels every or no text carries are refused by name."""
+    if is_multilabel_target(y):
+        classes, indicator, given_as_indicator = encode_label_sets(y, n_texts, name)
+        check_label_columns(indicator, classes, name)
+        return classes, indicator, "indicator" if given_as_indicator else "label sets"
+    classes, codes = encode_labels(y, n_texts)
+    _refuse_joined_tags(classes, codes, name)
+    return classes, codes, "labels"
+
+
+def _refuse_joined_tags(classes: np.ndarray, codes: np.ndarray, name: str) -> None:
+    """A single-label target whose labels look like tag sets joined by one separator (most texts' labels hold it,
+    and its parts are fewer than the labels, as ``Comedy;Drama`` is): refused, naming how to read them as sets."""
+    if classes.dtype.kind != "U" or len(classes) < 3:
+        return
+    labels = classes[codes]
+    for separator in _TAG_SEPARATORS:
+        joined = np.char.find(labels, separator) >= 0
+        if joined.mean() <= 0.5:
+            continue
+        parts = {part.strip() for label in classes for part in str(label).split(separator)}
+        if len(parts) < len(classes):
+            example = str(labels[np.flatnonzero(joined)[0]])
+            raise ValueError(f"{name} looks like tag sets joined by {separator!r} ({joined.mean():.0%} of the labels "
+                             f"hold it, e.g. {example!r}: {len(classes)} combinations of {len(parts)} tags); read "
+                             f"them as label sets (stc fit --label-separator '{separator}', or pass y as lists of "
+                             f"labels)")
+
+
+def validation_targets(y_val, n_texts: int, classes: np.ndarray, target: str) -> np.ndarray:
+    """Codes (or the indicator matrix) of validation labels, in the training target's form and ``classes``."""
+    if target == "labels":
+        if is_multilabel_target(y_val):
+            raise ValueError("y_val holds label sets but y holds one label per text: give both in the same form")
+        labels = check_labels(y_val, n_texts, "y_val")
+        unknown = sorted(set(labels.tolist()) - set(classes.tolist()), key=str)
+        if unknown:
+            raise ValueError(f"y_val holds labels absent from y: {unknown[:5]}")
+        return np.searchsorted(classes, labels)
+    if not is_multilabel_target(y_val):
+        raise ValueError("y holds label sets but y_val holds one label per text: give both in the same form")
+    return encode_label_sets(y_val, n_texts, "y_val", classes=classes)[1]
 
 
 def fit_split(X, y, X_val, y_val, *, validation_size: float, random_state: int):

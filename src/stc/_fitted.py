@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
 from sklearn.pipeline import Pipeline
 
+from ._multilabel import decode_indicator, encode_label_sets
 from ._persist import recover_interrupted_save, save_directory
 from ._readout_fields import thawed
 from .extract import parse_key
@@ -67,6 +70,8 @@ class FittedState:
     search_results_ = _view(lambda r: thawed(r.record.search_results), "every configuration the search scored")
     kept_counts_ = _view(lambda r: thawed(r.record.kept_counts), "neurons kept per probe at each η of the grid")
     selection_ = _view(lambda r: thawed(r.record.selection), "how the setting was chosen")
+    metric_ = _view(lambda r: r.metric, "the metric the fit chose by (``metric`` with 'auto' resolved)")
+    target_ = _view(lambda r: r.target, "what y was: 'labels' (one per text), 'label sets' or 'indicator'")
     fit_seconds_ = _view(lambda r: r.record.fit_seconds, "the fit's time")
     fit_timings_ = _view(lambda r: thawed(r.record.fit_timings), "the fit's time by phase")
     cv_results_ = _view(lambda r: cv_results(thawed(r.record.search_results)),
@@ -75,6 +80,72 @@ class FittedState:
     best_index_ = _view(lambda r: best_index(thawed(r.record.search_results), r.configuration_record()),
                         "the chosen candidate's index in ``cv_results_`` (None for a readout whose parameters "
                         "the search never scored)")
+
+    # --- predictions from the fitted head (``transform``, the host's, gives the features) ---------------------------
+
+    def decision_function(self, X) -> np.ndarray:
+        """Decision values of the final logistic regression (the head's, before the temperature).
+
+        Parameters
+        ----------
+        X : list of str
+            The texts.
+
+        Returns
+        -------
+        ndarray of shape (n_texts,) for two classes (class 1's), else (n_texts, n_classes)
+        """
+        features = self.transform(X)
+        return self.readout_.head.decision(features)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, calibrated by ``temperature_`` when one was fitted.
+
+        Parameters
+        ----------
+        X : list of str
+            The texts.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, n_classes)
+            Columns in ``classes_`` order; the same numbers ``stc predict``, ``stc serve`` and ``explain`` give
+            (one head computes them all: ``stc.head.LinearHead``).
+        """
+        features = self.transform(X)
+        return self.readout_.head.probabilities(features)
+
+    def proba_from_features(self, features: np.ndarray) -> np.ndarray:
+        """``predict_proba`` of already extracted features (``transform``'s output, (n_texts, n_features_))."""
+        return self._fitted().head.probabilities(features)
+
+    def predict(self, X):
+        """The predicted labels of texts X.
+
+        Parameters
+        ----------
+        X : list of str
+            The texts.
+
+        Returns
+        -------
+        ndarray of shape (n_texts,) holding values of ``classes_``; for a model fitted on label sets a list of
+        tuples (each text's labels, in ``classes_`` order; empty when no label reaches its threshold), and for one
+        fitted on an indicator matrix the 0/1 indicator array (n_texts, n_labels), as ``OneVsRestClassifier``.
+        """
+        features = self.transform(X)
+        labels = self.readout_.head.labels(features)
+        return decode_indicator(labels, self.classes_) if self.target_ == "label sets" else labels
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy of ``predict`` on texts X against y; for multi-label models subset accuracy (every label of a
+        text right), as scikit-learn's multi-label classifiers score."""
+        self._fitted()
+        if self.target_ == "labels":
+            return ClassifierMixin.score(self, X, y, sample_weight=sample_weight)
+        truth = encode_label_sets(y, len(X), "y", classes=self.classes_)[1]
+        predicted = self.readout_.head.labels(self.transform(X))
+        return float(accuracy_score(truth, predicted, sample_weight=sample_weight))
 
     @property
     def classifier_(self) -> Pipeline:

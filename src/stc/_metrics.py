@@ -1,21 +1,34 @@
-"""The validation metrics stc selects by."""
+"""The validation metrics stc selects by: single-label (class codes) and multi-label (indicator matrices)."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-METRICS = ("accuracy", "macro_f1")
+#: Every value the ``metric`` parameter takes: "auto" is accuracy for single-label targets and micro-F1 for
+#: multi-label ones.
+METRICS = ("auto", "accuracy", "macro_f1", "micro_f1", "samples_f1")
+SINGLE_LABEL_METRICS = ("accuracy", "macro_f1")
+#: With label sets "accuracy" is subset accuracy (every label of a text right), as scikit-learn's ``accuracy_score``.
+MULTILABEL_METRICS = ("micro_f1", "macro_f1", "samples_f1", "accuracy")
 
 
-def check_metric(metric: str) -> str:
+def check_metric(metric: str, *, multilabel: bool = False) -> str:
+    """The metric a fit uses (``"auto"`` resolved), refused unless it suits the target."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if metric == "auto":
+        return "micro_f1" if multilabel else "accuracy"
+    allowed = MULTILABEL_METRICS if multilabel else SINGLE_LABEL_METRICS
+    if metric not in allowed:
+        kind = "multi-label" if multilabel else "single-label"
+        raise ValueError(f"metric={metric!r} does not apply to {kind} targets; use one of {allowed}")
     return metric
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> float:
-    """Accuracy or macro-F1, as a fraction."""
-    if metric == "macro_f1":
-        return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    """The metric, as a fraction: accuracy (subset accuracy for indicator matrices), or macro-, micro- or
+    samples-F1."""
+    if metric.endswith("_f1"):
+        return float(f1_score(y_true, y_pred, average=metric[:-3], zero_division=0))
     return float(accuracy_score(y_true, y_pred))

@@ -188,7 +188,10 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
               "below which it keeps no neuron", comma_list(float)),
     Parameter("final_Cs", DEFAULT_FINAL_CS, grid("final_Cs"), "C grid of the final logistic regression",
               comma_list(float)),
-    Parameter("metric", "accuracy", one_of(*METRICS), "the held-out metric every choice is made by"),
+    Parameter("metric", "auto", one_of(*METRICS),
+              "the held-out metric every choice is made by: 'auto' is accuracy for single-label targets and micro-F1 "
+              "for label sets; macro_f1 for either; micro_f1, samples_f1 and accuracy (subset accuracy) for label "
+              "sets"),
     Parameter("cv", "auto", Allowed("'auto', None or an integer >= 2",
                                     lambda value: value is None or value == "auto" or (_is_int(value) and value >= 2)),
               "how settings are chosen: 'auto' (cross-validation up to 20,000 texts: 5 folds below 5,000 texts, 3 "

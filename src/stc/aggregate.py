@@ -25,7 +25,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._memory import workers_within
 from .extract import parse_key
-from .head import LinearHead, make_final_classifier
+from ._multilabel import cross_fitted_predictions
+from .head import make_final_classifier
+from .heads import head_from_pipeline
 from .probe import ProbeResult
 from .sparsify import select_neurons
 
@@ -128,22 +130,18 @@ def candidate_columns(candidate: Candidate, probes: Mapping[str, ProbeResult],
     return columns
 
 
-def final_fit_bytes(n_rows: int, n_features: int, n_classes: int) -> int:
+def final_fit_bytes(n_rows: int, n_features: int, n_classes: int, *, multilabel: bool = False) -> int:
     """An upper bound of the bytes one final-classifier fit allocates: its matrix, the training rows, their
-    standardised copy and the decision values (float32 or float64), lbfgs' gradients and its ten-step history."""
-    rows = 1 if n_classes == 2 else n_classes
+    standardised copy and the decision values (float32 or float64), lbfgs' gradients and its ten-step history
+    (``n_classes`` labels of a multi-label fit: one decision row each)."""
+    rows = n_classes if multilabel else 1 if n_classes == 2 else n_classes
     return 8 * n_rows * n_features * 3 + 8 * n_rows * rows * 4 + 8 * rows * (n_features + 1) * 24
 
 
-def evaluate_candidates(
-    candidates: Sequence[Candidate], splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray],
-    y: np.ndarray, dims: Mapping[str, int], *, n_jobs: int | None = 1, seed: int = 0,
-    class_weight: str | None = None, show_progress_bar: bool = False, desc: str = "search",
-) -> list[Evaluation]:
-    """Fit every candidate on each split's training rows and predict its validation rows.
-
-    ``load(key, columns)`` gives those columns of every stored row. Candidates that keep no neuron on some split,
-    or read exactly the same columns with the same C as an earlier one, are dropped."""
+def _distinct_jobs(candidates: Sequence[Candidate], splits: Sequence[Split],
+                   dims: Mapping[str, int]) -> list[tuple[Candidate, list[dict[str, np.ndarray]]]]:
+    """(candidate, its columns on each split) of the candidates that keep a neuron on every split, leaving out any
+    that reads exactly the same columns with the same C as an earlier one."""
     jobs, seen = [], set()
     for candidate in candidates:
         per_split = [candidate_columns(candidate, split.probes, dims) for split in splits]
@@ -153,6 +151,24 @@ def evaluate_candidates(
         if signature not in seen:
             seen.add(signature)
             jobs.append((candidate, per_split))
+    return jobs
+
+
+def evaluate_candidates(
+    candidates: Sequence[Candidate], splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray],
+    y: np.ndarray, dims: Mapping[str, int], *, n_jobs: int | None = 1, seed: int = 0,
+    class_weight: str | None = None, show_progress_bar: bool = False, desc: str = "search",
+    blocks: Sequence[np.ndarray] | None = None,
+) -> list[Evaluation]:
+    """Fit every candidate on each split's training rows and predict its validation rows.
+
+    ``load(key, columns)`` gives those columns of every stored row. Candidates that keep no neuron on some split,
+    or read exactly the same columns with the same C as an earlier one, are dropped. ``y`` holds class codes, or
+    is a multi-label indicator matrix: then the predictions are each label's decision thresholded by
+    ``stc._multilabel.cross_fitted_predictions`` over ``blocks`` (positions in the held-out rows, in split order),
+    so that no block is scored with a threshold chosen on it."""
+    multilabel = y.ndim == 2
+    jobs = _distinct_jobs(candidates, splits, dims)
     if not jobs:
         return []
     wanted: dict[str, set] = {}
@@ -160,9 +176,11 @@ def evaluate_candidates(
         for columns in per_split:
             for key, indices in columns.items():
                 wanted.setdefault(key, set()).update(indices.tolist())
-    n_classes = int(y.max()) + 1
+    n_classes = y.shape[1] if multilabel else int(y.max()) + 1
+    codes = np.arange(n_classes)
     widest = max(sum(len(v) for v in columns.values()) for _, per_split in jobs for columns in per_split)
-    workers = workers_within(final_fit_bytes(len(y), widest, n_classes), min(effective_n_jobs(n_jobs),
+    workers = workers_within(final_fit_bytes(len(y), widest, n_classes, multilabel=multilabel),
+                             min(effective_n_jobs(n_jobs),
                              len(jobs) * len(splits)), shared=4 * len(y) * sum(map(len, wanted.values())),
                              stage=f"{desc}: the candidates' {sum(map(len, wanted.values())):,} columns of "
                                    f"{len(y):,} texts and their fits",
@@ -177,11 +195,13 @@ def evaluate_candidates(
         # Matrices are built inside the job, so only n_jobs of them exist at once.
         parts = [cache[key][1][np.searchsorted(cache[key][0], indices)] for key, indices in columns.items()]
         X = np.concatenate(parts).T
-        model = make_final_classifier(C, seed, class_weight).fit(X[split.train_rows], y[split.train_rows])
+        model = make_final_classifier(C, seed, class_weight, multilabel=multilabel).fit(X[split.train_rows],
+                                                                                        y[split.train_rows])
         # held-out rows through the head a fitted model would hold: the same arithmetic as predict_proba
-        head = LinearHead.from_pipeline(model, model.classes_)
+        head = head_from_pipeline(model, codes if multilabel else model.classes_)
         held_out = X[split.val_rows]
-        return head.labels(held_out), head.decision(held_out).reshape(len(split.val_rows), -1)
+        decision = head.decision(held_out).reshape(len(split.val_rows), -1)
+        return (None if multilabel else head.labels(held_out)), decision
 
     tasks = [(j, s) for j in range(len(jobs)) for s in range(len(splits))]
     # One BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
@@ -190,6 +210,8 @@ def evaluate_candidates(
     # serves every worker.
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
+        # one-vs-rest on a label absent from a fold's training rows: a constant head, as intended
+        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
         # Largest fits first, so that no worker is left with a big one while the others idle at the end.
         order = sorted(range(len(tasks)), key=lambda t: -sum(len(v) for v in jobs[tasks[t][0]][1][tasks[t][1]].values()))
         results = Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
@@ -199,10 +221,15 @@ def evaluate_candidates(
         for t, result in zip(order, tqdm(results, total=len(tasks), desc=desc, unit="fit",
                                           disable=not show_progress_bar)):
             outputs[tasks[t]] = result
-    return [Evaluation(candidate, float(np.mean([sum(len(v) for v in cols.values()) for cols in per_split])),
-                       np.concatenate([outputs[j, s][0] for s in range(len(splits))]),
-                       np.concatenate([outputs[j, s][1] for s in range(len(splits))]))
-            for j, (candidate, per_split) in enumerate(jobs)]
+    y_eval = np.concatenate([y[split.val_rows] for split in splits])
+    evaluations = []
+    for j, (candidate, per_split) in enumerate(jobs):
+        decisions = np.concatenate([outputs[j, s][1] for s in range(len(splits))])
+        predictions = (cross_fitted_predictions(decisions, y_eval, blocks or [np.arange(len(y_eval))]) if multilabel
+                       else np.concatenate([outputs[j, s][0] for s in range(len(splits))]))
+        evaluations.append(Evaluation(candidate, float(np.mean([sum(len(v) for v in cols.values())
+                                                                for cols in per_split])), predictions, decisions))
+    return evaluations
 
 
 class StoreColumns(Protocol):
@@ -224,11 +251,12 @@ class CandidateEvaluator:
     seed: int | None = 0
     class_weight: str | None = None
     show_progress_bar: bool = False
+    blocks: Sequence[np.ndarray] | None = None  # multi-label: the held-out blocks thresholds are cross-fitted over
 
     def __call__(self, candidates: Sequence[Candidate], desc: str = "search") -> list[Evaluation]:
         return evaluate_candidates(candidates, self.splits, self.load, self.y, self.dims, n_jobs=self.n_jobs,
                                    seed=self.seed, class_weight=self.class_weight,
-                                   show_progress_bar=self.show_progress_bar, desc=desc)
+                                   show_progress_bar=self.show_progress_bar, desc=desc, blocks=self.blocks)
 
     def load(self, key: str, columns: np.ndarray) -> np.ndarray:
         """Those columns of every stored row."""

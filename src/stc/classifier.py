@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimator import check_validation_rows, encode_labels, text_estimator_tags, validation_split
+from ._estimator import check_validation_rows, encode_targets, text_estimator_tags, validation_targets
 from ._fitted import FittedState, fit_record
 from ._memory import workers_within
+from ._metrics import check_metric
+from ._multilabel import tune_thresholds
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_texts
 from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS, candidate_columns, final_fit_bytes, make_final_classifier
@@ -23,7 +27,7 @@ from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .explain import explain_prediction
 from .extract import default_poolings
-from .head import LinearHead
+from .heads import head_from_pipeline
 from .protocol import FitOptions, PhaseTimer, Protocol, ProtocolResult, make_protocol
 from .readout import BackboneReference, FitRecord, Readout, Scores
 from .search import SearchSpace
@@ -92,6 +96,12 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, rule ("one_se" or
         "best", as ``selection_rule`` says), n_blocks, n_candidates, n_held_out (texts scored) and
         unscored_classes (classes of one text, trained on in every fold and scored in none).
+    metric_ : the metric every choice was made by: ``metric`` with "auto" resolved (accuracy for one label per
+        text, micro-F1 for label sets).
+    target_ : what ``y`` was: "labels" (one per text), "label sets" (``predict`` gives a tuple of labels per text)
+        or "indicator" (a 0/1 array (n_texts, n_labels); ``predict`` gives one too). For both multi-label targets
+        every label has its own binary head and decision threshold, and ``predict_proba`` gives each label's
+        probability (n_texts, n_labels), as ``OneVsRestClassifier`` does.
     temperature_ : the calibration temperature dividing the final logits in ``predict_proba`` (1.0: none).
     backbone_ : the backbone, a dict: name, source, gguf_file, weights_sha256, num_layers and is_decoder.
     extraction_ : how texts were tokenised and pooled, a dict: representations, poolings, max_length (resolved),
@@ -118,7 +128,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
                  poolings: Sequence[str] | None = None, etas: Sequence[float] = DEFAULT_ETAS,
                  probe_Cs: Sequence[float] | None = None, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
-                 metric: str = "accuracy", cv: int | str | None = "auto", selection_rule: str = "auto",
+                 metric: str = "auto", cv: int | str | None = "auto", selection_rule: str = "auto",
                  readout_kinds: Sequence[str] = READOUT_KINDS, class_weight: str | None = None,
                  calibrate: bool = True, validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
@@ -174,8 +184,11 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         ----------
         X : sequence of str, shape (n_texts,)
             The training texts.
-        y : sequence of labels, shape (n_texts,)
-            Their labels (hashable scalars: strings, integers ...), at least two classes.
+        y : sequence of labels, shape (n_texts,), or multi-label targets
+            Their labels (hashable scalars: strings, integers ...), at least two classes; or label sets: a
+            collection of labels per text (lists, tuples, sets; an empty one for none), or a 0/1 indicator array
+            (n_texts, n_labels), as scikit-learn's multi-label estimators take them (at least two labels, none
+            carried by every text or by none). Folds and splits of label sets are iteratively stratified.
         X_val, y_val : sequence of str and of labels, optional
             Validation texts and labels: with cross-validation they join X in the folds; with one split they are
             its validation texts (without them, ``validation_size`` of X is held out).
@@ -188,6 +201,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         timer = PhaseTimer()
         params = self._check_params()
         texts, codes, validation_rows = self._pool(X, y, X_val, y_val, params)
+        params = self._for_target(params, codes)
         protocol = self._protocol(params, codes, validation_rows)
         backbone = self._load_backbone()
         timer.lap("load")
@@ -240,7 +254,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         """
         timer = PhaseTimer()
         params = self._check_params()
-        self.classes_, codes = encode_labels(y, getattr(store, "n_texts", None) or len(y))
+        self.classes_, codes, params["target"] = encode_targets(y, getattr(store, "n_texts", None) or len(y))
+        params = self._for_target(params, codes)
         protocol = self._protocol(params, codes, check_validation_rows(validation_rows, codes, self.classes_))
         backbone = self._load_backbone()
         timer.lap("load")
@@ -250,13 +265,24 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         """(the texts to extract: X then any X_val, their class codes, the rows of X_val or None); sets
         ``classes_`` (from y). Everything is checked before any work."""
         texts = check_texts(X, "X")
-        self.classes_, codes = encode_labels(y, len(texts))
+        self.classes_, codes, params["target"] = encode_targets(y, len(texts))
         if X_val is None and y_val is None:
             return texts, codes, None
-        _, _, val_texts, val_codes = validation_split(texts, codes, self.classes_, X_val, y_val,
-                                                      validation_size=params["validation_size"],
-                                                      random_state=params["random_state"])
+        if X_val is None or y_val is None:
+            raise ValueError("give both X_val and y_val, or neither")
+        val_texts = check_texts(X_val, "X_val")
+        val_codes = validation_targets(y_val, len(val_texts), self.classes_, params["target"])
         return texts + val_texts, np.concatenate([codes, val_codes]), np.arange(len(texts), len(texts) + len(val_texts))
+
+    @staticmethod
+    def _for_target(params: dict, codes: np.ndarray) -> dict:
+        """The parameters as this target uses them: the metric resolved ("auto"), multi-label refusals."""
+        multilabel = codes.ndim == 2
+        params = dict(params, metric=check_metric(params["metric"], multilabel=multilabel))
+        if multilabel and params["class_weight"] is not None:
+            raise ValueError("class_weight='balanced' does not apply to label sets: each label's own decision "
+                             "threshold already answers its rarity; leave class_weight=None")
+        return params
 
     def _protocol(self, params: dict, codes: np.ndarray, validation_rows: np.ndarray | None) -> Protocol:
         return make_protocol(codes, self.classes_, validation_rows, cv=params["cv"],
@@ -283,10 +309,13 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                              show_progress_bar=params["show_progress_bar"])
         result = protocol.run(store, keys, space, options, self.classes_, timer)
         kept_columns, head = self._final_classifier(store, result, protocol.codes, params)
-        temperature = fit_temperature(result.evaluation.decisions, result.y_eval) if params["calibrate"] else 1.0
+        # multi-label: no temperature (each label's sigmoid, its threshold chosen on the same held-out values)
+        calibrate = params["calibrate"] and protocol.codes.ndim == 1
+        temperature = fit_temperature(result.evaluation.decisions, result.y_eval) if calibrate else 1.0
         timer.lap("final")
         self.validation_ = result.validation
-        record = fit_record(result.configurations, result.probes, params["etas"], result.validation, result.selection,
+        selection = {**result.selection, "metric": params["metric"], "target": params["target"]}
+        record = fit_record(result.configurations, result.probes, params["etas"], result.validation, selection,
                             timer.phases, timer.seconds)
         self.readout_ = self._readout(backbone, settings, kept_columns, head, temperature, result, record)
         self.store_path_ = str(store.path)
@@ -299,21 +328,27 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         rows, candidate = result.fit_rows, result.evaluation.candidate
         kept_columns = candidate_columns(candidate, result.probes, {key: store.dim(key) for key in result.probes})
         n_kept = sum(map(len, kept_columns.values()))
-        workers_within(final_fit_bytes(len(rows), n_kept, len(self.classes_)), 1,
+        multilabel = codes.ndim == 2
+        workers_within(final_fit_bytes(len(rows), n_kept, len(self.classes_), multilabel=multilabel), 1,
                        stage=f"the final classifier on {len(rows):,} texts x {n_kept:,} features",
                        knob="search fewer arrays (poolings, representations) or fit on fewer texts")
         X_fit = np.hstack([store.load(key, columns=columns, rows=rows) for key, columns in kept_columns.items()])
-        head = make_final_classifier(candidate.C, params["random_state"], params["class_weight"])
-        return kept_columns, head.fit(X_fit, codes[rows])
+        head = make_final_classifier(candidate.C, params["random_state"], params["class_weight"], multilabel=multilabel)
+        with warnings.catch_warnings():  # one-vs-rest on a label absent from the training rows: a constant head
+            warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
+            return kept_columns, head.fit(X_fit, codes[rows])
 
     def _readout(self, backbone: Backbone, settings: ExtractionSettings, kept_columns: dict[str, np.ndarray],
                  head: Pipeline, temperature: float, result: ProtocolResult, record: FitRecord) -> Readout:
         """The fitted model as one value: the one place a fit builds it."""
         chosen = result.configuration
+        thresholds = None
+        if result.y_eval.ndim == 2:  # each label's threshold, on every held-out decision of the chosen candidate
+            thresholds = np.clip(expit(tune_thresholds(result.evaluation.decisions, result.y_eval)), 1e-9, 1 - 1e-9)
         return Readout(
             backbone=BackboneReference.of(backbone),
             extraction=replace(settings, max_length=settings.max_length or backbone.max_length),
-            kept_columns=kept_columns, head=LinearHead.from_pipeline(head, self.classes_, temperature),
+            kept_columns=kept_columns, head=head_from_pipeline(head, self.classes_, temperature, thresholds=thresholds),
             configuration=chosen.as_row(), params=self.get_params(), record=record,
             scores=Scores(validation=chosen.val_score, validation_se=chosen.score_se,
                           expected=result.expected[0], expected_se=result.expected[1]))
@@ -350,47 +385,6 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         texts = check_texts(X, "X")
         return readout.features(self._fitted_backbone(), texts, token_budget=self.token_budget,
                                 show_progress_bar=self.show_progress_bar)
-
-    def decision_function(self, X) -> np.ndarray:
-        """Decision values of the final logistic regression (the head's, before the temperature).
-
-        Parameters
-        ----------
-        X : list of str
-            The texts.
-
-        Returns
-        -------
-        ndarray of shape (n_texts,) for two classes (class 1's), else (n_texts, n_classes)
-        """
-        features = self.transform(X)
-        return self.readout_.head.decision(features)
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, calibrated by ``temperature_`` when one was fitted.
-
-        Parameters
-        ----------
-        X : list of str
-            The texts.
-
-        Returns
-        -------
-        ndarray of shape (n_texts, n_classes)
-            Columns in ``classes_`` order; the same numbers ``stc predict``, ``stc serve`` and ``explain`` give
-            (one head computes them all: ``stc.head.LinearHead``).
-        """
-        features = self.transform(X)
-        return self.readout_.head.probabilities(features)
-
-    def proba_from_features(self, features: np.ndarray) -> np.ndarray:
-        """``predict_proba`` of already extracted features (``transform``'s output, (n_texts, n_features_))."""
-        return self._fitted().head.probabilities(features)
-
-    def predict(self, X) -> np.ndarray:
-        """The predicted labels of texts X, an array of shape (n_texts,) holding values of ``classes_``."""
-        features = self.transform(X)
-        return self.readout_.head.labels(features)
 
     def explain(self, text: str, *, top_k: int = 10) -> dict:
         """The predicted label and the neurons that pushed this text's decision most (see ``stc.explain``)."""

@@ -127,17 +127,20 @@ def explain_prediction(readout: Readout, backbone: Backbone, text: str, *, top_k
     extraction = readout.extraction
     features = readout.features(backbone, [text])[0]
     explanation = readout.head.explain(features, readout.neuron_names, top_k=top_k)
-    for entry in explanation["contributions"]:
+    # a multi-label head explains each predicted label with its own contributions
+    entries = ([entry for label in explanation["explained"].values() for entry in label["contributions"]]
+               if "explained" in explanation else explanation["contributions"])
+    for entry in entries:
         entry.update(neuron_parts(entry["neuron"]))
     peaked = {}  # key -> the max-pooled neurons among the top ones
-    for entry in explanation["contributions"]:
+    for entry in entries:
         if entry["pooling"] == "max":
             peaked.setdefault(entry["key"], []).append(entry["index"])
     if peaked:
         columns = {key: np.asarray(sorted(set(indices)), dtype=np.int64) for key, indices in peaked.items()}
         activations = token_activations(backbone, text, columns, max_length=extraction.max_length,
                                         windows=extraction.windows, window_overlap=extraction.window_overlap)
-        for entry in explanation["contributions"]:
+        for entry in entries:
             if entry["pooling"] == "max":
                 column = int(np.searchsorted(columns[entry["key"]], entry["index"]))
                 entry["peak"] = peak_token(activations, entry["key"], column)

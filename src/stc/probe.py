@@ -103,8 +103,12 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def smallest_useful_C(X: np.ndarray, y: np.ndarray, n_classes: int, sample_weight: np.ndarray | None = None) -> float:
-    """C_min: for C below it the L1 probe (intercept only) keeps no neuron; the largest gradient at zero weights."""
-    targets = np.eye(n_classes)[y] if n_classes > 2 else y[:, None].astype(np.float64)
+    """C_min: for C below it the L1 probe (intercept only) keeps no neuron; the largest gradient at zero weights
+    (over every label's binary problem when y is a multi-label indicator matrix)."""
+    if y.ndim == 2:
+        targets = y.astype(np.float64)
+    else:
+        targets = np.eye(n_classes)[y] if n_classes > 2 else y[:, None].astype(np.float64)
     if sample_weight is None:
         residual = targets - targets.mean(axis=0)
     else:
@@ -120,6 +124,11 @@ def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str
     from sklearn.linear_model import LogisticRegression
 
     weights = {} if sample_weight is None else {"sample_weight": sample_weight}
+    if y.ndim == 2:  # multi-label: each label's binary path (a label constant in these rows keeps no weight)
+        per_label = [_sklearn_path(X, y[:, j].astype(np.int64), Cs, solver, seed, sample_weight)
+                     if y[:, j].min() != y[:, j].max() else _constant_path(len(Cs), X.shape[1], y[0, j])
+                     for j in range(y.shape[1])]
+        return np.concatenate([c for c, _ in per_label], axis=1), np.concatenate([b for _, b in per_label], axis=1)
     classes = np.unique(y)
     coefs, intercepts = [], []
     for C in Cs:  # fit_probe_paths silences ConvergenceWarning: the grid's largest C may not fully converge
@@ -138,6 +147,27 @@ def _sklearn_path(X: np.ndarray, y: np.ndarray, Cs: Sequence[float], solver: str
         coefs.append(coef.astype(np.float32))
         intercepts.append(intercept.astype(np.float32))
     return np.stack(coefs), np.stack(intercepts)
+
+
+def _constant_path(n_C: int, dim: int, value: int) -> tuple[np.ndarray, np.ndarray]:
+    """The path of a label constant in the training rows: no weight, an intercept that always says ``value``."""
+    return (np.zeros((n_C, 1, dim), dtype=np.float32),
+            np.full((n_C, 1), 30.0 if value else -30.0, dtype=np.float32))
+
+
+def _label_paths(X: np.ndarray, Y: np.ndarray, Cs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-label: one binary L1 path per label (column of the indicator ``Y``) on the same standardised X, stacked
+    as the classes of a one-vs-rest probe are, (n_C, n_labels, dim): each label against its absence is the
+    one-vs-rest case with other targets. A label constant in these rows keeps no weight."""
+    paths = [l1_logistic_path(X, Y[:, j].astype(np.int64), Cs, n_classes=2) if Y[:, j].min() != Y[:, j].max()
+             else _constant_path(len(Cs), X.shape[1], int(Y[0, j])) for j in range(Y.shape[1])]
+    return np.concatenate([c for c, _ in paths], axis=1), np.concatenate([b for _, b in paths], axis=1)
+
+
+def _held_out_predictions(decision: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """What a probe predicts from its decision values: class codes, or (multi-label y) the labels whose decision
+    is positive."""
+    return (decision > 0).astype(np.uint8) if y.ndim == 2 else codes_from_decision(decision)
 
 
 def _resolved_solver(solver: str, n_train: int, dim: int) -> str:
@@ -169,18 +199,21 @@ def _fit_path(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nd
     X_train = (X_train - mean) / scale
     X_val = (X_val - mean) / scale
     y_train, y_val = y[train_rows], y[val_rows]
-    n_classes = int(y.max()) + 1
+    n_classes = y.shape[1] if y.ndim == 2 else int(y.max()) + 1
     weights = balanced_weights(y_train, n_classes) if class_weight == "balanced" else None
     if Cs is None:
         C_min = smallest_useful_C(X_train, y_train, n_classes, weights)
         Cs = [C_min * multiple for multiple in RELATIVE_PROBE_CS]
     solver = _resolved_solver(solver, X_train.shape[0], X_train.shape[1])
-    if solver == "auto":
+    if solver == "auto" and y.ndim == 2:
+        coefs, intercepts = _label_paths(X_train, y_train, Cs)
+    elif solver == "auto":
         coefs, intercepts = l1_logistic_path(X_train, y_train, Cs, n_classes=n_classes, sample_weight=weights)
     else:
         coefs, intercepts = _sklearn_path(X_train, y_train, Cs, solver, seed, weights)
     # The probe reads standardised activations; its importances are those of the standardised neurons.
-    scores = ([score(y_val, codes_from_decision(linear_decision(X_val, c, b)), metric) for c, b in zip(coefs, intercepts)]
+    scores = ([score(y_val, _held_out_predictions(linear_decision(X_val, c, b), y_val), metric)
+               for c, b in zip(coefs, intercepts)]
               if len(val_rows) else None)
     return ProbePath(key=key, Cs=[float(C) for C in Cs], coefs=np.asarray(coefs, dtype=np.float32),
                      intercepts=np.asarray(intercepts, dtype=np.float32), val_scores=scores)
@@ -197,7 +230,8 @@ def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, 
                     val_rows: np.ndarray, *, Cs: Sequence[float] | None = None, metric: str = "accuracy",
                     solver: str = "auto", n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None,
                     show_progress_bar: bool = False, desc: str = "probes") -> dict[str, ProbePath]:
-    """Fit one probe path (every C of the grid) per key on ``train_rows``; y holds class codes 0..K-1.
+    """Fit one probe path (every C of the grid) per key on ``train_rows``; y holds class codes 0..K-1
+    or a multi-label 0/1 indicator matrix (n, n_labels): one binary path per label, stacked as the classes are.
 
     ``Cs`` None gives each probe its own grid, ``RELATIVE_PROBE_CS`` times its ``smallest_useful_C``. Each path
     is scored on ``val_rows`` (none: no scores). With ``n_jobs`` > 1 (-1: every core) the probes of stc's solver
@@ -215,7 +249,7 @@ def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, 
     threaded.sort(key=lambda key: -store.dim(key))  # widest (slowest) first: no worker is left alone at the end
     on_threads = set(threaded)
     serial = [key for key in keys if key not in on_threads]
-    n_classes = int(y.max()) + 1
+    n_classes = 2 if y.ndim == 2 else int(y.max()) + 1  # multi-label: binary paths, one label at a time
     n_rows = len(train_rows) + len(val_rows)
 
     def side_by_side(wanted: int, group: Sequence[str]) -> int:

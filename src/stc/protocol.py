@@ -66,9 +66,11 @@ class FitOptions:
         return dict(Cs=self.probe_Cs, metric=self.metric, solver=self.probe_solver, n_jobs=self.n_jobs,
                     seed=self.seed, class_weight=self.class_weight, show_progress_bar=self.show_progress_bar)
 
-    def evaluator(self, splits: Sequence[Split], store, y: np.ndarray, dims: Mapping[str, int]) -> CandidateEvaluator:
+    def evaluator(self, splits: Sequence[Split], store, y: np.ndarray, dims: Mapping[str, int],
+                  blocks: Sequence[np.ndarray] | None = None) -> CandidateEvaluator:
         return CandidateEvaluator(splits, store, y, dims, n_jobs=self.n_jobs, seed=self.seed,
-                                  class_weight=self.class_weight, show_progress_bar=self.show_progress_bar)
+                                  class_weight=self.class_weight, show_progress_bar=self.show_progress_bar,
+                                  blocks=blocks)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ class Protocol(ABC):
     """What both protocols share: ``run``. A protocol fills in the rows (``rows``, ``held_out``, ``fit_rows``), the
     probes (``fit_splits``, ``final_probes``) and its record (``validation_record``); ``rule`` is the selection rule
     ("one_se" or "best") and ``kinds`` the readout kinds the search builds. Rows are indices of ``codes``, the
-    pool's class codes: row i of the store is the text labelled ``codes[i]``."""
+    pool's class codes: row i of the store is the text labelled ``codes[i]`` (for multi-label data ``codes`` is the
+    (n_texts, n_labels) indicator matrix, and the folds, splits and blocks are iteratively stratified)."""
 
     name = ""  # selection_["protocol"]
     folds: int | None = None
@@ -142,8 +145,8 @@ class Protocol(ABC):
         timer.lap(self.probe_phase)
         y_eval, blocks = self.held_out()
         selector = Selector(y_eval, blocks, options.metric, self.rule)
-        search = TwoStageSearch(space, options.evaluator(splits, store, self.codes, {k: store.dim(k) for k in keys}),
-                                selector)
+        search = TwoStageSearch(space, options.evaluator(splits, store, self.codes, {k: store.dim(k) for k in keys},
+                                                         blocks), selector)
         outcome = search.run()
         timer.lap("search")
         probes = self.final_probes(store, keys, options, splits)
@@ -155,7 +158,10 @@ class Protocol(ABC):
             outcome = replace(outcome, chosen=floor)
             expected = search.block_estimate(floor)
         timer.lap("estimate")
-        unscored = np.setdiff1d(np.unique(self.codes), np.unique(y_eval))
+        if self.codes.ndim == 2:  # multi-label: labels no held-out text carries
+            unscored = np.flatnonzero((self.codes.sum(axis=0) > 0) & (y_eval.sum(axis=0) == 0))
+        else:
+            unscored = np.setdiff1d(np.unique(self.codes), np.unique(y_eval))
         selection = {"protocol": self.name, "folds": self.folds, "rule": self.rule,
                      "floor": None if floor is None else outcome.table[floor].candidate.dense_key,
                      "n_blocks": len(blocks),

@@ -176,6 +176,22 @@ class Readout:
         return self.head.classes
 
     @property
+    def multilabel(self) -> bool:
+        """Whether the head is multi-label (a binary head and a threshold per label)."""
+        return self.head.kind == "multilabel"
+
+    @property
+    def target(self) -> str:
+        """What the model was fitted on: "labels" (one per text), "label sets" or "indicator" (multi-label)."""
+        return (self.record.selection or {}).get("target") or ("label sets" if self.multilabel else "labels")
+
+    @property
+    def metric(self) -> str:
+        """The metric the fit chose by (the ``metric`` parameter, "auto" resolved; older files: the parameter)."""
+        metric = (self.record.selection or {}).get("metric") or self.params.get("metric", "accuracy")
+        return ("micro_f1" if self.multilabel else "accuracy") if metric == "auto" else metric
+
+    @property
     def temperature(self) -> float:
         """The head's calibration temperature (1: none)."""
         return self.head.temperature
@@ -275,7 +291,7 @@ class Readout:
                     "validation": thawed(record.validation), "fit_seconds": record.fit_seconds,
                     "fit_timings": thawed(record.fit_timings), "selection": thawed(record.selection),
                     "estimates": {file_name: getattr(scores, name) for name, file_name in _ESTIMATES.items()},
-                    "temperature": self.head.temperature}
+                    "temperature": self.head.temperature, "head_kind": self.head.kind}
         (directory / CONFIG_FILE).write_text(json.dumps(document, indent=1), encoding="utf-8")
 
     @classmethod
@@ -342,7 +358,7 @@ class Readout:
                 max_length=extraction.get("max_length"), windows=extraction.get("windows"),
                 window_overlap=extraction.get("window_overlap"),
                 dtype=document["params"].get("store_dtype", "float32")),
-            kept_columns=kept, head=LinearHead.from_parts(document, arrays), configuration=document["configuration"],
+            kept_columns=kept, head=LinearHead.from_parts({**document, "kind": document.get("head_kind", "linear")}, arrays), configuration=document["configuration"],
             scores=Scores(validation=document.get("val_score"),
                           **{name: estimates.get(file_name) for name, file_name in _ESTIMATES.items()
                              if name != "validation_se"},

@@ -75,6 +75,7 @@ import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from ._metrics import score
+from ._stratify import iterative_stratification
 from .aggregate import Candidate, Configuration, Evaluation
 from .extract import parse_key
 
@@ -94,9 +95,11 @@ def resolve_cv(cv, codes: np.ndarray, classes: np.ndarray) -> int | None:
     """The number of folds ``cv`` means for these labels (None: one validation split); refuses impossible values.
 
     Rare classes never change it (see ``make_folds`` for how their texts are placed): ``"auto"`` gives one split
-    only above ``AUTO_CV_LIMIT`` texts."""
+    only above ``AUTO_CV_LIMIT`` texts. Multi-label ``codes`` (an indicator matrix) need as many texts as folds."""
     if cv is None:
         return None
+    if codes.ndim == 2:
+        return _multilabel_folds(cv, len(codes))
     counts = np.bincount(codes, minlength=len(classes))
     # Every fold holds out at least one text of a class with 2 or more (never a class's only text), and
     # StratifiedKFold needs one class with at least k texts.
@@ -118,6 +121,26 @@ def resolve_cv(cv, codes: np.ndarray, classes: np.ndarray) -> int | None:
     return int(cv)
 
 
+def _multilabel_folds(cv, n_texts: int) -> int | None:
+    if isinstance(cv, str):
+        if cv != "auto":
+            raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
+        if n_texts > AUTO_CV_LIMIT:
+            return None
+        return int(min(DEFAULT_FOLDS if n_texts < FEWER_FOLDS_FROM else LARGE_DATA_FOLDS, n_texts))
+    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
+        raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
+    if cv > n_texts:
+        raise ValueError(f"cv={int(cv)} folds need at least {int(cv)} texts, there are {n_texts}")
+    return int(cv)
+
+
+def _iterative_parts(Y: np.ndarray, k: int, seed: int | None) -> list[np.ndarray]:
+    """Rows of k parts of a multi-label pool, each label's share kept in each (iterative stratification)."""
+    part_of = iterative_stratification(Y, [1.0 / k] * k, 0 if seed is None else seed)
+    return [np.flatnonzero(part_of == part) for part in range(k)]
+
+
 def unscored_classes(codes: np.ndarray) -> np.ndarray:
     """Codes of the classes too rare to be scored by cross-validation: those with a single text."""
     return np.flatnonzero(np.bincount(codes) == 1)
@@ -129,8 +152,12 @@ def make_folds(codes: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, n
     Rare classes: a class with fewer texts than folds (but at least 2) has each of its texts held out in a
     different fold, so every fold still trains on one of them at least; a class with a single text is in the
     training rows of every fold and held out in none (``unscored_classes``): scored, it would be a class its fold
-    never saw. Without such classes the folds are exactly scikit-learn's ``StratifiedKFold``."""
+    never saw. Without such classes the folds are exactly scikit-learn's ``StratifiedKFold``. Multi-label
+    ``codes`` (an indicator matrix) are split by iterative stratification (Sechidis et al. 2011, ``stc._stratify``)."""
     rows = np.arange(len(codes))
+    if codes.ndim == 2:
+        parts = _iterative_parts(codes, k, seed)
+        return [(np.setdiff1d(rows, part), part) for part in parts]
     single = np.isin(codes, unscored_classes(codes))
     scored, always_trained = rows[~single], rows[single]
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -145,6 +172,13 @@ def split_rows(codes: np.ndarray, validation_size: float, seed: int | None) -> t
     held out, a class of a single text kept in training (it cannot be on both sides)."""
     if not isinstance(validation_size, float) or not 0.0 < validation_size < 1.0:
         raise ValueError(f"validation_size must be a float in (0, 1), got {validation_size!r}")
+    if codes.ndim == 2:  # multi-label: iterative stratification
+        part_of = iterative_stratification(codes, (1.0 - validation_size, validation_size), 0 if seed is None else seed)
+        train_rows, val_rows = np.flatnonzero(part_of == 0), np.flatnonzero(part_of == 1)
+        if not len(train_rows) or not len(val_rows):
+            raise ValueError(f"a validation split of {validation_size:.0%} of {len(codes)} texts leaves one side "
+                             f"empty: pass a larger validation_size, or X_val, y_val")
+        return train_rows, val_rows
     counts = np.bincount(codes)
     single = counts[codes] == 1
     rows = np.flatnonzero(~single)
@@ -159,7 +193,10 @@ def split_rows(codes: np.ndarray, validation_size: float, seed: int | None) -> t
 
 
 def estimate_blocks(codes: np.ndarray, seed: int) -> list[np.ndarray]:
-    """Positions of ``ESTIMATE_BLOCKS`` stratified blocks of validation rows (fewer when a class is too rare)."""
+    """Positions of ``ESTIMATE_BLOCKS`` stratified blocks of validation rows (fewer when a class is too rare;
+    iteratively stratified for multi-label ``codes``)."""
+    if codes.ndim == 2:
+        return [part for part in _iterative_parts(codes, int(min(ESTIMATE_BLOCKS, len(codes))), seed) if len(part)]
     per_class = np.bincount(codes)
     per_class = per_class[per_class > 0]
     if per_class.min() >= 2:

@@ -1,0 +1,184 @@
+"""Every kind of head beyond the linear one, and the readers that choose a head by its kind.
+
+``stc.head.LinearHead`` is the head of single-label models; ``MultiLabelHead`` (here) is a further kind of the same
+interface, for label sets: one binary logistic regression per label on the same standardised features, and a
+decision threshold per label. ``LinearHead.from_parts``/``from_files`` read any kind (the ``kind`` field of the
+file names it); ``head_from_pipeline`` reads any fitted ``make_final_classifier`` pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from scipy.special import expit
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import LabelBinarizer
+
+from .head import HEADS, LinearHead, linear_decision, make_final_classifier, read_only, require
+
+__all__ = ["MultiLabelHead", "head_from_pipeline"]
+
+_THRESHOLDS = "logreg.thresholds"
+
+@dataclass(frozen=True, eq=False)
+class MultiLabelHead(LinearHead):
+    """A multi-label head: one binary logistic regression per label on the same standardised features, and each
+    label's decision threshold.
+
+    ``decision`` is (n_texts, n_labels) (one row of ``coef`` per label); ``probabilities`` each label's sigmoid of
+    its decision divided by ``temperature``; ``labels`` the 0/1 indicator matrix of the labels whose probability
+    reaches its ``thresholds`` entry (chosen on held-out decision values for the fit's metric:
+    ``stc._multilabel.tune_thresholds``). Saved like a linear head, with ``kind`` "multilabel" and the thresholds
+    as ``logreg.thresholds``.
+
+    Parameters
+    ----------
+    classes : array of shape (n_labels,)
+        The labels, in column order (at least two).
+    mean, scale, coef, intercept, temperature : as ``LinearHead``, with ``coef`` (n_labels, n_features) and
+        ``intercept`` (n_labels,)
+    thresholds : array of shape (n_labels,)
+        Per label, the probability from which it is predicted, in (0, 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> head = MultiLabelHead(classes=np.array(["comedy", "drama"]), mean=np.zeros(2), scale=np.ones(2),
+    ...                       coef=np.eye(2), intercept=np.zeros(2), thresholds=np.array([0.5, 0.9]))
+    >>> head.labels(np.array([[2.0, 1.0], [-1.0, 3.0]])).tolist()
+    [[1, 0], [0, 1]]
+    """
+
+    thresholds: np.ndarray | None = None
+    kind: ClassVar[str] = "multilabel"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        thresholds = None if self.thresholds is None else np.asarray(self.thresholds)
+        shape = (len(self.classes),)
+        require(thresholds is not None and thresholds.shape == shape and thresholds.dtype in (np.float32, np.float64)
+                 and bool(((thresholds > 0) & (thresholds < 1)).all()),
+                 f"array {_THRESHOLDS} must hold one probability in (0, 1) per label, shape {shape}, found "
+                 f"{None if thresholds is None else (thresholds.dtype.name, thresholds.shape)}")
+        object.__setattr__(self, "thresholds", read_only(thresholds))
+
+    @staticmethod
+    def _rows(n_classes: int) -> int:
+        return n_classes
+
+    def __reduce__(self):
+        return type(self), (self.classes, self.mean, self.scale, self.coef, self.intercept, self.temperature,
+                            self.thresholds)
+
+    @property
+    def binary(self) -> bool:
+        return False
+
+    def decision(self, features: np.ndarray) -> np.ndarray:
+        """Each label's decision value before the temperature, (n_texts, n_labels)."""
+        return linear_decision(self.standardise(features), self.coef.astype(np.float64),
+                               self.intercept.astype(np.float64))
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Each label's probability (n_texts, n_labels), independent of the others' (they need not sum to 1)."""
+        return expit(self.decision(features) / self.temperature)
+
+    def labels(self, features: np.ndarray) -> np.ndarray:
+        """The 0/1 indicator matrix (n_texts, n_labels) of the labels whose probability reaches its threshold."""
+        return (self.probabilities(features) >= self.thresholds.astype(np.float64)).astype(np.int64)
+
+    def explain(self, features: np.ndarray, neuron_names: Sequence[str], *, top_k: int = 10) -> dict:
+        """One text's labels and, per predicted label (the most probable one when none reaches its threshold), the
+        ``top_k`` features that pushed its decision most: ``labels``, ``probabilities``, ``thresholds`` and
+        ``explained`` (label -> its decision, intercept, ``all_contributions_sum`` and ``contributions``)."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        raw = np.asarray(features).reshape(1, -1)
+        if len(neuron_names) != self.n_features:
+            raise ValueError(f"{len(neuron_names)} neuron names for a head over {self.n_features} features")
+        standardised = self.standardise(raw)[0]
+        contributions = self.contributions(raw)
+        decision = self.decision(raw)[0]
+        proba = self.probabilities(raw)[0]
+        chosen = np.flatnonzero(proba >= self.thresholds)
+        rows = chosen if len(chosen) else [int(np.argmax(proba))]
+        classes = self.plain_classes()
+        explained = {}
+        for row in rows:
+            top = []
+            for feature in np.argsort(-np.abs(contributions[row]), kind="stable")[:top_k]:
+                value = float(contributions[row, feature])
+                top.append({"neuron": neuron_names[feature], "feature": int(feature),
+                            "weight": float(self.coef[row, feature]), "activation": float(raw[0, feature]),
+                            "standardised_activation": float(standardised[feature]), "contribution": value,
+                            "pushes_toward": str(classes[row]) if value > 0 else f"not {classes[row]}"})
+            explained[str(classes[row])] = {"decision": float(decision[row]),
+                                            "intercept": float(self.intercept[row]),
+                                            "all_contributions_sum": float(contributions[row].sum()),
+                                            "contributions": top}
+        return {"labels": [classes[j] for j in chosen],
+                "probabilities": {str(c): float(p) for c, p in zip(classes, proba)},
+                "thresholds": {str(c): float(t) for c, t in zip(classes, self.thresholds)},
+                "explained": explained, "temperature": self.temperature, "n_features": self.n_features}
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Pipeline, classes: np.ndarray, temperature: float = 1.0, *,
+                      thresholds: np.ndarray | None = None) -> MultiLabelHead:
+        """The head of a fitted multi-label ``make_final_classifier`` pipeline; a label constant in its training
+        rows (scikit-learn's constant predictor) gets zero weights and an intercept of ±30. ``thresholds``: None
+        is 0.5 for every label."""
+        scaler, ovr = pipeline.named_steps["scale"], pipeline.named_steps["logreg"]
+        coef = np.zeros((len(classes), scaler.mean_.shape[0]))
+        intercept = np.zeros(len(classes))
+        for j, estimator in enumerate(ovr.estimators_):
+            if hasattr(estimator, "coef_"):
+                coef[j], intercept[j] = estimator.coef_[0], estimator.intercept_[0]
+            else:
+                intercept[j] = 30.0 if np.asarray(estimator.y_).ravel()[0] else -30.0
+        return cls(classes=classes, mean=scaler.mean_, scale=scaler.scale_, coef=coef, intercept=intercept,
+                   temperature=temperature,
+                   thresholds=np.full(len(classes), 0.5) if thresholds is None else np.asarray(thresholds))
+
+    def to_pipeline(self, C: float, seed: int = 0, class_weight: str | None = None) -> Pipeline:
+        """A fitted multi-label ``make_final_classifier`` pipeline holding this head's arrays (its
+        ``predict_proba`` is ``probabilities`` at temperature 1; its ``predict`` thresholds at 0.5, not at
+        ``thresholds``)."""
+        pipeline = make_final_classifier(C, seed, class_weight, multilabel=True)
+        scaler, ovr = pipeline.named_steps["scale"], pipeline.named_steps["logreg"]
+        scaler.mean_, scaler.scale_, scaler.var_ = self.mean, self.scale, self.scale ** 2
+        scaler.n_features_in_, scaler.n_samples_seen_ = self.n_features, 0
+        estimators = []
+        for j in range(len(self.classes)):
+            logreg = LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight=class_weight)
+            logreg.classes_, logreg.coef_ = np.arange(2), self.coef[j:j + 1]
+            logreg.intercept_, logreg.n_features_in_, logreg.n_iter_ = self.intercept[j:j + 1], self.n_features, \
+                np.array([0])
+            estimators.append(logreg)
+        ovr.estimators_ = estimators
+        ovr.label_binarizer_ = LabelBinarizer(sparse_output=True).fit(np.eye(len(self.classes), dtype=int))
+        ovr.classes_, ovr.n_features_in_ = ovr.label_binarizer_.classes_, self.n_features
+        return pipeline
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``LinearHead.arrays`` and the thresholds (``logreg.thresholds``)."""
+        return {**super().arrays(), _THRESHOLDS: self.thresholds}
+
+    @classmethod
+    def _extra_fields(cls, arrays: Mapping[str, np.ndarray]) -> dict:
+        return {"thresholds": arrays.get(_THRESHOLDS)}
+
+
+HEADS["multilabel"] = MultiLabelHead
+
+
+def head_from_pipeline(pipeline: Pipeline, classes: np.ndarray, temperature: float = 1.0, *,
+                       thresholds: np.ndarray | None = None) -> LinearHead:
+    """The head of any fitted ``make_final_classifier`` pipeline: linear, or multi-label (one-vs-rest)."""
+    if isinstance(pipeline.named_steps["logreg"], OneVsRestClassifier):
+        return MultiLabelHead.from_pipeline(pipeline, classes, temperature, thresholds=thresholds)
+    return LinearHead.from_pipeline(pipeline, classes, temperature)
