@@ -30,5 +30,6 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> float:
     """The metric, as a fraction: accuracy (subset accuracy for indicator matrices), or macro-, micro- or
     samples-F1."""
     if metric.endswith("_f1"):
-        return float(f1_score(y_true, y_pred, average=metric[:-3], zero_division=0))
+        # a text with no label, predicted to have none, is right (samples-F1 1), as scikit-learn allows saying
+        return float(f1_score(y_true, y_pred, average=metric[:-3], zero_division=1.0 if metric == "samples_f1" else 0))
     return float(accuracy_score(y_true, y_pred))

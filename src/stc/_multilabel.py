@@ -174,7 +174,7 @@ def multilabel_report(Y_true: np.ndarray, Y_pred: np.ndarray, classes: Sequence)
     precision, recall, f1, support = precision_recall_fscore_support(Y_true, Y_pred, average=None, zero_division=0)
     return {"micro_f1": float(f1_score(Y_true, Y_pred, average="micro", zero_division=0)),
             "macro_f1": float(f1_score(Y_true, Y_pred, average="macro", zero_division=0)),
-            "samples_f1": float(f1_score(Y_true, Y_pred, average="samples", zero_division=0)),
+            "samples_f1": float(f1_score(Y_true, Y_pred, average="samples", zero_division=1.0)),  # {} for {}: right
             "subset_accuracy": float(accuracy_score(Y_true, Y_pred)),
             "hamming_loss": float(hamming_loss(Y_true, Y_pred)),
             "per_label": {str(label): {"f1": float(f), "precision": float(p), "recall": float(r), "support": int(s)}

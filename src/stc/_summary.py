@@ -39,14 +39,14 @@ def estimate_lines(clf) -> list[str]:
         how = (f"{selection['folds']}-fold cross-validation" if selection["protocol"] == "cv"
                else "one validation split")
         rule = "one-standard-error rule" if selection["rule"] == "one_se" else "best score"
-        lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric} of "
+        lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric_} of "
                      f"the chosen one {clf.val_score_:.4f} ± {clf.val_score_se_ or float('nan'):.4f}")
     if selection and selection.get("unscored_classes"):
         rare = selection["unscored_classes"]
         lines.append(f"not scored (too rare to hold out; trained on in every fold): {len(rare)} class(es): "
                      f"{', '.join(map(str, rare[:10]))}{', ...' if len(rare) > 10 else ''}")
     if getattr(clf, "expected_score_", None) is not None:
-        lines.append(f"expected test {clf.metric}: {clf.expected_score_:.4f} ± {clf.expected_score_se_:.4f} "
+        lines.append(f"expected test {clf.metric_}: {clf.expected_score_:.4f} ± {clf.expected_score_se_:.4f} "
                      f"(the selection's optimism left out)")
         if (clf.expected_score_se_ or 0) > NOISY_ESTIMATE_SE:
             lines.append(f"the estimate is too noisy to act on (standard error above {NOISY_ESTIMATE_SE:.2f}): "
@@ -62,7 +62,7 @@ def search_lines(clf, top: int = 5) -> list[str]:
     results, chosen = clf.cv_results_, clf.best_index_
     order = sorted(range(len(results["rank_test_score"])), key=lambda i: (results["rank_test_score"][i], i))
     shown = order[:top] + ([chosen] if chosen is not None and chosen not in order[:top] else [])
-    lines = [f"search: {len(order)} candidates; the best {min(top, len(order))} by held-out {clf.metric} "
+    lines = [f"search: {len(order)} candidates; the best {min(top, len(order))} by held-out {clf.metric_} "
              + ("(* the chosen one):" if chosen is not None else "(the model reads none of them):")]
     for i in shown:
         eta = results["param_eta"][i]

@@ -48,13 +48,6 @@ def _dataset(args):
                         label_separator=args.label_separator)
 
 
-def _single_label(dataset, data: str, what: str) -> None:
-    """Stop before the estimator, which takes one label per text for now (multi-label heads: issue 22)."""
-    if dataset.multilabel:
-        raise ValueError(f"{data} is multi-label (its labels are label sets); multi-label {what} is not available "
-                         f"yet")
-
-
 def _classifier(args, metric: str):
     from .classifier import STCClassifier
 
@@ -69,7 +62,6 @@ def _log(message: str) -> None:
 
 def _cmd_fit(args) -> int:
     dataset = _dataset(args)
-    _single_label(dataset, args.data, "fitting")
     metric = args.metric or dataset.metric
     _log(f"[stc] {dataset.description}")
     clf = _classifier(args, metric)
@@ -80,7 +72,8 @@ def _cmd_fit(args) -> int:
         _log(line)
     _log(f"fit {clf.fit_seconds_:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in clf.fit_timings_.items()))
     if dataset.test is not None:
-        _log(f"test {metric}: {_scores(clf, dataset.test, [metric])[metric]:.4f}")
+        scores = _scores(clf, dataset.test, [metric])  # multi-label accuracy is subset accuracy
+        _log(f"test {metric}: {scores.get(metric, scores.get('subset_accuracy')):.4f}")
     clf.save(args.out, copy_backbone=args.copy_backbone, data_name=args.data)  # the card names the data as the user did
     _log(f"saved to {args.out}")
     return 0
@@ -88,10 +81,13 @@ def _cmd_fit(args) -> int:
 
 def _scores(clf, split, metrics: Sequence[str]) -> dict[str, float]:
     """Each metric of the model on a labelled split, from one pass of the backbone over its texts (the labels are
-    the probabilities' argmax, read through ``classes_``)."""
+    the probabilities' argmax, read through ``classes_``; for a multi-label model, every multi-label metric and
+    each label's F1, precision, recall and support)."""
     from ._metrics import score
     from ._validation import check_labels
 
+    if clf.readout_.multilabel:
+        return _multilabel_scores(clf, split)
     labels = check_labels(split.labels, len(split.texts), "labels")
     unseen = sorted(set(labels.tolist()) - set(clf.classes_.tolist()), key=str)
     if unseen:
@@ -108,9 +104,28 @@ def _scores(clf, split, metrics: Sequence[str]) -> dict[str, float]:
     return {**scores, "ece": expected_calibration_error(proba, codes), "log_loss": log_loss(proba, codes)}
 
 
-def _cmd_predict(args) -> int:
-    import numpy as np
+def _multilabel_scores(clf, split) -> dict:
+    """The multi-label metrics of a multi-label model on a split of label sets (``_multilabel.multilabel_report``)."""
+    from ._multilabel import encode_label_sets, is_multilabel_target, multilabel_report
 
+    if not is_multilabel_target(split.labels):
+        raise ValueError("the model is multi-label but the data holds one label per text: read the label column "
+                         "as label sets (--label-separator)")
+    truth = encode_label_sets(split.labels, len(split.texts), "the data's labels", classes=clf.classes_)[1]
+    head = clf.readout_.head
+    predicted = head.labels_from_probabilities(clf.predict_proba(split.texts))
+    return multilabel_report(truth, predicted, head.plain_classes())
+
+
+def _prediction_rows(head, probabilities):
+    """(label field name, each text's value): "label" and the class; for multi-label heads "labels" and a list."""
+    predicted = head.labels_from_probabilities(probabilities)
+    if head.kind == "multilabel":
+        return "labels", head.label_sets(predicted)
+    return "label", [c.item() if hasattr(c, "item") else c for c in predicted]
+
+
+def _cmd_predict(args) -> int:
     from ._files import atomic_path
     from .data import read_texts
 
@@ -127,26 +142,27 @@ def _cmd_predict(args) -> int:
         clf.set_params(show_progress_bar=not args.quiet)
         texts = read_texts(args.data, text_column=args.text_column)
         probabilities = clf.predict_proba(texts)
-        model_classes = clf.classes_
+        head = clf.readout_.head
     else:  # MODEL_DIR is an `stc export` directory
         from .runtimes import load_predictor
 
         predictor = load_predictor(args.model_dir, runtime=args.runtime)
         texts = read_texts(args.data, text_column=args.text_column)
         probabilities = predictor.predict_proba(texts)
-        model_classes = np.asarray(predictor.head.classes)
-    labels = model_classes[probabilities.argmax(axis=1)]
+        head = predictor.head
+    field, labels = _prediction_rows(head, probabilities)
     out = Path(args.out)
-    classes = [str(c) for c in model_classes.tolist()]
+    classes = [str(c) for c in head.plain_classes()]
     with atomic_path(out) as partial, open(partial, "w", encoding="utf-8", newline="") as handle:
-        if out.suffix.lower() == ".csv":
+        if out.suffix.lower() == ".csv":  # label sets joined by ";" in one column
             writer = csv.writer(handle)
-            writer.writerow(["text", "label"] + [f"p_{c}" for c in classes])
-            for text, label, row in zip(texts, labels.tolist(), probabilities.tolist()):
-                writer.writerow([text, label] + [f"{p:.6f}" for p in row])
+            writer.writerow(["text", field] + [f"p_{c}" for c in classes])
+            for text, label, row in zip(texts, labels, probabilities.tolist()):
+                shown = ";".join(map(str, label)) if field == "labels" else label
+                writer.writerow([text, shown] + [f"{p:.6f}" for p in row])
         else:
-            for text, label, row in zip(texts, labels.tolist(), probabilities.tolist()):
-                handle.write(json.dumps({"text": text, "label": label,
+            for text, label, row in zip(texts, labels, probabilities.tolist()):
+                handle.write(json.dumps({"text": text, field: label,
                                          "probabilities": dict(zip(classes, row))}, ensure_ascii=False) + "\n")
     _log(f"wrote {len(texts)} predictions to {out}")
     return 0
@@ -158,14 +174,13 @@ def _cmd_evaluate(args) -> int:
     clf = load(args.model_dir, device=args.device)
     clf.set_params(show_progress_bar=not args.quiet)
     dataset = _dataset(args)
-    _single_label(dataset, args.data, "evaluation")
     split = getattr(dataset, args.split)
     if split is None:
         raise ValueError(f"dataset {args.data!r} has no {args.split} split")
     report = {"split": args.split, "n": len(split.texts)}
     # ECE: 15 equal-width confidence bins; both calibration figures read the same (calibrated) probabilities
     for metric, value in _scores(clf, split, ("accuracy", "macro_f1")).items():
-        report[metric] = round(value, 6)
+        report[metric] = round(value, 6) if isinstance(value, float) else value
     _log(json.dumps(report))
     return 0
 
@@ -234,7 +249,7 @@ def _cmd_info(args) -> int:
     for line in summary_lines(clf):
         _log(line)
     if getattr(clf, "selection_", None) is None:  # a model saved before the selection estimates
-        _log(f"validation {clf.metric}: {clf.val_score_:.4f}")
+        _log(f"validation {clf.metric_}: {clf.val_score_:.4f}")
     for line in search_lines(clf):
         _log(line)
     return 0
@@ -249,7 +264,9 @@ def _cmd_demo(args) -> int:
 
     started = time.perf_counter()
     dataset = load_dataset(args.data, limit=args.limit)
-    _single_label(dataset, args.data, "fitting")
+    if dataset.multilabel:
+        raise ValueError(f"{args.data} is multi-label: stc demo compares single-label classifiers; fit it with "
+                         f"stc fit --data {args.data}")
     _log(f"[stc demo] {dataset.description}")
     _log(f"[stc demo] train {len(dataset.train)}, validation {len(dataset.validation)}, test {len(dataset.test)}")
     split = dict(X_val=dataset.validation.texts, y_val=dataset.validation.labels)

@@ -228,6 +228,11 @@ class LinearHead:
         """The predicted labels: the sign of the decision for two classes, else its largest value."""
         return self.classes[codes_from_decision(self.decision(features))]
 
+    def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
+        """The labels ``labels`` gives, from ``probabilities``' output (for faces that hold only those, as an
+        exported model's runtime does): each row's most probable class."""
+        return self.classes[np.asarray(probabilities).argmax(axis=1)]
+
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """Each feature's share of one text's decision, ``coef * standardised activation``: (1 or n_classes,
         n_features); with ``intercept`` each row sums to that row's decision value (up to rounding)."""

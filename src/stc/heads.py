@@ -90,7 +90,16 @@ class MultiLabelHead(LinearHead):
 
     def labels(self, features: np.ndarray) -> np.ndarray:
         """The 0/1 indicator matrix (n_texts, n_labels) of the labels whose probability reaches its threshold."""
-        return (self.probabilities(features) >= self.thresholds.astype(np.float64)).astype(np.int64)
+        return self.labels_from_probabilities(self.probabilities(features))
+
+    def labels_from_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
+        """The indicator matrix ``labels`` gives, from ``probabilities``' output."""
+        return (np.asarray(probabilities) >= self.thresholds.astype(np.float64)).astype(np.int64)
+
+    def label_sets(self, indicator: np.ndarray) -> list[list]:
+        """Each row's labels (plain JSON values, in ``classes`` order) of an indicator matrix."""
+        classes = self.plain_classes()
+        return [[classes[j] for j in np.flatnonzero(row)] for row in np.asarray(indicator)]
 
     def explain(self, features: np.ndarray, neuron_names: Sequence[str], *, top_k: int = 10) -> dict:
         """One text's labels and, per predicted label (the most probable one when none reaches its threshold), the

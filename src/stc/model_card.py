@@ -70,7 +70,7 @@ def model_card(readout: Readout, *, data_name: str | None = None) -> str:
 
 def _front_matter(readout: Readout, data_name: str | None) -> list[str]:
     """The YAML front matter the Hugging Face hub reads: library, tags, base model, data, metric, the score."""
-    backbone, metric = readout.backbone.record(), readout.params.get("metric")
+    backbone, metric = readout.backbone.record(), readout.metric
     base_model, val_score = _base_model(backbone), _number(readout.scores.validation)
     front = ["---", "library_name: sparsify-then-classify", "pipeline_tag: text-classification",
              "tags:", "- text-classification", "- sparsify-then-classify", "- stc",
@@ -129,7 +129,7 @@ def _configuration_lines(readout: Readout) -> list[str]:
 
 def _score_lines(readout: Readout, validation: dict) -> list[str]:
     """The held-out scores that were stored, and whether the probabilities are calibrated."""
-    scores, metric = readout.scores, readout.params.get("metric")
+    scores, metric = readout.scores, readout.metric
     val_score = _number(scores.validation)
     cross_validated = bool(validation.get("cv"))
     present = [line for line in (

@@ -4,7 +4,7 @@ Every problem is a ValueError that names the file and the row or line, so a bad 
 found at once. CSV/TSV/JSONL must be UTF-8 (a leading byte-order mark is fine).
 
 Label sets (multi-label data): with ``label_separator`` each label is split on it, spaces stripped and empty
-pieces dropped (``"Comedy; Drama"`` -> ``("Comedy", "Drama")``); a JSON list in the label field (JSONL/JSON, or a
+pieces dropped (``"Comedy; Drama"`` -> ``("Comedy", "Drama")``; an empty cell is the empty set); a JSON list in the label field (JSONL/JSON, or a
 Parquet list column) is a label set with or without a separator. Warnings, not errors, go to this module's
 logger (the ``stc`` command prints them on stderr): a separator that no label contains, and, without a
 separator, a label column most of whose labels contain one of ``;``, ``|``, ``,``.
@@ -153,9 +153,13 @@ def _check_separator(label_separator: str | None) -> None:
 
 def _split_labels(path: Path, values: list[tuple[str, object]], label_column: str,
                   separator: str) -> list[tuple[str, ...]]:
-    """Each label split on ``separator`` into a label set; a label with nothing between its separators is an error."""
+    """Each label split on ``separator`` into a label set; an empty cell is a text with no label (an empty set), a
+    label with nothing between its separators is an error."""
     label_sets = []
     for where, value in values:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            label_sets.append(())
+            continue
         label = str(checked_label(value, where))
         names = label_set(label.split(separator))
         if not names:

@@ -81,19 +81,41 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_explanation(explanation: dict) -> str:
-    """A short readable account of an explanation: label, probabilities, then one line per neuron."""
-    row = explanation["explained_row"]
-    target = explanation["decision_classes"][row]
-    lines = [f"label: {explanation['label']} (probability {explanation['probability']:.3f})",
-             "probabilities: " + ", ".join(f"{label} {p:.3f}" for label, p in explanation["probabilities"].items()),
-             f"decision toward {target}: {explanation['decision'][row]:+.4f} = intercept "
-             f"{explanation['intercept'][row]:+.4f} + the contributions of {explanation['n_features']} neurons",
-             f"{'neuron':<24} {'weight':>8} {'activation':>11} {'standardised':>13} {'contribution':>13}  peak token"]
-    for entry in explanation["contributions"]:
+def _neuron_lines(contributions: list[dict]) -> list[str]:
+    lines = [f"{'neuron':<24} {'weight':>8} {'activation':>11} {'standardised':>13} {'contribution':>13}  peak token"]
+    for entry in contributions:
         peak = entry.get("peak")
         where = f"{peak['token']!r} at token {peak['position']}" + (f" of window {peak['window']}" if peak["window"]
                                                                      else "") if peak else ""
         lines.append(f"{entry['neuron']:<24} {entry['weight']:>+8.3f} {entry['activation']:>11.4f} "
                      f"{entry['standardised_activation']:>+13.3f} {entry['contribution']:>+13.4f}  {where}")
+    return lines
+
+
+def _format_multilabel(explanation: dict) -> str:
+    """A multi-label explanation: the labels, each label's probability and threshold, then per explained label its
+    decision and neurons."""
+    labels = explanation["labels"]
+    lines = [f"labels: {', '.join(map(str, labels)) if labels else '(none reaches its threshold)'}",
+             "probabilities (threshold): " + ", ".join(
+                 f"{label} {p:.3f} ({explanation['thresholds'][label]:.3f})"
+                 for label, p in explanation["probabilities"].items())]
+    for label, part in explanation["explained"].items():
+        lines.append(f"decision toward {label}: {part['decision']:+.4f} = intercept {part['intercept']:+.4f} + the "
+                     f"contributions of {explanation['n_features']} neurons")
+        lines += _neuron_lines(part["contributions"])
     return "\n".join(lines)
+
+
+def format_explanation(explanation: dict) -> str:
+    """A short readable account of an explanation: label, probabilities, then one line per neuron (multi-label:
+    the labels, then each explained label's neurons)."""
+    if "explained" in explanation:
+        return _format_multilabel(explanation)
+    row = explanation["explained_row"]
+    target = explanation["decision_classes"][row]
+    lines = [f"label: {explanation['label']} (probability {explanation['probability']:.3f})",
+             "probabilities: " + ", ".join(f"{label} {p:.3f}" for label, p in explanation["probabilities"].items()),
+             f"decision toward {target}: {explanation['decision'][row]:+.4f} = intercept "
+             f"{explanation['intercept'][row]:+.4f} + the contributions of {explanation['n_features']} neurons"]
+    return "\n".join(lines + _neuron_lines(explanation["contributions"]))
