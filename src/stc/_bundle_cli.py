@@ -29,10 +29,15 @@ def _cmd_bundle(args) -> int:
     return 0
 
 
+def _cell(label) -> str:
+    return ";".join(map(str, label)) if isinstance(label, list) else label
+
+
 def predict_bundle(args, texts: list[str]) -> int:
     """``stc predict`` on a bundle: one row per text with every task's label and probabilities."""
     from ._files import atomic_path
     from .bundle import Bundle
+    from .predictor import prediction_labels
 
     bundle = Bundle.load(args.model_dir)
     if args.runtime != "torch":
@@ -40,19 +45,22 @@ def predict_bundle(args, texts: list[str]) -> int:
     backbone = bundle.load_backbone(device=args.device or "auto")
     probabilities = bundle.predict_proba(texts, backbone=backbone, show_progress_bar=not args.quiet)
     classes = {name: [str(c) for c in readout.classes.tolist()] for name, readout in bundle.tasks.items()}
-    labels = {name: bundle.tasks[name].classes[proba.argmax(axis=1)].tolist() for name, proba in probabilities.items()}
+    # a multi-label task answers "labels" (a list; ";"-joined in CSV), the others "label"
+    answers = {name: prediction_labels(bundle.tasks[name].head, proba) for name, proba in probabilities.items()}
+    fields = {name: field for name, (field, _) in answers.items()}
+    labels = {name: values for name, (_, values) in answers.items()}
     out = Path(args.out)
     with atomic_path(out) as partial, open(partial, "w", encoding="utf-8", newline="") as handle:
         if out.suffix.lower() == ".csv":
             writer = csv.writer(handle)
             writer.writerow(["text"] + [column for name in bundle.names for column in
-                                        [f"{name}.label"] + [f"{name}.p_{c}" for c in classes[name]]])
+                                        [f"{name}.{fields[name]}"] + [f"{name}.p_{c}" for c in classes[name]]])
             for i, text in enumerate(texts):
                 writer.writerow([text] + [value for name in bundle.names for value in
-                                          [labels[name][i]] + [f"{p:.6f}" for p in probabilities[name][i]]])
+                                          [_cell(labels[name][i])] + [f"{p:.6f}" for p in probabilities[name][i]]])
         else:
             for i, text in enumerate(texts):
-                tasks = {name: {"label": labels[name][i],
+                tasks = {name: {fields[name]: labels[name][i],
                                 "probabilities": dict(zip(classes[name], probabilities[name][i].tolist()))}
                          for name in bundle.names}
                 handle.write(json.dumps({"text": text, "tasks": tasks}, ensure_ascii=False) + "\n")
@@ -70,7 +78,8 @@ def info_lines(directory) -> list[str]:
              f"one pass to layer {bundle.exit_layer}, {sum(len(c) for c in bundle.union_columns.values())} neurons "
              f"pooled"]
     for name, readout in bundle.tasks.items():
-        lines.append(f"  {name}: classes {[c.item() if hasattr(c, 'item') else c for c in readout.classes]}; "
+        what = "labels (multi-label)" if readout.multilabel else "classes"
+        lines.append(f"  {name}: {what} {[c.item() if hasattr(c, 'item') else c for c in readout.classes]}; "
                      f"{readout.chosen.describe()}; {readout.n_features} neurons")
     return lines
 

@@ -5,9 +5,11 @@ one is a text with no label) or a 2-D 0/1 indicator array. Inside stc it is alwa
 (n_texts, n_labels) of ``uint8``, its columns in ``classes_`` order (``MultiLabelBinarizer``'s: the labels sorted).
 Every stage that reads labels takes either class codes (1-D) or ``Y`` (2-D): the probes fit one binary L1 path per
 label on the same standardised array (``stc._solver``), the final head one binary logistic regression per label on
-the kept neurons (``stc.head.make_final_classifier``: scikit-learn's ``OneVsRestClassifier``), and each label gets its own decision threshold, chosen on
-held-out decision values (``tune_thresholds``; cross-fitted over the held-out blocks when a candidate is scored, so
-no block is scored with a threshold it chose: ``cross_fitted_predictions``).
+the kept neurons (``stc.head.make_final_classifier``: scikit-learn's ``OneVsRestClassifier``), and each label
+gets its own decision threshold, chosen on held-out decision values (``tune_thresholds``; cross-fitted over the
+held-out blocks when a candidate is scored, so no block is scored with a threshold it chose:
+``cross_fitted_predictions``). A neuron's importance to a probe is its squared weights summed over the labels, as
+over the classes of a single-label probe, so the kept neurons are one set shared by every label's head.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def _from_indicator(Y: np.ndarray, n_texts: int, name: str,
         Y = Y.astype(np.uint8)
     if not np.issubdtype(Y.dtype, np.number) or not np.isin(Y, (0, 1)).all():
         bad = np.argwhere(~np.isin(Y, (0, 1)))[0] if np.issubdtype(Y.dtype, np.number) else None
-        where = f" ({name}[{bad[0]}, {bad[1]}] is {Y[tuple(bad)]!r})" if bad is not None else ""
+        where = f" ({name}[{bad[0]}, {bad[1]}] is {Y[tuple(bad)].item()!r})" if bad is not None else ""
         raise ValueError(f"{name} is a 2-D array but not a 0/1 indicator matrix{where}: give 0/1 per text and "
                          f"label, or a label collection per text")
     if classes is None:

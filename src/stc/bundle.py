@@ -160,9 +160,10 @@ class Bundle:
 
     def predict(self, texts: Sequence[str], *, backbone: Backbone, token_budget: int = 8192,
                 tasks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Each task's predicted labels (n_texts,), from one pass."""
+        """Each task's predicted labels (n_texts,) (a multi-label task's 0/1 indicator (n_texts, n_labels)), from
+        one pass."""
         probabilities = self.predict_proba(texts, backbone=backbone, token_budget=token_budget, tasks=tasks)
-        return {name: self.tasks[name].classes[proba.argmax(axis=1)] for name, proba in probabilities.items()}
+        return {name: self.tasks[name].head.labels_from_probabilities(proba) for name, proba in probabilities.items()}
 
     def subset(self, names: Sequence[str]) -> Bundle:
         """The bundle of some of its tasks; an unknown name is a ValueError naming the known ones."""

@@ -117,16 +117,9 @@ def _multilabel_scores(clf, split) -> dict:
     return multilabel_report(truth, predicted, head.plain_classes())
 
 
-def _prediction_rows(head, probabilities):
-    """(label field name, each text's value): "label" and the class; for multi-label heads "labels" and a list."""
-    predicted = head.labels_from_probabilities(probabilities)
-    if head.kind == "multilabel":
-        return "labels", head.label_sets(predicted)
-    return "label", [c.item() if hasattr(c, "item") else c for c in predicted]
-
-
 def _cmd_predict(args) -> int:
     from ._files import atomic_path
+    from .predictor import prediction_labels
     from .data import read_texts
 
     from .bundle import is_bundle
@@ -150,7 +143,7 @@ def _cmd_predict(args) -> int:
         texts = read_texts(args.data, text_column=args.text_column)
         probabilities = predictor.predict_proba(texts)
         head = predictor.head
-    field, labels = _prediction_rows(head, probabilities)
+    field, labels = prediction_labels(head, probabilities)
     out = Path(args.out)
     classes = [str(c) for c in head.plain_classes()]
     with atomic_path(out) as partial, open(partial, "w", encoding="utf-8", newline="") as handle:
@@ -245,7 +238,11 @@ def _cmd_info(args) -> int:
     clf = load(args.model_dir, check_backbone=False)
     _log(f"backbone: {clf.backbone_['name']} ({clf.backbone_['source']}), sha256 "
          f"{clf.backbone_['weights_sha256'][:16]}…")
-    _log(f"classes: {clf.classes_.tolist()}")
+    if clf.readout_.multilabel:
+        thresholds = dict(zip(map(str, clf.readout_.head.plain_classes()), clf.readout_.head.thresholds.round(3).tolist()))
+        _log(f"labels (multi-label, {clf.target_}; threshold of each): {thresholds}")
+    else:
+        _log(f"classes: {clf.classes_.tolist()}")
     for line in summary_lines(clf):
         _log(line)
     if getattr(clf, "selection_", None) is None:  # a model saved before the selection estimates

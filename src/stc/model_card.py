@@ -58,10 +58,9 @@ def model_card(readout: Readout, *, data_name: str | None = None) -> str:
              f"A [Sparsify-then-Classify](https://arxiv.org/abs/2311.15983) classifier made with stc {__version__}: "
              f"a logistic regression on {readout.n_features} neurons of the backbone "
              f"`{backbone.get('name')}`, read up to layer {readout.exit_layer} of {backbone.get('num_layers')}.", "",
-             "## What it classifies", "",
-             f"{len(classes)} classes: " + ", ".join(f"`{c}`" for c in classes) + ".", "",
-             "## Data", ""]
-    lines += _data_lines(readout.params, validation, data_name)
+             "## What it classifies", ""] + _classes_lines(readout, classes) + ["", "## Data", ""]
+    lines += _data_lines(readout.params, validation, data_name, stratified="iteratively stratified"
+                         if readout.multilabel else "stratified")
     lines += _configuration_lines(readout)
     lines += _score_lines(readout, validation)
     lines += _USAGE + _limitation_lines(backbone, readout.extraction_record(), validation)
@@ -90,15 +89,26 @@ def _front_matter(readout: Readout, data_name: str | None) -> list[str]:
     return front + ["---"]
 
 
-def _data_lines(params, validation: dict, data_name: str | None) -> list[str]:
+def _classes_lines(readout: Readout, classes: list) -> list[str]:
+    if not readout.multilabel:
+        return [f"{len(classes)} classes: " + ", ".join(f"`{c}`" for c in classes) + "."]
+    thresholds = readout.head.thresholds
+    return [f"Label sets (multi-label): each text carries any number of {len(classes)} labels: "
+            + ", ".join(f"`{c}`" for c in classes) + ". Each label has its own binary logistic regression on the "
+            f"same neurons and its own decision threshold, chosen on held-out texts for {readout.metric} "
+            f"(from {float(thresholds.min()):.2f} to {float(thresholds.max()):.2f}): a text carries the labels whose "
+            f"probability reaches their threshold."]
+
+
+def _data_lines(params, validation: dict, data_name: str | None, *, stratified: str = "stratified") -> list[str]:
     lines = [f"Fitted on `{data_name}`."] if data_name else []
     if validation.get("cv"):
         lines.append(f"{validation['n_train']} texts (training and validation together); every setting was chosen "
-                     f"by stratified {validation['cv']}-fold cross-validation over them, with the probes refitted "
+                     f"by {stratified} {validation['cv']}-fold cross-validation over them, with the probes refitted "
                      f"inside each fold, and the final model refitted on all of them.")
     elif validation.get("n_train") is not None:
         how = "a validation set passed to fit" if validation.get("given") else \
-            f"a stratified {params.get('validation_size'):.0%} split of the training texts (seed {params.get('random_state')})"
+            f"a {stratified} {params.get('validation_size'):.0%} split of the training texts (seed {params.get('random_state')})"
         lines.append(f"{validation['n_train']} training texts; every setting was chosen on {validation['n_val']} "
                      f"validation texts ({how}).")
     return lines
@@ -144,6 +154,8 @@ def _score_lines(readout: Readout, validation: dict) -> list[str]:
         "", "## Calibration", "",
         f"Probabilities are calibrated by a fitted temperature T = {temperature:.4f} (the decision values are "
         f"divided by T before the softmax/sigmoid)." if temperature is not None else
+        "Each label's probability is its logistic regression's own sigmoid (no temperature); the thresholds, not "
+        "0.5, decide the labels." if readout.multilabel else
         "No temperature was fitted: probabilities are the logistic regression's own and may be overconfident."]
 
 

@@ -20,7 +20,7 @@ from .explain import explain_prediction
 from .head import LinearHead
 from .readout import chosen_readout
 
-__all__ = ["Predictor", "TorchPredictor", "BundlePredictor", "model_metadata"]
+__all__ = ["Predictor", "TorchPredictor", "BundlePredictor", "model_metadata", "prediction_labels"]
 
 RUNTIMES = ("torch", "onnx")
 
@@ -38,6 +38,15 @@ class Predictor(Protocol):
     def metadata(self) -> dict: ...
 
 
+def prediction_labels(head: LinearHead, probabilities: np.ndarray) -> tuple[str, list]:
+    """(field name, each text's answer) of a face's output rows: "label" and the class, or for a multi-label head
+    "labels" and the list of labels at or above their thresholds (plain JSON values)."""
+    predicted = head.labels_from_probabilities(probabilities)
+    if head.kind == "multilabel":
+        return "labels", head.label_sets(predicted)
+    return "label", [c.item() if hasattr(c, "item") else c for c in predicted]
+
+
 def model_metadata(runtime: str, head: LinearHead, configuration: dict, exit_layer: int, n_kept: int,
                    backbone: dict) -> dict:
     """The fields ``GET /metadata`` answers with, the same for every runtime; ``readout`` says what the configuration
@@ -46,6 +55,9 @@ def model_metadata(runtime: str, head: LinearHead, configuration: dict, exit_lay
             "readout": chosen_readout(configuration).record(), "exit_layer": exit_layer,
             "n_kept_neurons": n_kept, "backbone_name": backbone.get("name"),
             "backbone_sha256": backbone.get("weights_sha256"), "temperature": head.temperature,
+            "multilabel": head.kind == "multilabel",
+            **({"thresholds": dict(zip(map(str, head.plain_classes()), head.thresholds.tolist()))}
+               if head.kind == "multilabel" else {}),
             "stc_version": __version__}
 
 

@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -99,21 +100,33 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] = Field(description="class -> probability, in the model's class order")
 
 
+class LabelSetPrediction(BaseModel):
+    labels: list[StrictStr | bool | int | float] = Field(description="the labels whose probability reaches their "
+                                                                     "threshold (a multi-label model)")
+    probabilities: dict[str, float] = Field(description="label -> its probability, independent of the others'")
+
+
 class PredictResponse(BaseModel):
-    predictions: list[Prediction]
+    predictions: list[Prediction | LabelSetPrediction]
 
 
 class TaskPredictions(BaseModel):
-    tasks: dict[str, Prediction] = Field(description="task name -> its label and probabilities (a bundle)")
+    tasks: dict[str, Prediction | LabelSetPrediction] = Field(
+        description="task name -> its label (or labels) and probabilities (a bundle)")
 
 
 class BundlePredictResponse(BaseModel):
     predictions: list[TaskPredictions]
 
 
-def _prediction(classes, row) -> Prediction:
-    return Prediction(label=plain_label(classes[int(row.argmax())]),
-                      probabilities={str(c): float(p) for c, p in zip(classes, row)})
+def _prediction(head, row) -> Prediction | LabelSetPrediction:
+    """One text's answer from its probabilities, labelled as the head labels them (the most probable class, or for
+    a multi-label head every label at or above its threshold)."""
+    probabilities = {str(c): float(p) for c, p in zip(head.classes, row)}
+    predicted = head.labels_from_probabilities(np.asarray(row)[None, :])
+    if head.kind == "multilabel":
+        return LabelSetPrediction(labels=head.label_sets(predicted)[0], probabilities=probabilities)
+    return Prediction(label=plain_label(predicted[0]), probabilities=probabilities)
 
 
 def _answer(predictor, probabilities, tasks: str | None) -> PredictResponse | BundlePredictResponse:
@@ -122,13 +135,13 @@ def _answer(predictor, probabilities, tasks: str | None) -> PredictResponse | Bu
     if not isinstance(probabilities, dict):
         if tasks is not None:
             raise _ClientError(422, "tasks: this server holds one model, not a bundle of tasks")
-        return PredictResponse(predictions=[_prediction(predictor.head.classes, row) for row in probabilities])
+        return PredictResponse(predictions=[_prediction(predictor.head, row) for row in probabilities])
     names = list(probabilities) if tasks is None else [name.strip() for name in tasks.split(",") if name.strip()]
     unknown = [name for name in names if name not in probabilities]
     if unknown or not names:
         raise _ClientError(422, f"tasks: unknown task(s) {unknown}; this bundle has {list(probabilities)}")
     return BundlePredictResponse(predictions=[
-        TaskPredictions(tasks={name: _prediction(predictor.heads[name].classes, probabilities[name][i])
+        TaskPredictions(tasks={name: _prediction(predictor.heads[name], probabilities[name][i])
                                for name in names}) for i in range(len(next(iter(probabilities.values()))))])
 
 
