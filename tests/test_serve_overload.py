@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from stc.head import LinearHead
 from stc.serving import MicroBatcher, ServeSettings, create_app
 from stc.serving._batcher import ClientGone, DeadlineExceeded, Overloaded
 
@@ -29,7 +30,9 @@ class GatedPredictor:
     def __init__(self):
         self.gate = threading.Event()
         self.computed: list[str] = []
-        self.head = type("Head", (), {"classes": np.array(["no", "yes"])})()
+        # a real head over one (unused) feature: the app labels the probabilities through it
+        self.head = LinearHead(classes=np.array(["no", "yes"]), mean=np.zeros(1), scale=np.ones(1),
+                               coef=np.zeros((1, 1)), intercept=np.zeros(1))
 
     def predict_proba(self, texts):
         assert self.gate.wait(timeout=30), "the test never opened the gate"
@@ -248,3 +251,28 @@ def test_settings_refuse_a_queue_smaller_than_a_request_and_a_short_key():
     with pytest.raises(ValueError, match="timeout_s"):
         ServeSettings(timeout_s=0)
     assert ServeSettings(max_batch_size=16, max_texts=4).max_queue == 64  # 4 passes' worth
+
+
+def test_admission_reads_the_slowest_recent_pass_not_the_mean():
+    """Nine quick passes then a slow one: the mean (about 0.06 s) would admit a request that the slow passes of an
+    overload cannot answer in time; the slowest recent pass (0.4 s) refuses it."""
+    durations = iter([0.01] * 9 + [0.4])
+
+    def run(texts):
+        time.sleep(next(durations))
+        return np.ones((len(texts), 2))
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(run, executor, max_batch_size=1, max_wait_s=0, max_queue=100)
+            await batcher.start()
+            for i in range(10):
+                await batcher.submit([f"t{i}"])
+            assert batcher._pass_seconds_mean < 0.1  # what admission read before
+            wait = batcher.expected_wait_s(1)
+            with pytest.raises(Overloaded, match="--timeout-s"):
+                await batcher.submit(["late"], timeout_s=0.5)
+            await batcher.stop()
+            return wait
+
+    assert 0.7 < _run(scenario()) < 1.0  # the running pass and this one, 0.4 s each

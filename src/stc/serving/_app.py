@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -228,6 +229,7 @@ def _add_middleware(app: FastAPI, settings: ServeSettings, metrics: ServerMetric
 
     @app.middleware("http")
     async def require_key(request: Request, call_next):
+        request.state.arrived = time.monotonic()  # the outermost step: --timeout-s counts from here
         if settings.api_key is not None and request.url.path != "/health" \
                 and not _authorised(request, settings.api_key):
             metrics.refused("unauthorized")
@@ -247,6 +249,17 @@ def _add_middleware(app: FastAPI, settings: ServeSettings, metrics: ServerMetric
     @app.exception_handler(_ClientError)
     async def client_error(request: Request, error: _ClientError):
         return _error(error.status, error.message, error.headers)
+
+
+def _time_left(request: Request, settings: ServeSettings) -> float | None:
+    """Seconds the request may still wait (``--timeout-s`` from its arrival: parsing and validation count), or
+    None without a timeout; DeadlineExceeded when nothing is left."""
+    if settings.timeout_s is None:
+        return None
+    left = settings.timeout_s - (time.monotonic() - request.state.arrived)
+    if left <= 0:
+        raise DeadlineExceeded(f"no answer within {settings.timeout_s:g} s (--timeout-s)")
+    return left
 
 
 def _add_routes(app: FastAPI, settings: ServeSettings, metrics: ServerMetrics) -> None:
@@ -272,7 +285,7 @@ def _add_routes(app: FastAPI, settings: ServeSettings, metrics: ServerMetrics) -
         _check_limits(body.texts, settings)
         predictor, batcher = request.app.state.predictor, request.app.state.batcher
         try:
-            probabilities = await batcher.submit(body.texts, timeout_s=settings.timeout_s,
+            probabilities = await batcher.submit(body.texts, timeout_s=_time_left(request, settings),
                                                  disconnected=request.is_disconnected)
         except (ValueError, TypeError) as error:  # e.g. a text with no tokens for this tokenizer
             raise _ClientError(422, str(error).splitlines()[0]) from None
