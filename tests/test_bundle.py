@@ -141,3 +141,31 @@ def test_a_bundle_is_served_with_every_task_per_text_and_tasks_to_pick_some(mode
         assert list(metadata["tasks"]) == ["sentiment", "topic", "everything"] and metadata["exit_layer"] == 3
         explained = client.post("/explain", json={"text": NEW_TEXTS[0]}).json()
         assert set(explained["tasks"]) == set(models)
+
+
+def test_stc_export_of_a_bundle_is_one_graph_whose_tasks_match_torch(models, tmp_path, capsys):
+    from fastapi.testclient import TestClient
+
+    from stc.runtimes import load_predictor
+    from stc.serving import create_app
+
+    Bundle.from_models(models).save(tmp_path / "bundle")
+    assert main(["export", str(tmp_path / "bundle"), "--out", str(tmp_path / "onnx")]) == 0
+    document = json.loads((tmp_path / "onnx" / "stc_onnx.json").read_text())
+    union = Bundle.from_models(models).union_columns
+    assert document["format_version"] == 3 and list(document["tasks"]) == list(models)
+    assert sum(map(len, document["kept_columns"].values())) == sum(map(len, union.values()))  # one graph, the union
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    predictor = load_predictor(tmp_path / "onnx", runtime="onnx")
+    onnx = predictor.predict_proba(NEW_TEXTS)
+    for name, clf in models.items():
+        np.testing.assert_allclose(onnx[name], clf.predict_proba(NEW_TEXTS), atol=1e-4)
+    with TestClient(create_app(lambda: predictor)) as client:
+        answer = client.post("/predict?tasks=topic", json={"texts": NEW_TEXTS[:2]}).json()["predictions"]
+        assert [row["tasks"]["topic"]["label"] for row in answer] == models["topic"].predict(NEW_TEXTS[:2]).tolist()
+        assert list(client.get("/metadata").json()["tasks"]) == list(models)
+    # a task's head swapped for another's is refused by its hash
+    (tmp_path / "onnx" / "tasks" / "topic" / "head.safetensors").write_bytes(
+        (tmp_path / "onnx" / "tasks" / "sentiment" / "head.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="is not the head that was exported"):
+        load_predictor(tmp_path / "onnx", runtime="onnx")

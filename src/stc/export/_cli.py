@@ -16,15 +16,19 @@ def _cmd_export(args) -> int:
     except ImportError as error:
         raise ImportError(f"stc export needs the onnx extra ({error.name} is missing): "
                           f"pip install 'sparsify-then-classify[onnx]'") from None
-    clf = load(args.model_dir, device="cpu")
-    out = export_onnx(clf, args.out, quantize=None if args.quantize == "none" else args.quantize)
+    from ..bundle import Bundle, is_bundle
+
+    # a bundle: one graph for the union of its tasks' neurons, each task's head beside it
+    model = Bundle.load(args.model_dir) if is_bundle(args.model_dir) else load(args.model_dir, device="cpu")
+    out = export_onnx(model, args.out, quantize=None if args.quantize == "none" else args.quantize)
     print(f"exported {args.model_dir} to {out} ({args.format}, "
           f"{'fp32' if args.quantize == 'none' else args.quantize})", file=sys.stderr)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    export = sub.add_parser("export", help="export a saved model to ONNX (backbone to the exit layer + kept neurons)")
+    export = sub.add_parser("export", help="export a saved model or bundle to ONNX (backbone to the exit layer + kept "
+                                           "neurons; a bundle's tasks share one graph)")
     export.add_argument("model_dir")
     export.add_argument("--format", choices=("onnx",), default="onnx")
     export.add_argument("--quantize", choices=("none", "int8", "int8-ffn-out"), default="none",

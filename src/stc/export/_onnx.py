@@ -4,7 +4,9 @@ The exported directory holds ``model.onnx`` (texts' token ids -> kept-neuron fea
 model's head as ``head.json`` + ``head.safetensors`` (``LinearHead.to_files``) and ``stc_onnx.json`` (kept
 neurons, how texts are tokenised, the backbone's name and sha256, and the sha256 of the graph, of the tokenizer
 files and of the head's arrays, checked on load). Exports of format version 1 held the head's arrays in
-``stc_onnx.json`` itself; they still load (``_head_of_version_1``).
+``stc_onnx.json`` itself; they still load (``_head_of_version_1``). A bundle's export (format version 3) is one graph
+computing the union of its tasks' kept neurons, with each task's head under ``tasks/<name>/`` and the positions of
+its features among the graph's: K tasks, one pass.
 
 The head (scaler + logistic regression, with the temperature when the model has one) is applied in numpy beside
 the graph, not inside it: it is the model's own ``LinearHead``, the one every runtime uses, so probabilities are
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 import warnings
@@ -38,7 +41,8 @@ __all__ = ["export_onnx", "OnnxPredictor", "FORMAT", "QUANTIZATIONS"]
 
 FORMAT = "stc-onnx"
 FORMAT_VERSION = 2  # 2: the head in head.json + head.safetensors (1: its arrays as JSON lists in stc_onnx.json)
-READABLE_VERSIONS = (1, 2)
+BUNDLE_FORMAT_VERSION = 3  # 3: a bundle's graph and its tasks' heads under tasks/<name>/
+READABLE_VERSIONS = (1, 2, 3)
 #: int8: every MatMul weight of the graph, per output channel; int8-ffn-out: only the FFN output projections, the
 #: matrix products whose outputs are never read as features (the others compute the kept neurons themselves, and
 #: the head's standardisation magnifies their rounding: see benchmarks/README.md).
@@ -47,6 +51,8 @@ _DOCUMENT = "stc_onnx.json"
 _GRAPH = "model.onnx"
 _TOKENIZER = "tokenizer"
 _HEAD = "head"  # head.json + head.safetensors
+_TASKS = "tasks"  # a bundle's: tasks/<name>/head.*
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as stc.bundle names tasks: no path in a name
 _CHECK_TEXTS = ["a first short sentence to check the export", "another one, a little longer, with punctuation!",
                 "three"]
 
@@ -68,62 +74,105 @@ def _tokenizer_sha256(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def export_onnx(clf, out, *, quantize: str | None = None, opset_version: int | None = None) -> Path:
-    """Write a fitted STCClassifier (its ``readout_``) as an ONNX directory at ``out``; ``quantize="int8"``
-    applies dynamic int8 quantisation.
+def export_onnx(model, out, *, quantize: str | None = None, opset_version: int | None = None) -> Path:
+    """Write a fitted STCClassifier (its ``readout_``), or a ``stc.Bundle`` of several, as an ONNX directory at
+    ``out``; ``quantize="int8"`` applies dynamic int8 quantisation.
 
-    The fp32 graph is checked against the torch features of a few texts before anything is written.
+    A bundle is one graph computing the union of its tasks' kept neurons (one pass, to the deepest exit layer), and
+    each task's head beside it (``tasks/<name>/head.*``) with the positions of its features among the graph's. The
+    fp32 graph is checked against the torch features of a few texts before anything is written.
     """
-    check_is_fitted(clf, "readout_")
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
-    readout = clf.readout_
-    if readout.extraction.windows:
-        raise ValueError("this model was fitted with windows=True; ONNX export supports only models that truncate "
-                         "texts (windows=False): merging windows is not in the graph")
-    head = readout.head
-    kept = {key: np.array(columns, dtype=np.int64) for key, columns in readout.kept_columns.items()}
-    # the backbone the model was fitted on (weights sha256), which the kept neurons fit, else a ValueError
-    backbone = readout.load_backbone(model=clf.model, device="cpu", dtype="float32",
-                                     trust_remote_code=clf.trust_remote_code)
+    tasks, kept, backbone, token_budget = _plan(model)
+    reference = next(iter(tasks.values()))
     graph = FeatureGraph(backbone, kept).eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        tokens = tokenize_with(backbone.tokenizer, _CHECK_TEXTS, max_length=readout.extraction.max_length)
-        ids, mask = tokens.padded(np.arange(len(_CHECK_TEXTS)), backbone.tokenizer.pad_token_id)
-        fp32_path = partial / ("model.fp32.onnx" if quantize else _GRAPH)
-        _export_graph(graph, ids, mask, fp32_path, opset_version)
-        with torch.inference_mode():
-            torch_features = graph(ids, mask).numpy()
-        onnx_features = _session(fp32_path).run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
-        # Features, not probabilities: a kept neuron that is nearly constant over the training texts has a tiny
-        # scale (MiniLM's [CLS] FFN neurons: down to 1e-10), so float32 rounding alone, in torch too, moves its
-        # standardised value and the probabilities; the graph is right when its features are.
-        gap = float((np.abs(onnx_features - torch_features) / (1.0 + np.abs(torch_features))).max())
-        if not gap <= 1e-4:
-            raise ValueError(f"the exported graph's features differ from torch's by {gap:.2e} (relative, > 1e-4)")
-        if quantize is not None:
-            _quantize(fp32_path, partial / _GRAPH, quantize, ffn_shape=(backbone.ffn_size, backbone.hidden_size))
-            fp32_path.unlink()
+        gap = _write_graph(graph, backbone, reference.extraction.max_length, partial, quantize, opset_version)
         backbone.tokenizer.save_pretrained(partial / _TOKENIZER)
-        head.to_files(partial, _HEAD)
         document = {"format": FORMAT, "format_version": FORMAT_VERSION, "stc_version": __version__,
-                    "quantization": quantize, "head_sha256": _file_sha256(partial / f"{_HEAD}.safetensors"),
-                    "kept_columns": {key: columns.tolist() for key, columns in kept.items()},
-                    "kept_neurons": readout.neuron_names, "extraction": readout.extraction_record(),
-                    "token_budget": int(clf.token_budget), "configuration": readout.configuration_record(),
-                    "exit_layer": readout.exit_layer, "backbone": readout.backbone.record(),
-                    "onnx_sha256": _file_sha256(partial / _GRAPH),
+                    "quantization": quantize, "kept_columns": {key: columns.tolist() for key, columns in kept.items()},
+                    "extraction": reference.extraction_record(), "token_budget": int(token_budget),
+                    "backbone": reference.backbone.record(), "onnx_sha256": _file_sha256(partial / _GRAPH),
                     "tokenizer_sha256": _tokenizer_sha256(partial / _TOKENIZER),
                     "export_check_max_feature_gap": gap}
+        if None in tasks:  # one model: its head beside the graph
+            document.update(_write_head(reference, partial, _HEAD))
+        else:  # a bundle: each task's head, and where its features are among the graph's
+            document.update(format_version=BUNDLE_FORMAT_VERSION, exit_layer=int(graph.deepest), tasks={
+                name: {**_write_head(readout, partial / _TASKS / name, _HEAD), "positions": positions.tolist()}
+                for name, readout, positions in _task_positions(tasks, kept)})
         (partial / _DOCUMENT).write_text(json.dumps(document, indent=1), encoding="utf-8")
         _replace_directory(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return out
+
+
+def _plan(model):
+    """(readouts by task name, None for a single model; the kept columns the graph computes; the fitted backbone,
+    checked, on CPU in float32; the token budget)."""
+    from ..bundle import Bundle
+
+    if isinstance(model, Bundle):
+        tasks, kept, token_budget = dict(model.tasks), model.union_columns, 8192
+        backbone = model.load_backbone(device="cpu", dtype="float32")
+    else:
+        check_is_fitted(model, "readout_")
+        readout = model.readout_
+        tasks, token_budget = {None: readout}, model.token_budget
+        kept = {key: np.array(columns, dtype=np.int64) for key, columns in readout.kept_columns.items()}
+        # the backbone the model was fitted on (weights sha256), which the kept neurons fit, else a ValueError
+        backbone = readout.load_backbone(model=model.model, device="cpu", dtype="float32",
+                                         trust_remote_code=model.trust_remote_code)
+    if next(iter(tasks.values())).extraction.windows:
+        raise ValueError("this model was fitted with windows=True; ONNX export supports only models that truncate "
+                         "texts (windows=False): merging windows is not in the graph")
+    return tasks, kept, backbone, token_budget
+
+
+def _write_graph(graph: FeatureGraph, backbone, max_length: int, partial: Path, quantize: str | None,
+                 opset_version: int | None) -> float:
+    """Export the graph into ``partial`` (quantised if asked), checked against torch first; the largest relative
+    feature gap."""
+    tokens = tokenize_with(backbone.tokenizer, _CHECK_TEXTS, max_length=max_length)
+    ids, mask = tokens.padded(np.arange(len(_CHECK_TEXTS)), backbone.tokenizer.pad_token_id)
+    fp32_path = partial / ("model.fp32.onnx" if quantize else _GRAPH)
+    _export_graph(graph, ids, mask, fp32_path, opset_version)
+    with torch.inference_mode():
+        torch_features = graph(ids, mask).numpy()
+    onnx_features = _session(fp32_path).run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    # Features, not probabilities: a kept neuron that is nearly constant over the training texts has a tiny scale
+    # (MiniLM's [CLS] FFN neurons: down to 1e-10), so float32 rounding alone, in torch too, moves its standardised
+    # value and the probabilities; the graph is right when its features are.
+    gap = float((np.abs(onnx_features - torch_features) / (1.0 + np.abs(torch_features))).max())
+    if not gap <= 1e-4:
+        raise ValueError(f"the exported graph's features differ from torch's by {gap:.2e} (relative, > 1e-4)")
+    if quantize is not None:
+        _quantize(fp32_path, partial / _GRAPH, quantize, ffn_shape=(backbone.ffn_size, backbone.hidden_size))
+        fp32_path.unlink()
+    return gap
+
+
+def _write_head(readout, directory: Path, stem: str) -> dict:
+    """Write a readout's head into ``directory``; the document fields that describe it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    readout.head.to_files(directory, stem)
+    return {"head_sha256": _file_sha256(directory / f"{stem}.safetensors"), "kept_neurons": readout.neuron_names,
+            "configuration": readout.configuration_record(), "exit_layer": readout.exit_layer}
+
+
+def _task_positions(tasks: dict, kept: dict[str, np.ndarray]):
+    """(name, readout, positions of its features among the graph's) of each task: the graph's features are the
+    union's columns, key after key."""
+    offsets = dict(zip(kept, np.cumsum([0] + [len(columns) for columns in kept.values()])))
+    for name, readout in tasks.items():
+        yield name, readout, np.concatenate([offsets[key] + np.searchsorted(kept[key], columns)
+                                             for key, columns in readout.kept_columns.items()]).astype(np.int64)
 
 
 def _export_graph(graph: FeatureGraph, ids: torch.Tensor, mask: torch.Tensor, path: Path,
@@ -203,11 +252,7 @@ class OnnxPredictor:
         if backbone_sha256 is not None and backbone.get("weights_sha256") != backbone_sha256:
             raise ValueError(f"{directory} was exported from backbone weights sha256 "
                              f"{str(backbone.get('weights_sha256'))[:12]}…, not {backbone_sha256[:12]}…")
-        self.head = _head_of_version_1(document, path) if document["format_version"] == 1 else _head(directory, document)
-        self.kept_neurons = list(document.get("kept_neurons") or [])
-        if len(self.kept_neurons) != self.head.n_features:
-            raise ValueError(f"{path}: {len(self.kept_neurons)} kept neuron names for a head over "
-                             f"{self.head.n_features} features")
+        self._read_heads(directory, document, path)
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -216,28 +261,70 @@ class OnnxPredictor:
         self.token_budget = int(document.get("token_budget", 8192))
         self.session = _session(graph_path, threads)
 
+    def _read_heads(self, directory: Path, document: dict, path: Path) -> None:
+        """The head (``head``), or for a bundle's export each task's (``heads``, and ``positions``: where its
+        features are among the graph's), each refused unless its arrays are the ones exported."""
+        self.head, self.heads, self.positions = None, None, None
+        self.n_features = sum(len(columns) for columns in (document.get("kept_columns") or {}).values())
+        if document["format_version"] == BUNDLE_FORMAT_VERSION:
+            tasks = document.get("tasks")
+            if not isinstance(tasks, dict) or not tasks or not all(map(_TASK_NAME.match, tasks)):
+                raise ValueError(f"{path}: 'tasks' must name the bundle's tasks (letters, digits, _ . -)")
+            self.heads = {name: _head(directory / _TASKS / name, task) for name, task in tasks.items()}
+            self.positions = {name: np.asarray(task.get("positions"), dtype=np.int64) for name, task in tasks.items()}
+            for name, head in self.heads.items():
+                positions = self.positions[name]
+                if positions.shape != (head.n_features,) or positions.min() < 0 or positions.max() >= self.n_features:
+                    raise ValueError(f"{path}: task {name!r} reads {positions.shape} positions of the graph's "
+                                     f"{self.n_features} features for a head over {head.n_features}")
+            return
+        self.head = _head_of_version_1(document, path) if document["format_version"] == 1 else _head(directory, document)
+        self.kept_neurons = list(document.get("kept_neurons") or [])
+        self.n_features = self.head.n_features
+        if len(self.kept_neurons) != self.head.n_features:
+            raise ValueError(f"{path}: {len(self.kept_neurons)} kept neuron names for a head over "
+                             f"{self.head.n_features} features")
+
     def features(self, texts: list[str]) -> np.ndarray:
         """Kept-neuron features (n_texts, n_features) in input order; batches sorted by length, as extraction."""
         texts = check_texts(texts, "texts")
         tokens = tokenize_with(self.tokenizer, texts, max_length=self.max_length)
-        out = np.empty((len(texts), self.head.n_features), dtype=np.float32)
+        out = np.empty((len(texts), self.n_features), dtype=np.float32)
         for rows in tokens.batches(self.token_budget):
             ids, mask = tokens.padded(rows, self.tokenizer.pad_token_id)
             out[tokens.text_index[rows]] = self.session.run(
                 None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
         return out
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities (n_texts, n_classes): the graph's features through the head."""
-        return self.head.probabilities(self.features(texts))
+    def predict_proba(self, texts: list[str]) -> np.ndarray | dict[str, np.ndarray]:
+        """Class probabilities (n_texts, n_classes): the graph's features through the head; for a bundle's export
+        each task's, by name, from the one graph."""
+        features = self.features(texts)
+        if self.heads is not None:
+            return {name: head.probabilities(features[:, self.positions[name]]) for name, head in self.heads.items()}
+        return self.head.probabilities(features)
 
     def explain(self, text: str, *, top_k: int = 10) -> dict:
         if not isinstance(text, str):
             raise TypeError(f"text must be a string, got {type(text).__name__}")
-        return {"text": text, **self.head.explain(self.features([text])[0], self.kept_neurons, top_k=top_k)}
+        features = self.features([text])[0]
+        if self.heads is not None:
+            tasks = self.document["tasks"]
+            return {"text": text, "tasks": {name: head.explain(features[self.positions[name]],
+                                                               tasks[name]["kept_neurons"], top_k=top_k)
+                                            for name, head in self.heads.items()}}
+        return {"text": text, **self.head.explain(features, self.kept_neurons, top_k=top_k)}
 
     def metadata(self) -> dict:
         document = self.document
+        if self.heads is not None:
+            return {"runtime": self.runtime, "tasks": {
+                        name: model_metadata(self.runtime, head, document["tasks"][name].get("configuration", {}),
+                                             int(document["tasks"][name].get("exit_layer", 0)), head.n_features,
+                                             document.get("backbone", {}))
+                        for name, head in self.heads.items()},
+                    "exit_layer": document.get("exit_layer"), "n_union_neurons": self.n_features,
+                    "quantization": document.get("quantization")}
         return {**model_metadata(self.runtime, self.head, document.get("configuration", {}),
                                  int(document.get("exit_layer", 0)), self.head.n_features,
                                  document.get("backbone", {})),
