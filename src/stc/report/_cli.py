@@ -16,9 +16,14 @@ def register(subparsers) -> None:
     report.add_argument("--out", required=True, help="directory for index.html, the PNGs and their JSON")
     report.add_argument("--data", "--dataset", dest="data", required=True,
                         help="the dataset the model was fitted on (a load_dataset name or a file): its training "
-                             "texts give each neuron's top texts, its test split the confusion matrix")
+                             "texts give each neuron's top texts, its test split the confusion matrix (per-label "
+                             "scores for a multi-label model)")
     report.add_argument("--text-column", default="text")
     report.add_argument("--label-column", default="label")
+    report.add_argument("--label-separator", default=None,
+                        help="read each label as a label set split on this string, e.g. ';' for Comedy;Drama, as "
+                             "for stc fit (for a model fitted on label sets; a JSON list in a JSONL label field, and "
+                             "the films dataset, are label sets without it)")
     report.add_argument("--limit", type=int, default=None, help="cap each split at N texts (as when fitting)")
     report.add_argument("--embedding-score", default=None,
                         help="JSON with the last-layer embedding baseline's validation score ({'val_score': x} or "
@@ -57,7 +62,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     clf = _load(args)
     dataset = load_dataset(args.data, text_column=args.text_column, label_column=args.label_column,
-                           limit=args.limit)
+                           limit=args.limit, label_separator=args.label_separator)
     summary = Path(args.model_dir) / "demo_summary.json"
     embedding = None
     if args.embedding_score:

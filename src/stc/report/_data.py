@@ -15,10 +15,17 @@ from ..extract import extract_features, parse_key
 from ..readout import chosen_readout
 
 __all__ = ["layer_curve", "kept_per_layer", "eta_curves", "exit_curve", "configuration_summary",
-           "confusion", "reliability", "top_neurons", "embedding_baseline"]
+           "confusion", "reliability", "top_neurons", "neuron_strength", "neuron_texts", "embedding_baseline",
+           "fit_metric"]
 
 #: equal-width confidence bins of the reliability diagram, as ``stc evaluate``'s ECE
 RELIABILITY_BINS = 15
+
+
+def fit_metric(clf) -> str:
+    """The metric the model was fitted for: ``metric_`` ("auto" resolved), else the ``metric`` parameter (an object
+    that carries only that, as the search record's stand-ins in tests)."""
+    return getattr(clf, "metric_", None) or clf.metric
 
 
 def layer_curve(clf, embedding: dict | None) -> dict:
@@ -32,7 +39,7 @@ def layer_curve(clf, embedding: dict | None) -> dict:
         entry["val_scores"].append(float(row["val_score"]))
         entry["Cs"].append(float(row["C"]))
     best = max(clf.probe_scores_, key=lambda r: r["val_score"])
-    return {"metric": clf.metric_, "num_layers": int(clf.backbone_["num_layers"]), "series": list(series.values()),
+    return {"metric": fit_metric(clf), "num_layers": int(clf.backbone_["num_layers"]), "series": list(series.values()),
             "best_probe": {"key": best["key"], "val_score": float(best["val_score"])},
             "exit_layer": int(clf.exit_layer_), "embedding": embedding}
 
@@ -104,7 +111,7 @@ def eta_curves(clf) -> dict:
     # a dense readout's representations and poolings are its array's, not a sparse set: none is the chosen set
     sets = ({"representations": None, "poolings": None} if chosen.eta is None else
             {"representations": config["representations"], "poolings": config["poolings"]})
-    return {"metric": clf.metric_, "C": C_stage1, "series": list(series.values()),
+    return {"metric": fit_metric(clf), "C": C_stage1, "series": list(series.values()),
             "chosen": {**sets, "eta": chosen.eta, "readout": chosen.kind},
             "kept_per_layer_by_eta": per_layer, "note": note}
 
@@ -143,7 +150,7 @@ def exit_curve(clf) -> dict:
                "n_features": int(r["n_features"])}
               for r in clf.search_results_ if r["stage"] == 2 and r.get("readout", "sparse") != "sparse"]
     config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
-    return {"metric": clf.metric_, "num_layers": int(clf.backbone_["num_layers"]), "series": list(by_C.values()),
+    return {"metric": fit_metric(clf), "num_layers": int(clf.backbone_["num_layers"]), "series": list(by_C.values()),
             "other_readouts": others,
             "chosen": {"exit_layer": int(config["exit_layer"]), "C": float(config["C"]),
                        "val_score": float(config["val_score"]), "n_features": int(config["n_features"]),
@@ -153,7 +160,7 @@ def exit_curve(clf) -> dict:
 def configuration_summary(clf, test_score: float | None, n_test: int | None, embedding: dict | None) -> dict:
     config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
     return {"backbone": clf.backbone_.get("name"), "num_layers": int(clf.backbone_["num_layers"]),
-            "classes": [plain_label(c) for c in clf.classes_], "metric": clf.metric_,
+            "classes": [plain_label(c) for c in clf.classes_], "metric": fit_metric(clf),
             "representations": config["representations"], "poolings": config["poolings"],
             "eta": chosen.eta, "C": float(config["C"]), "readout": chosen.kind, "dense_key": chosen.dense_key,
             "readout_description": chosen.describe(), "n_features": int(clf.n_features_),
@@ -171,9 +178,9 @@ def confusion(clf, decisions: np.ndarray, labels: Sequence) -> tuple[dict, float
     predicted = clf.classes_[probabilities(decisions).argmax(axis=1)]
     truth = np.asarray(labels)
     matrix = confusion_matrix(truth, predicted, labels=clf.classes_)
-    test_score = score(truth, predicted, clf.metric_)
+    test_score = score(truth, predicted, fit_metric(clf))
     return {"classes": [plain_label(c) for c in clf.classes_], "matrix": matrix.tolist(), "n": int(len(truth)),
-            "metric": clf.metric_, "score": float(test_score)}, float(test_score)
+            "metric": fit_metric(clf), "score": float(test_score)}, float(test_score)
 
 
 def reliability(decisions: np.ndarray, codes: np.ndarray, temperature: float,
@@ -200,7 +207,7 @@ def embedding_baseline(clf, train_texts, train_labels, val_texts, val_labels) ->
     """Fit the last-layer sentence-embedding baseline on the same train/validation texts and score it."""
     from ..baselines import EmbeddingClassifier
 
-    baseline = EmbeddingClassifier(model=clf.model, metric=clf.metric_, validation_size=clf.validation_size,
+    baseline = EmbeddingClassifier(model=clf.model, metric=fit_metric(clf), validation_size=clf.validation_size,
                                    max_length=clf.max_length, windows=clf.windows,
                                    window_overlap=clf.window_overlap, token_budget=clf.token_budget,
                                    device=clf.device, dtype=clf.dtype, random_state=clf.random_state,
@@ -212,20 +219,31 @@ def embedding_baseline(clf, train_texts, train_labels, val_texts, val_labels) ->
                       f"state (the model's own sentence embedding), same train/validation texts, C={baseline.C_}"}
 
 
-def top_neurons(clf, train_texts: Sequence[str], train_labels: Sequence, *, count: int = 12,
-                texts_per_neuron: int = 3, show_progress_bar: bool = False) -> list[dict]:
-    """The final classifier's strongest neurons (by weight on standardised activations) with the training texts
-    that activate each most; for max-pooled neurons, the token where it peaked in each of those texts."""
+def neuron_strength(clf) -> np.ndarray:
+    """Each kept neuron's strength in the final classifier: the root of its squared weights summed over the rows
+    (classes; for a multi-label model, labels) of the head, on standardised activations."""
+    weights = np.asarray(clf.readout_.head.coef, dtype=np.float64)
+    return np.sqrt((weights ** 2).sum(axis=0))
+
+
+def _label_value(value):
+    """A training text's label as plain JSON: one label, or (multi-label) the list of its labels."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain_label(label) for label in value]
+    return plain_label(value)
+
+
+def neuron_texts(clf, features: Sequence[int], train_texts: Sequence[str], train_labels: Sequence, *,
+                 texts_per_neuron: int = 3, show_progress_bar: bool = False) -> dict[int, list[dict]]:
+    """Feature -> the ``texts_per_neuron`` training texts that activate that kept neuron most (text, label,
+    activation; for max-pooled neurons the token where it peaked), from one pass over the training texts."""
     readout = clf.readout_
-    weights = np.asarray(readout.head.coef, dtype=np.float64)
-    strength = np.sqrt((weights ** 2).sum(axis=0))
-    chosen = np.argsort(-strength, kind="stable")[:count]
     names = readout.neuron_names
-    parts = [neuron_parts(names[f]) for f in chosen]
-    columns: dict[str, list[int]] = {}
-    for part in parts:
-        columns.setdefault(part["key"], []).append(part["index"])
-    columns_arrays = {key: np.asarray(sorted(set(indices)), dtype=np.int64) for key, indices in columns.items()}
+    parts = {int(f): neuron_parts(names[f]) for f in features}
+    columns: dict[str, set[int]] = {}
+    for part in parts.values():
+        columns.setdefault(part["key"], set()).add(part["index"])
+    columns_arrays = {key: np.asarray(sorted(indices), dtype=np.int64) for key, indices in columns.items()}
     keys = sorted(columns_arrays, key=parse_key)
     extraction = readout.extraction
     backbone = readout.load_backbone(model=clf.model, device=clf.device, dtype=clf.dtype,
@@ -235,26 +253,46 @@ def top_neurons(clf, train_texts: Sequence[str], train_labels: Sequence, *, coun
     pooled = extract_features(backbone, list(train_texts), keys, columns=columns_arrays,
                               token_budget=clf.token_budget, show_progress_bar=show_progress_bar,
                               progress_desc="top texts", **options)
-    classes = readout.classes
-    rows_classes = [plain_label(classes[1])] if weights.shape[0] == 1 else [plain_label(c) for c in classes]
-    result = []
-    for rank, (feature, part) in enumerate(zip(chosen, parts), start=1):
+    # label sets stay a list (an array of tuples of different lengths is no array)
+    labels = train_labels if any(isinstance(y, (list, tuple, set, frozenset)) for y in train_labels) \
+        else np.asarray(train_labels)
+    found = {}
+    for feature, part in parts.items():
         column = int(np.searchsorted(columns_arrays[part["key"]], part["index"]))
         values = pooled[part["key"]][:, column]
         texts = []
         for row in np.argsort(-values, kind="stable")[:texts_per_neuron]:
-            entry = {"text": train_texts[row], "label": plain_label(np.asarray(train_labels)[row]),
-                     "activation": float(values[row])}
+            entry = {"text": train_texts[row], "label": _label_value(labels[row]), "activation": float(values[row])}
             if part["pooling"] == "max":
                 activations = token_activations(backbone, train_texts[row],
                                                 {part["key"]: np.asarray([part["index"]])}, **options)
                 entry["peak"] = peak_token(activations, part["key"], 0)
             texts.append(entry)
-        result.append({**part, "rank": rank, "feature": int(feature), "strength": float(strength[feature]),
-                       "weights": {str(c): float(w) for c, w in zip(rows_classes, weights[:, feature])},
-                       "top_texts": texts})
-    return result
+        found[feature] = texts
+    return found
 
+
+def top_neurons(clf, train_texts: Sequence[str], train_labels: Sequence, *, count: int = 12,
+                texts_per_neuron: int = 3, show_progress_bar: bool = False,
+                texts: dict[int, list[dict]] | None = None, ranked_by: str | None = None) -> list[dict]:
+    """The final classifier's strongest neurons (``neuron_strength``) with the training texts that activate each
+    most (``neuron_texts``, or ``texts`` when already extracted for these features); for max-pooled neurons, the
+    token where it peaked in each of those texts. ``ranked_by``: said in each entry when given (a multi-label
+    model's neurons are ranked by their weights pooled over labels)."""
+    readout = clf.readout_
+    weights = np.asarray(readout.head.coef, dtype=np.float64)
+    strength = neuron_strength(clf)
+    chosen = np.argsort(-strength, kind="stable")[:count]
+    if texts is None:
+        texts = neuron_texts(clf, chosen, train_texts, train_labels, texts_per_neuron=texts_per_neuron,
+                             show_progress_bar=show_progress_bar)
+    classes = readout.classes
+    rows_classes = [plain_label(classes[1])] if weights.shape[0] == 1 else [plain_label(c) for c in classes]
+    return [{**neuron_parts(readout.neuron_names[feature]), "rank": rank, "feature": int(feature),
+             "strength": float(strength[feature]),
+             "weights": {str(c): float(w) for c, w in zip(rows_classes, weights[:, feature])},
+             "top_texts": texts[int(feature)][:texts_per_neuron], **({"ranked_by": ranked_by} if ranked_by else {})}
+            for rank, feature in enumerate(chosen, start=1)]
 
 
 def search_table(clf, top: int = 10) -> dict:

@@ -9,6 +9,8 @@ matplotlib.use("Agg")  # files only: no display, no GUI backend
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._multilabel_figures import label_neurons_figure, per_label_figure, pooled_reliability_figure  # noqa: E402
+
 __all__ = ["FIGURES"]
 
 _STYLE = {"mean": "-", "max": "--", "first": ":", "last": "-."}
@@ -184,6 +186,8 @@ def confusion_figure(data: dict):
 
 def reliability_figure(data: dict):
     """Observed accuracy against mean confidence per bin (above) and how many texts fall in each bin (below)."""
+    if "events" in data:  # a multi-label model's: every (text, label) probability, pooled over labels
+        return pooled_reliability_figure(data)
     figure, (curve_axes, count_axes) = plt.subplots(2, 1, figsize=(6.5, 5.6), sharex=True,
                                                     gridspec_kw={"height_ratios": [3, 1]})
     low = np.floor(data["n_bins"] / data["n_classes"]) / data["n_bins"]  # no confidence is below 1 / n_classes
@@ -217,7 +221,9 @@ def top_neurons_figure(data: list[dict]):
     axes.set_yticks(range(len(names)), names, fontsize=8)
     axes.axvline(0, color="black", linewidth=0.8)
     axes.legend(fontsize=8)
-    return _finish(figure, axes, "Top neurons of the final classifier", "weight on the standardised activation", "")
+    ranked_by = data[0].get("ranked_by") if data else None  # a multi-label model's: pooled over labels
+    title = "Top neurons of the final classifier" + (f"\n(ranked by {ranked_by})" if ranked_by else "")
+    return _finish(figure, axes, title, "weight on the standardised activation", "")
 
 
 #: figure name -> (data section, drawing function)
@@ -230,6 +236,8 @@ FIGURES = {
     "confusion_matrix": confusion_figure,
     "reliability": reliability_figure,
     "top_neurons": top_neurons_figure,
+    "per_label": per_label_figure,
+    "label_neurons": label_neurons_figure,
 }
 
 

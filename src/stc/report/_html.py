@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from html import escape
 from pathlib import Path
+
+from ._multilabel import UNAVAILABLE_EMBEDDING
+from ._multilabel_html import (TOP_NEURONS_CAPTION, TOP_NEURONS_INTRO, label_neurons_section, label_text,
+                               pooled_reliability_section, scores_section)
+from ._parts import card, figure, highlighted, number
 
 __all__ = ["render_page"]
 
@@ -40,54 +44,22 @@ window.addEventListener("load", function () {
 """
 
 
-def _number(value, check: str | None = None, digits: int = 4) -> str:
-    """A number for display; ``check`` tags it so a test can compare it with the model's JSON."""
-    if value is None:
-        return "—"
-    text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-    attribute = f' data-check="{escape(check)}" data-value="{escape(repr(value))}"' if check else ""
-    return f"<span{attribute}>{escape(text)}</span>"
-
-
-def _card(name: str, value_html: str) -> str:
-    return f'<div class="card"><div class="value">{value_html}</div><div class="name">{escape(name)}</div></div>'
-
-
-def _image(path: Path, alt: str) -> str:
-    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{encoded}" alt="{escape(alt)}">'
-
-
-def _figure(out: Path, name: str, caption: str) -> str:
-    if not (out / f"{name}.png").is_file():  # e.g. no labelled split to draw a confusion matrix from
-        return ""
-    return (f"<figure>{_image(out / f'{name}.png', name)}<figcaption>{caption} "
-            f"<span class='label'>Data: <code>{escape(name)}.json</code>.</span></figcaption></figure>")
-
-
-def _highlighted(text: str, peak: dict | None) -> str:
-    if not peak or not peak.get("span"):
-        suffix = f" <span class='label'>(peak token <code>{escape(peak['token'])}</code>)</span>" if peak else ""
-        return escape(text) + suffix
-    start, end = peak["span"]
-    return f"{escape(text[:start])}<mark title='peak {peak['activation']:.3f}'>{escape(text[start:end])}</mark>" \
-           f"{escape(text[end:])}"
-
-
 def _neuron_rows(neurons: list[dict]) -> str:
     rows = []
     for neuron in neurons:
         weights = "<br>".join(f"<span class='{'pos' if w > 0 else 'neg'}'>{w:+.3f}</span> → {escape(str(label))}"
                               for label, w in neuron["weights"].items())
-        texts = "".join(f"<li>{_highlighted(t['text'], t.get('peak'))} <span class='label'>[{escape(str(t['label']))}"
-                        f", {t['activation']:.3f}]</span></li>" for t in neuron["top_texts"])
+        texts = "".join(f"<li>{highlighted(t['text'], t.get('peak'))} <span class='label'>["
+                        f"{escape(label_text(t['label']))}, {t['activation']:.3f}]</span></li>"
+                        for t in neuron["top_texts"])
         rows.append(f"<tr><td class='num'>{neuron['rank']}</td><td><code data-check='neuron-{neuron['rank']}' "
                     f"data-value='{escape(neuron['neuron'])}'>{escape(neuron['neuron'])}</code></td>"
                     f"<td>{escape(neuron['representation'])}</td><td class='num'>{neuron['layer']}</td>"
                     f"<td>{escape(neuron['pooling'])}</td><td class='num'>{neuron['index']}</td>"
                     f"<td class='num'>{weights}</td><td><ol class='texts'>{texts}</ol></td></tr>")
+    word = "labels" if any(isinstance(t["label"], list) for n in neurons for t in n["top_texts"]) else "label"
     return ("<table><thead><tr><th>#</th><th>neuron</th><th>representation</th><th>layer</th><th>pooling</th>"
-            "<th>index</th><th>weight</th><th>training texts that activate it most [label, activation]</th></tr>"
+            f"<th>index</th><th>weight</th><th>training texts that activate it most [{word}, activation]</th></tr>"
             "</thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
@@ -109,14 +81,14 @@ def _reliability(out: Path, data: dict | None) -> str:
     if not data:
         return ""
     parts = [f"{escape(curve['name'])} (T = {curve['temperature']:.3f}): ECE "
-             f"{_number(curve['ece'], f'ece-{index}')}, log loss {_number(curve['log_loss'], f'log_loss-{index}')}"
-             f", accuracy {_number(curve['accuracy'], f'accuracy-{index}')}"
+             f"{number(curve['ece'], f'ece-{index}')}, log loss {number(curve['log_loss'], f'log_loss-{index}')}"
+             f", accuracy {number(curve['accuracy'], f'accuracy-{index}')}"
              for index, curve in enumerate(data["curves"])]
     caption = (f"Predicted confidence (the probability of the predicted class) against the share of the "
                f"{escape(data['split'])} texts it got right, in each of {data['n_bins']} equal-width confidence "
                f"bins; on the diagonal a probability of 0.8 is right 8 times in 10. Below: texts per bin. "
                + "; ".join(parts) + ".")
-    return "<h2>Can the probabilities be trusted: calibration</h2>" + _figure(out, "reliability", caption)
+    return "<h2>Can the probabilities be trusted: calibration</h2>" + figure(out, "reliability", caption)
 
 
 def _search_rows(search: dict | None, metric: str) -> str:
@@ -137,6 +109,20 @@ def _search_rows(search: dict | None, metric: str) -> str:
             f"</table>")
 
 
+def _by_kind(out: Path, sections: dict) -> dict:
+    """The parts of the page that differ for a multi-label model (its sections hold ``label_neurons``)."""
+    if "label_neurons" not in sections:
+        return {"classes": "Classes", "scores": "", "reliability": "",
+                "top_intro": "Ranked by the size of their weight on the standardised activation.",
+                "top_caption": "Weights of the top neurons (one bar per class row of the logistic regression).",
+                "label_neurons": ""}
+    return {"classes": "Labels (multi-label: a text carries any number of them)",
+            "scores": scores_section(out, sections.get("per_label")),
+            "reliability": pooled_reliability_section(out, sections.get("reliability")),
+            "top_intro": TOP_NEURONS_INTRO, "top_caption": TOP_NEURONS_CAPTION,
+            "label_neurons": label_neurons_section(out, sections["label_neurons"])}
+
+
 def render_page(out: Path, sections: dict, context: dict) -> str:
     """The whole page as one string, from the report's data sections and the PNGs already written to ``out``."""
     config = sections["configuration"]
@@ -144,28 +130,32 @@ def render_page(out: Path, sections: dict, context: dict) -> str:
     embedding = curve.get("embedding")
     eta = sections["eta_curves"]
     metric = escape(config["metric"])
-    split = sections.get("confusion_matrix", {}).get("split", "test")
+    split = (sections.get("confusion_matrix") or sections.get("per_label") or {}).get("split", "test")
     backbone = str(config["backbone"]).rstrip("/").rpartition("/")[2]
     cards = "".join([
-        _card(f"held-out {config['metric']} of the chosen setting", _number(config["val_score"], "val_score")),
-        _card(f"expected test {config['metric']} (± se)",
-              "–" if config.get("expected_score") is None else
-              f"{_number(config['expected_score'], 'expected_score')} ± {config['expected_score_se']:.3f}"),
-        _card(f"{split} {config['metric']}", _number(config["test_score"], "test_score")),
-        _card("neurons used", _number(config["n_features"], "n_features")),
-        _card(f"exit layer (of {config['num_layers']})", _number(config["exit_layer"], "exit_layer")),
-        _card("η", _number(config["eta"], "eta", 3)) if config["eta"] is not None else  # dense: no η, one array
-        _card("readout (no η)", f"<span class='words'>{escape(config['readout_description'])}</span>"),
-        _card("C", _number(config["C"], "C", 3)),
-        _card(f"last-layer embedding, validation {config['metric']}",
-              _number(config["embedding_val_score"], "embedding_val_score")),
+        card(f"held-out {config['metric']} of the chosen setting", number(config["val_score"], "val_score")),
+        card(f"expected test {config['metric']} (± se)",
+             "–" if config.get("expected_score") is None else
+             f"{number(config['expected_score'], 'expected_score')} ± {config['expected_score_se']:.3f}"),
+        card(f"{split} {config['metric']}", number(config["test_score"], "test_score")),
+        card("neurons used", number(config["n_features"], "n_features")),
+        card(f"exit layer (of {config['num_layers']})", number(config["exit_layer"], "exit_layer")),
+        card("η", number(config["eta"], "eta", 3)) if config["eta"] is not None else  # dense: no η, one array
+        card("readout (no η)", f"<span class='words'>{escape(config['readout_description'])}</span>"),
+        card("C", number(config["C"], "C", 3)),
+        card(f"last-layer embedding, validation {config['metric']}",
+             number(config["embedding_val_score"], "embedding_val_score") if not config.get("embedding_unavailable")
+             else f"<span class='words' data-check='embedding_unavailable'>{escape(UNAVAILABLE_EMBEDDING)}</span>"),
     ])
+    unavailable = config.get("embedding_unavailable")  # a multi-label model's baseline that cannot be fitted
     embedding_note = (f"The black star is the last-layer sentence-embedding baseline: {escape(embedding['source'])}."
-                      if embedding else "No last-layer embedding score was given or fitted.")
+                      if embedding else f"The last-layer embedding baseline is {escape(unavailable)}." if unavailable
+                      else "No last-layer embedding score was given or fitted.")
+    kind = _by_kind(out, sections)
     eta_note = f"<p class='note'>{escape(eta['note'])}</p>" if eta.get("note") else ""
     body = f"""
 <h1>STC report: {escape(backbone)} on {escape(context['dataset'])}</h1>
-<p class="sub">{escape(context['description'])}<br>Classes: {escape(', '.join(map(str, config['classes'])))};
+<p class="sub">{escape(context['description'])}<br>{kind['classes']}: {escape(', '.join(map(str, config['classes'])))};
 training texts {context['n_train']}, validation {context['n_val']}, {split} {config['n_test'] or 0}. Generated by stc
 {escape(context['stc_version'])}.</p>
 <h2>The chosen configuration</h2>
@@ -175,32 +165,32 @@ Representations <code>{escape(config['representations'])}</code>, poolings <code
 {config['exit_layer']} of {config['num_layers']}.</p>
 <div class="cards">{cards}</div>
 {_search_rows(sections.get('search'), metric)}
-{_figure(out, 'confusion_matrix', f'The {split} split: rows true label, columns predicted.')}
-{_reliability(out, sections.get('reliability'))}
+{kind['scores'] or figure(out, 'confusion_matrix', f'The {split} split: rows true label, columns predicted.')}
+{kind['reliability'] or _reliability(out, sections.get('reliability'))}
 <h2>Where the signal is: probe score by layer</h2>
 <p>Each line is an L1 logistic probe trained on one layer's pooled activations ({metric} on validation).
 {embedding_note}</p>
 {_signal_summary(curve)}
-{_figure(out, 'layer_curve', 'Probe validation score per layer, representation and pooling.')}
+{figure(out, 'layer_curve', 'Probe validation score per layer, representation and pooling.')}
 <h2>How many neurons are kept</h2>
-{_figure(out, 'kept_per_layer', 'Left: the neurons the final model reads by layer, representation and pooling. '
+{figure(out, 'kept_per_layer', 'Left: the neurons the final model reads by layer, representation and pooling. '
          'Right: for the sparse leader of the exit-layer search (the chosen η, representations and poolings, unless '
          'a dense readout won), the neurons each layer adds.')}
 {eta_note}
-{_figure(out, 'kept_vs_eta', 'Total kept neurons at full depth for each representation × pooling set, across η.')}
-{_figure(out, 'metric_vs_eta', 'Validation score against η at full depth (search stage 1, one C).')}
+{figure(out, 'kept_vs_eta', 'Total kept neurons at full depth for each representation × pooling set, across η.')}
+{figure(out, 'metric_vs_eta', 'Validation score against η at full depth (search stage 1, one C).')}
 <h2>Early exit: the trade-off</h2>
-{_figure(out, 'metric_vs_exit', 'Validation score by exit layer for each C of the final classifier (search stage 2, '
+{figure(out, 'metric_vs_exit', 'Validation score by exit layer for each C of the final classifier (search stage 2, '
          'the representations, poolings and η of the sparse leader; dense and hybrid candidates as points of their '
          'own); '
          'the star is the chosen point.')}
 <h2>The neurons the classifier listens to</h2>
-<p>Ranked by the size of their weight on the standardised activation. Each neuron is named
+<p>{kind['top_intro']} Each neuron is named
 <code>representation.Llayer.pooling.index</code>. For max-pooled neurons the token where the neuron peaked is
 <mark>highlighted</mark>.</p>
-{_figure(out, 'top_neurons', 'Weights of the top neurons (one bar per class row of the logistic regression).')}
+{figure(out, 'top_neurons', kind['top_caption'])}
 {_neuron_rows(sections['top_neurons'])}
-"""
+{kind['label_neurons']}"""
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>STC report: "
             f"{escape(context['dataset'])}</title><style>{_CSS}</style><script>{_SCRIPT}</script></head>"
             f"<body>{body}</body></html>\n")
