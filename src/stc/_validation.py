@@ -9,7 +9,31 @@ import numpy as np
 
 from .extract import POOLINGS, REPRESENTATIONS
 
-__all__ = ["check_texts", "check_labels", "check_grid", "check_choices", "check_integers"]
+__all__ = ["check_inputs", "check_texts", "check_labels", "check_grid", "check_choices", "check_integers"]
+
+
+def check_inputs(X, name: str = "X", *, pairs: bool | None = None) -> list:
+    """The inputs of a classifier: a list of texts (``check_texts``), or of text pairs, each a (text_a, text_b)
+    tuple (or list) of two texts checked as texts are. ``pairs`` True or False requires one kind (a fitted model
+    reads the kind it was fitted on); None takes either, but not a mix."""
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of texts, not a single {type(X).__name__}")
+    if hasattr(X, "tolist") and not isinstance(X, list):
+        X = X.tolist()
+    items = list(X) if not isinstance(X, list) else X
+    given = bool(items) and isinstance(items[0], (tuple, list))
+    if pairs is not None and items and given != pairs:
+        raise ValueError(f"{name} holds {'text pairs' if given else 'single texts'} but the model reads "
+                         f"{'text pairs: give (text_a, text_b) tuples' if pairs else 'single texts'}")
+    if not given:
+        return check_texts(items, name)
+    for index, item in enumerate(items):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"{name}[{index}] is {item!r}; every item must be a (text_a, text_b) pair, as {name}[0] "
+                            f"is (pairs and single texts cannot be mixed)")
+    firsts = check_texts([item[0] for item in items], f"{name}[:][0]")
+    seconds = check_texts([item[1] for item in items], f"{name}[:][1]")
+    return list(zip(firsts, seconds))
 
 
 def check_texts(texts, name: str = "X") -> list[str]:

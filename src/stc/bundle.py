@@ -42,7 +42,8 @@ _SHARED = (("backbone weights sha256", lambda r: r.backbone.sha256),
            ("backbone name", lambda r: r.backbone.name),
            ("max_length", lambda r: r.extraction.max_length),
            ("windows", lambda r: r.extraction.windows),
-           ("window_overlap", lambda r: r.extraction.window_overlap))
+           ("window_overlap", lambda r: r.extraction.window_overlap),
+           ("pairs (text pairs or single texts)", lambda r: r.extraction.pairs))
 
 
 @dataclass(frozen=True, eq=False)

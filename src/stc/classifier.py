@@ -20,7 +20,7 @@ from ._memory import workers_within
 from ._metrics import check_metric
 from ._multilabel import tune_thresholds
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
-from ._validation import check_texts
+from ._validation import check_inputs
 from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS, candidate_columns, final_fit_bytes, make_final_classifier
 from .backbone import Backbone, load_backbone
 from .calibration import fit_temperature
@@ -205,7 +205,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         protocol = self._protocol(params, codes, validation_rows)
         backbone = self._load_backbone()
         timer.lap("load")
-        settings = self._extraction(params, backbone)
+        settings = replace(self._extraction(params, backbone), pairs=isinstance(texts[0], tuple))
         store = build_store(backbone, texts, settings, root=params["store_dir"], token_budget=params["token_budget"],
                             show_progress_bar=params["show_progress_bar"], engine=params["engine"])
         timer.lap("extract")
@@ -259,18 +259,24 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         protocol = self._protocol(params, codes, check_validation_rows(validation_rows, codes, self.classes_))
         backbone = self._load_backbone()
         timer.lap("load")
-        return self._fit_on_store(store, backbone, self._extraction(params, backbone), protocol, params, timer)
+        meta = getattr(store, "meta", None)  # a store of text pairs says so (its settings' "pairs")
+        pairs = bool(((meta if isinstance(meta, dict) else {}).get("settings") or {}).get("pairs", False))
+        settings = replace(self._extraction(params, backbone), pairs=pairs)
+        return self._fit_on_store(store, backbone, settings, protocol, params, timer)
 
     def _pool(self, X, y, X_val, y_val, params: dict) -> tuple[list[str], np.ndarray, np.ndarray | None]:
         """(the texts to extract: X then any X_val, their class codes, the rows of X_val or None); sets
         ``classes_`` (from y). Everything is checked before any work."""
-        texts = check_texts(X, "X")
+        texts = check_inputs(X, "X")
+        if params["windows"] and isinstance(texts[0], tuple):
+            raise ValueError("windows=True does not apply to text pairs: a pair is truncated longest_first to "
+                             "max_length; leave windows=False")
         self.classes_, codes, params["target"] = encode_targets(y, len(texts))
         if X_val is None and y_val is None:
             return texts, codes, None
         if X_val is None or y_val is None:
             raise ValueError("give both X_val and y_val, or neither")
-        val_texts = check_texts(X_val, "X_val")
+        val_texts = check_inputs(X_val, "X_val", pairs=isinstance(texts[0], tuple))
         val_codes = validation_targets(y_val, len(val_texts), self.classes_, params["target"])
         return texts + val_texts, np.concatenate([codes, val_codes]), np.arange(len(texts), len(texts) + len(val_texts))
 
@@ -380,9 +386,10 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         return backbone
 
     def transform(self, X) -> np.ndarray:
-        """The kept-neuron features of texts X (n_texts, n_features), in ``kept_neurons_`` order."""
+        """The kept-neuron features of texts X (n_texts, n_features), in ``kept_neurons_`` order (X: text pairs for
+        a model fitted on pairs)."""
         readout = self._fitted()
-        texts = check_texts(X, "X")
+        texts = check_inputs(X, "X", pairs=readout.extraction.pairs)
         return readout.features(self._fitted_backbone(), texts, token_budget=self.token_budget,
                                 show_progress_bar=self.show_progress_bar)
 

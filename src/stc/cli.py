@@ -29,6 +29,9 @@ def _add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
                              "or a CSV/TSV/JSONL/Parquet file")
     parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     parser.add_argument("--label-column", default="label", help="column holding the label (default: label)")
+    parser.add_argument("--text-pair-column", default=None,
+                        help="a second text column: classify (text, pair) pairs, e.g. premise and hypothesis "
+                             "(files; the model is then fitted on, and predicts, pairs)")
     parser.add_argument("--label-separator", default=None,
                         help="read each label as a label set split on this string, e.g. ';' for Comedy;Drama "
                              "(CSV/TSV/JSONL/Parquet files; a JSON list in a JSONL label field is a label set anyway)")
@@ -45,7 +48,7 @@ def _dataset(args):
     from .data import load_dataset
 
     return load_dataset(args.data, text_column=args.text_column, label_column=args.label_column, limit=args.limit,
-                        label_separator=args.label_separator)
+                        label_separator=args.label_separator, text_pair_column=args.text_pair_column)
 
 
 def _classifier(args, metric: str):
@@ -127,35 +130,38 @@ def _cmd_predict(args) -> int:
     if is_bundle(args.model_dir):  # many tasks: one row per text with every task's answer
         from ._bundle_cli import predict_bundle
 
-        return predict_bundle(args, read_texts(args.data, text_column=args.text_column))
+        return predict_bundle(args, read_texts(args.data, text_column=args.text_column,
+                                               text_pair_column=args.text_pair_column))
     if args.runtime == "torch":
         from . import load
 
         clf = load(args.model_dir, device=args.device)
         clf.set_params(show_progress_bar=not args.quiet)
-        texts = read_texts(args.data, text_column=args.text_column)
+        texts = read_texts(args.data, text_column=args.text_column, text_pair_column=args.text_pair_column)
         probabilities = clf.predict_proba(texts)
         head = clf.readout_.head
     else:  # MODEL_DIR is an `stc export` directory
         from .runtimes import load_predictor
 
         predictor = load_predictor(args.model_dir, runtime=args.runtime)
-        texts = read_texts(args.data, text_column=args.text_column)
+        texts = read_texts(args.data, text_column=args.text_column, text_pair_column=args.text_pair_column)
         probabilities = predictor.predict_proba(texts)
         head = predictor.head
     field, labels = prediction_labels(head, probabilities)
     out = Path(args.out)
     classes = [str(c) for c in head.plain_classes()]
     with atomic_path(out) as partial, open(partial, "w", encoding="utf-8", newline="") as handle:
+        pairs = bool(texts) and isinstance(texts[0], tuple)  # a pair's texts in "text" and "text_pair"
         if out.suffix.lower() == ".csv":  # label sets joined by ";" in one column
             writer = csv.writer(handle)
-            writer.writerow(["text", field] + [f"p_{c}" for c in classes])
+            writer.writerow(["text"] + (["text_pair"] if pairs else []) + [field] + [f"p_{c}" for c in classes])
             for text, label, row in zip(texts, labels, probabilities.tolist()):
                 shown = ";".join(map(str, label)) if field == "labels" else label
-                writer.writerow([text, shown] + [f"{p:.6f}" for p in row])
+                writer.writerow([*(text if pairs else [text]), shown] + [f"{p:.6f}" for p in row])
         else:
             for text, label, row in zip(texts, labels, probabilities.tolist()):
-                handle.write(json.dumps({"text": text, field: label,
+                shown = {"text": text[0], "text_pair": text[1]} if pairs else {"text": text}
+                handle.write(json.dumps({**shown, field: label,
                                          "probabilities": dict(zip(classes, row))}, ensure_ascii=False) + "\n")
     _log(f"wrote {len(texts)} predictions to {out}")
     return 0
@@ -322,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model_dir")
     predict.add_argument("--data", required=True, help="CSV/TSV/JSONL/Parquet file, or .txt with one text per line")
     predict.add_argument("--text-column", default="text")
+    predict.add_argument("--text-pair-column", default=None,
+                         help="the second text of each pair, for a model fitted on text pairs")
     predict.add_argument("--out", required=True, help="output file: .jsonl or .csv")
     predict.add_argument("--device", default=None)
     predict.add_argument("--runtime", choices=("torch", "onnx"), default="torch",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validation import check_texts
+from ._validation import check_inputs
 from .backbone import Backbone
 from .extract import check_layers, parse_key, pool_tokens, token_activations_of_windows, tokenize
 from .readout import Readout
@@ -67,7 +67,7 @@ def _character_spans(backbone, text, input_ids, max_length, windows, window_over
     """Each token's (start, end) in the text, from the fast tokenizer's offsets; None where there is none."""
     tokenizer = backbone.tokenizer
     n_tokens = sum(len(ids) for ids in input_ids)
-    if not getattr(tokenizer, "is_fast", False):
+    if not getattr(tokenizer, "is_fast", False) or isinstance(text, tuple):  # a pair's offsets are in two texts
         return [None] * n_tokens
     encoded = tokenizer([text], truncation=True, max_length=max_length, padding=False,
                         return_overflowing_tokens=windows, stride=window_overlap if windows else 0,
@@ -119,9 +119,11 @@ def explain_prediction(readout: Readout, backbone: Backbone, text: str, *, top_k
     carries that sum over every neuron for each row). Each neuron is named by its parts (``neuron_parts``); for a
     max-pooled one, a token-level pass over the text finds the token where it peaked.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string, got {type(text).__name__}")
-    check_texts([text], "text")
+    pairs = readout.extraction.pairs
+    if not isinstance(text, tuple if pairs else str):
+        raise TypeError(f"text must be {'a (text_a, text_b) tuple' if pairs else 'a string'}, got "
+                        f"{type(text).__name__}")
+    text = check_inputs([text], "text", pairs=pairs)[0]
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     extraction = readout.extraction

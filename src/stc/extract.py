@@ -126,6 +126,7 @@ class TokenizedTexts:
     text_index: np.ndarray
     window_index: np.ndarray
     n_windows: np.ndarray  # per text
+    type_ids: list[list[int]] | None = None  # text pairs on a model with segment ids: 0 for the first, 1 the second
 
     def padded(self, rows: np.ndarray, pad_id: int, device: torch.device | str = "cpu"
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +138,17 @@ class TokenizedTexts:
             ids[i, :len(self.input_ids[r])] = torch.as_tensor(self.input_ids[r])
             mask[i, :len(self.input_ids[r])] = 1
         return ids.to(device), mask.to(device)
+
+    def padded_type_ids(self, rows: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor | None:
+        """The segment ids (``token_type_ids``) of these windows, right-padded with 0 as ``padded`` pads; None when
+        the texts are not pairs or the model has no segment ids."""
+        if self.type_ids is None:
+            return None
+        width = max(len(self.type_ids[r]) for r in rows)
+        types = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            types[i, :len(self.type_ids[r])] = torch.as_tensor(self.type_ids[r])
+        return types.to(device)
 
     def batches(self, token_budget: int) -> list[np.ndarray]:
         """Windows sorted by length, grouped so that rows x longest row stays within the token budget and no row
@@ -164,9 +176,35 @@ def tokenize(backbone: Backbone, texts: Sequence[str], *, max_length: int | None
                          window_overlap=window_overlap)
 
 
+#: Between the two texts of a pair, for a tokenizer without a separator token (decoders: GPT-2, Llama): the first
+#: text, a blank line, the second.
+PAIR_TEMPLATE_SEPARATOR = "\n\n"
+
+
+def _tokenize_pairs(tokenizer, pairs: Sequence[tuple[str, str]], *, max_length: int) -> TokenizedTexts:
+    """Pairs through the tokenizer's own pair encoding (``[CLS] a [SEP] b [SEP]`` for BERT, its segment ids where
+    the model takes them), truncated ``longest_first`` (the longer text loses tokens first); a tokenizer without a
+    separator token (a decoder's) reads the first text and ``PAIR_TEMPLATE_SEPARATOR`` before the second."""
+    first = [a if tokenizer.sep_token is not None else a + PAIR_TEMPLATE_SEPARATOR for a, _ in pairs]
+    segments = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+    encoded = tokenizer(first, [b for _, b in pairs], truncation="longest_first", max_length=max_length,
+                        padding=False, return_attention_mask=False, return_token_type_ids=segments)
+    input_ids = [list(ids) for ids in encoded["input_ids"]]
+    n = len(input_ids)
+    return TokenizedTexts(input_ids, np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
+                          np.ones(n, dtype=np.int64),
+                          [list(types) for types in encoded["token_type_ids"]] if segments else None)
+
+
 def tokenize_with(tokenizer, texts: Sequence[str], *, max_length: int, windows: bool = False,
                   window_overlap: int = 64) -> TokenizedTexts:
-    """``tokenize`` with a bare tokenizer: runtimes without a torch backbone (ONNX) tokenise exactly as extraction."""
+    """``tokenize`` with a bare tokenizer: runtimes without a torch backbone (ONNX) tokenise exactly as extraction.
+    ``texts`` may be text pairs ((a, b) tuples: ``_tokenize_pairs``), without windows."""
+    if texts and isinstance(texts[0], tuple):
+        if windows:
+            raise ValueError("windows are not available for text pairs: a pair is truncated longest_first to "
+                             "max_length; pass windows=False")
+        return _tokenize_pairs(tokenizer, texts, max_length=max_length)
     if windows and not 0 <= window_overlap < max_length // 2:
         raise ValueError(f"window_overlap must be in [0, max_length/2), got {window_overlap} with "
                          f"max_length={max_length}")
@@ -256,8 +294,10 @@ def hooked_forward(backbone: Backbone, tokens: TokenizedTexts, sites: Collection
             for rows in batches:
                 ids, mask = tokens.padded(rows, pad_id, backbone.device)
                 batch_state["rows"], batch_state["mask"] = rows, mask
+                types = tokens.padded_type_ids(rows, backbone.device)
+                segments = {} if types is None else {"token_type_ids": types}  # the second text of pairs
                 try:
-                    backbone.model(input_ids=ids, attention_mask=mask, use_cache=False)
+                    backbone.model(input_ids=ids, attention_mask=mask, use_cache=False, **segments)
                 except _StopForward:
                     pass
                 if bar is not None:

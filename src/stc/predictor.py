@@ -70,6 +70,7 @@ class TorchPredictor:
     def __init__(self, clf):
         check_is_fitted(clf, "readout_")
         self.readout = clf.readout_
+        self.pairs = self.readout.extraction.pairs  # the model reads text pairs
         self.head = self.readout.head
         self.token_budget = clf.token_budget
         self.backbone = self.readout.load_backbone(model=clf.model, device=clf.device, dtype=clf.dtype,
@@ -97,6 +98,7 @@ class BundlePredictor:
     def __init__(self, bundle: Bundle, *, device: str | None = None, token_budget: int = 8192):
         self.bundle = bundle
         self.heads = {name: readout.head for name, readout in bundle.tasks.items()}
+        self.pairs = next(iter(bundle.tasks.values())).extraction.pairs  # the tasks share their extraction
         self.token_budget = token_budget
         self.backbone = bundle.load_backbone(device=device or "auto")
 

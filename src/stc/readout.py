@@ -210,7 +210,7 @@ class Readout:
         settings = self.extraction
         return {"representations": list(settings.representations), "poolings": list(settings.poolings),
                 "max_length": settings.max_length, "windows": settings.windows,
-                "window_overlap": settings.window_overlap}
+                "window_overlap": settings.window_overlap, "pairs": settings.pairs}
 
     # --- computing -----------------------------------------------------------------------------------------------
 
@@ -357,8 +357,10 @@ class Readout:
                 representations=tuple(extraction["representations"]), poolings=tuple(extraction["poolings"]),
                 max_length=extraction.get("max_length"), windows=extraction.get("windows"),
                 window_overlap=extraction.get("window_overlap"),
-                dtype=document["params"].get("store_dtype", "float32")),
-            kept_columns=kept, head=LinearHead.from_parts({**document, "kind": document.get("head_kind", "linear")}, arrays), configuration=document["configuration"],
+                dtype=document["params"].get("store_dtype", "float32"), pairs=extraction.get("pairs") is True),
+            kept_columns=kept, head=LinearHead.from_parts({**document, "kind": document.get("head_kind", "linear")},
+                                                          arrays),
+            configuration=document["configuration"],
             scores=Scores(validation=document.get("val_score"),
                           **{name: estimates.get(file_name) for name, file_name in _ESTIMATES.items()
                              if name != "validation_se"},

@@ -58,18 +58,29 @@ class ExtractionSettings:
     windows: bool = False
     window_overlap: int = 64
     dtype: str = "float32"  # of the stored arrays: float32, or float16 where no value overflows
+    pairs: bool = False  # the inputs are text pairs (a, b), encoded as the tokenizer encodes pairs
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float16"):
             raise ValueError(f"store dtype must be 'float32' or 'float16', got {self.dtype!r}")
 
 
-def texts_hash(texts: Sequence[str]) -> str:
+#: Marks a text pair in ``texts_hash`` (no text's byte length is this large).
+_PAIR_MARK = (2 ** 64 - 1).to_bytes(8, "little")
+
+
+def texts_hash(texts: Sequence[str | tuple[str, str]]) -> str:
+    """sha256 over the texts, each length-prefixed; a text pair is marked and both its texts hashed in order, so
+    (a, b), (b, a) and the text "a b" are three different inputs."""
     digest = hashlib.sha256()
     for text in texts:
-        encoded = text.encode("utf-8", "surrogatepass")
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
+        parts = text if isinstance(text, tuple) else (text,)
+        if isinstance(text, tuple):
+            digest.update(_PAIR_MARK)
+        for part in parts:
+            encoded = part.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "little"))
+            digest.update(encoded)
     return digest.hexdigest()
 
 
@@ -174,7 +185,10 @@ def find_stored(backbone: Backbone, texts: Sequence[str], key: str, *, root: str
 def _settings_record(settings: ExtractionSettings) -> dict:
     """The settings as hashed into a store's id and written into its plan. ``max_layer`` (a field that was never
     set) stays in as null, so that stores written before it was removed keep their ids and plans."""
-    return dict(asdict(settings), max_layer=None)
+    record = dict(asdict(settings), max_layer=None)
+    if not settings.pairs:  # stores of single texts keep the ids they had before pairs existed
+        del record["pairs"]
+    return record
 
 
 def store_id(backbone: Backbone, settings: ExtractionSettings, texts_digest: str) -> str:

@@ -52,9 +52,12 @@ def read_labelled_file(path: str | Path, *, text_column: str = "text", label_col
     return _split_from_rows(path, rows, text_column, label_column, label_separator)
 
 
-def read_texts(path: str | Path, *, text_column: str = "text") -> list[str]:
-    """The texts of a file to classify: a text column of CSV/TSV/JSONL/Parquet, or one text per line of a .txt."""
+def read_texts(path: str | Path, *, text_column: str = "text", text_pair_column: str | None = None) -> list:
+    """The texts of a file to classify: a text column of CSV/TSV/JSONL/Parquet, or one text per line of a .txt;
+    with ``text_pair_column``, (text, its pair) tuples of two columns."""
     path = Path(path)
+    if text_pair_column is not None and path.suffix.lower() == ".txt":
+        raise ValueError(f"{path}: text pairs need two columns (CSV/TSV/JSONL/Parquet), not a .txt file")
     if path.suffix.lower() == ".txt":
         if not path.is_file():
             raise ValueError(f"{path}: file not found")
@@ -63,13 +66,22 @@ def read_texts(path: str | Path, *, text_column: str = "text") -> list[str]:
             raise ValueError(f"{path}: the file has no non-empty lines")
         return texts
     columns, rows = _read_rows(path)
-    _require_columns(path, columns, [text_column])
-    return [checked_text(row.get(text_column), where) for where, row in rows]
+    _require_columns(path, columns, [text_column] + ([text_pair_column] if text_pair_column else []))
+    return _texts_of_rows(rows, text_column, text_pair_column)
+
+
+def _texts_of_rows(rows: list[Row], text_column: str, text_pair_column: str | None) -> list:
+    """Each row's text, or (text, pair) with a pair column; a missing or empty one is named by row."""
+    if text_pair_column is None:
+        return [checked_text(row.get(text_column), where) for where, row in rows]
+    return [(checked_text(row.get(text_column), where), checked_text(row.get(text_pair_column), where))
+            for where, row in rows]
 
 
 def load_file_dataset(path: str | Path, *, text_column: str = "text", label_column: str = "label",
                       split_column: str | None = None, seed: int = 42, name: str | None = None,
-                      metric: str | None = None, label_separator: str | None = None) -> TextDataset:
+                      metric: str | None = None, label_separator: str | None = None,
+                      text_pair_column: str | None = None) -> TextDataset:
     """A TextDataset from one file, split by its split column if it has one, else 80/10/10 (stratified, seeded).
 
     The split column is ``split_column`` when given, else a column named ``split`` whose values are all among
@@ -81,10 +93,13 @@ def load_file_dataset(path: str | Path, *, text_column: str = "text", label_colu
     path = Path(path)
     _check_separator(label_separator)
     columns, rows = _read_rows(path)
-    _require_columns(path, columns, [text_column, label_column] + ([split_column] if split_column else []))
+    _require_columns(path, columns, [text_column, label_column] + ([split_column] if split_column else [])
+                     + ([text_pair_column] if text_pair_column else []))
     if split_column is None and "split" in columns and _all_split_names(rows, "split"):
         split_column = "split"
     everything = _split_from_rows(path, rows, text_column, label_column, label_separator)  # one label type
+    if text_pair_column is not None:  # each text the pair of its row's two columns
+        everything = Split(_texts_of_rows(rows, text_column, text_pair_column), everything.labels)
     members: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
     if split_column is None:
         members["train"] = list(range(len(rows)))
@@ -105,7 +120,8 @@ def load_file_dataset(path: str | Path, *, text_column: str = "text", label_colu
         _check_every_label_is_learnable(path, everything, train)
     metric = metric or default_metric(train.labels)
     source = f"split column {split_column!r}" if split_column else "no split column"
-    description = f"Local file {path.name} ({source}); {rule}; metric {metric}."
+    pairs = f"; text pairs ({text_column!r}, {text_pair_column!r})" if text_pair_column else ""
+    description = f"Local file {path.name} ({source}{pairs}); {rule}; metric {metric}."
     return TextDataset(name or path.stem, train, validation, test, metric, description)
 
 

@@ -23,7 +23,8 @@ def available_datasets() -> dict[str, str]:
 
 def load_dataset(name_or_path: str | Path, *, text_column: str = "text", label_column: str = "label",
                  split_column: str | None = None, cache_dir: str | Path | None = None, seed: int = 42,
-                 limit: int | None = None, label_separator: str | None = None) -> TextDataset:
+                 limit: int | None = None, label_separator: str | None = None,
+                 text_pair_column: str | None = None) -> TextDataset:
     """A labelled text dataset with train/validation/test splits, from a name, a file or ``hf:NAME``.
 
     Parameters
@@ -49,10 +50,14 @@ def load_dataset(name_or_path: str | Path, *, text_column: str = "text", label_c
         Files only: read the label column as label sets, each label split on this string (``";"`` for
         ``Comedy;Drama``); a JSON list in a JSONL label field is a label set without it. The dataset is then
         multi-label (``dataset.multilabel``; labels are tuples of strings).
+    text_pair_column
+        Files only: each text is the pair (its ``text_column``, its ``text_pair_column``), for classifiers of text
+        pairs (premise and hypothesis, query and document, prompt and response).
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
-    dataset = _load(str(name_or_path), text_column, label_column, split_column, cache_dir, seed, label_separator)
+    dataset = _load(str(name_or_path), text_column, label_column, split_column, cache_dir, seed, label_separator,
+                    text_pair_column)
     if limit is None:
         return dataset
     limited = {field: stratified_subsample(split, limit, seed) if split is not None else None
@@ -64,8 +69,12 @@ def load_dataset(name_or_path: str | Path, *, text_column: str = "text", label_c
 
 
 def _load(name: str, text_column: str, label_column: str, split_column: str | None,
-          cache_dir: str | Path | None, seed: int, label_separator: str | None) -> TextDataset:
+          cache_dir: str | Path | None, seed: int, label_separator: str | None,
+          text_pair_column: str | None = None) -> TextDataset:
     named = name.startswith("hf:") or name in CORPORA or name.partition(":")[0] in PAPER_DATASETS
+    if text_pair_column is not None and named:
+        raise ValueError(f"text_pair_column (--text-pair-column) is for files ({', '.join(SUFFIXES)}), not for the "
+                         f"named dataset {name!r}")
     if label_separator is not None and named:
         already = " (its labels are label sets already)" if name in CORPORA and CORPORA[name].multilabel else ""
         raise ValueError(f"label_separator (--label-separator) is for files ({', '.join(SUFFIXES)}), not for the "
@@ -82,6 +91,7 @@ def _load(name: str, text_column: str, label_column: str, split_column: str | No
         raise ValueError(f"{name} is a folder; for a folder written by datasets' save_to_disk use 'hf:{name}'")
     if path.exists() or path.suffix.lower() in SUFFIXES:
         return load_file_dataset(path, text_column=text_column, label_column=label_column,
-                                 split_column=split_column, seed=seed, label_separator=label_separator)
+                                 split_column=split_column, seed=seed, label_separator=label_separator,
+                                 text_pair_column=text_pair_column)
     raise ValueError(f"unknown dataset {name!r}: use one of {sorted(available_datasets())}, "
                      f"a file ({', '.join(SUFFIXES)}), 'edos:PATH' or 'hf:NAME'")

@@ -129,6 +129,9 @@ def _plan(model):
         # the backbone the model was fitted on (weights sha256), which the kept neurons fit, else a ValueError
         backbone = readout.load_backbone(model=model.model, device="cpu", dtype="float32",
                                          trust_remote_code=model.trust_remote_code)
+    if next(iter(tasks.values())).extraction.pairs:
+        raise ValueError("this model reads text pairs; ONNX export of pair models is not available yet (their "
+                         "segment ids are not an input of the graph): serve it with --runtime torch")
     if next(iter(tasks.values())).extraction.windows:
         raise ValueError("this model was fitted with windows=True; ONNX export supports only models that truncate "
                          "texts (windows=False): merging windows is not in the graph")

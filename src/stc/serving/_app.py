@@ -27,9 +27,9 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from .._validation import check_texts
+from .._validation import check_inputs
 from ..head import plain_label
 from ..predictor import Predictor
 from ._batcher import ClientGone, DeadlineExceeded, MicroBatcher, Overloaded
@@ -93,7 +93,20 @@ class ServeSettings:
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    texts: list[StrictStr] = Field(min_length=1, description="the texts to classify (non-empty strings)")
+    texts: list[StrictStr] | None = Field(default=None, min_length=1,
+                                          description="the texts to classify (non-empty strings)")
+    pairs: list[tuple[StrictStr, StrictStr]] | None = Field(
+        default=None, min_length=1, description="or, for a model fitted on text pairs, [text_a, text_b] pairs")
+
+    @model_validator(mode="after")
+    def one_kind(self) -> PredictRequest:
+        if (self.texts is None) == (self.pairs is None):
+            raise ValueError("give either 'texts' or 'pairs' (for a model fitted on text pairs), not both")
+        return self
+
+    def items(self) -> list:
+        """The texts, or the pairs as (text_a, text_b) tuples."""
+        return list(self.texts) if self.texts is not None else [tuple(pair) for pair in self.pairs]
 
 
 class Prediction(BaseModel):
@@ -148,8 +161,18 @@ def _answer(predictor, probabilities, tasks: str | None) -> PredictResponse | Bu
 
 class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: StrictStr = Field(min_length=1)
+    text: StrictStr | None = Field(default=None, min_length=1)
+    pair: tuple[StrictStr, StrictStr] | None = Field(default=None, description="for a model fitted on text pairs")
     top_k: int = Field(default=10, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def one_kind(self) -> ExplainRequest:
+        if (self.text is None) == (self.pair is None):
+            raise ValueError("give either 'text' or 'pair' (for a model fitted on text pairs), not both")
+        return self
+
+    def item(self):
+        return self.text if self.text is not None else tuple(self.pair)
 
 
 class _ClientError(Exception):
@@ -158,15 +181,18 @@ class _ClientError(Exception):
         self.status, self.message, self.headers = status, message, headers
 
 
-def _check_limits(texts: list[str], settings: ServeSettings) -> None:
+def _check_limits(texts: list, settings: ServeSettings, pairs: bool = False) -> None:
+    """The request's size limits (a pair counts the characters of both its texts), then its texts as the model
+    reads them (single texts, or pairs for a model fitted on pairs)."""
     if len(texts) > settings.max_texts:
         raise _ClientError(413, f"{len(texts)} texts in one request; the limit is {settings.max_texts} (--max-texts)")
     for index, text in enumerate(texts):
-        if len(text) > settings.max_chars:
-            raise _ClientError(413, f"texts[{index}] has {len(text)} characters; the limit is {settings.max_chars} "
+        length = sum(map(len, text)) if isinstance(text, tuple) else len(text)
+        if length > settings.max_chars:
+            raise _ClientError(413, f"texts[{index}] has {length} characters; the limit is {settings.max_chars} "
                                     f"(--max-chars)")
     try:
-        check_texts(texts, "texts")
+        check_inputs(texts, "pairs" if pairs else "texts", pairs=pairs)
     except (ValueError, TypeError) as error:
         raise _ClientError(422, str(error)) from None
 
@@ -282,10 +308,11 @@ def _add_routes(app: FastAPI, settings: ServeSettings, metrics: ServerMetrics) -
                       tasks: str | None = None) -> PredictResponse | BundlePredictResponse:
         """Per text: the label and the class probabilities (``STCClassifier.predict_proba``'s numbers); for a
         bundle, each task's, or those of ``?tasks=a,b``."""
-        _check_limits(body.texts, settings)
         predictor, batcher = request.app.state.predictor, request.app.state.batcher
+        items = body.items()
+        _check_limits(items, settings, getattr(predictor, "pairs", False))
         try:
-            probabilities = await batcher.submit(body.texts, timeout_s=_time_left(request, settings),
+            probabilities = await batcher.submit(items, timeout_s=_time_left(request, settings),
                                                  disconnected=request.is_disconnected)
         except (ValueError, TypeError) as error:  # e.g. a text with no tokens for this tokenizer
             raise _ClientError(422, str(error).splitlines()[0]) from None
@@ -303,11 +330,11 @@ def _add_routes(app: FastAPI, settings: ServeSettings, metrics: ServerMetrics) -
     @app.post("/explain")
     async def explain(body: ExplainRequest, request: Request) -> dict[str, Any]:
         """The ``stc explain`` content for one text: label, probabilities and each top neuron's contribution."""
-        _check_limits([body.text], settings)
         predictor = request.app.state.predictor
+        _check_limits([body.item()], settings, getattr(predictor, "pairs", False))
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(request.app.state.executor,
-                                              lambda: predictor.explain(body.text, top_k=body.top_k))
+                                              lambda: predictor.explain(body.item(), top_k=body.top_k))
         except (ValueError, TypeError) as error:
             raise _ClientError(422, str(error).splitlines()[0]) from None
