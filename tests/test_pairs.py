@@ -175,3 +175,20 @@ def test_a_bundle_refuses_a_pair_model_beside_a_single_text_one(clf, model_dir, 
     single = fit_tiny(model_dir, stores, 2)
     with pytest.raises(ValueError, match="pairs"):
         Bundle.from_models({"pairs": clf, "single": single})
+
+
+def test_the_embedding_baseline_takes_pairs_the_same_way(model_dir, clf):
+    from stc.baselines import EmbeddingClassifier
+
+    pairs, labels = planted_pairs(96)
+    baseline = EmbeddingClassifier(model=model_dir, show_progress_bar=False, device="cpu").fit(pairs, labels)
+    new, _ = planted_pairs(8, seed=4)
+    assert baseline.pairs_ is True and baseline.predict_proba(new).shape == (8, 2)
+    with pytest.raises(ValueError, match="X holds single texts but the model reads text pairs"):
+        baseline.predict(["a wonderful day"])
+    # the embedding it reads is the one STC reads for the same pairs (same tokenisation, segment ids included)
+    key = f"hidden.L{clf.backbone_['num_layers']}.{baseline.pooling_}"
+    from stc.extract import extract_features
+
+    backbone = clf.readout_.load_backbone(device="cpu")
+    np.testing.assert_array_equal(baseline.transform(new), extract_features(backbone, new, [key])[key])

@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.utils import Tags, TransformerTags
 
 from ._multilabel import check_label_columns, encode_label_sets, is_multilabel_target
-from ._validation import check_labels, check_texts
+from ._validation import check_inputs, check_labels
 from .calibration import probabilities
 from .head import plain_label
 from .selection import split_rows
@@ -23,7 +23,7 @@ def validation_split(texts: list[str], codes: np.ndarray, classes: np.ndarray, X
     if X_val is not None or y_val is not None:
         if X_val is None or y_val is None:
             raise ValueError("give both X_val and y_val, or neither")
-        val_texts = check_texts(X_val, "X_val")
+        val_texts = check_inputs(X_val, "X_val", pairs=bool(texts) and isinstance(texts[0], tuple))
         val_labels = check_labels(y_val, len(val_texts), "y_val")
         unknown = sorted(set(val_labels.tolist()) - set(classes.tolist()), key=str)
         if unknown:
@@ -115,10 +115,12 @@ def validation_targets(y_val, n_texts: int, classes: np.ndarray, target: str) ->
     return encode_label_sets(y_val, n_texts, "y_val", classes=classes)[1]
 
 
-def fit_split(X, y, X_val, y_val, *, validation_size: float, random_state: int):
+def fit_split(X, y, X_val, y_val, *, validation_size: float, random_state: int, pairs_allowed: bool = False):
     """The preamble of every estimator's fit: (classes, train texts, train codes, validation texts, validation
-    codes) from texts X, labels y and the optional validation set (else a seeded stratified split of X)."""
-    texts = check_texts(X, "X")
+    codes) from texts X, labels y and the optional validation set (else a seeded stratified split of X). With
+    ``pairs_allowed``, X may be text pairs ((a, b) tuples); otherwise pairs are refused naming the estimator's
+    limit."""
+    texts = check_inputs(X, "X") if pairs_allowed else check_inputs(X, "X", pairs=False)
     classes, codes = encode_labels(y, len(texts))
     return (classes, *validation_split(texts, codes, classes, X_val, y_val, validation_size=validation_size,
                                        random_state=random_state))

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._metrics import check_metric, score
 from .._multilabel import (cross_fitted_predictions, decode_indicator, encode_label_sets, is_multilabel_target,
                            tune_thresholds)
-from .._validation import check_grid, check_texts
+from .._validation import check_grid, check_inputs
 from ..aggregate import DEFAULT_FINAL_CS, make_final_classifier
 from ..backbone import Backbone, load_backbone
 from .._estimator import FeatureReadoutMixin, encode_targets, fit_split, validation_targets
@@ -131,8 +131,13 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
             self.classes_, train_texts, train_codes, val_texts, val_codes = self._label_set_split(X, y, X_val, y_val)
         else:
             self.classes_, train_texts, train_codes, val_texts, val_codes = fit_split(
-                X, y, X_val, y_val, validation_size=self.validation_size, random_state=self.random_state)
+                X, y, X_val, y_val, validation_size=self.validation_size, random_state=self.random_state,
+                pairs_allowed=True)
             self.target_ = "labels"
+        if self.windows and isinstance(train_texts[0], tuple):
+            raise ValueError("windows=True does not apply to text pairs: a pair is truncated longest_first to "
+                             "max_length; leave windows=False")
+        self.pairs_ = isinstance(train_texts[0], tuple)  # text pairs, read as STC reads them
         backbone = self._backbone()
         self.pooling_ = native_pooling(backbone) if self.pooling == "auto" else self.pooling
         features = self._embed(backbone, train_texts + val_texts, reuse_store=self.reuse_store)
@@ -157,12 +162,12 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     def _label_set_split(self, X, y, X_val, y_val):
         """(classes, train texts, train indicator, validation texts, validation indicator) of a multi-label fit;
         sets ``target_``. Without X_val, an iteratively stratified split of X (``stc.selection.split_rows``)."""
-        texts = check_texts(X, "X")
+        texts = check_inputs(X, "X")
         classes, Y, self.target_ = encode_targets(y, len(texts))
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ValueError("give both X_val and y_val, or neither")
-            val_texts = check_texts(X_val, "X_val")
+            val_texts = check_inputs(X_val, "X_val", pairs=isinstance(texts[0], tuple))
             return classes, texts, Y, val_texts, validation_targets(y_val, len(val_texts), classes, self.target_)
         train_rows, val_rows = split_rows(Y, self.validation_size, self.random_state)
         return (classes, [texts[i] for i in train_rows], Y[train_rows], [texts[i] for i in val_rows],
@@ -263,4 +268,4 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "classifier_")
-        return self._embed(self._backbone(), check_texts(X, "X"))
+        return self._embed(self._backbone(), check_inputs(X, "X", pairs=self.pairs_))
