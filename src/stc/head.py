@@ -247,32 +247,44 @@ class LinearHead:
         otherwise), each feature's ``weight * standardised activation``, largest in size first;
         ``all_contributions_sum`` is that sum over every feature for each row (with ``intercept``: the decision).
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-        raw = np.asarray(features).reshape(1, -1)
-        if len(neuron_names) != self.n_features:
-            raise ValueError(f"{len(neuron_names)} neuron names for a head over {self.n_features} features")
-        standardised = self.standardise(raw)[0]
+        raw = self._one_text(features, neuron_names, top_k)
         contributions = self.contributions(raw)
         decision = self.decision(raw).reshape(1, -1)[0]
         proba = self.probabilities(raw)[0]
         predicted = int(np.argmax(proba))
         row = 0 if self.binary else predicted
         classes = self.plain_classes()
-        top = []
-        for feature in np.argsort(-np.abs(contributions[row]), kind="stable")[:top_k]:
-            value = float(contributions[row, feature])
-            toward = classes[1 if value > 0 else 0] if self.binary else (classes[row] if value > 0 else "other classes")
-            top.append({"neuron": neuron_names[feature], "feature": int(feature),
-                        "weight": float(self.coef[row, feature]), "activation": float(raw[0, feature]),
-                        "standardised_activation": float(standardised[feature]), "contribution": value,
-                        "pushes_toward": toward})
+        top = self._top_contributions(raw, neuron_names, row, top_k, lambda value: (
+            classes[1 if value > 0 else 0] if self.binary else (classes[row] if value > 0 else "other classes")))
         return {"label": classes[predicted], "probability": float(proba[predicted]),
                 "probabilities": {str(c): float(p) for c, p in zip(classes, proba)},
                 "decision_classes": [classes[1]] if self.binary else classes, "decision": decision.tolist(),
                 "intercept": self.intercept.astype(np.float64).tolist(), "explained_row": row,
                 "all_contributions_sum": contributions.sum(axis=1).tolist(), "temperature": self.temperature,
                 "n_features": self.n_features, "contributions": top}
+
+    def _one_text(self, features: np.ndarray, neuron_names: Sequence[str], top_k) -> np.ndarray:
+        """``explain``'s checks: a positive ``top_k``, a name per feature; the text's features as one row."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        if len(neuron_names) != self.n_features:
+            raise ValueError(f"{len(neuron_names)} neuron names for a head over {self.n_features} features")
+        return np.asarray(features).reshape(1, -1)
+
+    def _top_contributions(self, raw: np.ndarray, neuron_names: Sequence[str], row: int, top_k: int,
+                           toward) -> list[dict]:
+        """The ``top_k`` features of decision row ``row`` by the size of their contribution, each with its weight,
+        activation, standardised activation, contribution and ``toward(contribution)``: what it pushes toward."""
+        standardised = self.standardise(raw)[0]
+        contributions = self.contributions(raw)[row]
+        top = []
+        for feature in np.argsort(-np.abs(contributions), kind="stable")[:top_k]:
+            value = float(contributions[feature])
+            top.append({"neuron": neuron_names[feature], "feature": int(feature),
+                        "weight": float(self.coef[row, feature]), "activation": float(raw[0, feature]),
+                        "standardised_activation": float(standardised[feature]), "contribution": value,
+                        "pushes_toward": toward(value)})
+        return top
 
     # --- scikit-learn ---------------------------------------------------------------------------------------------
 

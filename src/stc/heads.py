@@ -105,12 +105,7 @@ class MultiLabelHead(LinearHead):
         """One text's labels and, per predicted label (the most probable one when none reaches its threshold), the
         ``top_k`` features that pushed its decision most: ``labels``, ``probabilities``, ``thresholds`` and
         ``explained`` (label -> its decision, intercept, ``all_contributions_sum`` and ``contributions``)."""
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-        raw = np.asarray(features).reshape(1, -1)
-        if len(neuron_names) != self.n_features:
-            raise ValueError(f"{len(neuron_names)} neuron names for a head over {self.n_features} features")
-        standardised = self.standardise(raw)[0]
+        raw = self._one_text(features, neuron_names, top_k)
         contributions = self.contributions(raw)
         decision = self.decision(raw)[0]
         proba = self.probabilities(raw)[0]
@@ -119,17 +114,12 @@ class MultiLabelHead(LinearHead):
         classes = self.plain_classes()
         explained = {}
         for row in rows:
-            top = []
-            for feature in np.argsort(-np.abs(contributions[row]), kind="stable")[:top_k]:
-                value = float(contributions[row, feature])
-                top.append({"neuron": neuron_names[feature], "feature": int(feature),
-                            "weight": float(self.coef[row, feature]), "activation": float(raw[0, feature]),
-                            "standardised_activation": float(standardised[feature]), "contribution": value,
-                            "pushes_toward": str(classes[row]) if value > 0 else f"not {classes[row]}"})
-            explained[str(classes[row])] = {"decision": float(decision[row]),
-                                            "intercept": float(self.intercept[row]),
-                                            "all_contributions_sum": float(contributions[row].sum()),
-                                            "contributions": top}
+            label = str(classes[row])
+            explained[label] = {"decision": float(decision[row]), "intercept": float(self.intercept[row]),
+                                "all_contributions_sum": float(contributions[row].sum()),
+                                "contributions": self._top_contributions(
+                                    raw, neuron_names, row, top_k,
+                                    lambda value, label=label: label if value > 0 else f"not {label}")}
         return {"labels": [classes[j] for j in chosen],
                 "probabilities": {str(c): float(p) for c, p in zip(classes, proba)},
                 "thresholds": {str(c): float(t) for c, t in zip(classes, self.thresholds)},
