@@ -148,7 +148,7 @@ def test_eta_curves_leave_out_dense_readouts_which_have_no_eta():
     from stc.report._data import eta_curves
 
     row = {"stage": 1, "representations": "hidden", "poolings": "mean", "C": 1.0, "n_features": 10}
-    model = SimpleNamespace(metric="accuracy", kept_counts_=None, configuration_={
+    model = SimpleNamespace(metric_="accuracy", kept_counts_=None, configuration_={
         "representations": "hidden", "poolings": "mean", "eta": 0.5, "exit_layer": 3}, search_results_=[
         {**row, "eta": None, "readout": "dense", "C": 0.1, "n_features": 384, "val_score": 0.7},
         {**row, "eta": 0.5, "readout": "sparse", "val_score": 0.8},

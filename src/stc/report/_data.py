@@ -15,17 +15,10 @@ from ..extract import extract_features, parse_key
 from ..readout import chosen_readout
 
 __all__ = ["layer_curve", "kept_per_layer", "eta_curves", "exit_curve", "configuration_summary",
-           "confusion", "reliability", "top_neurons", "neuron_strength", "neuron_texts", "embedding_baseline",
-           "fit_metric"]
+           "confusion", "reliability", "top_neurons", "neuron_strength", "neuron_texts", "embedding_baseline"]
 
 #: equal-width confidence bins of the reliability diagram, as ``stc evaluate``'s ECE
 RELIABILITY_BINS = 15
-
-
-def fit_metric(clf) -> str:
-    """The metric the model was fitted for: ``metric_`` ("auto" resolved), else the ``metric`` parameter (an object
-    that carries only that, as the search record's stand-ins in tests)."""
-    return getattr(clf, "metric_", None) or clf.metric
 
 
 def layer_curve(clf, embedding: dict | None) -> dict:
@@ -39,7 +32,7 @@ def layer_curve(clf, embedding: dict | None) -> dict:
         entry["val_scores"].append(float(row["val_score"]))
         entry["Cs"].append(float(row["C"]))
     best = max(clf.probe_scores_, key=lambda r: r["val_score"])
-    return {"metric": fit_metric(clf), "num_layers": int(clf.backbone_["num_layers"]), "series": list(series.values()),
+    return {"metric": clf.metric_, "num_layers": int(clf.backbone_["num_layers"]), "series": list(series.values()),
             "best_probe": {"key": best["key"], "val_score": float(best["val_score"])},
             "exit_layer": int(clf.exit_layer_), "embedding": embedding}
 
@@ -111,7 +104,7 @@ def eta_curves(clf) -> dict:
     # a dense readout's representations and poolings are its array's, not a sparse set: none is the chosen set
     sets = ({"representations": None, "poolings": None} if chosen.eta is None else
             {"representations": config["representations"], "poolings": config["poolings"]})
-    return {"metric": fit_metric(clf), "C": C_stage1, "series": list(series.values()),
+    return {"metric": clf.metric_, "C": C_stage1, "series": list(series.values()),
             "chosen": {**sets, "eta": chosen.eta, "readout": chosen.kind},
             "kept_per_layer_by_eta": per_layer, "note": note}
 
@@ -150,7 +143,7 @@ def exit_curve(clf) -> dict:
                "n_features": int(r["n_features"])}
               for r in clf.search_results_ if r["stage"] == 2 and r.get("readout", "sparse") != "sparse"]
     config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
-    return {"metric": fit_metric(clf), "num_layers": int(clf.backbone_["num_layers"]), "series": list(by_C.values()),
+    return {"metric": clf.metric_, "num_layers": int(clf.backbone_["num_layers"]), "series": list(by_C.values()),
             "other_readouts": others,
             "chosen": {"exit_layer": int(config["exit_layer"]), "C": float(config["C"]),
                        "val_score": float(config["val_score"]), "n_features": int(config["n_features"]),
@@ -160,7 +153,7 @@ def exit_curve(clf) -> dict:
 def configuration_summary(clf, test_score: float | None, n_test: int | None, embedding: dict | None) -> dict:
     config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
     return {"backbone": clf.backbone_.get("name"), "num_layers": int(clf.backbone_["num_layers"]),
-            "classes": [plain_label(c) for c in clf.classes_], "metric": fit_metric(clf),
+            "classes": [plain_label(c) for c in clf.classes_], "metric": clf.metric_,
             "representations": config["representations"], "poolings": config["poolings"],
             "eta": chosen.eta, "C": float(config["C"]), "readout": chosen.kind, "dense_key": chosen.dense_key,
             "readout_description": chosen.describe(), "n_features": int(clf.n_features_),
@@ -178,9 +171,9 @@ def confusion(clf, decisions: np.ndarray, labels: Sequence) -> tuple[dict, float
     predicted = clf.classes_[probabilities(decisions).argmax(axis=1)]
     truth = np.asarray(labels)
     matrix = confusion_matrix(truth, predicted, labels=clf.classes_)
-    test_score = score(truth, predicted, fit_metric(clf))
+    test_score = score(truth, predicted, clf.metric_)
     return {"classes": [plain_label(c) for c in clf.classes_], "matrix": matrix.tolist(), "n": int(len(truth)),
-            "metric": fit_metric(clf), "score": float(test_score)}, float(test_score)
+            "metric": clf.metric_, "score": float(test_score)}, float(test_score)
 
 
 def reliability(decisions: np.ndarray, codes: np.ndarray, temperature: float,
@@ -207,7 +200,7 @@ def embedding_baseline(clf, train_texts, train_labels, val_texts, val_labels) ->
     """Fit the last-layer sentence-embedding baseline on the same train/validation texts and score it."""
     from ..baselines import EmbeddingClassifier
 
-    baseline = EmbeddingClassifier(model=clf.model, metric=fit_metric(clf), validation_size=clf.validation_size,
+    baseline = EmbeddingClassifier(model=clf.model, metric=clf.metric_, validation_size=clf.validation_size,
                                    max_length=clf.max_length, windows=clf.windows,
                                    window_overlap=clf.window_overlap, token_budget=clf.token_budget,
                                    device=clf.device, dtype=clf.dtype, random_state=clf.random_state,
