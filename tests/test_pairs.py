@@ -119,6 +119,7 @@ def test_a_model_of_pairs_reads_the_second_text_and_refuses_single_texts(clf, mo
     first_only = stc.STCClassifier(model_dir, store_dir=str(stores), **FAST).fit([a for a, _ in pairs], labels)
     assert float(np.mean(first_only.predict([a for a, _ in new]) == np.asarray(truth))) < 0.7
     clf.save(tmp_path / "m")
+    assert "It reads text pairs" in (tmp_path / "m" / "README.md").read_text()
     back = stc.load(tmp_path / "m")
     assert np.array_equal(back.predict_proba(new), clf.predict_proba(new))
     with pytest.raises(ValueError, match="X holds single texts but the model reads text pairs"):
@@ -169,6 +170,7 @@ def test_serve_takes_pairs_for_a_pair_model_and_refuses_texts(clf):
         assert both.status_code == 422 and "either 'texts' or 'pairs'" in both.json()["error"]
         explained = client.post("/explain", json={"pair": list(new[0]), "top_k": 2}).json()
         assert explained["label"] == clf.predict(new[:1])[0]
+        assert client.get("/metadata").json()["pairs"] is True
 
 
 def test_a_bundle_refuses_a_pair_model_beside_a_single_text_one(clf, model_dir, stores):

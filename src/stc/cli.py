@@ -244,6 +244,8 @@ def _cmd_info(args) -> int:
     clf = load(args.model_dir, check_backbone=False)
     _log(f"backbone: {clf.backbone_['name']} ({clf.backbone_['source']}), sha256 "
          f"{clf.backbone_['weights_sha256'][:16]}…")
+    if clf.readout_.extraction.pairs:
+        _log("inputs: text pairs (text_a, text_b), read as the tokenizer encodes pairs")
     if clf.readout_.multilabel:
         thresholds = dict(zip(map(str, clf.readout_.head.plain_classes()), clf.readout_.head.thresholds.round(3).tolist()))
         _log(f"labels (multi-label, {clf.target_}; threshold of each): {thresholds}")

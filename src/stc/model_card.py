@@ -58,7 +58,9 @@ def model_card(readout: Readout, *, data_name: str | None = None) -> str:
              f"A [Sparsify-then-Classify](https://arxiv.org/abs/2311.15983) classifier made with stc {__version__}: "
              f"a logistic regression on {readout.n_features} neurons of the backbone "
              f"`{backbone.get('name')}`, read up to layer {readout.exit_layer} of {backbone.get('num_layers')}.", "",
-             "## What it classifies", ""] + _classes_lines(readout, classes) + ["", "## Data", ""]
+             "## What it classifies", ""] + _classes_lines(readout, classes) + (
+                 ["", "It reads text pairs (text_a, text_b), encoded as its tokenizer encodes pairs: "
+                      "`clf.predict([(text_a, text_b)])`."] if readout.extraction.pairs else []) + ["", "## Data", ""]
     lines += _data_lines(readout.params, validation, data_name, stratified="iteratively stratified"
                          if readout.multilabel else "stratified")
     lines += _configuration_lines(readout)

@@ -85,8 +85,8 @@ class TorchPredictor:
 
     def metadata(self) -> dict:
         readout = self.readout
-        return model_metadata(self.runtime, self.head, readout.configuration_record(), readout.exit_layer,
-                              readout.n_features, readout.backbone.record())
+        return {**model_metadata(self.runtime, self.head, readout.configuration_record(), readout.exit_layer,
+                                 readout.n_features, readout.backbone.record()), "pairs": self.pairs}
 
 
 class BundlePredictor:
