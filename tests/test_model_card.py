@@ -32,7 +32,7 @@ def test_save_writes_a_card_whose_numbers_come_from_the_model(clf, tmp_path):
     card = (tmp_path / "model" / "README.md").read_text()
     front = _front_matter(card)
     assert front["library_name"] == "sparsify-then-classify" and "text-classification" in front["tags"]
-    assert front["metrics"] == [clf.metric]
+    assert front["metrics"] == [clf.metric_]
     result = front["model-index"][0]["results"][0]["metrics"][0]
     assert result["value"] == pytest.approx(clf.val_score_, abs=1e-6)
     assert "base_model" not in front  # a local directory is not a hub id: nothing is made up
@@ -50,8 +50,8 @@ def test_save_writes_a_card_whose_numbers_come_from_the_model(clf, tmp_path):
     assert {int(k): v for k, v in table.items()} == {
         layer: " | ".join(str(counts.get(r, 0)) for r in representations) for layer, counts in per_layer.items()}
     # the fit cross-validated (cv="auto"): the card says so, with the scores the model carries
-    assert f"cross-validated {clf.metric}: **{clf.val_score_:.4f}** ± {clf.val_score_se_:.4f}" in card
-    assert f"expected (on unseen data) {clf.metric}: **{clf.expected_score_:.4f}**" in card
+    assert f"cross-validated {clf.metric_}: **{clf.val_score_:.4f}** ± {clf.val_score_se_:.4f}" in card
+    assert f"expected (on unseen data) {clf.metric_}: **{clf.expected_score_:.4f}**" in card
     assert f"{clf.validation_['n_train']} texts (training and validation together)" in card
     assert f"{clf.validation_['cv']}-fold cross-validation" in card
     assert "validation accuracy: **" not in card
@@ -75,8 +75,8 @@ def test_present_scores_temperature_and_data_name_are_printed(clf):
     readout = replace(readout, scores=replace(readout.scores, validation=0.8125, validation_se=0.0123, expected=0.79),
                       head=replace(readout.head, temperature=1.75), backbone=replace(readout.backbone, name="minilm"))
     card = model_card(readout, data_name="planted keywords")
-    assert f"cross-validated {clf.metric}: **0.8125** ± 0.0123 (standard error)" in card
-    assert f"expected (on unseen data) {clf.metric}: **0.7900**\n" in card  # no standard error stored, none shown
+    assert f"cross-validated {clf.metric_}: **0.8125** ± 0.0123 (standard error)" in card
+    assert f"expected (on unseen data) {clf.metric_}: **0.7900**\n" in card  # no standard error stored, none shown
     assert "T = 1.7500" in card
     front = _front_matter(card)
     assert front["datasets"] == ["planted keywords"]

@@ -84,7 +84,7 @@ def test_openapi_schema_names_the_routes_and_the_request_model(client):
     ("/predict", {"texts": ["fine", ""]}, 422, "texts[1] is empty or whitespace only"),
     ("/predict", {"texts": ["fine", "   "]}, 422, "texts[1] is empty or whitespace only"),
     ("/predict", {"texts": "one text"}, 422, "texts: Input should be a valid list"),
-    ("/predict", {}, 422, "texts: Field required"),
+    ("/predict", {}, 422, "give either 'texts' or 'pairs'"),
     ("/predict", {"texts": ["a"], "path": "/etc/passwd"}, 422, "path: Extra inputs are not permitted"),
     ("/predict", {"texts": ["a"] * 5}, 413, "5 texts in one request; the limit is 4"),
     ("/predict", {"texts": ["a", "x" * 301]}, 413, "texts[1] has 301 characters; the limit is 300"),
