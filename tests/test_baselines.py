@@ -187,3 +187,36 @@ def test_setfit_missing_gives_a_clear_error(monkeypatch, tiny_dirs):
     texts, labels = planted_texts(2, 4, shuffle=True)
     with pytest.raises(ImportError, match="SetFit is not usable here"):
         SetFitClassifier(model=tiny_dirs["bert"]).fit(texts, labels)
+
+
+@pytest.mark.skipif(setfit_available() is not None, reason="setfit is not installed (optional extra)")
+def test_setfit_save_body_writes_the_tuned_weights_as_a_model_stc_fits_on(tiny_dirs, tmp_path):
+    from sklearn.exceptions import NotFittedError
+    from transformers import AutoModel
+
+    import stc
+
+    from ._helpers import FAST
+
+    with pytest.raises(NotFittedError):
+        SetFitClassifier(model=tiny_dirs["bert"]).save_body(tmp_path / "unfitted")
+    texts, labels = planted_texts(2, 10, shuffle=True)
+    clf = SetFitClassifier(model=tiny_dirs["bert"], num_iterations=1, max_steps=4, batch_size=8,
+                           show_progress_bar=False).fit(texts, labels)
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("not a model")
+    with pytest.raises(FileExistsError, match="not empty and holds no model"):
+        clf.save_body(occupied)
+    saved = clf.save_body(tmp_path / "tuned")
+    assert clf.save_body(saved) == saved, "a model directory may be written over"
+
+    tuned = clf.model_.model_body[0].auto_model.state_dict()
+    loaded = AutoModel.from_pretrained(saved).state_dict()
+    base = AutoModel.from_pretrained(tiny_dirs["bert"]).state_dict()
+    assert all(torch.equal(loaded[name], tuned[name].cpu()) for name in tuned)
+    assert any(not torch.equal(loaded[name], base[name]) for name in tuned), "the saved body is the untuned one"
+
+    model = stc.STCClassifier(model=saved, store_dir=str(tmp_path / "stores"), **FAST).fit(texts, labels)
+    assert set(model.predict(texts).tolist()) <= {"good", "bad"}
+    assert model.n_features_ > 0

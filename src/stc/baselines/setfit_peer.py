@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -111,6 +112,44 @@ class SetFitClassifier(ClassifierMixin, BaseEstimator):
         self.exit_layer_ = int(getattr(config, "num_hidden_layers", 0))
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def save_body(self, directory) -> str:
+        """Write the contrastively tuned body as a plain Hugging Face model directory, for STC to read.
+
+        The transformer's ``save_pretrained`` and its tokenizer's go to ``directory``; the logistic head is not
+        saved. ``stc.STCClassifier(model=directory)`` (or ``stc fit --model directory``) then reads the tuned
+        body's neurons: ``SetFitClassifier(...).fit(X, y).save_body("tuned")``.
+
+        Parameters
+        ----------
+        directory : str or path-like
+            Where to write; created if absent. An existing directory must be empty or already hold a model
+            (a ``config.json``), which is overwritten.
+
+        Returns
+        -------
+        str
+            ``directory``, as a string.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        FileExistsError
+            When ``directory`` is a file, or a non-empty directory that holds no model.
+        """
+        check_is_fitted(self, "model_")
+        target = Path(directory)
+        if target.exists() and not target.is_dir():
+            raise FileExistsError(f"cannot save the SetFit body to {str(target)!r}: it is a file")
+        if target.is_dir() and any(target.iterdir()) and not (target / "config.json").is_file():
+            raise FileExistsError(f"refusing to write the SetFit body into {str(target)!r}: it is not empty and "
+                                  f"holds no model (no config.json); give an empty or new directory")
+        target.mkdir(parents=True, exist_ok=True)
+        body = self.model_.model_body
+        body[0].auto_model.save_pretrained(str(target))
+        body.tokenizer.save_pretrained(str(target))
+        return str(target)
 
     def _codes(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.model_.predict(texts, as_numpy=True, batch_size=self.batch_size * 4,
