@@ -103,8 +103,8 @@ def test_segment_ids_reach_the_model(tiny_backbones):
 
 def test_the_store_id_covers_both_texts_and_their_order():
     hashes = {texts_hash([("a", "b")]), texts_hash([("b", "a")]), texts_hash(["a b"]), texts_hash(["ab"]),
-              texts_hash(["a", "b"])}
-    assert len(hashes) == 5
+              texts_hash(["a", "b"]), texts_hash([("a", "c")])}  # the last: only the second text differs
+    assert len(hashes) == 6
     assert texts_hash(["a wonderful day"]) == texts_hash(["a wonderful day"])
 
 
@@ -128,7 +128,7 @@ def test_a_model_of_pairs_reads_the_second_text_and_refuses_single_texts(clf, mo
     assert explanation["probabilities"] == {c: float(p) for c, p in zip(clf.classes_, clf.predict_proba(new[:1])[0])}
 
 
-def test_pairs_with_windows_mixed_inputs_and_onnx_export_are_refused(model_dir, clf, tmp_path):
+def test_pairs_with_windows_and_mixed_inputs_are_refused(model_dir, tmp_path):
     pairs, labels = planted_pairs(20)
     with pytest.raises(ValueError, match="windows=True does not apply to text pairs"):
         stc.STCClassifier(model_dir, store_dir=str(tmp_path), windows=True, **FAST).fit(pairs, labels)
@@ -137,10 +137,26 @@ def test_pairs_with_windows_mixed_inputs_and_onnx_export_are_refused(model_dir, 
     with pytest.raises(ValueError, match=r"X\[:\]\[1\]\[0\] is empty"):
         stc.STCClassifier(model_dir, store_dir=str(tmp_path), **FAST).fit([("a", " "), ("b", "c")], ["x", "y"])
     assert list(tmp_path.iterdir()) == []
-    from stc.export import export_onnx
 
-    with pytest.raises(ValueError, match="reads text pairs; ONNX export of pair models is not available"):
-        export_onnx(clf, tmp_path / "onnx")
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "gpt2"])
+def test_every_family_reads_pairs_and_exports_them_to_onnx(family, tokenizer, stores, tmp_path):
+    """An encoder with segment ids (BERT), one without (DistilBERT: none are passed) and a decoder (GPT-2): fitted
+    on pairs, predicted, exported, and the ONNX runtime's probabilities within 1e-4 of torch's."""
+    from stc.export import OnnxPredictor, export_onnx
+    from stc.extract import takes_segment_ids
+
+    model_dir = save_tiny(tmp_path / family, family, tokenizer=tokenizer)
+    pairs, labels = planted_pairs(48)
+    fitted = stc.STCClassifier(model_dir, store_dir=str(stores), **{**FAST, "poolings": ("mean",)}).fit(pairs, labels)
+    new, _ = planted_pairs(6, seed=5)
+    predictor = OnnxPredictor(export_onnx(fitted, tmp_path / "onnx"))
+    inputs = {graph_input.name for graph_input in predictor.session.get_inputs()}
+    assert ("token_type_ids" in inputs) == takes_segment_ids(fitted.readout_.load_backbone(device="cpu").model)
+    assert ("token_type_ids" in inputs) == (family != "distilbert")
+    np.testing.assert_allclose(predictor.predict_proba(new), fitted.predict_proba(new), atol=1e-4)
+    with pytest.raises(ValueError, match="the model reads text pairs"):
+        predictor.predict_proba(["a wonderful day"])
 
 
 def test_cli_fit_and_predict_on_a_file_of_pairs(model_dir, stores, tmp_path):

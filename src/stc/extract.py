@@ -267,6 +267,14 @@ def attach_site_hooks(layer_map, sites: Collection[tuple[str, int]], hand: Calla
     return handles
 
 
+def takes_segment_ids(model) -> bool:
+    """Whether the model's forward takes ``token_type_ids`` (BERT, GPT-2 do; DistilBERT, RoBERTa's one-type
+    embeddings and Llama do not, or ignore them): a pair's segment ids are passed only where they are an input."""
+    import inspect
+
+    return "token_type_ids" in inspect.signature(model.forward).parameters
+
+
 def hooked_forward(backbone: Backbone, tokens: TokenizedTexts, sites: Collection[tuple[str, int]],
                    batches: Sequence[np.ndarray], consume: Callable[[str, int, torch.Tensor, np.ndarray, torch.Tensor],
                                                                     None], *, bar=None) -> None:
@@ -289,12 +297,13 @@ def hooked_forward(backbone: Backbone, tokens: TokenizedTexts, sites: Collection
 
     handles = attach_site_hooks(layer_map, sites, hand, num_layers=num_layers, stop_after=deepest)
     pad_id = backbone.tokenizer.pad_token_id
+    segment_ids = takes_segment_ids(backbone.model)
     try:
         with torch.inference_mode():
             for rows in batches:
                 ids, mask = tokens.padded(rows, pad_id, backbone.device)
                 batch_state["rows"], batch_state["mask"] = rows, mask
-                types = tokens.padded_type_ids(rows, backbone.device)
+                types = tokens.padded_type_ids(rows, backbone.device) if segment_ids else None
                 segments = {} if types is None else {"token_type_ids": types}  # the second text of pairs
                 try:
                     backbone.model(input_ids=ids, attention_mask=mask, use_cache=False, **segments)

@@ -65,9 +65,11 @@ class FeatureGraph(nn.Module):
     def _keep(self, site: tuple[str, int], x: torch.Tensor) -> None:
         self._captured[site] = x
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         self._captured = {}
-        self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        segments = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # text pairs' second text
+        self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **segments)
         parts = []
         for index, (_key, representation, layer, pooling) in enumerate(self.keys):
             x = self._captured[(representation, layer)]

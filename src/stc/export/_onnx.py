@@ -31,8 +31,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import __version__
 from .._files import replace_directory
-from .._validation import check_texts
-from ..extract import tokenize_with
+from .._validation import check_inputs
+from ..extract import takes_segment_ids, tokenize_with
 from ..head import LinearHead, labels_from_json
 from ..predictor import model_metadata
 from ._graph import FeatureGraph
@@ -91,7 +91,8 @@ def export_onnx(model, out, *, quantize: str | None = None, opset_version: int |
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        gap = _write_graph(graph, backbone, reference.extraction.max_length, partial, quantize, opset_version)
+        gap = _write_graph(graph, backbone, reference.extraction.max_length, partial, quantize, opset_version,
+                           pairs=reference.extraction.pairs)
         backbone.tokenizer.save_pretrained(partial / _TOKENIZER)
         document = {"format": FORMAT, "format_version": FORMAT_VERSION, "stc_version": __version__,
                     "quantization": quantize, "kept_columns": {key: columns.tolist() for key, columns in kept.items()},
@@ -129,26 +130,36 @@ def _plan(model):
         # the backbone the model was fitted on (weights sha256), which the kept neurons fit, else a ValueError
         backbone = readout.load_backbone(model=model.model, device="cpu", dtype="float32",
                                          trust_remote_code=model.trust_remote_code)
-    if next(iter(tasks.values())).extraction.pairs:
-        raise ValueError("this model reads text pairs; ONNX export of pair models is not available yet (their "
-                         "segment ids are not an input of the graph): serve it with --runtime torch")
     if next(iter(tasks.values())).extraction.windows:
         raise ValueError("this model was fitted with windows=True; ONNX export supports only models that truncate "
                          "texts (windows=False): merging windows is not in the graph")
     return tasks, kept, backbone, token_budget
 
 
+def graph_inputs(tokens, rows: np.ndarray, pad_id: int, segment_ids: bool) -> dict[str, torch.Tensor]:
+    """The graph's inputs for these rows of tokenised texts: token ids and attention mask, and the segment ids of
+    text pairs where the graph takes them."""
+    ids, mask = tokens.padded(rows, pad_id)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    types = tokens.padded_type_ids(rows) if segment_ids else None
+    if types is not None:
+        inputs["token_type_ids"] = types
+    return inputs
+
+
 def _write_graph(graph: FeatureGraph, backbone, max_length: int, partial: Path, quantize: str | None,
-                 opset_version: int | None) -> float:
+                 opset_version: int | None, pairs: bool = False) -> float:
     """Export the graph into ``partial`` (quantised if asked), checked against torch first; the largest relative
-    feature gap."""
-    tokens = tokenize_with(backbone.tokenizer, _CHECK_TEXTS, max_length=max_length)
-    ids, mask = tokens.padded(np.arange(len(_CHECK_TEXTS)), backbone.tokenizer.pad_token_id)
+    feature gap. A graph of text pairs takes the pairs' segment ids too where the model does."""
+    checks = list(zip(_CHECK_TEXTS, reversed(_CHECK_TEXTS))) if pairs else _CHECK_TEXTS
+    tokens = tokenize_with(backbone.tokenizer, checks, max_length=max_length)
+    inputs = graph_inputs(tokens, np.arange(len(checks)), backbone.tokenizer.pad_token_id,
+                          takes_segment_ids(backbone.model))
     fp32_path = partial / ("model.fp32.onnx" if quantize else _GRAPH)
-    _export_graph(graph, ids, mask, fp32_path, opset_version)
+    _export_graph(graph, inputs, fp32_path, opset_version)
     with torch.inference_mode():
-        torch_features = graph(ids, mask).numpy()
-    onnx_features = _session(fp32_path).run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        torch_features = graph(**inputs).numpy()
+    onnx_features = _session(fp32_path).run(None, {name: value.numpy() for name, value in inputs.items()})[0]
     # Features, not probabilities: a kept neuron that is nearly constant over the training texts has a tiny scale
     # (MiniLM's [CLS] FFN neurons: down to 1e-10), so float32 rounding alone, in torch too, moves its standardised
     # value and the probabilities; the graph is right when its features are.
@@ -178,15 +189,16 @@ def _task_positions(tasks: dict, kept: dict[str, np.ndarray]):
                                              for key, columns in readout.kept_columns.items()]).astype(np.int64)
 
 
-def _export_graph(graph: FeatureGraph, ids: torch.Tensor, mask: torch.Tensor, path: Path,
+def _export_graph(graph: FeatureGraph, inputs: dict[str, torch.Tensor], path: Path,
                   opset_version: int | None) -> None:
-    """torch.onnx's dynamo exporter, batch and sequence length dynamic, weights inside the one file."""
+    """torch.onnx's dynamo exporter, batch and sequence length dynamic, weights inside the one file; the inputs
+    named as ``inputs`` names them (token ids, attention mask, and segment ids for pairs)."""
     dynamic = {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter warns about torchvision ops and its own internals
-        torch.onnx.export(graph, (ids, mask), str(path), dynamo=True, external_data=False,
-                          input_names=["input_ids", "attention_mask"], output_names=["features"],
-                          dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, "features": {0: "batch"}},
+        torch.onnx.export(graph, tuple(inputs.values()), str(path), dynamo=True, external_data=False,
+                          input_names=list(inputs), output_names=["features"],
+                          dynamic_axes={**{name: dynamic for name in inputs}, "features": {0: "batch"}},
                           opset_version=opset_version, verbose=False)
 
 
@@ -261,6 +273,7 @@ class OnnxPredictor:
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         self.document = document
         self.max_length = int(document["extraction"]["max_length"])
+        self.pairs = document["extraction"].get("pairs") is True  # the model reads text pairs
         self.token_budget = int(document.get("token_budget", 8192))
         self.session = _session(graph_path, threads)
 
@@ -290,13 +303,13 @@ class OnnxPredictor:
 
     def features(self, texts: list[str]) -> np.ndarray:
         """Kept-neuron features (n_texts, n_features) in input order; batches sorted by length, as extraction."""
-        texts = check_texts(texts, "texts")
+        texts = check_inputs(texts, "texts", pairs=self.pairs)
         tokens = tokenize_with(self.tokenizer, texts, max_length=self.max_length)
         out = np.empty((len(texts), self.n_features), dtype=np.float32)
+        segment_ids = "token_type_ids" in {graph_input.name for graph_input in self.session.get_inputs()}
         for rows in tokens.batches(self.token_budget):
-            ids, mask = tokens.padded(rows, self.tokenizer.pad_token_id)
-            out[tokens.text_index[rows]] = self.session.run(
-                None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+            inputs = graph_inputs(tokens, rows, self.tokenizer.pad_token_id, segment_ids)
+            out[tokens.text_index[rows]] = self.session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
         return out
 
     def predict_proba(self, texts: list[str]) -> np.ndarray | dict[str, np.ndarray]:
@@ -308,8 +321,9 @@ class OnnxPredictor:
         return self.head.probabilities(features)
 
     def explain(self, text: str, *, top_k: int = 10) -> dict:
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a string, got {type(text).__name__}")
+        if not isinstance(text, tuple if self.pairs else str):
+            raise TypeError(f"text must be {'a (text_a, text_b) tuple' if self.pairs else 'a string'}, got "
+                            f"{type(text).__name__}")
         features = self.features([text])[0]
         if self.heads is not None:
             tasks = self.document["tasks"]
