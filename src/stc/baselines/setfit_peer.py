@@ -2,7 +2,9 @@
 
 An optional peer (``pip install 'sparsify-then-classify[setfit]'``): what many users would pick instead of STC.
 SetFit samples sentence pairs; ``max_steps`` caps the contrastive phase, which otherwise grows with
-``num_iterations`` x the number of training texts.
+``num_iterations`` x the number of training texts. ``save_body`` writes the tuned body as a plain model directory,
+so that STC can read its neurons: ``SetFitClassifier(...).fit(X, y).save_body("tuned")``, then
+``STCClassifier(model="tuned")`` or ``stc fit --model tuned``.
 """
 
 from __future__ import annotations
