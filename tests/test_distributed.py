@@ -158,6 +158,34 @@ def test_fit_on_ray_gives_the_same_model(ray_session, tiny_dir, tmp_path, monkey
     np.testing.assert_array_equal(on_ray.predict_proba(probe), local.predict_proba(probe))
 
 
+def test_one_ray_actor_pool_serves_the_parallel_calls_of_a_fit_and_is_gone_after(ray_session, monkeypatch):
+    from joblib import Parallel, delayed
+    from ray.exceptions import RayActorError
+    from ray.util.multiprocessing import pool
+
+    from stc.distributed import joblib_backend
+
+    pools = []
+    real = pool.Pool._start_actor_pool
+
+    def recording(self, processes):
+        pools.append(self)
+        return real(self, processes)
+
+    monkeypatch.setattr(pool.Pool, "_start_actor_pool", recording)
+    with joblib_backend(RayEngine()):
+        for _ in range(3):
+            assert list(Parallel(n_jobs=2, return_as="generator")(delayed(abs)(-i) for i in range(4))) == [0, 1, 2, 3]
+        assert len(pools) == 1
+        with pytest.raises(ZeroDivisionError):  # a failed call's actors are not reused: a fresh pool after it
+            Parallel(n_jobs=2)(delayed(divmod)(1, i) for i in range(4))
+        assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+        assert len(pools) == 2
+    for actor, _ in (entry for used in pools for entry in used._actor_pool):
+        with pytest.raises(RayActorError):
+            ray_session.get(actor.ping.remote(), timeout=60)
+
+
 # --- bad input ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, message", [

@@ -52,16 +52,59 @@ def joblib_backend(engine: RayEngine | None) -> contextlib.AbstractContextManage
     if engine is None:
         return contextlib.nullcontext()
     engine.connect()
-    from joblib import parallel_config, register_parallel_backend
+    return _one_ray_pool()
+
+
+@contextlib.contextmanager
+def _one_ray_pool():
+    """joblib's Ray backend, one pool of actors for every ``Parallel`` call inside (closed at the end).
+
+    A fit makes several calls (each fold's probes, the search, the final probes, the estimate); joblib's backend
+    would start fresh actors for each, and each actor imports stc, torch included, before its first task: seconds
+    per call, most of a small fit's time on Ray."""
+    from joblib import parallel_config
     from ray.util.joblib.ray_backend import RayBackend
 
     class _RayGeneratorBackend(RayBackend):
         # probe.py and aggregate.py read their results as a generator (return_as="generator"), which joblib's
         # multiprocessing-derived backends refuse by default; they consume it whole, which is what makes it safe.
         supports_return_generator = True
+        _kept = None  # (workers, pool) from the last call
 
-    register_parallel_backend("stc-ray", _RayGeneratorBackend)
-    return parallel_config(backend="stc-ray")
+        def configure(self, n_jobs=1, parallel=None, **kwargs):
+            workers = self.effective_n_jobs(n_jobs)
+            if self._kept is not None and self._kept[0] == workers:  # only as wide as asked: workers_within
+                self._pool, self.parallel = self._kept[1], parallel  # bounds the memory of a call
+                return workers
+            if workers > 1:  # (one worker: joblib runs the call here, and the pool waits for the next)
+                self.close()
+            workers = super().configure(n_jobs, parallel, **kwargs)
+            self._kept = (workers, self._pool)
+            return workers
+
+        def terminate(self):
+            # The end of one call: keep the actors, but let go of its arguments, as closing the pool would.
+            if self._pool is not None:
+                for registry in ("_registry", "_registry_hashable"):
+                    getattr(self._pool, registry, {}).clear()
+            self._pool = None
+            self.reset_batch_stats()
+
+        def abort_everything(self, ensure_ready=True):
+            self.close()  # a failed call's other tasks may still run: those actors are not reused
+            super().abort_everything(ensure_ready)
+
+        def close(self):
+            if self._kept is not None:
+                pool, self._kept = self._kept[1], None
+                pool.terminate()
+
+    backend = _RayGeneratorBackend()
+    try:
+        with parallel_config(backend=backend):
+            yield
+    finally:
+        backend.close()
 
 
 def _import_ray():
