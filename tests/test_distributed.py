@@ -297,7 +297,9 @@ def ray_head(tmp_path_factory):
                 time.sleep(0.5)
         yield f"127.0.0.1:{port}", env
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # --block: the head stops its processes when it is stopped
+        # SIGTERM to `ray start --block` alone: it drains the node through its GCS, then stops its processes, in
+        # seconds. Sent to the whole group, it would reach the GCS too, and the drain would wait 30 s for it.
+        head.send_signal(signal.SIGTERM)
         try:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
