@@ -139,17 +139,35 @@ class RayEngine:
             except OSError as error:
                 raise ValueError(f"cannot reach a Ray cluster at {self.address!r}: {error.strerror or error}") \
                     from None
+            self._log_in_once()
         try:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            # Ray >= 2.59 starts clusters (``ray start``) with token authentication, and a client that is not told
-            # so fails with only "Failed to connect": say what to set.
-            hint = ("" if os.environ.get("RAY_AUTH_MODE") else
-                    " (if the cluster uses token authentication, as `ray start` does by default since Ray 2.59, "
-                    "set RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or ~/.ray/auth_token)")
-            raise ValueError(f"cannot join the Ray cluster at {self.address!r}: "
-                             f"{str(error).strip().splitlines()[0] if str(error).strip() else error!r}{hint}") \
+            raise self._join_error(str(error).strip().splitlines()[0] if str(error).strip() else repr(error)) \
                 from None
+
+    def _log_in_once(self) -> None:
+        """One login at the cluster's GCS, with Ray's own client: a refused token is a final answer, which ray.init
+        would retry for 20 s before it says only "Failed to connect". Anything else is left to ray.init."""
+        try:
+            from ray._raylet import GcsClient  # not public: if it moves, ray.init alone decides, as before
+            from ray.exceptions import AuthenticationError
+        except ImportError:
+            return
+        try:
+            GcsClient(address=self.address)
+        except AuthenticationError as error:  # its first sentence; the rest is Ray's advice, ours is the hint
+            raise self._join_error(str(error).strip().split(". ")[0]) from None
+        except Exception:  # noqa: BLE001 - not an answer about this client: ray.init tries and says
+            pass
+
+    def _join_error(self, reason: str) -> ValueError:
+        # Ray >= 2.59 starts clusters (``ray start``) with token authentication, and a client that is not told
+        # so fails with only "Failed to connect": say what to set.
+        hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                " (if the cluster uses token authentication, as `ray start` does by default since Ray 2.59, "
+                "set RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+        return ValueError(f"cannot join the Ray cluster at {self.address!r}: {reason}{hint}")
 
     def _pool_size(self, n_jobs: int) -> int:
         ray = self._ray()
