@@ -73,8 +73,9 @@ def _one_ray_pool():
 
         def configure(self, n_jobs=1, parallel=None, **kwargs):
             workers = self.effective_n_jobs(n_jobs)
-            if self._kept is not None and self._kept[0] == workers:  # only as wide as asked: workers_within
-                self._pool, self.parallel = self._kept[1], parallel  # bounds the memory of a call
+            # reused only at the width a call asks for: workers_within sizes that width to fit in memory
+            if self._kept is not None and self._kept[0] == workers:
+                self._pool, self.parallel = self._kept[1], parallel
                 return workers
             if workers > 1:  # (one worker: joblib runs the call here, and the pool waits for the next)
                 self.close()
