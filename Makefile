@@ -11,10 +11,10 @@ STAMP := $(VENV)/.stc-installed
 install: $(STAMP)
 
 # torch is installed first, pinned, so that nothing resolves a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,ray,serve,onnx]"
+	$(PY) -m pip install --quiet -e ".[test,ray,serve,onnx,setfit]"
 	touch $(STAMP)
 
 demo: $(STAMP)

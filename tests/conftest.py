@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import os
 
-import pytest
+# One thread for torch (and BLAS) here, as each child gets (quiet_env), before anything imports torch: the suite's
+# models are tiny, too small for a second thread to help, and on shared CPUs the threads wait for each other
+# (test_baselines + test_classifier + test_explain under load: 156 s with two threads, 49 s with one).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from ._helpers import FAMILIES, save_tiny, tiny_model, tiny_tokenizer
+import pytest  # noqa: E402
+
+from ._helpers import FAMILIES, save_tiny, tiny_model, tiny_tokenizer  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -158,6 +158,34 @@ def test_fit_on_ray_gives_the_same_model(ray_session, tiny_dir, tmp_path, monkey
     np.testing.assert_array_equal(on_ray.predict_proba(probe), local.predict_proba(probe))
 
 
+def test_one_ray_actor_pool_serves_the_parallel_calls_of_a_fit_and_is_gone_after(ray_session, monkeypatch):
+    from joblib import Parallel, delayed
+    from ray.exceptions import RayActorError
+    from ray.util.multiprocessing import pool
+
+    from stc.distributed import joblib_backend
+
+    pools = []
+    real = pool.Pool._start_actor_pool
+
+    def recording(self, processes):
+        pools.append(self)
+        return real(self, processes)
+
+    monkeypatch.setattr(pool.Pool, "_start_actor_pool", recording)
+    with joblib_backend(RayEngine()):
+        for _ in range(3):
+            assert list(Parallel(n_jobs=2, return_as="generator")(delayed(abs)(-i) for i in range(4))) == [0, 1, 2, 3]
+        assert len(pools) == 1
+        with pytest.raises(ZeroDivisionError):  # a failed call's actors are not reused: a fresh pool after it
+            Parallel(n_jobs=2)(delayed(divmod)(1, i) for i in range(4))
+        assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+        assert len(pools) == 2
+    for actor, _ in (entry for used in pools for entry in used._actor_pool):
+        with pytest.raises(RayActorError):
+            ray_session.get(actor.ping.remote(), timeout=60)
+
+
 # --- bad input ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, message", [
@@ -171,9 +199,13 @@ def test_bad_engine_options_are_refused_by_name(options, message):
         make_engine(**{"engine": "ray", **options})
 
 
-def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stc", *args], capture_output=True, text=True, timeout=300,
-                          env=quiet_env())
+def _run_cli(*commands: list[str]) -> list[subprocess.CompletedProcess]:
+    """``python -m stc`` with each command, side by side (each child is one thread): how each ended."""
+    children = [subprocess.Popen([sys.executable, "-m", "stc", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=quiet_env()) for args in commands]
+    outputs = [child.communicate(timeout=300) for child in children]
+    return [subprocess.CompletedProcess(child.args, child.returncode, *output)
+            for child, output in zip(children, outputs)]
 
 
 def _one_line_error(result: subprocess.CompletedProcess, pattern: str) -> None:
@@ -190,11 +222,13 @@ def test_cli_workers_0_and_an_unreachable_address_are_one_line_errors_and_write_
     stores = tmp_path / "stores"
     base = ["extract", "--data", str(data), "--model", tiny_dir, "--store-dir", str(stores), "--quiet",
             "--engine", "ray"]
-    _one_line_error(_run_cli(base + ["--workers", "0"]), "workers must be None or a positive integer, got 0")
-    _one_line_error(_run_cli(base + ["--address", "127.0.0.1:1"]), "cannot reach a Ray cluster at '127.0.0.1:1'")
     fit = ["fit", "--data", str(data), "--model", tiny_dir, "--store-dir", str(stores), "--quiet", "--out",
            str(tmp_path / "model"), "--engine", "ray", "--address", "127.0.0.1:1"]
-    _one_line_error(_run_cli(fit), "cannot reach a Ray cluster")
+    # children without a Ray of their own (this process may have one, which an address would not be checked against)
+    workers_0, extract, fit = _run_cli(base + ["--workers", "0"], base + ["--address", "127.0.0.1:1"], fit)
+    _one_line_error(workers_0, "workers must be None or a positive integer, got 0")
+    _one_line_error(extract, "cannot reach a Ray cluster at '127.0.0.1:1'")
+    _one_line_error(fit, "cannot reach a Ray cluster")
     assert not stores.exists() and not (tmp_path / "model").exists()
 
 
@@ -269,7 +303,9 @@ def ray_head(tmp_path_factory):
                 time.sleep(0.5)
         yield f"127.0.0.1:{port}", env
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # --block: the head stops its processes when it is stopped
+        # SIGTERM to `ray start --block` alone: it drains the node through its GCS, then stops its processes, in
+        # seconds. Sent to the whole group, it would reach the GCS too, and the drain would wait 30 s for it.
+        head.send_signal(signal.SIGTERM)
         try:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -287,9 +323,9 @@ def test_extract_joins_a_cluster_started_with_ray_start(ray_head, tiny_dir, text
                              "--shard-size", "20"], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     (built,) = [ActivationStore(path.parent) for path in (tmp_path / "stores").glob("*/meta.json")]
-    here = _run_cli(["extract", "--data", str(data), "--model", tiny_dir, "--store-dir", str(tmp_path / "here"),
-                     "--quiet", "--representations", "hidden,ffn", "--poolings", "mean,max", "--shard-size", "20"])
-    assert here.returncode == 0, here.stderr[-2000:]
+    # the same command on this process alone (here, not in a child: as in test_cli_extract_on_ray_matches_and_resumes)
+    assert main(["extract", "--data", str(data), "--model", tiny_dir, "--store-dir", str(tmp_path / "here"),
+                 "--quiet", "--representations", "hidden,ffn", "--poolings", "mean,max", "--shard-size", "20"]) == 0
     (local,) = [ActivationStore(path.parent) for path in (tmp_path / "here").glob("*/meta.json")]
     assert _files(built) == _files(local)
 

@@ -6,6 +6,7 @@ import copy
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -43,15 +44,39 @@ def fitted(tokenizer, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exported_bert(fitted, tmp_path_factory):
-    return export_onnx(fitted("bert"), tmp_path_factory.mktemp("export") / "bert-onnx")
+def exported(fitted, tmp_path_factory):
+    """family -> the ONNX export of ``fitted(family)`` (made on first use)."""
+    cache = {}
+
+    def get(family: str) -> Path:
+        if family not in cache:
+            cache[family] = export_onnx(fitted(family), tmp_path_factory.mktemp("export") / f"{family}-onnx")
+        return cache[family]
+    return get
+
+
+@pytest.fixture(scope="module")
+def exported_bert(exported):
+    return exported("bert")
+
+
+@pytest.fixture
+def graph_of(monkeypatch):
+    """``graph_of(directory)``: later exports take their fp32 graph from that export (of the same backbone and
+    neurons) instead of tracing it again, which is most of an export's time. The rest of the export still runs,
+    the check of the graph's features against torch's included."""
+    from stc.export import _onnx
+
+    def use(directory: Path) -> None:
+        monkeypatch.setattr(_onnx, "_export_graph", lambda graph, ids, mask, path, opset_version: shutil.copyfile(
+            directory / "model.onnx", path))
+    return use
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_onnx_fp32_probabilities_equal_torch_for_every_family(family, fitted, exported_bert, tmp_path):
+def test_onnx_fp32_probabilities_equal_torch_for_every_family(family, fitted, exported):
     clf = fitted(family)
-    out = exported_bert if family == "bert" else export_onnx(clf, tmp_path / "onnx")
-    predictor = OnnxPredictor(out)
+    predictor = OnnxPredictor(exported(family))
     expected = clf.predict_proba(NEW_TEXTS)
     np.testing.assert_allclose(predictor.predict_proba(NEW_TEXTS), expected, atol=1e-4, rtol=0)
     # the torch runtime is predict_proba itself: the same features through the same head
@@ -83,8 +108,9 @@ def test_the_graph_stops_at_the_exit_layer(exported_bert, fitted):
 
 
 @pytest.mark.parametrize("quantize", ["int8", "int8-ffn-out"])
-def test_int8_export_is_quantised_and_stays_close(quantize, fitted, exported_bert, tmp_path):
+def test_int8_export_is_quantised_and_stays_close(quantize, fitted, exported_bert, graph_of, tmp_path):
     clf = fitted("bert")
+    graph_of(exported_bert)  # quantised from the fp32 graph of the same model
     out = export_onnx(clf, tmp_path / "int8", quantize=quantize)
     fp32_matmuls = sum(node.op_type == "MatMul" for node in onnx.load(str(exported_bert / "model.onnx")).graph.node)
     nodes = onnx.load(str(out / "model.onnx")).graph.node
@@ -102,8 +128,9 @@ def test_int8_export_is_quantised_and_stays_close(quantize, fitted, exported_ber
 
 
 @pytest.mark.parametrize("family", ["distilbert", "llama"])  # two classes (sigmoid) and three (softmax)
-def test_a_temperature_is_applied_by_every_runtime(family, fitted, tmp_path):
+def test_a_temperature_is_applied_by_every_runtime(family, fitted, exported, graph_of, tmp_path):
     """Needs ``predict_proba`` to divide the decision values by ``temperature_`` (issue 13, part 3)."""
+    graph_of(exported(family))  # the temperature is in the head, not the graph
     clf = copy.deepcopy(fitted(family))
     clf.readout_ = replace(clf.readout_, head=replace(clf.readout_.head, temperature=2.0))
     decision = clf.decision_function(NEW_TEXTS)

@@ -57,11 +57,15 @@ def _extract_args(data_csv: str, tiny_dir: str, store_dir: Path) -> list[str]:
             "--quiet"]
 
 
-def _run_counting(args: list[str]) -> int:
-    result = subprocess.run([sys.executable, "-c", _COUNTING_MAIN, *args], capture_output=True, text=True,
-                            timeout=300, env=quiet_env())
-    assert result.returncode == 0, result.stderr[-2000:]
-    return int(result.stdout.split("EXTRACTED_SHARDS")[-1])
+def _start_counting(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _COUNTING_MAIN, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=quiet_env())
+
+
+def _shards_extracted(process: subprocess.Popen) -> int:
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-2000:]
+    return int(stdout.split("EXTRACTED_SHARDS")[-1])
 
 
 def _kill_9_when(process: subprocess.Popen, reached, what: str, seconds: float) -> None:
@@ -88,21 +92,21 @@ def _only_store(root: Path) -> Path:
 
 
 def test_kill_9_during_extraction_resumes_to_a_byte_identical_store(data_csv, tiny_dir, tmp_path):
-    interrupted = tmp_path / "interrupted"
+    interrupted, reference = tmp_path / "interrupted", tmp_path / "uninterrupted"
     args = _extract_args(data_csv, tiny_dir, interrupted)
-    process = subprocess.Popen([sys.executable, "-m", "stc", *args], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, env=quiet_env())
-    _kill_9_when(process, lambda: list(interrupted.glob("*/shards/*.safetensors")), "the first shard", 240)
-    store = _only_store(interrupted)
-    done = len(list((store / "shards").glob("*.safetensors")))
-    assert not (store / "meta.json").exists() and 1 <= done < N_SHARDS  # the kill landed mid-run
-    print(f"killed after {done} of {N_SHARDS} shards")
+    # The uninterrupted run, in a store of its own, goes on meanwhile: each process is one thread.
+    with _start_counting(_extract_args(data_csv, tiny_dir, reference)) as uninterrupted:
+        process = subprocess.Popen([sys.executable, "-m", "stc", *args], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, env=quiet_env())
+        _kill_9_when(process, lambda: list(interrupted.glob("*/shards/*.safetensors")), "the first shard", 240)
+        store = _only_store(interrupted)
+        done = len(list((store / "shards").glob("*.safetensors")))
+        assert not (store / "meta.json").exists() and 1 <= done < N_SHARDS  # the kill landed mid-run
+        print(f"killed after {done} of {N_SHARDS} shards")
 
-    assert _run_counting(args) == N_SHARDS - done  # the same command again: only the missing shards
-    assert (store / "meta.json").is_file() and not (store / "shards").exists()
-
-    reference = tmp_path / "uninterrupted"
-    assert _run_counting(_extract_args(data_csv, tiny_dir, reference)) == N_SHARDS
+        assert _shards_extracted(_start_counting(args)) == N_SHARDS - done  # the same command: the missing shards
+        assert (store / "meta.json").is_file() and not (store / "shards").exists()
+        assert _shards_extracted(uninterrupted) == N_SHARDS
     other = _only_store(reference)
     assert other.name == store.name
     names = sorted(path.name for path in (store / "arrays").iterdir())

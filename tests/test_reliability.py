@@ -288,11 +288,14 @@ def test_same_data_and_seed_give_identical_predictions_in_two_processes(tiny_dir
     params = small_params(etas=(0.2, 0.8), probe_Cs=(0.05, 0.5), final_Cs=(0.1, 1.0), max_length=64)
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
     payload = json.dumps([TEXTS, LABELS, ["good fun", "awful film", "number 7", "😀 ok"], params])
+    # Separate stores: each run extracts rather than reusing the other's. Side by side, since each is one thread.
+    runs = [subprocess.Popen([sys.executable, "-c", _DETERMINISM_SCRIPT, tiny_dir, str(tmp_path / run)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=quiet_env()) for run in ("first", "second")]
     outputs = []
-    for run in ("first", "second"):  # separate stores: the second run extracts again rather than reusing
-        result = subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT, tiny_dir, str(tmp_path / run)],
-                                input=payload, capture_output=True, text=True, timeout=300, env=quiet_env())
-        assert result.returncode == 0, result.stderr[-2000:]
-        outputs.append(result.stdout.strip().splitlines()[-1])
+    for run in runs:
+        stdout, stderr = run.communicate(payload, timeout=300)
+        assert run.returncode == 0, stderr[-2000:]
+        outputs.append(stdout.strip().splitlines()[-1])
     assert outputs[0] == outputs[1]
     assert len(json.loads(outputs[0])["probabilities"]) == 4

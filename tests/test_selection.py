@@ -267,6 +267,20 @@ def _evaluation(n_features, exit_layer=3, C=1.0, eta=0.5, poolings=("mean",)):
     return Evaluation(candidate, n_features, np.zeros(0), np.zeros((0, 1)))
 
 
+def test_the_search_scores_accuracy_as_scikit_learn_does_to_the_bit():
+    from sklearn.metrics import accuracy_score
+
+    from stc._metrics import score
+
+    rng = np.random.default_rng(0)
+    for n in [1, 2, 3, 7, 10, 49, 333] * 40:  # class codes of blocks of every size, as the search scores them
+        k = int(rng.integers(2, 6))
+        y_true, y_pred = rng.integers(0, k, n), rng.integers(0, k, n).astype(rng.choice([np.int32, np.int64]))
+        assert score(y_true, y_pred, "accuracy") == float(accuracy_score(y_true, y_pred))
+    assert score(["a", "b", "b"], ["a", "b", "a"], "accuracy") == float(accuracy_score(["a", "b", "b"],
+                                                                                      ["a", "b", "a"]))
+
+
 def test_one_standard_error_rule_takes_the_simplest_candidate_within_noise_on_the_best_ones_path():
     block_scores = np.array([[0.80, 0.84, 0.82, 0.86, 0.83],    # best mean, 300 features
                              [0.83, 0.81, 0.83, 0.84, 0.82],    # within a paired se of it, 20 features

@@ -52,16 +52,60 @@ def joblib_backend(engine: RayEngine | None) -> contextlib.AbstractContextManage
     if engine is None:
         return contextlib.nullcontext()
     engine.connect()
-    from joblib import parallel_config, register_parallel_backend
+    return _one_ray_pool()
+
+
+@contextlib.contextmanager
+def _one_ray_pool():
+    """joblib's Ray backend, one pool of actors for every ``Parallel`` call inside (closed at the end).
+
+    A fit makes several calls (each fold's probes, the search, the final probes, the estimate); joblib's backend
+    would start fresh actors for each, and each actor imports stc, torch included, before its first task: seconds
+    per call, most of a small fit's time on Ray."""
+    from joblib import parallel_config
     from ray.util.joblib.ray_backend import RayBackend
 
     class _RayGeneratorBackend(RayBackend):
         # probe.py and aggregate.py read their results as a generator (return_as="generator"), which joblib's
         # multiprocessing-derived backends refuse by default; they consume it whole, which is what makes it safe.
         supports_return_generator = True
+        _kept = None  # (workers, pool) from the last call
 
-    register_parallel_backend("stc-ray", _RayGeneratorBackend)
-    return parallel_config(backend="stc-ray")
+        def configure(self, n_jobs=1, parallel=None, **kwargs):
+            workers = self.effective_n_jobs(n_jobs)
+            # reused only at the width a call asks for: workers_within sizes that width to fit in memory
+            if self._kept is not None and self._kept[0] == workers:
+                self._pool, self.parallel = self._kept[1], parallel
+                return workers
+            if workers > 1:  # (one worker: joblib runs the call here, and the pool waits for the next)
+                self.close()
+            workers = super().configure(n_jobs, parallel, **kwargs)
+            self._kept = (workers, self._pool)
+            return workers
+
+        def terminate(self):
+            # The end of one call: keep the actors, but let go of its arguments, as closing the pool would.
+            if self._pool is not None:
+                for registry in ("_registry", "_registry_hashable"):
+                    getattr(self._pool, registry, {}).clear()
+            self._pool = None
+            self.reset_batch_stats()
+
+        def abort_everything(self, ensure_ready=True):
+            self.close()  # a failed call's other tasks may still run: those actors are not reused
+            super().abort_everything(ensure_ready)
+
+        def close(self):
+            if self._kept is not None:
+                pool, self._kept = self._kept[1], None
+                pool.terminate()
+
+    backend = _RayGeneratorBackend()
+    try:
+        with parallel_config(backend=backend):
+            yield
+    finally:
+        backend.close()
 
 
 def _import_ray():
@@ -96,17 +140,35 @@ class RayEngine:
             except OSError as error:
                 raise ValueError(f"cannot reach a Ray cluster at {self.address!r}: {error.strerror or error}") \
                     from None
+            self._log_in_once()
         try:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            # Ray >= 2.59 starts clusters (``ray start``) with token authentication, and a client that is not told
-            # so fails with only "Failed to connect": say what to set.
-            hint = ("" if os.environ.get("RAY_AUTH_MODE") else
-                    " (if the cluster uses token authentication, as `ray start` does by default since Ray 2.59, "
-                    "set RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or ~/.ray/auth_token)")
-            raise ValueError(f"cannot join the Ray cluster at {self.address!r}: "
-                             f"{str(error).strip().splitlines()[0] if str(error).strip() else error!r}{hint}") \
+            raise self._join_error(str(error).strip().splitlines()[0] if str(error).strip() else repr(error)) \
                 from None
+
+    def _log_in_once(self) -> None:
+        """One login at the cluster's GCS, with Ray's own client: a refused token is a final answer, which ray.init
+        would retry for 20 s before it says only "Failed to connect". Anything else is left to ray.init."""
+        try:
+            from ray._raylet import GcsClient  # not public: if it moves, ray.init alone decides, as before
+            from ray.exceptions import AuthenticationError
+        except ImportError:
+            return
+        try:
+            GcsClient(address=self.address)
+        except AuthenticationError as error:  # its first sentence; the rest is Ray's advice, ours is the hint
+            raise self._join_error(str(error).strip().split(". ")[0]) from None
+        except Exception:  # noqa: BLE001 - not an answer about this client: ray.init tries and says
+            pass
+
+    def _join_error(self, reason: str) -> ValueError:
+        # Ray >= 2.59 starts clusters (``ray start``) with token authentication, and a client that is not told
+        # so fails with only "Failed to connect": say what to set.
+        hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                " (if the cluster uses token authentication, as `ray start` does by default since Ray 2.59, "
+                "set RAY_AUTH_MODE=token here, with its token in RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+        return ValueError(f"cannot join the Ray cluster at {self.address!r}: {reason}{hint}")
 
     def _pool_size(self, n_jobs: int) -> int:
         ray = self._ray()
