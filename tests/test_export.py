@@ -68,7 +68,7 @@ def graph_of(monkeypatch):
     from stc.export import _onnx
 
     def use(directory: Path) -> None:
-        monkeypatch.setattr(_onnx, "_export_graph", lambda graph, ids, mask, path, opset_version: shutil.copyfile(
+        monkeypatch.setattr(_onnx, "_export_graph", lambda graph, inputs, path, opset_version: shutil.copyfile(
             directory / "model.onnx", path))
     return use
 

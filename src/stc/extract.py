@@ -7,6 +7,7 @@ pooled statistics are merged per text. The forward pass stops after the deepest 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -268,10 +269,8 @@ def attach_site_hooks(layer_map, sites: Collection[tuple[str, int]], hand: Calla
 
 
 def takes_segment_ids(model) -> bool:
-    """Whether the model's forward takes ``token_type_ids`` (BERT, GPT-2 do; DistilBERT, RoBERTa's one-type
-    embeddings and Llama do not, or ignore them): a pair's segment ids are passed only where they are an input."""
-    import inspect
-
+    """Whether the model's forward takes ``token_type_ids`` (BERT, GPT-2 do; DistilBERT, Llama do not): a pair's
+    segment ids are passed only where they are an input (and only where its tokenizer makes them)."""
     return "token_type_ids" in inspect.signature(model.forward).parameters
 
 
