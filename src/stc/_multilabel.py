@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.special import expit
 
 __all__ = ["is_multilabel_target", "encode_label_sets", "decode_indicator", "check_label_columns",
-           "tune_thresholds", "cross_fitted_predictions", "multilabel_report"]
+           "tune_thresholds", "probability_thresholds", "cross_fitted_predictions", "multilabel_report"]
 
 _COLLECTIONS = (list, tuple, set, frozenset)
 
@@ -155,6 +156,11 @@ def tune_thresholds(decisions: np.ndarray, Y: np.ndarray) -> np.ndarray:
         candidates = np.flatnonzero(f1 >= best - 1e-12)
         thresholds[j] = cuts[candidates[np.argmin(np.abs(cuts[candidates]))]]
     return thresholds
+
+
+def probability_thresholds(decisions: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """``tune_thresholds`` as the probabilities a ``MultiLabelHead`` holds (each kept strictly inside (0, 1))."""
+    return np.clip(expit(tune_thresholds(decisions, Y)), 1e-9, 1 - 1e-9)
 
 
 def cross_fitted_predictions(decisions: np.ndarray, Y: np.ndarray, blocks: Sequence[np.ndarray]) -> np.ndarray:

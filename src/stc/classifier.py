@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils import Tags
@@ -18,7 +17,7 @@ from ._estimator import check_validation_rows, encode_targets, text_estimator_ta
 from ._fitted import FittedState, fit_record
 from ._memory import workers_within
 from ._metrics import check_metric
-from ._multilabel import tune_thresholds
+from ._multilabel import probability_thresholds
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_inputs
 from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS, candidate_columns, final_fit_bytes, make_final_classifier
@@ -350,7 +349,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         chosen = result.configuration
         thresholds = None
         if result.y_eval.ndim == 2:  # each label's threshold, on every held-out decision of the chosen candidate
-            thresholds = np.clip(expit(tune_thresholds(result.evaluation.decisions, result.y_eval)), 1e-9, 1 - 1e-9)
+            thresholds = probability_thresholds(result.evaluation.decisions, result.y_eval)
         return Readout(
             backbone=BackboneReference.of(backbone),
             extraction=replace(settings, max_length=settings.max_length or backbone.max_length),

@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score
@@ -16,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._metrics import check_metric, score
 from .._multilabel import (cross_fitted_predictions, decode_indicator, encode_label_sets, is_multilabel_target,
-                           tune_thresholds)
+                           probability_thresholds)
 from .._validation import check_grid, check_inputs
 from ..aggregate import DEFAULT_FINAL_CS, make_final_classifier
 from ..backbone import Backbone, load_backbone
@@ -189,7 +188,7 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
             self.val_scores_[C] = score(Y_val, predicted, self.metric_)
         self.C_ = max(Cs, key=lambda C: (self.val_scores_[C], -C))
         self.classifier_ = models[self.C_]
-        self.thresholds_ = np.clip(expit(tune_thresholds(decisions[self.C_], Y_val)), 1e-9, 1 - 1e-9)
+        self.thresholds_ = probability_thresholds(decisions[self.C_], Y_val)
         self.head_ = head_from_pipeline(self.classifier_, self.classes_, thresholds=self.thresholds_)
 
     def _label_head(self) -> MultiLabelHead | None:
