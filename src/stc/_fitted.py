@@ -245,16 +245,17 @@ def fit_record(table, probes: Mapping, etas, validation: dict, selection: dict, 
 #: cv_results_'s parameter columns: the search row's field behind each.
 _PARAM_COLUMNS = {"param_readout_kind": "readout", "param_representations": "representations",
                   "param_poolings": "poolings", "param_eta": "eta", "param_exit_layer": "exit_layer", "param_C": "C",
-                  "param_dense_key": "dense_key"}
+                  "param_dense_key": "dense_key", "param_head": "head"}
 
 
 def cv_results(rows: list[dict]) -> dict[str, list]:
     """The search's record in scikit-learn's ``cv_results_`` convention, one entry per candidate, in the order
-    scored (stage 1, then stage 2).
+    scored (stage 1, then 2, then 3).
 
     Keys: ``param_readout_kind`` (sparse, dense or hybrid), ``param_representations``, ``param_poolings``,
     ``param_eta`` (None for dense), ``param_exit_layer``, ``param_C`` (the final classifier's), ``param_dense_key``
-    (the whole layer a dense or hybrid readout reads), ``params`` (those as one dict per candidate),
+    (the whole layer a dense or hybrid readout reads), ``param_head`` ("linear", or "mlp" for the third stage's
+    MLP heads; None in models saved before it), ``params`` (those as one dict per candidate),
     ``n_features`` (mean over folds), ``stage``, ``mean_test_score`` (the held-out score the search ranked by: the
     mean over folds, or one split's score), ``se_test_score`` (its standard error over the blocks),
     ``split{k}_test_score`` (the score on each fold, or validation block, k) and ``rank_test_score`` (1 = best;

@@ -210,6 +210,11 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
               "the readouts the search may build: sparse (named neurons kept by the probes), dense (every neuron of "
               "one layer's hidden state) and hybrid (the two together: needs both); with cv=None (the paper's "
               "protocol) sparse ones only", comma_list()),
+    Parameter("mlp_head", True, BOOLEAN,
+              "let the search try an MLP head (one hidden layer of 64 ReLU units, early stopping) on the neurons it "
+              "chose, at two Cs: it is kept only where it beats the linear head by more than one standard error; "
+              "single labels with cv (the one-standard-error rule) and 10 texts per class in every fold only",
+              cli_help="do not let the search try an MLP head on the chosen neurons"),
     Parameter("class_weight", None, one_of(*CLASS_WEIGHTS),
               "None, or 'balanced' to weigh every class the same in the probes and the final classifier (for "
               "imbalanced labels, typically with metric='macro_f1')",

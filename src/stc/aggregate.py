@@ -4,7 +4,8 @@ A *candidate* is one way to read the backbone: sparse (the neurons the probes ke
 representations and poolings, of layers up to an exit layer), dense (every neuron of one layer's pooled hidden
 state; the last layer's mean is the sentence-embedding baseline itself) or hybrid (the best dense layer plus the
 best sparse neurons: the embedding, told what it misses by named neurons of other layers), and the C of the final
-logistic regression. ``evaluate_candidates`` fits each candidate on the training rows of every split and predicts that
+logistic regression (or, a candidate of the search's third stage, an MLP head on the same columns:
+``Candidate.head``). ``evaluate_candidates`` fits each candidate on the training rows of every split and predicts that
 split's held-out rows; ``CandidateEvaluator`` binds it to a store and its splits. Which candidates are tried, and
 which wins, is decided above this module: the two-stage search (``stc.search``) and the selection rule
 (``stc.selection``).
@@ -27,7 +28,7 @@ from ._memory import workers_within
 from .extract import parse_key
 from ._multilabel import cross_fitted_predictions
 from .head import make_final_classifier
-from .heads import head_from_pipeline
+from .heads import fit_head_estimator, head_from_pipeline, mlp_possible
 from .probe import ProbeResult
 from .sparsify import select_neurons
 
@@ -53,6 +54,7 @@ class Candidate:
     C: float
     stage: int
     dense_key: str | None = None
+    head: str = "linear"  # the head family fitted on the columns: "linear" or "mlp" (stc.heads.HEAD_FAMILIES)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Configuration:
     dense_key: str | None = None
     score_se: float | None = None
     block_scores: tuple[float, ...] = field(default=())
+    head: str = "linear"
 
     def as_row(self) -> dict:
         row = asdict(self)
@@ -141,13 +144,14 @@ def final_fit_bytes(n_rows: int, n_features: int, n_classes: int, *, multilabel:
 def _distinct_jobs(candidates: Sequence[Candidate], splits: Sequence[Split],
                    dims: Mapping[str, int]) -> list[tuple[Candidate, list[dict[str, np.ndarray]]]]:
     """(candidate, its columns on each split) of the candidates that keep a neuron on every split, leaving out any
-    that reads exactly the same columns with the same C as an earlier one."""
+    that reads exactly the same columns with the same C and head as an earlier one."""
     jobs, seen = [], set()
     for candidate in candidates:
         per_split = [candidate_columns(candidate, split.probes, dims) for split in splits]
         if not all(per_split):
             continue
-        signature = (tuple(tuple((k, v.tobytes()) for k, v in cols.items()) for cols in per_split), candidate.C)
+        signature = (tuple(tuple((k, v.tobytes()) for k, v in cols.items()) for cols in per_split), candidate.C,
+                     candidate.head)
         if signature not in seen:
             seen.add(signature)
             jobs.append((candidate, per_split))
@@ -166,8 +170,11 @@ def evaluate_candidates(
     or read exactly the same columns with the same C as an earlier one, are dropped. ``y`` holds class codes, or
     is a multi-label indicator matrix: then the predictions are each label's decision thresholded by
     ``stc._multilabel.cross_fitted_predictions`` over ``blocks`` (positions in the held-out rows, in split order),
-    so that no block is scored with a threshold chosen on it."""
+    so that no block is scored with a threshold chosen on it. MLP-head candidates are dropped too where
+    ``stc.heads.mlp_possible`` says the training rows are too few (and for multi-label ``y``)."""
     multilabel = y.ndim == 2
+    if not mlp_possible(y, [split.train_rows for split in splits]):
+        candidates = [candidate for candidate in candidates if candidate.head != "mlp"]
     jobs = _distinct_jobs(candidates, splits, dims)
     if not jobs:
         return []
@@ -191,12 +198,12 @@ def evaluate_candidates(
         # Held as (columns, rows): a candidate's columns are then contiguous rows, 25x cheaper to gather.
         cache[key] = (held, np.ascontiguousarray(load(key, held).T))
 
-    def run(columns: Mapping[str, np.ndarray], split: Split, C: float) -> tuple[np.ndarray, np.ndarray]:
+    def run(columns: Mapping[str, np.ndarray], split: Split, candidate: Candidate) -> tuple[np.ndarray, np.ndarray]:
         # Matrices are built inside the job, so only n_jobs of them exist at once.
         parts = [cache[key][1][np.searchsorted(cache[key][0], indices)] for key, indices in columns.items()]
         X = np.concatenate(parts).T
-        model = make_final_classifier(C, seed, class_weight, multilabel=multilabel).fit(X[split.train_rows],
-                                                                                        y[split.train_rows])
+        model = fit_head_estimator(candidate.head, candidate.C, seed, class_weight, X[split.train_rows],
+                                   y[split.train_rows], multilabel=multilabel)
         # held-out rows through the head a fitted model would hold: the same arithmetic as predict_proba
         head = head_from_pipeline(model, codes if multilabel else model.classes_)
         held_out = X[split.val_rows]
@@ -215,7 +222,7 @@ def evaluate_candidates(
         # Largest fits first, so that no worker is left with a big one while the others idle at the end.
         order = sorted(range(len(tasks)), key=lambda t: -sum(len(v) for v in jobs[tasks[t][0]][1][tasks[t][1]].values()))
         results = Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
-            delayed(run)(jobs[tasks[t][0]][1][tasks[t][1]], splits[tasks[t][1]], jobs[tasks[t][0]][0].C)
+            delayed(run)(jobs[tasks[t][0]][1][tasks[t][1]], splits[tasks[t][1]], jobs[tasks[t][0]][0])
             for t in order)
         outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for t, result in zip(order, tqdm(results, total=len(tasks), desc=desc, unit="fit",

@@ -20,13 +20,13 @@ from ._metrics import check_metric
 from ._multilabel import probability_thresholds
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_inputs
-from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS, candidate_columns, final_fit_bytes, make_final_classifier
+from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS, candidate_columns, final_fit_bytes
 from .backbone import Backbone, load_backbone
 from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .explain import explain_prediction
 from .extract import default_poolings
-from .heads import head_from_pipeline
+from .heads import fit_head_estimator, head_from_pipeline
 from .protocol import FitOptions, PhaseTimer, Protocol, ProtocolResult, make_protocol
 from .readout import BackboneReference, FitRecord, Readout, Scores
 from .search import SearchSpace
@@ -75,15 +75,15 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     readout_ : the fitted model as one immutable value (``stc.readout.Readout``): every attribute below but
         ``classes_``, ``validation_`` and ``store_path_`` is a read-only view of it; predictions go through it.
     classes_ : the labels, sorted; ``predict_proba`` columns follow them.
-    classifier_ : the final scikit-learn pipeline (standardisation, then logistic regression) on the kept neurons,
-        rebuilt from the readout's arrays for code written against it.
+    classifier_ : the final scikit-learn pipeline (standardisation, then logistic regression or, for an MLP head,
+        ``MLPClassifier``) on the kept neurons, rebuilt from the readout's arrays for code written against it.
     kept_columns_ : dict from each array read at prediction (``"ffn.L3.mean"``: representation, layer, pooling) to
         the indices of its kept neurons, in column order (a copy: changing it changes nothing).
     kept_neurons_ : the names of the features, in column order (``"ffn.L3.mean.1021"``: array, then neuron index).
     n_features_ : the number of kept neurons, the columns the final classifier reads.
     exit_layer_ : the deepest layer read: ``predict`` runs the backbone only this far.
     configuration_ : the chosen readout as a dict: readout (sparse, dense or hybrid), representations, poolings,
-        eta, exit_layer, C, n_features, val_score, score_se, and the per-block scores.
+        eta, exit_layer, C, n_features, val_score, score_se, the per-block scores, and head ("linear" or "mlp").
     val_score_ : the held-out score of that configuration, in ``metric`` (the cross-validation mean, or the
         validation score with one split).
     val_score_se_ : its standard error over the folds (over 5 blocks of the validation texts with one split).
@@ -128,7 +128,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                  poolings: Sequence[str] | None = None, etas: Sequence[float] = DEFAULT_ETAS,
                  probe_Cs: Sequence[float] | None = None, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
                  metric: str = "auto", cv: int | str | None = "auto", selection_rule: str = "auto",
-                 readout_kinds: Sequence[str] = READOUT_KINDS, class_weight: str | None = None,
+                 readout_kinds: Sequence[str] = READOUT_KINDS, mlp_head: bool = True, class_weight: str | None = None,
                  calibrate: bool = True, validation_size: float = 0.2, max_length: int | None = None,
                  windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
@@ -145,6 +145,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.selection_rule = selection_rule
         self.readout_kinds = readout_kinds
+        self.mlp_head = mlp_head
         self.class_weight = class_weight
         self.calibrate = calibrate
         self.validation_size = validation_size
@@ -308,7 +309,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         """What ``fit`` and ``fit_store`` share: the protocol's choice on the store's rows, then the readout."""
         keys = store_keys(store, backbone, settings, len(protocol.codes))
         space = SearchSpace.over(settings.representations, settings.poolings, backbone.num_layers,
-                                 etas=params["etas"], Cs=params["final_Cs"], kinds=protocol.kinds)
+                                 etas=params["etas"], Cs=params["final_Cs"], kinds=protocol.kinds,
+                                 mlp_Cs=protocol.mlp_Cs(params["mlp_head"]))
         options = FitOptions(metric=params["metric"], probe_Cs=params["probe_Cs"], probe_solver=params["probe_solver"],
                              n_jobs=params["n_jobs"], seed=params["random_state"], class_weight=params["class_weight"],
                              show_progress_bar=params["show_progress_bar"])
@@ -328,8 +330,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
 
     def _final_classifier(self, store, result: ProtocolResult, codes: np.ndarray,
                           params: dict) -> tuple[dict[str, np.ndarray], Pipeline]:
-        """The chosen candidate's columns of each array, and the standardisation + logistic regression fitted on
-        them over the protocol's refit rows."""
+        """The chosen candidate's columns of each array, and its head's estimator (standardisation + logistic
+        regression, or + MLP) fitted on them over the protocol's refit rows."""
         rows, candidate = result.fit_rows, result.evaluation.candidate
         kept_columns = candidate_columns(candidate, result.probes, {key: store.dim(key) for key in result.probes})
         n_kept = sum(map(len, kept_columns.values()))
@@ -338,10 +340,10 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                        stage=f"the final classifier on {len(rows):,} texts x {n_kept:,} features",
                        knob="search fewer arrays (poolings, representations) or fit on fewer texts")
         X_fit = np.hstack([store.load(key, columns=columns, rows=rows) for key, columns in kept_columns.items()])
-        head = make_final_classifier(candidate.C, params["random_state"], params["class_weight"], multilabel=multilabel)
         with warnings.catch_warnings():  # one-vs-rest on a label absent from the training rows: a constant head
             warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
-            return kept_columns, head.fit(X_fit, codes[rows])
+            return kept_columns, fit_head_estimator(candidate.head, candidate.C, params["random_state"],
+                                                    params["class_weight"], X_fit, codes[rows], multilabel=multilabel)
 
     def _readout(self, backbone: Backbone, settings: ExtractionSettings, kept_columns: dict[str, np.ndarray],
                  head: Pipeline, temperature: float, result: ProtocolResult, record: FitRecord) -> Readout:

@@ -41,7 +41,7 @@ __all__ = ["LinearHead", "HEADS", "HEAD_KINDS", "require", "read_only", "HEAD_FO
            "make_final_classifier", "labels_to_json", "labels_from_json", "plain_label"]
 
 HEAD_FORMAT = "stc-head"
-HEAD_KINDS = ("linear", "multilabel")
+HEAD_KINDS = ("linear", "multilabel", "mlp")
 #: The head's arrays as they are named in safetensors files (a model's ``arrays.safetensors`` and ``head.safetensors``).
 _ARRAY_NAMES = {"mean": "scale.mean", "scale": "scale.scale", "coef": "logreg.coef", "intercept": "logreg.intercept"}
 _LABEL_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
@@ -146,6 +146,8 @@ class LinearHead:
     intercept: np.ndarray
     temperature: float = 1.0
     kind: ClassVar[str] = "linear"
+    #: each array field and its name in safetensors files
+    _array_names: ClassVar[dict[str, str]] = _ARRAY_NAMES
 
     def __post_init__(self) -> None:
         classes = np.asarray(self.classes)
@@ -153,15 +155,13 @@ class LinearHead:
         object.__setattr__(self, "classes", read_only(classes))
         mean = None if self.mean is None else np.asarray(self.mean)
         n_features = mean.shape[0] if mean is not None and mean.ndim == 1 else -1
-        n_rows = self._rows(len(classes))
-        expected = {"mean": (n_features,), "scale": (n_features,), "coef": (n_rows, n_features),
-                    "intercept": (n_rows,)}
+        expected = self._shapes(n_features, self._rows(len(classes)))
         for name, shape in expected.items():
             array = getattr(self, name)
             array = None if array is None else np.asarray(array)
             require(array is not None and array.shape == shape and array.dtype in (np.float32, np.float64)
                      and bool(np.isfinite(array).all()),
-                     f"array {_ARRAY_NAMES[name]} must be finite float32/float64 of shape {shape}, found "
+                     f"array {self._array_names[name]} must be finite float32/float64 of shape {shape}, found "
                      f"{None if array is None else (array.dtype.name, array.shape)}")
             object.__setattr__(self, name, read_only(array))
         require(bool((self.scale > 0).all()), "scale.scale must be positive")
@@ -170,6 +170,10 @@ class LinearHead:
                  and not isinstance(temperature, (bool, np.bool_)) and math.isfinite(temperature) and temperature > 0,
                  f"'temperature' must be a positive number, found {temperature!r}")
         object.__setattr__(self, "temperature", float(temperature))
+
+    def _shapes(self, n_features: int, n_rows: int) -> dict[str, tuple[int, ...]]:
+        """Each array field's expected shape (a head kind with other arrays says so here)."""
+        return {"mean": (n_features,), "scale": (n_features,), "coef": (n_rows, n_features), "intercept": (n_rows,)}
 
     @staticmethod
     def _rows(n_classes: int) -> int:
@@ -238,6 +242,11 @@ class LinearHead:
         n_features); with ``intercept`` each row sums to that row's decision value (up to rounding)."""
         row = np.asarray(features).reshape(1, -1)
         return self.coef.astype(np.float64) * self.standardise(row)
+
+    def feature_weights(self) -> np.ndarray:
+        """Each feature's weight in each decision row, on standardised activations: (1 or n_classes, n_features);
+        ``coef`` for a linear head (the report ranks neurons by these)."""
+        return self.coef.astype(np.float64)
 
     def explain(self, features: np.ndarray, neuron_names: Sequence[str], *, top_k: int = 10) -> dict:
         """One text's prediction and the ``top_k`` features that pushed its decision most, as a JSON-able dict.
@@ -314,7 +323,7 @@ class LinearHead:
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays as named in safetensors files (``scale.mean``, ``scale.scale``, ``logreg.coef``,
         ``logreg.intercept``)."""
-        return {file_name: getattr(self, name) for name, file_name in _ARRAY_NAMES.items()}
+        return {file_name: getattr(self, name) for name, file_name in self._array_names.items()}
 
     def document(self) -> dict:
         """What the JSON file holds: format, kind, classes and temperature."""
@@ -327,7 +336,7 @@ class LinearHead:
         ValueError naming what is missing or wrong."""
         kind = document.get("kind", "linear")
         require(kind in HEAD_KINDS, f"head kind {kind!r} is not one this stc reads ({', '.join(HEAD_KINDS)})")
-        fields = {name: arrays.get(file_name) for name, file_name in _ARRAY_NAMES.items()}
+        fields = {name: arrays.get(file_name) for name, file_name in cls._array_names.items()}
         if cls.kind != kind:  # another kind's file: its class reads it (stc.heads registers them in HEADS)
             require(cls is LinearHead and kind in HEADS, f"head kind {kind!r} is not a {cls.kind} head")
             return HEADS[kind].from_parts(document, arrays)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .aggregate import READOUT_KINDS, CandidateEvaluator, Configuration, Evaluation, Split
+from .heads import DEFAULT_MLP_CS
 from .probe import ProbeResult, fit_probe_paths, fit_probes
 from .search import SearchSpace, TwoStageSearch
 from .selection import Selector, configuration_rows, estimate_blocks, make_folds, resolve_cv, split_rows
@@ -110,6 +111,12 @@ class Protocol(ABC):
             raise ValueError(f"rule must be 'one_se' or 'best', got {rule!r}")
         self.codes, self.seed, self.rule, self.given, self.kinds = codes, seed, rule, given, tuple(kinds)
         self.floor = floor  # the embedding floor (stc.selection.embedding_floor) after the rule's choice
+
+    def mlp_Cs(self, wanted: bool) -> tuple[float, ...]:
+        """The Cs of the MLP heads the search's third stage tries (``stc.heads.DEFAULT_MLP_CS``): none unless
+        ``wanted``, and none for label sets or under the "best" rule, which could not refuse an MLP that wins by
+        noise."""
+        return DEFAULT_MLP_CS if wanted and self.rule == "one_se" and self.codes.ndim == 1 else ()
 
     @property
     @abstractmethod

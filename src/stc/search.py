@@ -4,14 +4,21 @@ The full product (representations × poolings × η × exit layer × C, and the 
 so ``TwoStageSearch.run`` tries in stage 1 every representation set × pooling set × η at full depth with one C,
 and every dense layer; in stage 2, around the stage-1 leaders (one per kind, named by the selection rule), every
 exit layer × C of the sparse leader, every C of the dense leader, and every C of the two together (hybrid). The rule
-then chooses among every candidate of both stages (``stc.selection.Selector``).
+then chooses among every candidate of both stages (``stc.selection.Selector``). With ``SearchSpace.mlp_Cs``, a
+third stage fits an MLP head (``stc.heads.MLPHead``) at each of those Cs on the neurons of the best candidate of
+stages 1 and 2 (the leader, whose path the rule's choice lies on), and the rule chooses among all three stages: a
+linear head is simpler than an MLP on the same or fewer neurons, so an MLP is chosen only where it beats every
+linear head on its path by more than one standard error (``stc.selection.simplifies``). Why the leader's neurons
+and not the rule's choice's: the choice is the simplest linear readout within noise of the best, and may have
+dropped neurons that only a nonlinear head can use (a planted XOR of two neurons: the choice kept one of them).
 
 ``TwoStageSearch.expected_score`` estimates the chosen model's test score with the selection's optimism left out:
 for each block of held-out rows, the search is replayed from its first stage without that block (its leaders named
 on the other blocks, stage 2 run around them when they differ from the search's own), the rule chooses among stage
 1 and that stage 2, and the choice is scored on the block (``stc.selection.leave_one_block_out``; the module
 docstring of ``stc.selection`` says why). The search keeps every stage-2 evaluation it made, so a replay around
-leaders it has seen costs nothing.
+leaders it has seen costs nothing. The third stage is replayed too: around the choice among stage 1 and that stage
+2 without the block (the MLPs around a leader the search has seen are not fitted again).
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ Evaluate = Callable[[Sequence[Candidate], str], list[Evaluation]]
 @dataclass(frozen=True)
 class SearchSpace:
     """The settings the search tries: representation and pooling sets, η, exit layers and final Cs, the dense
-    layers, and the readout kinds (sparse, dense, hybrid) it may build."""
+    layers, the readout kinds (sparse, dense, hybrid) it may build, and the Cs of the MLP heads of its third stage
+    (none: no third stage)."""
 
     representation_sets: Sequence[tuple[str, ...]]
     pooling_sets: Sequence[tuple[str, ...]]
@@ -44,10 +52,12 @@ class SearchSpace:
     Cs: Sequence[float]
     dense_keys: Sequence[str] = ()
     kinds: tuple[str, ...] = READOUT_KINDS
+    mlp_Cs: Sequence[float] = ()
 
     @classmethod
     def over(cls, representations: Sequence[str], poolings: Sequence[str], num_layers: int, *,
-             etas: Sequence[float], Cs: Sequence[float], kinds: Sequence[str] = READOUT_KINDS) -> SearchSpace:
+             etas: Sequence[float], Cs: Sequence[float], kinds: Sequence[str] = READOUT_KINDS,
+             mlp_Cs: Sequence[float] = ()) -> SearchSpace:
         """Every representation and pooling alone and (when several) all together, every layer as an exit, and as
         dense layers every pooled hidden state but the embeddings' (layer 0), when dense readouts are searched."""
         representation_sets = [(r,) for r in representations]
@@ -57,7 +67,7 @@ class SearchSpace:
         dense_keys = ([key for key in all_keys(num_layers, ("hidden",), poolings) if parse_key(key)[1] > 0]
                       if "dense" in kinds and "hidden" in representations else [])
         return cls(representation_sets, pooling_sets, tuple(etas), range(1, num_layers + 1), tuple(Cs), dense_keys,
-                   tuple(kinds))
+                   tuple(kinds), tuple(mlp_Cs))
 
     def stage_one(self) -> tuple[list[Candidate], list[Candidate]]:
         """(sparse, dense) candidates of stage 1, at full depth and the lower middle C of the grid."""
@@ -87,6 +97,10 @@ class SearchSpace:
                        for C in self.Cs]
         return second
 
+    def stage_three(self, leader: Candidate) -> list[Candidate]:
+        """Stage 3 on the neurons of the leader of stages 1 and 2: an MLP head at every C of ``mlp_Cs``."""
+        return [replace(leader, head="mlp", C=C, stage=3) for C in self.mlp_Cs] if leader.head == "linear" else []
+
 
 @dataclass(frozen=True)
 class SearchOutcome:
@@ -109,12 +123,13 @@ class TwoStageSearch:
     def __init__(self, space: SearchSpace, evaluate: Evaluate, selector: Selector):
         self.space, self.evaluate, self.selector = space, evaluate, selector
         self._outcome: SearchOutcome | None = None
-        self._stage_two: dict[Candidate, Evaluation] = {}  # every stage-2 evaluation made, by candidate
+        self._stage_two: dict[Candidate, Evaluation] = {}  # every stage-2 and 3 evaluation made, by candidate
         self._tried: set[Candidate] = set()
         self._held_out: np.ndarray | None = None  # per block, the replayed choice's score (expected_score)
 
     def run(self) -> SearchOutcome:
-        """Stage 1, stage 2 around its leaders, and the rule's choice among both stages."""
+        """Stage 1, stage 2 around its leaders, stage 3 (MLP heads) on the neurons of their leader, and the rule's
+        choice among every stage."""
         sparse, dense = self.space.stage_one()
         first = self.evaluate(sparse, "search stage 1")
         first_dense = self.evaluate(dense, "search stage 1 (dense)")
@@ -127,6 +142,9 @@ class TwoStageSearch:
         self._stage_two = {e.candidate: e for e in second}
         self._tried = set(self._stage_two)
         table = first + first_dense + second
+        if self.space.mlp_Cs:
+            table += self._made(self.space.stage_three(table[self.selector.leader(table)].candidate),
+                                "search stage 3 (MLP heads)")
         self._outcome = SearchOutcome(self.selector.choose(table), table)
         return self._outcome
 
@@ -146,10 +164,15 @@ class TwoStageSearch:
                 if pool:
                     leaders[kind] = table[pool[leader_without(block_scores[pool], [table[i] for i in pool],
                                                               k)]].candidate
-            second = self._around(leaders.get("sparse"), leaders.get("dense"))
-            scores = np.vstack([block_scores[first], score_blocks(second, selector.y_eval, selector.blocks,
-                                                                  selector.metric)])
-            per_block.append(([table[i] for i in first] + second, scores))
+            candidates = [table[i] for i in first] + self._around(leaders.get("sparse"), leaders.get("dense"))
+            scores = np.vstack([block_scores[first], score_blocks(candidates[len(first):], selector.y_eval,
+                                                                  selector.blocks, selector.metric)])
+            if self.space.mlp_Cs:
+                third = self._made(self.space.stage_three(candidates[leader_without(scores, candidates, k)].candidate),
+                                   "estimate: stage 3 around other leaders")
+                candidates += third
+                scores = np.vstack([scores, score_blocks(third, selector.y_eval, selector.blocks, selector.metric)])
+            per_block.append((candidates, scores))
         self._held_out = held_out_scores(selector, per_block)
         return mean_and_se(self._held_out)
 
@@ -169,10 +192,13 @@ class TwoStageSearch:
 
     def _around(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Evaluation]:
         """Stage 2 around these leaders, evaluating only the candidates not tried before."""
-        wanted = self.space.stage_two(sparse_leader, dense_leader)
+        return self._made(self.space.stage_two(sparse_leader, dense_leader), "estimate: stage 2 around other leaders")
+
+    def _made(self, wanted: list[Candidate], desc: str) -> list[Evaluation]:
+        """The evaluations of stage-2 or 3 candidates ``wanted`` (those that keep a neuron), evaluating only the
+        ones not tried before."""
         missing = [c for c in wanted if c not in self._tried]
         if missing:
             self._tried.update(missing)
-            self._stage_two.update((e.candidate, e) for e in self.evaluate(
-                missing, "estimate: stage 2 around other leaders"))
+            self._stage_two.update((e.candidate, e) for e in self.evaluate(missing, desc))
         return [self._stage_two[c] for c in wanted if c in self._stage_two]

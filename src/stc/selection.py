@@ -78,10 +78,12 @@ from ._metrics import score
 from ._stratify import iterative_stratification
 from .aggregate import Candidate, Configuration, Evaluation
 from .extract import parse_key
+from .heads import HEAD_FAMILIES
 
 __all__ = ["AUTO_CV_LIMIT", "DEFAULT_FOLDS", "FEWER_FOLDS_FROM", "LARGE_DATA_FOLDS", "resolve_cv", "make_folds",
            "split_rows", "estimate_blocks", "unscored_classes", "Selector", "score_blocks", "choose_one_se",
-           "leader_without", "leave_one_block_out", "held_out_scores", "mean_and_se", "embedding_candidates",
+           "leader_without", "leave_one_block_out", "held_out_scores", "mean_and_se",
+           "embedding_candidates",
            "embedding_floor", "expected_score", "configuration_rows"]
 
 AUTO_CV_LIMIT = 20_000
@@ -217,17 +219,25 @@ def score_blocks(evaluations: Sequence[Evaluation], y_eval: np.ndarray, blocks: 
 
 def _simplicity(evaluation: Evaluation) -> tuple:
     candidate = evaluation.candidate
-    return evaluation.mean_n_features, candidate.exit_layer, candidate.C
+    return HEAD_FAMILIES.index(candidate.head), evaluation.mean_n_features, candidate.exit_layer, candidate.C
 
 
 def simplifies(candidate: Candidate, leader: Candidate) -> bool:
-    """Whether ``candidate`` lies on ``leader``'s path towards simpler models (itself included)."""
+    """Whether ``candidate`` lies on ``leader``'s path towards simpler models (itself included).
+
+    A linear head is simpler than an MLP head on the same or fewer neurons, whatever either's C (C is compared
+    within one head family only): so an MLP leader's path holds the linear heads its neurons simplify to, and
+    the MLP is chosen only when none of them is within one standard error of it."""
     if (candidate.kind, candidate.representations, candidate.poolings) != \
             (leader.kind, leader.representations, leader.poolings):
         return False
+    simpler_head = HEAD_FAMILIES.index(candidate.head) - HEAD_FAMILIES.index(leader.head)
+    if simpler_head > 0:
+        return False
+    weaker_penalty = simpler_head < 0 or candidate.C <= leader.C
     if candidate.kind != "sparse":
-        return candidate.dense_key == leader.dense_key and candidate.C <= leader.C
-    return candidate.eta <= leader.eta and candidate.exit_layer <= leader.exit_layer and candidate.C <= leader.C
+        return candidate.dense_key == leader.dense_key and weaker_penalty
+    return candidate.eta <= leader.eta and candidate.exit_layer <= leader.exit_layer and weaker_penalty
 
 
 class Selector:
@@ -318,7 +328,8 @@ def embedding_candidates(evaluations: Sequence[Evaluation]) -> list[int]:
     """Indices of the embedding readout among ``evaluations`` (every neuron of the deepest dense layer's
     mean-pooled hidden state, or its first pooling when mean was not searched; at any C); empty when no dense
     readout was searched."""
-    dense = [(i, parse_key(e.candidate.dense_key)) for i, e in enumerate(evaluations) if e.candidate.kind == "dense"]
+    dense = [(i, parse_key(e.candidate.dense_key)) for i, e in enumerate(evaluations)
+             if e.candidate.kind == "dense" and e.candidate.head == "linear"]
     if not dense:
         return []
     deepest = max(layer for _, (_, layer, _) in dense)
@@ -362,5 +373,6 @@ def configuration_rows(selector: Selector, evaluations: Sequence[Evaluation]) ->
         se = float(blocks.std(ddof=1) / math.sqrt(len(blocks))) if len(blocks) > 1 else None
         n_features = int(e.mean_n_features) if float(e.mean_n_features).is_integer() else round(e.mean_n_features, 1)
         rows.append(Configuration(c.representations, c.poolings, c.eta, c.exit_layer, c.C, n_features,
-                                  float(value), c.stage, c.kind, c.dense_key, se, tuple(float(b) for b in blocks)))
+                                  float(value), c.stage, c.kind, c.dense_key, se, tuple(float(b) for b in blocks),
+                                  c.head))
     return rows

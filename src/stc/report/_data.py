@@ -214,8 +214,9 @@ def embedding_baseline(clf, train_texts, train_labels, val_texts, val_labels) ->
 
 def neuron_strength(clf) -> np.ndarray:
     """Each kept neuron's strength in the final classifier: the root of its squared weights summed over the rows
-    (classes; for a multi-label model, labels) of the head, on standardised activations."""
-    weights = np.asarray(clf.readout_.head.coef, dtype=np.float64)
+    (classes; for a multi-label model, labels) of the head, on standardised activations (an MLP head's connection
+    weights: ``stc.heads.MLPHead.feature_weights``)."""
+    weights = clf.readout_.head.feature_weights()
     return np.sqrt((weights ** 2).sum(axis=0))
 
 
@@ -273,7 +274,7 @@ def top_neurons(clf, train_texts: Sequence[str], train_labels: Sequence, *, coun
     token where it peaked in each of those texts. ``ranked_by``: said in each entry when given (a multi-label
     model's neurons are ranked by their weights pooled over labels)."""
     readout = clf.readout_
-    weights = np.asarray(readout.head.coef, dtype=np.float64)
+    weights = readout.head.feature_weights()
     strength = neuron_strength(clf)
     chosen = np.argsort(-strength, kind="stable")[:count]
     if texts is None:
