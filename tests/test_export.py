@@ -18,6 +18,7 @@ import stc
 from stc.cli import main
 from stc.export import OnnxPredictor, export_onnx
 from stc.head import LinearHead
+from stc.heads import MLPHead
 from stc.predictor import TorchPredictor
 from stc.runtimes import load_predictor
 from stc.serving import create_app
@@ -151,6 +152,29 @@ def test_a_temperature_is_applied_by_every_runtime(family, fitted, exported, gra
         served = np.array([[row["probabilities"][str(c)] for c in clf.classes_] for row in answer])
         np.testing.assert_allclose(served, expected, atol=1e-4, rtol=0)
     np.testing.assert_allclose(clf.predict_proba(NEW_TEXTS), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["distilbert", "llama"])  # two classes (sigmoid) and three (softmax)
+def test_an_mlp_head_runs_in_the_onnx_export_as_in_torch(family, fitted, exported, graph_of, tmp_path):
+    """The export applies the model's own head beside the graph: an MLP head (seeded random weights, 8 units) gives
+    the torch runtime's probabilities within 1e-4, and the export reads it back as an MLP head, array for array."""
+    graph_of(exported(family))  # the head is not in the graph
+    clf = copy.deepcopy(fitted(family))
+    head, rng = clf.readout_.head, np.random.default_rng(0)
+    mlp = MLPHead(classes=head.classes, mean=head.mean, scale=head.scale, temperature=1.3,
+                  hidden_coef=rng.normal(size=(8, head.n_features)), hidden_intercept=rng.normal(size=8),
+                  coef=rng.normal(size=(head.coef.shape[0], 8)), intercept=rng.normal(size=head.coef.shape[0]))
+    clf.readout_ = replace(clf.readout_, head=mlp, configuration={**clf.readout_.configuration, "head": "mlp"})
+    expected = clf.predict_proba(NEW_TEXTS)
+    assert not np.allclose(expected, fitted(family).predict_proba(NEW_TEXTS), atol=1e-3)  # another head indeed
+    predictor = OnnxPredictor(export_onnx(clf, tmp_path / "mlp"))
+    assert type(predictor.head) is MLPHead
+    for name, array in mlp.arrays().items():
+        assert np.array_equal(predictor.head.arrays()[name], array), name
+    np.testing.assert_allclose(predictor.predict_proba(NEW_TEXTS), expected, atol=1e-4, rtol=0)
+    assert np.array_equal(TorchPredictor(clf).predict_proba(NEW_TEXTS), expected)
+    explanation = predictor.explain(NEW_TEXTS[0], top_k=3)
+    assert explanation["local_linear"] is True and explanation["label"] in clf.classes_.tolist()
 
 
 def test_export_of_an_unfitted_model_is_a_clear_error(tmp_path):

@@ -296,6 +296,22 @@ def test_one_standard_error_rule_takes_the_simplest_candidate_within_noise_on_th
     assert choose_one_se(block_scores[:2], [_evaluation(300, C=0.1), _evaluation(20, C=1.0)]) == 0
 
 
+def test_an_mlp_head_is_chosen_only_beyond_one_standard_error_of_the_linear_heads_on_its_path():
+    linear = _evaluation(20, eta=0.5)
+    mlp = Evaluation(replace(linear.candidate, head="mlp", C=10.0, stage=3), 20, np.zeros(0), np.zeros((0, 1)))
+    other = _evaluation(20, eta=0.5, poolings=("max",))  # another pooling: not on the MLP's path
+    near = np.array([[0.80, 0.82, 0.81, 0.83, 0.80],   # the linear head
+                     [0.82, 0.80, 0.83, 0.81, 0.81],   # the MLP: better on average, within one paired se
+                     [0.70, 0.70, 0.70, 0.70, 0.70]])
+    assert choose_one_se(near, [linear, mlp, other]) == 0
+    far = near.copy()
+    far[1] = near[0] + np.array([0.05, 0.06, 0.05, 0.07, 0.06])  # better on every block, beyond noise
+    assert choose_one_se(far, [linear, mlp, other]) == 1
+    # a linear head is never on an MLP's path when it reads more neurons, nor an MLP on a linear leader's
+    wider = Evaluation(replace(linear.candidate, eta=0.9), 40, np.zeros(0), np.zeros((0, 1)))
+    assert choose_one_se(near[[1, 0]], [mlp, wider]) == 0
+
+
 def test_expected_score_leaves_each_block_out_of_the_choice():
     """Pure noise: 50 candidates of coin-flip predictions. The best candidate's score is luck; the estimate is not."""
     rng = np.random.default_rng(0)
@@ -458,3 +474,50 @@ def test_the_floor_gives_way_to_neurons_that_beat_the_embedding(tmp_path, plante
                     store, y, np.arange(300))
     assert clf.selection_["floor"] is None and clf.configuration_["readout"] != "dense"
     assert 5 in clf.kept_columns_["hidden.L2.mean"]
+
+
+# --- the MLP head (issue 23, point 2) -------------------------------------------------------------------------------
+
+def _nonlinear_or_linear(seed: int, n: int, nonlinear: bool):
+    """Tiny-BERT-shaped noise but for neurons 5 and 6 of hidden.L2.mean, shifted by 0.7 so that each says a little
+    about the label alone (and the probes keep them): the label is the XOR of their signs (``nonlinear``), or the
+    sign of their noisy sum."""
+    rng = np.random.default_rng(seed)
+    arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n, 32)) for layer in range(4)}
+    first, second = arrays["hidden.L2.mean"][:, 5], arrays["hidden.L2.mean"][:, 6]
+    first += 0.7
+    second += 0.7
+    if nonlinear:
+        return arrays, ((first > 0) ^ (second > 0)).astype(np.int64)
+    return arrays, (first + second - 1.4 + 0.8 * rng.normal(size=n) > 0).astype(np.int64)
+
+
+def test_the_mlp_head_wins_a_planted_xor_and_survives_save_and_load(tmp_path, planted_classifier):
+    arrays, y = _nonlinear_or_linear(1, 2000, nonlinear=True)
+    store = _write_store(tmp_path / "s", arrays)
+    params = dict(representations=("hidden",), poolings=("mean",), show_progress_bar=False)
+    mlp = _fit_rows(planted_classifier(**params), store, y, np.arange(1000))
+    linear = _fit_rows(planted_classifier(mlp_head=False, **params), store, y, np.arange(1000))
+    assert mlp.configuration_["head"] == "mlp" and mlp.readout_.head.kind == "mlp"
+    assert {5, 6} <= set(mlp.kept_columns_["hidden.L2.mean"].tolist())
+    assert set(linear.cv_results_["param_head"]) == {"linear"} and 3 not in linear.cv_results_["stage"]
+    third = [i for i, stage in enumerate(mlp.cv_results_["stage"]) if stage == 3]
+    assert [mlp.cv_results_["param_head"][i] for i in third] == ["mlp", "mlp"]
+    new = np.arange(1000, 2000)
+    assert _test_accuracy(mlp, store, new, y) > _test_accuracy(linear, store, new, y) + 0.15
+    assert mlp.expected_score_ > linear.expected_score_ + 0.1
+    mlp.save(tmp_path / "model")
+    loaded = STCClassifier.load(tmp_path / "model", check_backbone=False)
+    X = np.hstack([store.load(key, columns=columns, rows=new) for key, columns in mlp.kept_columns_.items()])
+    assert loaded.readout_.head.kind == "mlp" and loaded.configuration_["head"] == "mlp"
+    assert np.array_equal(loaded.proba_from_features(X), mlp.proba_from_features(X))
+    assert loaded.best_index_ == mlp.best_index_ and loaded.cv_results_["param_head"][loaded.best_index_] == "mlp"
+
+
+def test_the_linear_head_is_kept_where_the_problem_is_linear(tmp_path, planted_classifier):
+    arrays, y = _nonlinear_or_linear(1, 1000, nonlinear=False)
+    store = _write_store(tmp_path / "s", arrays)
+    clf = _fit_rows(planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False),
+                    store, y, np.arange(1000))
+    assert 3 in clf.cv_results_["stage"]  # the MLP heads were tried
+    assert clf.configuration_["head"] == "linear" and clf.readout_.head.kind == "linear"

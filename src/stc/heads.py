@@ -276,8 +276,9 @@ class MLPHead(LinearHead):
     def _shapes(self, n_features: int, n_rows: int) -> dict[str, tuple[int, ...]]:
         hidden = None if self.hidden_intercept is None else np.asarray(self.hidden_intercept)
         n_hidden = hidden.shape[0] if hidden is not None and hidden.ndim == 1 and len(hidden) else -1
-        return {"mean": (n_features,), "scale": (n_features,), "hidden_coef": (n_hidden, n_features),
-                "hidden_intercept": (n_hidden,), "coef": (n_rows, n_hidden), "intercept": (n_rows,)}
+        # the hidden intercept first: it sets the width every other array is checked against
+        return {"mean": (n_features,), "scale": (n_features,), "hidden_intercept": (n_hidden,),
+                "hidden_coef": (n_hidden, n_features), "coef": (n_rows, n_hidden), "intercept": (n_rows,)}
 
     def __reduce__(self):
         return type(self), (self.classes, self.mean, self.scale, self.coef, self.intercept, self.temperature,
