@@ -19,7 +19,9 @@ of a dataset are extracted once into one store; each fit reads its rows from it,
 
 Two ablations of ``stc`` are ordinary fits on the same texts and store, opt-in with ``--methods`` (each costs a
 whole ``stc`` fit): ``stc-best`` (``selection_rule="best"``: the best cross-validation score, no one-standard-error
-rule) and ``stc-no-hybrid`` (``readout_kinds=("sparse", "dense")``: the rule without the hybrid readouts). Every
+rule), ``stc-no-hybrid`` (``readout_kinds=("sparse", "dense")``: the rule without the hybrid readouts) and
+``stc-no-mlp`` (``mlp_head=False``: no third stage of MLP heads; the record's ``head`` says which head ``stc``
+chose). Every
 STC figure is read from the fitted estimator's public record (``expected_score_``, ``configuration_``,
 ``cv_results_`` ...).
 
@@ -53,8 +55,8 @@ METHODS = ("stc", "stc-split", "embedding")
 #: The STC methods: STCClassifier with every default but these (the first two are METHODS; the others: --methods).
 STC_METHODS = {"stc": {}, "stc-split": dict(cv=None, calibrate=False), "stc-balanced": dict(class_weight="balanced"),
                "stc-best": dict(selection_rule="best"), "stc-no-hybrid": dict(readout_kinds=("sparse", "dense")),
-               "stc-no-floor": dict(selection_rule="one_se")}
-EXTRA_METHODS = ("stc-balanced", "stc-best", "stc-no-hybrid", "stc-no-floor")
+               "stc-no-floor": dict(selection_rule="one_se"), "stc-no-mlp": dict(mlp_head=False)}
+EXTRA_METHODS = ("stc-balanced", "stc-best", "stc-no-hybrid", "stc-no-floor", "stc-no-mlp")
 #: The table's ablation columns: the method behind each, and the name older records (whose ``stc`` record held
 #: the ablation, chosen from that fit's own candidates) gave it.
 ABLATIONS = {"stc-best": "best", "stc-no-hybrid": "no_hybrid"}
@@ -195,7 +197,8 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
                     test = score(np.asarray(dataset.test.labels), predicted, dataset.metric)
                     estimate = clf.val_score_ if method == "stc-split" else clf.expected_score_
                     config = clf.configuration_
-                    extra.update({"readout": config.get("readout"), "n_features": clf.n_features_,
+                    extra.update({"readout": config.get("readout"), "head": config.get("head"),
+                                  "n_features": clf.n_features_,
                                   "exit_layer": clf.exit_layer_, "eta": config.get("eta"), "C": config.get("C"),
                                   "cv_score": clf.val_score_, "val_score": clf.val_score_, "timings": clf.fit_timings_,
                                   "rule": clf.selection_["rule"], "n_candidates": len(clf.cv_results_["params"])})
