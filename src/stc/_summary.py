@@ -28,6 +28,9 @@ def summary_lines(clf) -> list[str]:
     elif chosen.kind == "hybrid":
         lines.append(f"the hybrid readout won: every neuron of {chosen.dense_key} (the sentence embedding of "
                      f"that layer) plus the kept neurons at eta={chosen.eta:g} of the other arrays")
+    if config.get("head") == "mlp":
+        lines.append(f"head: an MLP ({clf.readout_.head.n_hidden} ReLU units) on these neurons: it beat every "
+                     f"linear head on them by more than one standard error of the folds")
     return lines + estimate_lines(clf)
 
 
@@ -71,6 +74,8 @@ def search_lines(clf, top: int = 5) -> list[str]:
                 f"exit={results['param_exit_layer'][i]}")
         if results["param_readout_kind"][i] == "hybrid":
             what += f" + {results['param_dense_key'][i]}"
+        if results.get("param_head", [None] * len(order))[i] == "mlp":
+            what += " (MLP head)"
         se = results["se_test_score"][i]
         lines.append(f"  {'*' if i == chosen else ' '} {results['rank_test_score'][i]:>3}. "
                      f"{results['param_readout_kind'][i]:<6} {what} C={results['param_C'][i]:g} "

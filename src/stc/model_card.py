@@ -48,6 +48,12 @@ def _base_model(backbone: dict) -> str | None:
     return name if _HUB_ID.match(name) and not Path(name).exists() else None
 
 
+def _head_words(head) -> str:
+    """What the head is, in words: a logistic regression, or an MLP (one hidden layer of ReLU units)."""
+    return (f"a one-hidden-layer MLP ({head.n_hidden} ReLU units)" if head.kind == "mlp"
+            else "a logistic regression")
+
+
 def model_card(readout: Readout, *, data_name: str | None = None) -> str:
     """The card of a fitted model (its readout) as Markdown with YAML front matter; ``data_name`` names the data
     it was fitted on, as the user named it."""
@@ -56,7 +62,7 @@ def model_card(readout: Readout, *, data_name: str | None = None) -> str:
     validation = readout.record.validation or {}
     lines = [f"# STC text classifier on {backbone.get('name')}", "",
              f"A [Sparsify-then-Classify](https://arxiv.org/abs/2311.15983) classifier made with stc {__version__}: "
-             f"a logistic regression on {readout.n_features} neurons of the backbone "
+             f"{_head_words(readout.head)} on {readout.n_features} neurons of the backbone "
              f"`{backbone.get('name')}`, read up to layer {readout.exit_layer} of {backbone.get('num_layers')}.", "",
              "## What it classifies", ""] + _classes_lines(readout, classes) + (
                  ["", "It reads text pairs (text_a, text_b), encoded as its tokenizer encodes pairs: "

@@ -38,7 +38,10 @@ the path and not over every candidate: with a few hundred texts, dozens of unrel
 per layer, other poolings) sit within one standard error by luck, and the simplest of them is the luckiest (seen
 on MR with 500 training texts, 5 seeds, in a one-off comparison: 3.2 test points lost against the path rule). The
 path rule follows ESL's own use of the rule, along one regularisation path; ``benchmarks/bench_selection.py``
-measures it against taking the best score on three datasets (its ablation column). With ``cv=None``, the best
+measures it against taking the best score on three datasets (its ablation column). The head is one more step of
+the path: a linear head is simpler than an MLP head (``stc.heads.MLPHead``, the search's third stage) on the same
+or fewer neurons, so an MLP leader gives way to any linear head on its path within one paired standard error, and
+an MLP is the model only where it beats them all beyond noise. With ``cv=None``, the best
 validation score wins (ties as above). The estimator's ``selection_rule`` overrides the choice ("one_se" or
 "best"; "auto" is the above), and its ``readout_kinds`` which kinds of readout the search builds.
 
@@ -326,8 +329,8 @@ def mean_and_se(values: np.ndarray) -> tuple[float, float]:
 
 def embedding_candidates(evaluations: Sequence[Evaluation]) -> list[int]:
     """Indices of the embedding readout among ``evaluations`` (every neuron of the deepest dense layer's
-    mean-pooled hidden state, or its first pooling when mean was not searched; at any C); empty when no dense
-    readout was searched."""
+    mean-pooled hidden state, or its first pooling when mean was not searched; a linear head at any C); empty when
+    no dense readout was searched."""
     dense = [(i, parse_key(e.candidate.dense_key)) for i, e in enumerate(evaluations)
              if e.candidate.kind == "dense" and e.candidate.head == "linear"]
     if not dense:

@@ -8,8 +8,8 @@ files and of the head's arrays, checked on load). Exports of format version 1 he
 computing the union of its tasks' kept neurons, with each task's head under ``tasks/<name>/`` and the positions of
 its features among the graph's: K tasks, one pass.
 
-The head (scaler + logistic regression, with the temperature when the model has one) is applied in numpy beside
-the graph, not inside it: it is the model's own ``LinearHead``, the one every runtime uses, so probabilities are
+The head (scaler + logistic regression, or the MLP head's hidden layer and output, with the temperature when the
+model has one) is applied in numpy beside the graph, not inside it: it is the model's own ``LinearHead``, the one every runtime uses, so probabilities are
 made in one place;
 dynamic int8 quantisation then touches only the backbone's matrix products, never the classifier's weights; and
 it costs one (n_texts, n_features) product, nothing beside the backbone.
