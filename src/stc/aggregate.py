@@ -26,7 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._memory import workers_within
 from .extract import parse_key
 from ._multilabel import cross_fitted_predictions
-from .head import make_final_classifier
+from .head import MULTILABEL_ALPHAS, make_final_classifier
 from .heads import head_from_pipeline
 from .probe import ProbeResult
 from .sparsify import select_neurons
@@ -50,7 +50,7 @@ class Candidate:
     poolings: tuple[str, ...]
     eta: float | None
     exit_layer: int
-    C: float
+    C: float | None  # the logistic regression's; None for a multi-label (ridge) head, which chooses its own
     stage: int
     dense_key: str | None = None
 
@@ -83,7 +83,7 @@ class Configuration:
     poolings: tuple[str, ...]
     eta: float | None
     exit_layer: int
-    C: float
+    C: float | None  # None: a multi-label head (its ridge penalty chosen by leave-one-out)
     n_features: float
     val_score: float
     stage: int
@@ -132,9 +132,15 @@ def candidate_columns(candidate: Candidate, probes: Mapping[str, ProbeResult],
 
 def final_fit_bytes(n_rows: int, n_features: int, n_classes: int, *, multilabel: bool = False) -> int:
     """An upper bound of the bytes one final-classifier fit allocates: its matrix, the training rows, their
-    standardised copy and the decision values (float32 or float64), lbfgs' gradients and its ten-step history
-    (``n_classes`` labels of a multi-label fit: one decision row each)."""
-    rows = n_classes if multilabel else 1 if n_classes == 2 else n_classes
+    standardised copy and the decision values (float32 or float64), lbfgs' gradients and its ten-step history;
+    for a multi-label (ridge) fit, the centred rows and the decomposition of the smaller of the rows' and the
+    features' Gram matrices (its eigenvectors, or the rows' singular vectors), and per label the leave-one-out
+    values of every penalty."""
+    if multilabel:
+        small = min(n_rows, n_features)
+        return (8 * n_rows * n_features * 4 + 8 * small * small * 3 + 8 * n_rows * small
+                + 8 * n_rows * n_classes * (len(MULTILABEL_ALPHAS) + 4))
+    rows = 1 if n_classes == 2 else n_classes
     return 8 * n_rows * n_features * 3 + 8 * n_rows * rows * 4 + 8 * rows * (n_features + 1) * 24
 
 
@@ -191,12 +197,12 @@ def evaluate_candidates(
         # Held as (columns, rows): a candidate's columns are then contiguous rows, 25x cheaper to gather.
         cache[key] = (held, np.ascontiguousarray(load(key, held).T))
 
-    def run(columns: Mapping[str, np.ndarray], split: Split, C: float) -> tuple[np.ndarray, np.ndarray]:
+    def run(columns: Mapping[str, np.ndarray], split: Split, C: float | None) -> tuple[np.ndarray, np.ndarray]:
         # Matrices are built inside the job, so only n_jobs of them exist at once.
         parts = [cache[key][1][np.searchsorted(cache[key][0], indices)] for key, indices in columns.items()]
         X = np.concatenate(parts).T
-        model = make_final_classifier(C, seed, class_weight, multilabel=multilabel).fit(X[split.train_rows],
-                                                                                        y[split.train_rows])
+        model = make_final_classifier(C, seed, class_weight, multilabel=multilabel).fit(
+            X[split.train_rows], y[split.train_rows].astype(np.int64))  # (a uint8 indicator cannot hold -1)
         # held-out rows through the head a fitted model would hold: the same arithmetic as predict_proba
         head = head_from_pipeline(model, codes if multilabel else model.classes_)
         held_out = X[split.val_rows]

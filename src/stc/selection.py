@@ -215,9 +215,15 @@ def score_blocks(evaluations: Sequence[Evaluation], y_eval: np.ndarray, blocks: 
                      for e in evaluations]).reshape(len(evaluations), len(blocks))
 
 
+def _penalty(candidate: Candidate) -> float:
+    """The candidate's C for ordering by simplicity; a head that chooses its own penalty (multi-label: C None)
+    orders as equal."""
+    return 0.0 if candidate.C is None else candidate.C
+
+
 def _simplicity(evaluation: Evaluation) -> tuple:
     candidate = evaluation.candidate
-    return evaluation.mean_n_features, candidate.exit_layer, candidate.C
+    return evaluation.mean_n_features, candidate.exit_layer, _penalty(candidate)
 
 
 def simplifies(candidate: Candidate, leader: Candidate) -> bool:
@@ -226,8 +232,9 @@ def simplifies(candidate: Candidate, leader: Candidate) -> bool:
             (leader.kind, leader.representations, leader.poolings):
         return False
     if candidate.kind != "sparse":
-        return candidate.dense_key == leader.dense_key and candidate.C <= leader.C
-    return candidate.eta <= leader.eta and candidate.exit_layer <= leader.exit_layer and candidate.C <= leader.C
+        return candidate.dense_key == leader.dense_key and _penalty(candidate) <= _penalty(leader)
+    return (candidate.eta <= leader.eta and candidate.exit_layer <= leader.exit_layer
+            and _penalty(candidate) <= _penalty(leader))
 
 
 class Selector:
