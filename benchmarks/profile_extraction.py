@@ -63,7 +63,7 @@ def main() -> None:
                 backbone.model(input_ids=ids, attention_mask=mask, use_cache=False)
 
     def no_op_statistics():
-        extract._token_stat = lambda x, mask, stat: x[:, 0].clone()
+        extract._token_stat = lambda x, mask, stat, columns=None: x[:, 0].clone()
         try:
             extract.extract_features(backbone, texts, keys)
         finally:

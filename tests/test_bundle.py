@@ -160,6 +160,21 @@ def test_stc_export_of_a_bundle_is_one_graph_whose_tasks_match_torch(models, tmp
     onnx = predictor.predict_proba(NEW_TEXTS)
     for name, clf in models.items():
         np.testing.assert_allclose(onnx[name], clf.predict_proba(NEW_TEXTS), atol=1e-4)
+    # stc predict on the export: one row per text with every task, as on the bundle itself; the bundle's own
+    # directory with --runtime onnx is refused, naming the export to make
+    (tmp_path / "texts.txt").write_text("\n".join(NEW_TEXTS) + "\n")
+    assert main(["predict", str(tmp_path / "onnx"), "--runtime", "onnx", "--data", str(tmp_path / "texts.txt"),
+                 "--out", str(tmp_path / "out.jsonl"), "--quiet"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [row["text"] for row in rows] == NEW_TEXTS
+    for name, clf in models.items():
+        got = np.array([[row["tasks"][name]["probabilities"][str(c)] for c in clf.classes_] for row in rows])
+        np.testing.assert_allclose(got, clf.predict_proba(NEW_TEXTS), atol=1e-4)
+    assert [row["tasks"]["topic"]["label"] for row in rows] == models["topic"].predict(NEW_TEXTS).tolist()
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "bundle"), "--runtime", "onnx", "--data", str(tmp_path / "texts.txt"),
+                 "--out", str(tmp_path / "refused.jsonl"), "--quiet"]) == 2
+    assert "stc export BUNDLE_DIR" in capsys.readouterr().err
     with TestClient(create_app(lambda: predictor)) as client:
         answer = client.post("/predict?tasks=topic", json={"texts": NEW_TEXTS[:2]}).json()["predictions"]
         assert [row["tasks"]["topic"]["label"] for row in answer] == models["topic"].predict(NEW_TEXTS[:2]).tolist()

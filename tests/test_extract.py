@@ -153,12 +153,18 @@ def test_a_small_mixed_batch_is_split_by_length_and_a_uniform_one_is_not():
     assert len(_windows_of_lengths([30] * 64).batches(8192)) == 1
 
 
-def test_columns_select_the_same_values(tiny_backbones):
+@pytest.mark.parametrize("windows", [False, True])
+def test_columns_select_the_same_values_bit_for_bit_for_every_pooling(tiny_backbones, windows):
+    # a max pools only the selected columns, the others select after pooling: either way the same bits as
+    # selecting from every column (a bundle's task reads its neurons from a wider union than its own model does)
     backbone = tiny_backbones["gpt2"]
-    full = extract_features(backbone, TEXTS, ["ffn.L2.mean"])["ffn.L2.mean"]
-    columns = np.array([3, 0, 17])
-    part = extract_features(backbone, TEXTS, ["ffn.L2.mean"], columns={"ffn.L2.mean": columns})["ffn.L2.mean"]
-    np.testing.assert_array_equal(part, full[:, columns])
+    keys = [f"{site}.{pooling}" for site in ("ffn.L2", "hidden.L1") for pooling in POOLINGS]
+    settings = {"max_length": 16, "windows": True, "window_overlap": 4} if windows else {}
+    full = extract_features(backbone, TEXTS, keys, **settings)
+    columns = {key: np.array([3, 0, 17]) if index % 2 else np.array([1, 5, 9, 30]) for index, key in enumerate(keys)}
+    part = extract_features(backbone, TEXTS, keys, columns=columns, **settings)
+    for key in keys:
+        np.testing.assert_array_equal(part[key], full[key][:, columns[key]], err_msg=key)
 
 
 def test_forward_stops_after_the_deepest_needed_block(tiny_backbones):

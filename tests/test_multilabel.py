@@ -114,6 +114,44 @@ def test_the_explanation_splits_each_predicted_labels_decision_by_neuron(clf):
 
 # --- thresholds -----------------------------------------------------------------------------------------------------
 
+def test_the_head_is_one_ridge_fit_for_every_label_and_no_C_is_searched(clf):
+    # label sets: one RidgeClassifierCV (its penalty by leave-one-out) instead of a logistic regression per label
+    assert clf.configuration_["C"] is None and set(clf.cv_results_["param_C"]) == {None}
+    pipeline = clf.classifier_
+    assert "ridge" in pipeline.named_steps
+    features = np.random.default_rng(0).normal(size=(5, clf.n_features_))
+    np.testing.assert_allclose(pipeline.decision_function(features), clf.readout_.head.decision(features),
+                               rtol=1e-6, atol=1e-9)
+    from stc._summary import summary_lines
+    assert any("ridge penalty by leave-one-out" in line for line in summary_lines(clf))
+
+
+def test_calibration_folds_each_labels_sigmoid_into_its_weights_and_keeps_the_ranking():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    Y = np.column_stack([X[:, 0] + 0.5 * rng.normal(size=200) > 0.8, X[:, 1] - X[:, 2] > 0,
+                         np.zeros(200, dtype=bool)]).astype(np.int64)
+    Y[0, 2] = 1  # a rare label: one positive
+    raw = MultiLabelHead(classes=np.array(["a", "b", "c"]), mean=np.zeros(4), scale=np.ones(4),
+                         coef=0.1 * rng.normal(size=(3, 4)) + np.array([[1, 0, 0, 0], [0, 1, -1, 0], [0, 0, 0, 1]]),
+                         intercept=np.zeros(3), thresholds=np.full(3, 0.5))
+    decisions = raw.decision(X)
+    head = raw.calibrated(decisions, Y)
+    calibrated = head.decision(X)
+    for j in range(3):  # an increasing affine map of each label's decision: the same ranking
+        slope, offset = np.polyfit(decisions[:, j], calibrated[:, j], 1)
+        assert slope > 0 and np.allclose(slope * decisions[:, j] + offset, calibrated[:, j])
+    # the calibrated probabilities are Platt's: their mean matches each label's frequency (a logistic fit's score
+    # equation), which the raw ridge-like decisions do not
+    np.testing.assert_allclose(head.probabilities(X)[:, :2].mean(axis=0), Y[:, :2].mean(axis=0), atol=2e-3)
+    # thresholds: each label's best F1 on the calibrated decisions, as probabilities
+    from stc._multilabel import probability_thresholds
+    np.testing.assert_allclose(head.thresholds, probability_thresholds(calibrated, Y))
+    # a label with no positive keeps its decisions
+    none = raw.calibrated(decisions, np.column_stack([Y[:, :2], np.zeros(200, dtype=np.int64)]))
+    np.testing.assert_allclose(none.decision(X)[:, 2], decisions[:, 2])
+
+
 def test_each_label_gets_the_threshold_with_its_best_f1():
     decisions = np.array([[3.0, -1.0], [2.0, -2.0], [1.0, 0.5], [-1.0, 1.0], [-2.0, 2.0]])
     truth = np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 1]])

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["register", "predict_bundle"]
+__all__ = ["register", "predict_bundle", "write_task_predictions"]
 
 
 def _cmd_bundle(args) -> int:
@@ -35,36 +35,46 @@ def _cell(label) -> str:
 
 def predict_bundle(args, texts: list[str]) -> int:
     """``stc predict`` on a bundle: one row per text with every task's label and probabilities."""
-    from ._files import atomic_path
     from .bundle import Bundle
-    from .predictor import prediction_labels
 
     bundle = Bundle.load(args.model_dir)
     if args.runtime != "torch":
-        raise ValueError("a bundle runs with --runtime torch (export its tasks one by one for ONNX)")
+        raise ValueError("a bundle directory runs with --runtime torch; for ONNX, export it (stc export BUNDLE_DIR "
+                         "--out DIR) and predict from DIR with --runtime onnx")
     backbone = bundle.load_backbone(device=args.device or "auto")
     probabilities = bundle.predict_proba(texts, backbone=backbone, show_progress_bar=not args.quiet)
-    classes = {name: [str(c) for c in readout.classes.tolist()] for name, readout in bundle.tasks.items()}
+    return write_task_predictions(args.out, texts, {name: readout.head for name, readout in bundle.tasks.items()},
+                                  probabilities)
+
+
+def write_task_predictions(out, texts: list[str], heads: dict, probabilities: dict) -> int:
+    """One row per text with every task's label and probabilities (CSV or JSON lines by ``out``'s suffix), from a
+    bundle or from its ONNX export: each task's head by name and its probabilities (n_texts, its n_classes)."""
+    from ._files import atomic_path
+    from .predictor import prediction_labels
+
+    names = list(heads)
+    classes = {name: [str(c) for c in head.classes.tolist()] for name, head in heads.items()}
     # a multi-label task answers "labels" (a list; ";"-joined in CSV), the others "label"
-    answers = {name: prediction_labels(bundle.tasks[name].head, proba) for name, proba in probabilities.items()}
+    answers = {name: prediction_labels(heads[name], proba) for name, proba in probabilities.items()}
     fields = {name: field for name, (field, _) in answers.items()}
     labels = {name: values for name, (_, values) in answers.items()}
-    out = Path(args.out)
+    out = Path(out)
     with atomic_path(out) as partial, open(partial, "w", encoding="utf-8", newline="") as handle:
         if out.suffix.lower() == ".csv":
             writer = csv.writer(handle)
-            writer.writerow(["text"] + [column for name in bundle.names for column in
+            writer.writerow(["text"] + [column for name in names for column in
                                         [f"{name}.{fields[name]}"] + [f"{name}.p_{c}" for c in classes[name]]])
             for i, text in enumerate(texts):
-                writer.writerow([text] + [value for name in bundle.names for value in
+                writer.writerow([text] + [value for name in names for value in
                                           [_cell(labels[name][i])] + [f"{p:.6f}" for p in probabilities[name][i]]])
         else:
             for i, text in enumerate(texts):
                 tasks = {name: {fields[name]: labels[name][i],
                                 "probabilities": dict(zip(classes[name], probabilities[name][i].tolist()))}
-                         for name in bundle.names}
+                         for name in names}
                 handle.write(json.dumps({"text": text, "tasks": tasks}, ensure_ascii=False) + "\n")
-    print(f"wrote {len(texts)} predictions of {len(bundle.names)} tasks to {out}", file=sys.stderr)
+    print(f"wrote {len(texts)} predictions of {len(names)} tasks to {out}", file=sys.stderr)
     return 0
 
 

@@ -153,7 +153,8 @@ class FittedState:
         ``classes_``), rebuilt from ``readout_.head`` for code written against scikit-learn; stc itself computes
         with the head (``stc.head.LinearHead``), in float64, and with the temperature."""
         readout = self.readout_
-        return readout.head.to_pipeline(float(readout.configuration["C"]), self.random_state, self.class_weight)
+        C = readout.configuration["C"]
+        return readout.head.to_pipeline(None if C is None else float(C), self.random_state, self.class_weight)
 
     def save(self, directory, *, copy_backbone: bool = False, data_name: str | None = None) -> None:
         """Write the model to ``directory`` as JSON + safetensors (no pickle) with a model card (``README.md``),
@@ -253,9 +254,10 @@ def cv_results(rows: list[dict]) -> dict[str, list]:
     scored (stage 1, then 2, then 3).
 
     Keys: ``param_readout_kind`` (sparse, dense or hybrid), ``param_representations``, ``param_poolings``,
-    ``param_eta`` (None for dense), ``param_exit_layer``, ``param_C`` (the final classifier's), ``param_dense_key``
-    (the whole layer a dense or hybrid readout reads), ``param_head`` ("linear", or "mlp" for the third stage's
-    MLP heads; None in models saved before it), ``params`` (those as one dict per candidate),
+    ``param_eta`` (None for dense), ``param_exit_layer``, ``param_C`` (the final classifier's; None for label sets,
+    whose ridge head chooses its penalty by leave-one-out), ``param_dense_key`` (the whole layer a dense or hybrid
+    readout reads), ``param_head`` ("linear", or "mlp" for the third stage's MLP heads; None in models saved before
+    it), ``params`` (those as one dict per candidate),
     ``n_features`` (mean over folds), ``stage``, ``mean_test_score`` (the held-out score the search ranked by: the
     mean over folds, or one split's score), ``se_test_score`` (its standard error over the blocks),
     ``split{k}_test_score`` (the score on each fold, or validation block, k) and ``rank_test_score`` (1 = best;

@@ -27,7 +27,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._memory import workers_within
 from .extract import parse_key
 from ._multilabel import cross_fitted_predictions
-from .head import make_final_classifier
+from .head import MULTILABEL_ALPHAS, make_final_classifier
 from .heads import fit_head_estimator, head_from_pipeline, mlp_possible
 from .probe import ProbeResult
 from .sparsify import select_neurons
@@ -51,7 +51,7 @@ class Candidate:
     poolings: tuple[str, ...]
     eta: float | None
     exit_layer: int
-    C: float
+    C: float | None  # the logistic regression's; None for a multi-label (ridge) head, which chooses its own
     stage: int
     dense_key: str | None = None
     head: str = "linear"  # the head family fitted on the columns: "linear" or "mlp" (stc.heads.HEAD_FAMILIES)
@@ -85,7 +85,7 @@ class Configuration:
     poolings: tuple[str, ...]
     eta: float | None
     exit_layer: int
-    C: float
+    C: float | None  # None: a multi-label head (its ridge penalty chosen by leave-one-out)
     n_features: float
     val_score: float
     stage: int
@@ -135,9 +135,15 @@ def candidate_columns(candidate: Candidate, probes: Mapping[str, ProbeResult],
 
 def final_fit_bytes(n_rows: int, n_features: int, n_classes: int, *, multilabel: bool = False) -> int:
     """An upper bound of the bytes one final-classifier fit allocates: its matrix, the training rows, their
-    standardised copy and the decision values (float32 or float64), lbfgs' gradients and its ten-step history
-    (``n_classes`` labels of a multi-label fit: one decision row each)."""
-    rows = n_classes if multilabel else 1 if n_classes == 2 else n_classes
+    standardised copy and the decision values (float32 or float64), lbfgs' gradients and its ten-step history;
+    for a multi-label (ridge) fit, the centred rows and the decomposition of the smaller of the rows' and the
+    features' Gram matrices (its eigenvectors, or the rows' singular vectors), and per label the leave-one-out
+    values of every penalty."""
+    if multilabel:
+        small = min(n_rows, n_features)
+        return (8 * n_rows * n_features * 4 + 8 * small * small * 3 + 8 * n_rows * small
+                + 8 * n_rows * n_classes * (len(MULTILABEL_ALPHAS) + 4))
+    rows = 1 if n_classes == 2 else n_classes
     return 8 * n_rows * n_features * 3 + 8 * n_rows * rows * 4 + 8 * rows * (n_features + 1) * 24
 
 

@@ -17,7 +17,6 @@ from ._estimator import check_validation_rows, encode_targets, text_estimator_ta
 from ._fitted import FittedState, fit_record
 from ._memory import workers_within
 from ._metrics import check_metric
-from ._multilabel import probability_thresholds
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_inputs
 from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS, candidate_columns, final_fit_bytes
@@ -99,8 +98,9 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         text, micro-F1 for label sets).
     target_ : what ``y`` was: "labels" (one per text), "label sets" (``predict`` gives a tuple of labels per text)
         or "indicator" (a 0/1 array (n_texts, n_labels); ``predict`` gives one too). For both multi-label targets
-        every label has its own binary head and decision threshold, and ``predict_proba`` gives each label's
-        probability (n_texts, n_labels), as ``OneVsRestClassifier`` does.
+        every label has its own linear decision (one ridge fit for all labels, Platt-calibrated) and decision
+        threshold, and ``predict_proba`` gives each label's probability (n_texts, n_labels), as
+        ``OneVsRestClassifier`` does.
     temperature_ : the calibration temperature dividing the final logits in ``predict_proba`` (1.0: none).
     backbone_ : the backbone, a dict: name, source, gguf_file, weights_sha256, num_layers and is_decoder.
     extraction_ : how texts were tokenised and pooled, a dict: representations, poolings, max_length (resolved),
@@ -309,8 +309,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         """What ``fit`` and ``fit_store`` share: the protocol's choice on the store's rows, then the readout."""
         keys = store_keys(store, backbone, settings, len(protocol.codes))
         space = SearchSpace.over(settings.representations, settings.poolings, backbone.num_layers,
-                                 etas=params["etas"], Cs=params["final_Cs"], kinds=protocol.kinds,
-                                 mlp_Cs=protocol.mlp_Cs(params["mlp_head"]))
+                                 etas=params["etas"], kinds=protocol.kinds, mlp_Cs=protocol.mlp_Cs(params["mlp_head"]),
+                                 Cs=(None,) if protocol.codes.ndim == 2 else params["final_Cs"])  # sets: ridge
         options = FitOptions(metric=params["metric"], probe_Cs=params["probe_Cs"], probe_solver=params["probe_solver"],
                              n_jobs=params["n_jobs"], seed=params["random_state"], class_weight=params["class_weight"],
                              show_progress_bar=params["show_progress_bar"])
@@ -349,13 +349,13 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                  head: Pipeline, temperature: float, result: ProtocolResult, record: FitRecord) -> Readout:
         """The fitted model as one value: the one place a fit builds it."""
         chosen = result.configuration
-        thresholds = None
-        if result.y_eval.ndim == 2:  # each label's threshold, on every held-out decision of the chosen candidate
-            thresholds = probability_thresholds(result.evaluation.decisions, result.y_eval)
+        fitted = head_from_pipeline(head, self.classes_, temperature)
+        if result.y_eval.ndim == 2:  # each label's probability and threshold, on the chosen candidate's held-out rows
+            fitted = fitted.calibrated(result.evaluation.decisions, result.y_eval)
         return Readout(
             backbone=BackboneReference.of(backbone),
             extraction=replace(settings, max_length=settings.max_length or backbone.max_length),
-            kept_columns=kept_columns, head=head_from_pipeline(head, self.classes_, temperature, thresholds=thresholds),
+            kept_columns=kept_columns, head=fitted,
             configuration=chosen.as_row(), params=self.get_params(), record=record,
             scores=Scores(validation=chosen.val_score, validation_se=chosen.score_se,
                           expected=result.expected[0], expected_se=result.expected[1]))

@@ -146,6 +146,10 @@ def _cmd_predict(args) -> int:
         predictor = load_predictor(args.model_dir, runtime=args.runtime)
         texts = read_texts(args.data, text_column=args.text_column, text_pair_column=args.text_pair_column)
         probabilities = predictor.predict_proba(texts)
+        if predictor.heads is not None:  # a bundle's export: one row per text with every task's answer
+            from ._bundle_cli import write_task_predictions
+
+            return write_task_predictions(args.out, texts, predictor.heads, probabilities)
         head = predictor.head
     field, labels = prediction_labels(head, probabilities)
     out = Path(args.out)

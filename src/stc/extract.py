@@ -66,15 +66,17 @@ def _last_index(mask: torch.Tensor) -> torch.Tensor:
     return mask.shape[1] - 1 - mask.int().flip(1).argmax(dim=1)
 
 
-def _token_stat(x: torch.Tensor, mask: torch.Tensor, stat: str) -> torch.Tensor:
-    """Per row of x (B, T, F): masked 'sum', 'max', 'first' or 'last' real token (left or right padding)."""
-    if stat == "sum":  # a batched matrix product: no masked copy of the activations is made
-        return torch.bmm(mask.unsqueeze(1).to(x.dtype), x).squeeze(1)
+def _token_stat(x: torch.Tensor, mask: torch.Tensor, stat: str, columns: torch.Tensor | None = None) -> torch.Tensor:
+    """Per row of x (B, T, F): masked 'sum', 'max', 'first' or 'last' real token (left or right padding), of the
+    ``columns`` only (long tensor; None: all). A max reduces only those (exact on any subset; a model keeps a few of
+    1,536 FFN neurons); the others select after pooling: a sum over fewer columns may round differently."""
     if stat == "max":
-        return _masked_max(x, mask)
-    rows = torch.arange(x.shape[0], device=x.device)
-    index = _first_index(mask) if stat == "first" else _last_index(mask)
-    return x[rows, index]
+        return _masked_max(x if columns is None else x.index_select(-1, columns), mask)
+    if stat == "sum":  # a batched matrix product: no masked copy of the activations is made
+        pooled = torch.bmm(mask.unsqueeze(1).to(x.dtype), x).squeeze(1)
+    else:
+        pooled = x[torch.arange(x.shape[0], device=x.device), (_last_index if stat == "last" else _first_index)(mask)]
+    return pooled if columns is None else pooled.index_select(-1, columns)
 
 
 def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -108,13 +110,13 @@ def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.maximum(head, tail.amax(dim=1))
 
 
-def pool_tokens(x: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def pool_tokens(x: torch.Tensor, mask: torch.Tensor, pooling: str, columns: torch.Tensor | None = None) -> torch.Tensor:
     """Pool token activations x (B, T, F) over the real tokens of ``mask`` (B, T): mean, max, first or last."""
     if pooling == "mean":
-        return _token_stat(x, mask, "sum") / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
+        return _token_stat(x, mask, "sum", columns) / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
-    return _token_stat(x, mask, pooling)
+    return _token_stat(x, mask, pooling, columns)
 
 
 # --- tokenisation and batching -------------------------------------------------------------------------------------
@@ -353,17 +355,15 @@ def extract_features(backbone: Backbone, texts: Sequence[str], keys: Sequence[st
     accumulators: dict[str, np.ndarray] = {}
     token_counts = np.bincount(tokens.text_index, weights=[len(ids) for ids in tokens.input_ids],
                                minlength=n_texts).astype(np.float64)
+    wanted = {key: torch.as_tensor(np.array(indices, dtype=np.int64), device=backbone.device)
+              for key, indices in (columns or {}).items() if key in parsed}
 
     def consume(representation: str, layer: int, x: torch.Tensor, rows: np.ndarray, mask: torch.Tensor) -> None:
-        for stat in sites[(representation, layer)]:
-            pooled = _token_stat(x, mask, stat).float()
-            for pooling in ("mean",) if stat == "sum" else (stat,):
-                key = feature_key(representation, layer, pooling)
-                if key not in parsed:
-                    continue
-                selected = pooled if columns is None or key not in columns else pooled[:, torch.as_tensor(
-                    columns[key], device=pooled.device)]
-                _accumulate(accumulators, key, pooling, selected.cpu().numpy(), rows, tokens, n_texts)
+        for stat in sites[(representation, layer)]:  # one key each: a site's "sum" is its mean, the others their own
+            pooling = "mean" if stat == "sum" else stat
+            key = feature_key(representation, layer, pooling)
+            pooled = _token_stat(x, mask, stat, wanted.get(key)).float()
+            _accumulate(accumulators, key, pooling, pooled.cpu().numpy(), rows, tokens, n_texts)
 
     bar = tqdm(total=len(tokens.input_ids), desc=progress_desc, unit="win", disable=not show_progress_bar,
                leave=False)

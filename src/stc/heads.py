@@ -1,8 +1,9 @@
 """Every kind of head beyond the linear one, how each is fitted, and the readers that choose a head by its kind.
 
 ``stc.head.LinearHead`` is the head of single-label models; ``MultiLabelHead`` (here) is a further kind of the same
-interface, for label sets: one binary logistic regression per label on the same standardised features, and a
-decision threshold per label; ``MLPHead`` (here) another, for single labels: one hidden layer of ReLU units on the
+interface, for label sets: a linear decision per label on the same standardised features (fitted as one ridge
+classifier for every label, each label's decision mapped to a probability by Platt's sigmoid), and a decision
+threshold per label; ``MLPHead`` (here) another, for single labels: one hidden layer of ReLU units on the
 standardised features (the search tries it beside the linear head: ``stc.search``). ``LinearHead.from_parts``/
 ``from_files`` read any kind (the ``kind`` field of the file names it); ``fit_head_estimator`` fits the scikit-learn
 estimator of a head kind, and ``head_from_pipeline`` reads any fitted one.
@@ -17,12 +18,12 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
-from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelBinarizer, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
+from ._multilabel import probability_thresholds
 from .head import HEADS, LinearHead, linear_decision, make_final_classifier, read_only, require
 
 __all__ = ["MultiLabelHead", "MLPHead", "head_from_pipeline", "fit_head_estimator", "make_mlp_classifier",
@@ -36,8 +37,8 @@ _THRESHOLDS = "logreg.thresholds"
 
 @dataclass(frozen=True, eq=False)
 class MultiLabelHead(LinearHead):
-    """A multi-label head: one binary logistic regression per label on the same standardised features, and each
-    label's decision threshold.
+    """A multi-label head: a linear decision per label on the same standardised features, a sigmoid per label, and
+    each label's decision threshold.
 
     ``decision`` is (n_texts, n_labels) (one row of ``coef`` per label); ``probabilities`` each label's sigmoid of
     its decision divided by ``temperature``; ``labels`` the 0/1 indicator matrix of the labels whose probability
@@ -137,39 +138,48 @@ class MultiLabelHead(LinearHead):
     @classmethod
     def from_pipeline(cls, pipeline: Pipeline, classes: np.ndarray, temperature: float = 1.0, *,
                       thresholds: np.ndarray | None = None) -> MultiLabelHead:
-        """The head of a fitted multi-label ``make_final_classifier`` pipeline; a label constant in its training
-        rows (scikit-learn's constant predictor) gets zero weights and an intercept of ±30. ``thresholds``: None
-        is 0.5 for every label."""
-        scaler, ovr = pipeline.named_steps["scale"], pipeline.named_steps["logreg"]
-        coef = np.zeros((len(classes), scaler.mean_.shape[0]))
-        intercept = np.zeros(len(classes))
-        for j, estimator in enumerate(ovr.estimators_):
-            if hasattr(estimator, "coef_"):
-                coef[j], intercept[j] = estimator.coef_[0], estimator.intercept_[0]
-            else:
-                intercept[j] = 30.0 if np.asarray(estimator.y_).ravel()[0] else -30.0
-        return cls(classes=classes, mean=scaler.mean_, scale=scaler.scale_, coef=coef, intercept=intercept,
-                   temperature=temperature,
+        """The head of a fitted multi-label ``make_final_classifier`` pipeline, its decisions as fitted (not yet
+        calibrated: see ``calibrated``). ``thresholds``: None is 0.5 for every label."""
+        scaler, ridge = pipeline.named_steps["scale"], pipeline.named_steps["ridge"]
+        return cls(classes=classes, mean=scaler.mean_, scale=scaler.scale_, coef=np.atleast_2d(ridge.coef_),
+                   intercept=np.atleast_1d(ridge.intercept_), temperature=temperature,
                    thresholds=np.full(len(classes), 0.5) if thresholds is None else np.asarray(thresholds))
 
-    def to_pipeline(self, C: float, seed: int = 0, class_weight: str | None = None) -> Pipeline:
+    def calibrated(self, decisions: np.ndarray, Y: np.ndarray) -> MultiLabelHead:
+        """This head with each label's decision mapped to a probability and its threshold chosen, both on held-out
+        ``decisions`` (n_rows, n_labels) of rows labelled ``Y`` (0/1) -- decisions of models that did not see them.
+
+        Per label, Platt's sigmoid ``p = expit(a * decision + b)`` (a 1-D logistic regression, ``a`` kept
+        positive so the ranking stays) is folded into the label's weights and intercept, as scikit-learn's
+        ``CalibratedClassifierCV(ensemble=False)`` calibrates a model refitted on every row with the held-out
+        decisions of its folds; then ``probability_thresholds`` on the calibrated decisions. A label with no
+        positive or no negative among the rows keeps its decisions."""
+        decisions, Y = np.asarray(decisions, dtype=np.float64), np.asarray(Y)
+        slope, offset = np.ones(len(self.classes)), np.zeros(len(self.classes))
+        for j in range(len(self.classes)):
+            truth = Y[:, j] > 0
+            if truth.all() or not truth.any():
+                continue
+            platt = LogisticRegression(C=1e4, max_iter=1000).fit(decisions[:, j:j + 1], truth)
+            slope[j], offset[j] = max(float(platt.coef_[0, 0]), 1e-6), float(platt.intercept_[0])
+        calibrated = decisions * slope + offset
+        return type(self)(classes=self.classes, mean=self.mean, scale=self.scale,
+                          coef=self.coef.astype(np.float64) * slope[:, None],
+                          intercept=self.intercept.astype(np.float64) * slope + offset, temperature=self.temperature,
+                          thresholds=probability_thresholds(calibrated, Y))
+
+    def to_pipeline(self, C: float | None = None, seed: int = 0, class_weight: str | None = None) -> Pipeline:
         """A fitted multi-label ``make_final_classifier`` pipeline holding this head's arrays (its
-        ``predict_proba`` is ``probabilities`` at temperature 1; its ``predict`` thresholds at 0.5, not at
-        ``thresholds``)."""
-        pipeline = make_final_classifier(C, seed, class_weight, multilabel=True)
-        scaler, ovr = pipeline.named_steps["scale"], pipeline.named_steps["logreg"]
+        ``decision_function`` is ``decision``; its ``predict`` thresholds each decision at 0, not at
+        ``thresholds``). ``C`` and ``seed`` are not used (the ridge has neither)."""
+        pipeline = make_final_classifier(None, seed, class_weight, multilabel=True)
+        scaler, ridge = pipeline.named_steps["scale"], pipeline.named_steps["ridge"]
         scaler.mean_, scaler.scale_, scaler.var_ = self.mean, self.scale, self.scale ** 2
         scaler.n_features_in_, scaler.n_samples_seen_ = self.n_features, 0
-        estimators = []
-        for j in range(len(self.classes)):
-            logreg = LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight=class_weight)
-            logreg.classes_, logreg.coef_ = np.arange(2), self.coef[j:j + 1]
-            logreg.intercept_, logreg.n_features_in_, logreg.n_iter_ = self.intercept[j:j + 1], self.n_features, \
-                np.array([0])
-            estimators.append(logreg)
-        ovr.estimators_ = estimators
-        ovr.label_binarizer_ = LabelBinarizer(sparse_output=True).fit(np.eye(len(self.classes), dtype=int))
-        ovr.classes_, ovr.n_features_in_ = ovr.label_binarizer_.classes_, self.n_features
+        ridge.coef_, ridge.intercept_, ridge.n_features_in_ = self.coef, self.intercept, self.n_features
+        ridge.alpha_ = float("nan")  # not known from the arrays
+        ridge._label_binarizer = LabelBinarizer(pos_label=1, neg_label=-1).fit(
+            np.eye(len(self.classes), dtype=int))
         return pipeline
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -364,22 +374,23 @@ HEADS["mlp"] = MLPHead
 
 def head_from_pipeline(pipeline: Pipeline, classes: np.ndarray, temperature: float = 1.0, *,
                        thresholds: np.ndarray | None = None) -> LinearHead:
-    """The head of any fitted ``fit_head_estimator`` pipeline: linear, multi-label (one-vs-rest) or MLP."""
+    """The head of any fitted ``fit_head_estimator`` pipeline: linear, multi-label (its ridge step) or MLP."""
     if "mlp" in pipeline.named_steps:
         return MLPHead.from_pipeline(pipeline, classes, temperature)
-    if isinstance(pipeline.named_steps["logreg"], OneVsRestClassifier):
+    if "ridge" in pipeline.named_steps:
         return MultiLabelHead.from_pipeline(pipeline, classes, temperature, thresholds=thresholds)
     return LinearHead.from_pipeline(pipeline, classes, temperature)
 
 
-def fit_head_estimator(head: str, C: float, seed: int | None, class_weight: str | None, X: np.ndarray,
+def fit_head_estimator(head: str, C: float | None, seed: int | None, class_weight: str | None, X: np.ndarray,
                        y: np.ndarray, *, multilabel: bool = False) -> Pipeline:
     """The scikit-learn estimator of head family ``head`` ("linear" or "mlp", ``HEAD_FAMILIES``) fitted on (X, y):
     the one place the search's candidates and the final model fit their head. ``C`` is the inverse strength of the
     weights' L2 penalty for both (see ``make_mlp_classifier``); ``class_weight="balanced"`` reaches the MLP as
     sample weights (it takes no class weights)."""
-    if head == "linear":
-        return make_final_classifier(C, seed, class_weight, multilabel=multilabel).fit(X, y)
+    if head == "linear":  # (a multi-label uint8 indicator cannot hold the ridge's -1 targets: int64)
+        return make_final_classifier(C, seed, class_weight, multilabel=multilabel).fit(
+            X, y.astype(np.int64) if multilabel else y)
     require(head == "mlp" and not multilabel, f"no {head!r} head for {'label sets' if multilabel else 'labels'}")
     weights = None if class_weight is None else compute_sample_weight(class_weight, y)
     return make_mlp_classifier(C, seed).fit(X, y, mlp__sample_weight=weights)

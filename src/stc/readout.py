@@ -144,7 +144,8 @@ class Readout:
         require(isinstance(self.configuration, Mapping), "'configuration' must be an object")
         set_field("configuration", frozen(self.configuration))
         chosen_readout(self.configuration)  # its kind, η, dense key and exit layer
-        check_positive(self.configuration.get("C"), "configuration 'C'")
+        if self.head.kind != "multilabel" or self.configuration.get("C") is not None:  # label sets: no C
+            check_positive(self.configuration.get("C"), "configuration 'C'")
         require(isinstance(self.params, Mapping), "'params' must be an object")
         set_field("params", frozen(self.params))
         require(isinstance(self.scores, Scores) and isinstance(self.record, FitRecord),

@@ -220,9 +220,15 @@ def score_blocks(evaluations: Sequence[Evaluation], y_eval: np.ndarray, blocks: 
                      for e in evaluations]).reshape(len(evaluations), len(blocks))
 
 
+def _penalty(candidate: Candidate) -> float:
+    """The candidate's C for ordering by simplicity; a head that chooses its own penalty (multi-label: C None)
+    orders as equal."""
+    return 0.0 if candidate.C is None else candidate.C
+
+
 def _simplicity(evaluation: Evaluation) -> tuple:
     candidate = evaluation.candidate
-    return HEAD_FAMILIES.index(candidate.head), evaluation.mean_n_features, candidate.exit_layer, candidate.C
+    return HEAD_FAMILIES.index(candidate.head), evaluation.mean_n_features, candidate.exit_layer, _penalty(candidate)
 
 
 def simplifies(candidate: Candidate, leader: Candidate) -> bool:
@@ -237,7 +243,7 @@ def simplifies(candidate: Candidate, leader: Candidate) -> bool:
     simpler_head = HEAD_FAMILIES.index(candidate.head) - HEAD_FAMILIES.index(leader.head)
     if simpler_head > 0:
         return False
-    weaker_penalty = simpler_head < 0 or candidate.C <= leader.C
+    weaker_penalty = simpler_head < 0 or _penalty(candidate) <= _penalty(leader)
     if candidate.kind != "sparse":
         return candidate.dense_key == leader.dense_key and weaker_penalty
     return candidate.eta <= leader.eta and candidate.exit_layer <= leader.exit_layer and weaker_penalty

@@ -14,8 +14,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils.validation import check_is_fitted
 
 from .._metrics import check_metric, score
-from .._multilabel import (cross_fitted_predictions, decode_indicator, encode_label_sets, is_multilabel_target,
-                           probability_thresholds)
+from .._multilabel import cross_fitted_predictions, decode_indicator, encode_label_sets, is_multilabel_target
 from .._validation import check_grid, check_inputs
 from ..aggregate import DEFAULT_FINAL_CS, make_final_classifier
 from ..backbone import Backbone, load_backbone
@@ -49,16 +48,18 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     ``reuse_store=False`` always extracts, so that the fit time is the baseline's own cost (``stc experiment``).
 
     Multi-label targets (a label collection per text, or a 2-D 0/1 indicator array) are fitted as STC fits them:
-    one binary logistic regression per label on the standardised embedding (``make_final_classifier(...,
-    multilabel=True)``), C chosen by ``metric`` ("auto": micro-F1) on the validation texts, each block of them
-    thresholded by thresholds tuned on the other blocks (``stc._multilabel.cross_fitted_predictions``), and each
-    label's decision threshold tuned on every validation decision of the chosen C (``tune_thresholds``).
+    one ridge classifier for every label on the standardised embedding (``make_final_classifier(...,
+    multilabel=True)``, its penalty chosen by leave-one-out: no C), scored by ``metric`` ("auto": micro-F1) on the
+    validation texts, each block of them thresholded by thresholds tuned on the other blocks
+    (``stc._multilabel.cross_fitted_predictions``), and each label's probability (Platt) and decision threshold
+    chosen on every validation decision (``MultiLabelHead.calibrated``).
 
     Attributes
     ----------
     classes_ : the labels, sorted; ``predict_proba`` columns follow them.
-    C_ : the chosen C; ``val_scores_`` the validation score of every C, ``val_score_`` the chosen one's.
-    classifier_ : the scikit-learn pipeline (standardisation, logistic regression; one-vs-rest for label sets)
+    C_ : the chosen C (None for label sets); ``val_scores_`` the validation score of every C, ``val_score_`` the
+        chosen one's.
+    classifier_ : the scikit-learn pipeline (standardisation, logistic regression; a ridge classifier for label sets)
         fitted on the training texts (not the validation ones).
     metric_ : ``metric`` with "auto" resolved (accuracy for one label per text, micro-F1 for label sets).
     target_ : what ``y`` was: "labels", "label sets" (``predict`` gives a tuple of labels per text) or
@@ -174,22 +175,18 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
 
     def _fit_label_sets(self, X_train: np.ndarray, Y_train: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray,
                         Cs) -> None:
-        """One-vs-rest logistic regression per C on the training rows; each C scored on the validation rows, each
-        block of them thresholded by thresholds tuned on the others (as STC scores a candidate); the chosen C's
-        thresholds tuned on every validation decision (as STC's final head's)."""
+        """STC's multi-label head on the embedding: one ridge classifier for every label on the training rows (its
+        penalty chosen by leave-one-out, so ``Cs`` is not used and ``C_`` is None), scored on the validation rows,
+        each block of them thresholded by thresholds tuned on the others (as STC scores a candidate); each label's
+        probability and threshold calibrated on every validation decision (as STC's final head's)."""
         blocks = estimate_blocks(Y_val, self.random_state)
-        models, decisions = {}, {}
-        # a label absent from (or on every one of) the training rows: a constant head, as STC's
-        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
-        for C in Cs:
-            models[C] = make_final_classifier(C, self.random_state, multilabel=True).fit(X_train, Y_train)
-            decisions[C] = head_from_pipeline(models[C], self.classes_).decision(X_val)
-            predicted = cross_fitted_predictions(decisions[C], Y_val, blocks)
-            self.val_scores_[C] = score(Y_val, predicted, self.metric_)
-        self.C_ = max(Cs, key=lambda C: (self.val_scores_[C], -C))
-        self.classifier_ = models[self.C_]
-        self.thresholds_ = probability_thresholds(decisions[self.C_], Y_val)
-        self.head_ = head_from_pipeline(self.classifier_, self.classes_, thresholds=self.thresholds_)
+        self.classifier_ = make_final_classifier(None, self.random_state, multilabel=True).fit(X_train, np.asarray(Y_train, dtype=np.int64))
+        head = head_from_pipeline(self.classifier_, self.classes_)
+        decisions = head.decision(X_val)
+        self.C_ = None
+        self.val_scores_[None] = score(Y_val, cross_fitted_predictions(decisions, Y_val, blocks), self.metric_)
+        self.head_ = head.calibrated(decisions, Y_val)
+        self.thresholds_ = self.head_.thresholds
 
     def _label_head(self) -> MultiLabelHead | None:
         """The multi-label head of a model fitted on label sets or an indicator; None for one label per text."""

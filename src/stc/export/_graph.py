@@ -73,7 +73,6 @@ class FeatureGraph(nn.Module):
         parts = []
         for index, (_key, representation, layer, pooling) in enumerate(self.keys):
             x = self._captured[(representation, layer)]
-            pooled = pool_tokens(x.float(), attention_mask, pooling)
-            parts.append(pooled.index_select(1, getattr(self, f"columns_{index}")))
+            parts.append(pool_tokens(x.float(), attention_mask, pooling, getattr(self, f"columns_{index}")))
         self._captured = {}
         return torch.cat(parts, dim=1)

@@ -21,6 +21,11 @@ __all__ = ["layer_curve", "kept_per_layer", "eta_curves", "exit_curve", "configu
 RELIABILITY_BINS = 15
 
 
+def _C(value) -> float | None:
+    """A C as a float; None where the head chose its own penalty (multi-label ridge heads)."""
+    return None if value is None else float(value)
+
+
 def layer_curve(clf, embedding: dict | None) -> dict:
     """Each probe's validation score by layer, one series per representation × pooling."""
     series: dict[tuple[str, str], dict] = {}
@@ -30,7 +35,7 @@ def layer_curve(clf, embedding: dict | None) -> dict:
             "Cs": []})
         entry["layers"].append(int(row["layer"]))
         entry["val_scores"].append(float(row["val_score"]))
-        entry["Cs"].append(float(row["C"]))
+        entry["Cs"].append(_C(row["C"]))
     best = max(clf.probe_scores_, key=lambda r: r["val_score"])
     return {"metric": clf.metric_, "num_layers": int(clf.backbone_["num_layers"]), "series": list(series.values()),
             "best_probe": {"key": best["key"], "val_score": float(best["val_score"])},
@@ -89,7 +94,7 @@ def eta_curves(clf) -> dict:
             entry[field] = [entry[field][i] for i in order]
     config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
     stage1 = [r for r in clf.search_results_ if r["stage"] == 1 and r["eta"] is not None]
-    C_stage1 = float(stage1[0]["C"]) if stage1 else None
+    C_stage1 = _C(stage1[0]["C"]) if stage1 else None
     if chosen.eta is None:  # dense: no η was chosen, no neurons were kept by one
         per_layer = None
         note = (f"The chosen readout is dense (every neuron of {chosen.dense_key}): it keeps no neurons by η. The "
@@ -133,19 +138,19 @@ def exit_curve(clf) -> dict:
     candidates of stage 2 as points of their own; the chosen point marked."""
     by_C: dict[float, dict] = {}
     for row in sorted(_sparse_stage_two(clf), key=lambda r: r["exit_layer"]):
-        entry = by_C.setdefault(float(row["C"]), {"C": float(row["C"]), "exit_layers": [], "val_scores": [],
+        entry = by_C.setdefault(_C(row["C"]), {"C": _C(row["C"]), "exit_layers": [], "val_scores": [],
                                                   "n_features": []})
         entry["exit_layers"].append(int(row["exit_layer"]))
         entry["val_scores"].append(float(row["val_score"]))
         entry["n_features"].append(int(row["n_features"]))
-    others = [{"readout": r["readout"], "dense_key": r.get("dense_key"), "C": float(r["C"]),
+    others = [{"readout": r["readout"], "dense_key": r.get("dense_key"), "C": _C(r["C"]),
                "exit_layer": int(r["exit_layer"]), "val_score": float(r["val_score"]),
                "n_features": int(r["n_features"])}
               for r in clf.search_results_ if r["stage"] == 2 and r.get("readout", "sparse") != "sparse"]
     config, chosen = clf.configuration_, chosen_readout(clf.configuration_)
     return {"metric": clf.metric_, "num_layers": int(clf.backbone_["num_layers"]), "series": list(by_C.values()),
             "other_readouts": others,
-            "chosen": {"exit_layer": int(config["exit_layer"]), "C": float(config["C"]),
+            "chosen": {"exit_layer": int(config["exit_layer"]), "C": _C(config["C"]),
                        "val_score": float(config["val_score"]), "n_features": int(config["n_features"]),
                        "readout": chosen.kind}}
 
@@ -155,7 +160,7 @@ def configuration_summary(clf, test_score: float | None, n_test: int | None, emb
     return {"backbone": clf.backbone_.get("name"), "num_layers": int(clf.backbone_["num_layers"]),
             "classes": [plain_label(c) for c in clf.classes_], "metric": clf.metric_,
             "representations": config["representations"], "poolings": config["poolings"],
-            "eta": chosen.eta, "C": float(config["C"]), "readout": chosen.kind, "dense_key": chosen.dense_key,
+            "eta": chosen.eta, "C": _C(config["C"]), "readout": chosen.kind, "dense_key": chosen.dense_key,
             "readout_description": chosen.describe(), "n_features": int(clf.n_features_),
             "exit_layer": int(clf.exit_layer_), "val_score": float(clf.val_score_),
             "expected_score": getattr(clf, "expected_score_", None),
@@ -207,7 +212,7 @@ def embedding_baseline(clf, train_texts, train_labels, val_texts, val_labels) ->
                                    show_progress_bar=clf.show_progress_bar)
     baseline.fit(train_texts, train_labels, X_val=val_texts, y_val=val_labels)
     return {"val_score": float(baseline.val_score_), "layer": int(baseline.exit_layer_),
-            "pooling": baseline.pooling_, "C": float(baseline.C_), "n_features": int(baseline.n_features_),
+            "pooling": baseline.pooling_, "C": _C(baseline.C_), "n_features": int(baseline.n_features_),
             "source": f"fitted here: logistic regression on the last layer's {baseline.pooling_}-pooled hidden "
                       f"state (the model's own sentence embedding), same train/validation texts, C={baseline.C_}"}
 
@@ -303,7 +308,7 @@ def search_table(clf, top: int = 10) -> dict:
                  f"{results['param_eta'][i]:g}, layers ≤ {results['param_exit_layer'][i]}"
                  + (f" + {results['param_dense_key'][i]}" if kind == "hybrid" else ""))
         rows.append({"index": i, "rank": int(results["rank_test_score"][i]), "kind": kind, "reads": reads,
-                     "C": float(results["param_C"][i]), "n_features": float(results["n_features"][i]),
+                     "C": _C(results["param_C"][i]), "n_features": float(results["n_features"][i]),
                      "mean": float(results["mean_test_score"][i]), "se": results["se_test_score"][i],
                      "chosen": i == chosen})
     return {"n_candidates": len(order), "rows": rows,

@@ -142,14 +142,19 @@ def metric_vs_eta_figure(data: dict):
     return _finish(figure, axes, f"Validation score vs η (all layers{C})", "η", f"validation {data['metric']}")
 
 
+def _C_label(C: float | None) -> str:
+    """A series' name: its C, or (multi-label ridge heads, which choose their own penalty) the head's rule."""
+    return "ridge penalty by leave-one-out" if C is None else f"C = {C:g}"
+
+
 def metric_vs_exit_figure(data: dict):
     figure, axes = plt.subplots(figsize=(7.5, 4.2))
     for series in data["series"]:
-        axes.plot(series["exit_layers"], series["val_scores"], marker="o", markersize=4, label=f"C = {series['C']:g}")
+        axes.plot(series["exit_layers"], series["val_scores"], marker="o", markersize=4, label=_C_label(series["C"]))
     for readout, marker in (("dense", "D"), ("hybrid", "P")):  # stage 2's other readouts, one point per C
         points = [p for p in data.get("other_readouts", []) if p["readout"] == readout]
         if points:
-            Cs = ", ".join(f"{p['C']:g}" for p in points)
+            Cs = ", ".join("—" if p["C"] is None else f"{p['C']:g}" for p in points)
             what = f"{readout} {points[0]['dense_key']}" + (" + sparse" if readout == "hybrid" else "")
             axes.scatter([p["exit_layer"] for p in points], [p["val_score"] for p in points], marker=marker, s=40,
                          label=f"{what} (C = {Cs})")

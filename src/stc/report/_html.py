@@ -97,7 +97,7 @@ def _search_rows(search: dict | None, metric: str) -> str:
         return ""
     rows = "".join(
         f"<tr{' class=chosen' if row['chosen'] else ''}><td>{row['rank']}{' ★' if row['chosen'] else ''}</td>"
-        f"<td>{escape(row['kind'])}</td><td><code>{escape(row['reads'])}</code></td><td>{row['C']:g}</td>"
+        f"<td>{escape(row['kind'])}</td><td><code>{escape(row['reads'])}</code></td><td>{'—' if row['C'] is None else format(row['C'], 'g')}</td>"
         f"<td>{row['n_features']:g}</td><td>{row['mean']:.4f}"
         + (f" ± {row['se']:.4f}" if row["se"] is not None else "") + "</td></tr>" for row in search["rows"])
     floor = (" The embedding floor chose the model: no readout beat the last layer's sentence embedding beyond "

@@ -1,9 +1,9 @@
 """The numbers behind the report's multi-label figures: per-label scores on the test split, each label's strongest
 neurons, reliability of the label probabilities pooled over labels, and the data checks and splits around them.
 
-A multi-label model (``clf.readout_.multilabel``) has one binary logistic regression per label on one shared set of
-kept neurons (``stc.heads.MultiLabelHead``): its ``coef`` row j weighs the kept neurons for label j, and label j is
-predicted where its probability reaches ``thresholds[j]``.
+A multi-label model (``clf.readout_.multilabel``) has one linear decision per label (a ridge fit, Platt-calibrated)
+on one shared set of kept neurons (``stc.heads.MultiLabelHead``): its ``coef`` row j weighs the kept neurons for
+label j, and label j is predicted where its probability reaches ``thresholds[j]``.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def label_neurons(clf, per_label: int = PER_LABEL) -> dict:
                                     "weight": float(weights[j, f])}
                                    for rank, f in enumerate(order, start=1)]})
     return {"per_label": int(per_label), "n_features": int(weights.shape[1]), "labels": labels,
-            "note": "Each label's head is one binary logistic regression on the same kept neurons; a label's "
+            "note": "Each label's head is one linear decision (ridge, Platt-calibrated) on the same kept neurons; a label's "
                     "neurons are those with the largest |weight| in its row, on standardised activations."}
 
 
