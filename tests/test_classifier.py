@@ -38,7 +38,9 @@ def test_fit_on_real_sentences_beats_chance_and_names_its_neurons(fitted, mr_sma
     representation, layer, pooling, index = fitted.kept_neurons_[0].split(".")
     assert representation in ("hidden", "ffn") and pooling in ("mean", "max") and int(layer[1:]) <= fitted.exit_layer_
     assert len(fitted.probe_scores_) == (7 + 6) * 2  # hidden L0..L6 and ffn L1..L6, two poolings
-    assert {row["stage"] for row in fitted.search_results_} == {1, 2}
+    # stages 1 and 2 (linear heads), and 3: the MLP heads tried on the best linear candidate's neurons
+    assert {row["stage"] for row in fitted.search_results_} == {1, 2, 3}
+    assert {row["head"] for row in fitted.search_results_ if row["stage"] == 3} == {"mlp"}
 
 
 def test_predict_proba_columns_follow_classes(fitted, mr_small):
