@@ -10,7 +10,7 @@ __all__ = ["summary_lines", "estimate_lines", "search_lines", "NOISY_ESTIMATE_SE
 NOISY_ESTIMATE_SE = 0.05
 
 
-def _penalty(C) -> str:
+def _penalty_text(C) -> str:
     """A candidate's C as printed; a multi-label head (C None) chooses its ridge penalty itself."""
     return "ridge penalty by leave-one-out" if C is None else f"C={C:g}"
 
@@ -21,7 +21,7 @@ def summary_lines(clf) -> list[str]:
     eta = "" if chosen.eta is None else f" eta={config['eta']}"  # a dense readout keeps every neuron: no η
     lines = [f"configuration: readout={chosen.kind} representations={config['representations']} "
              f"poolings={config['poolings']}{eta} "
-             + _penalty(config["C"]),
+             + _penalty_text(config["C"]),
              f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
              f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
     selection = getattr(clf, "selection_", None) or {}
@@ -84,7 +84,7 @@ def search_lines(clf, top: int = 5) -> list[str]:
             what += " (MLP head)"
         se = results["se_test_score"][i]
         lines.append(f"  {'*' if i == chosen else ' '} {results['rank_test_score'][i]:>3}. "
-                     f"{results['param_readout_kind'][i]:<6} {what} {_penalty(results['param_C'][i])} "
+                     f"{results['param_readout_kind'][i]:<6} {what} {_penalty_text(results['param_C'][i])} "
                      f"features={results['n_features'][i]:g}: {results['mean_test_score'][i]:.4f}"
                      + (f" ± {se:.4f}" if se is not None else ""))
     return lines
