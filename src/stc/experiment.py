@@ -245,9 +245,16 @@ def write_results(out: Path, rows: list[dict], settings: ExperimentSettings | No
         merged.sort(key=lambda row: METHODS.index(row["method"]) if row["method"] in METHODS else len(METHODS))
         payload = {"rows": merged, **({"settings": asdict(settings)} if settings else {})}
         atomic_write_text(path, json.dumps(payload, indent=1, default=str))
-    all_rows = [row for path in sorted(out.glob("*.json")) for row in json.loads(path.read_text("utf-8"))["rows"]]
+    all_rows = [row for path in sorted(out.glob("*.json")) for row in _experiment_rows(path)]
     (out / "results-table.md").write_text(markdown_table(all_rows) + "\n", encoding="utf-8")
     return out / "results-table.md"
+
+
+def _experiment_rows(path: Path) -> list[dict]:
+    """The rows of an experiment's results file; none from any other JSON file in the same folder (benchmarks keep
+    their own records beside them)."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    return payload["rows"] if isinstance(payload, dict) and isinstance(payload.get("rows"), list) else []
 
 
 def _size(row: dict) -> str:
