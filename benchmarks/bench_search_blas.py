@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 import bench_selection as bs  # noqa: E402
 from stc.aggregate import kept_columns, make_final_classifier  # noqa: E402
 from stc.probe import fit_probe_paths  # noqa: E402
-from stc.selection import make_folds  # noqa: E402
+from stc.folds import make_folds  # noqa: E402
 from stc.sparsify import DEFAULT_ETAS  # noqa: E402
 
 data = bs.bench_data("mr")

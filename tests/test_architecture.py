@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("probe", ("probe",)),
     ("sparsify", ("sparsify",)),
     ("aggregate", ("aggregate",)),
+    ("folds", ("folds",)),  # which rows are held out: folds, repeated folds, one split, the estimate's blocks
     ("selection", ("selection",)),
     ("search", ("search",)),  # the two-stage search and its replayed estimate
     ("protocol", ("protocol",)),  # one validation split or k folds: probes, search, final rows and probes

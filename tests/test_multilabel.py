@@ -16,7 +16,7 @@ from stc._multilabel import cross_fitted_predictions, encode_label_sets, tune_th
 from stc.cli import main
 from stc.heads import MultiLabelHead
 from stc.predictor import TorchPredictor
-from stc.selection import make_folds, split_rows
+from stc.folds import make_folds, split_rows
 from stc.serving import ServeSettings, create_app
 
 from ._helpers import FAST, KEYWORDS, fit_tiny, planted_label_sets, save_tiny, write_table

@@ -180,10 +180,11 @@ def test_stc_fit_options_keep_their_names_and_give_the_estimators_values():
         "--windows", "--window-overlap", "8", "--max-length", "64", "--token-budget", "512", "--metric", "macro_f1",
         "--validation-size", "0.3", "--random-state", "7", "--trust-remote-code", "--dtype", "float16",
         "--store-dtype", "float16", "--probe-solver", "liblinear", "--device", "cpu", "--store-dir", "s",
-        "--model", "smollm2", "--selection-rule", "best", "--readout-kinds", "sparse,dense", "--no-mlp-head"])
+        "--model", "smollm2", "--selection-rule", "best", "--readout-kinds", "sparse,dense", "--no-mlp-head",
+        "--cv-repeats", "3"])
     assert values_from_args(args, STC_PARAMETERS) == dict(
         model="smollm2", representations=("hidden",), poolings=("mean", "max"), etas=(0.1, 0.5), probe_Cs=(0.1, 1.0),
-        final_Cs=(1.0,), metric="macro_f1", cv=None, selection_rule="best", readout_kinds=("sparse", "dense"),
+        final_Cs=(1.0,), metric="macro_f1", cv=None, cv_repeats=3, selection_rule="best", readout_kinds=("sparse", "dense"),
         mlp_head=False, class_weight="balanced", calibrate=False, validation_size=0.3,
         max_length=64, windows=True, window_overlap=8, token_budget=512, store_dir="s", store_dtype="float16",
         probe_solver="liblinear", device="cpu", dtype="float16", n_jobs=2, random_state=7, show_progress_bar=False,

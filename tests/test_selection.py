@@ -14,7 +14,9 @@ from stc._summary import summary_lines
 from stc.aggregate import Candidate, Evaluation
 from stc.calibration import expected_calibration_error, fit_temperature, log_loss, probabilities
 from stc.search import SearchSpace, TwoStageSearch
-from stc.selection import Selector, choose_one_se, expected_score, make_folds, resolve_cv, unscored_classes
+from stc.folds import (MAX_REPEATS, REPEATED_CV_BELOW, make_folds, make_repeated_folds, resolve_cv, resolve_repeats,
+                       unscored_classes)
+from stc.selection import Selector, choose_one_se, expected_score, held_out_scores, mean_and_se
 from stc.store import FORMAT_VERSION, ActivationStore
 
 from ._helpers import save_tiny
@@ -326,6 +328,83 @@ def test_expected_score_leaves_each_block_out_of_the_choice():
     estimate, se = expected_score(selector, evaluations)
     assert best > 0.53  # the winner's curse
     assert abs(estimate - 0.5) < 2.5 * se + 0.01 and estimate < best
+
+
+# --- repeated folds (few texts) ---------------------------------------------------------------------------------------
+
+def test_auto_repeats_the_folds_below_200_texts_up_to_five_times():
+    def repeats(n, folds=5, cv_repeats="auto"):
+        return resolve_repeats(cv_repeats, np.arange(n) % 2, folds)
+
+    assert [repeats(n) for n in (16, 40, 41, 64, 128, 199, 200, 5_000)] == [5, 5, 5, 4, 2, 2, 1, 1]
+    assert REPEATED_CV_BELOW == 200 and MAX_REPEATS == 5
+    assert repeats(16, folds=None) == 1  # one validation split: nothing to repeat
+    assert resolve_repeats("auto", np.eye(3, dtype=np.int64)[np.arange(30) % 3], 5) == 1  # label sets: once
+    assert repeats(1_000, cv_repeats=3) == 3 and repeats(16, cv_repeats=1) == 1
+
+
+@pytest.mark.parametrize("value, folds, codes, message", [
+    (0, 5, np.arange(40) % 2, "cv_repeats must be 'auto' or a positive integer, got 0"),
+    (True, 5, np.arange(40) % 2, "got True"),
+    (3, None, np.arange(40) % 2, "cv_repeats=3 repeats cross-validation folds, but this fit chooses on one validation"),
+    (2, 5, np.eye(2, dtype=np.int64)[np.arange(40) % 2], "cv_repeats=2: label sets are cross-validated once")])
+def test_cv_repeats_refuses_what_it_cannot_do_naming_the_value(value, folds, codes, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_repeats(value, codes, folds)
+
+
+def test_repeated_folds_are_seeded_partitions_each_holding_every_row_out_once():
+    codes = np.array([0] * 12 + [1] * 9)
+    folds = make_repeated_folds(codes, 3, seed=4, repeats=3)
+    assert len(folds) == 9
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds[:3], make_folds(codes, 3, seed=4)))
+    for r in range(3):
+        held = np.concatenate([val for _, val in folds[3 * r:3 * r + 3]])
+        assert np.array_equal(np.sort(held), np.arange(21))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds[:3], folds[3:6]))  # another partition
+
+
+def test_a_choice_without_a_block_reads_only_the_other_blocks_of_its_partition():
+    """Two partitions of two folds each: every block of the other partition holds some of block 0's texts, so the
+    choice made without block 0 may read block 1 only. On block 1 alone A leads; on blocks 1-3, B would."""
+    y = np.zeros(400, dtype=np.int64)
+    blocks = [np.arange(k * 100, (k + 1) * 100) for k in range(4)]
+    a = _scored(_evaluation(10).candidate, [0.5, 0.9, 0.1, 0.1])
+    b = _scored(_evaluation(20).candidate, [0.6, 0.8, 0.9, 0.9])
+    selector = Selector(y, blocks, "accuracy", "one_se", repeats=2)
+    assert selector.without(0).tolist() == [1] and selector.without(3).tolist() == [2]
+    held_out = held_out_scores(selector, [([a, b], np.array([[0.5, 0.9, 0.1, 0.1], [0.6, 0.8, 0.9, 0.9]]))] * 4)
+    assert held_out.tolist() == pytest.approx([0.5, 0.8, 0.9, 0.9])  # reading every other block: B, 0.6 on block 0
+    with pytest.raises(ValueError, match="4 blocks cannot be 3 repeats"):
+        Selector(y, blocks, "accuracy", "one_se", repeats=3)
+
+
+def test_repeated_folds_keep_one_partitions_standard_error():
+    values = np.array([0.6, 0.7, 0.8, 0.7, 0.6, 0.8])
+    assert mean_and_se(values, 3)[1] == pytest.approx(values.std(ddof=1) / np.sqrt(3))
+    assert mean_and_se(values)[1] == pytest.approx(values.std(ddof=1) / np.sqrt(6))
+
+
+def test_a_fit_on_few_texts_scores_every_candidate_on_repeated_folds_and_says_so(tmp_path, planted_classifier):
+    arrays, y = _planted(3, n=90, effect=1.5)
+    store = _write_store(tmp_path / "s", arrays)
+    settings = dict(representations=("hidden",), poolings=("mean",), etas=(0.5,), final_Cs=(1.0,),
+                    show_progress_bar=False, mlp_head=False)
+    clf = _fit_rows(planted_classifier(**settings), store, y, np.arange(90))
+    assert clf.selection_["repeats"] == 3 and clf.selection_["folds"] == 5  # 90 texts: ceil(200 / 90)
+    assert clf.selection_["n_blocks"] == 15 and clf.selection_["n_held_out"] == 270
+    assert "split14_test_score" in clf.cv_results_ and "split15_test_score" not in clf.cv_results_
+    assert any("over 3 seeded partitions" in line for line in summary_lines(clf))
+    once = _fit_rows(planted_classifier(**settings, cv_repeats=1), store, y, np.arange(90))
+    assert once.selection_["repeats"] == 1 and once.selection_["n_blocks"] == 5
+    # the first partition is the one cross-validation without repeats uses: a dense readout (no probe in it, whose
+    # C the repeats may change) has the same score on each of its folds
+    both = [(i, once.cv_results_["params"].index(p)) for i, p in enumerate(clf.cv_results_["params"])
+            if p in once.cv_results_["params"] and p["readout_kind"] == "dense"]
+    assert both
+    for i, j in both:
+        assert [clf.cv_results_[f"split{k}_test_score"][i] for k in range(5)] == \
+            [once.cv_results_[f"split{k}_test_score"][j] for k in range(5)]
 
 
 def _scored(candidate: Candidate, block_accuracies, block_size: int = 100) -> Evaluation:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from stc.aggregate import CandidateEvaluator, Split, feature_names, kept_columns
-from stc.selection import Selector, configuration_rows, estimate_blocks
+from stc.folds import estimate_blocks
+from stc.selection import Selector, configuration_rows
 from stc.probe import fit_probes
 from stc.search import SearchSpace, TwoStageSearch
 from stc.sparsify import select_neurons

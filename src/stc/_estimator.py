@@ -10,7 +10,7 @@ from ._multilabel import check_label_columns, encode_label_sets, is_multilabel_t
 from ._validation import check_inputs, check_labels
 from .calibration import probabilities
 from .head import plain_label
-from .selection import split_rows
+from .folds import split_rows
 
 __all__ = ["encode_labels", "encode_targets", "validation_split", "check_validation_rows", "fit_split", "plain_label",
            "text_estimator_tags", "FeatureReadoutMixin"]

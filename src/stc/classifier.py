@@ -57,9 +57,10 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     over the training and validation texts together (5 folds below 5,000 texts, 3 from there: half the work, for
     0.8 points on full MR; see ``stc.selection``), the probes refitted inside each fold; the simplest candidate
     within one standard error of the best wins (fewest features, then the shallowest exit layer, then the smallest
-    C); the final model is refitted on every text. The candidates include dense readouts (every neuron of one
-    layer's pooled hidden state, the last layer's mean being the sentence-embedding baseline), so the search can
-    fall back to the embedding where the sparse neurons do not beat it beyond noise. ``cv=None`` is the paper's
+    C); the final model is refitted on every text; below 200 texts the folds are repeated over several seeded
+    partitions (``cv_repeats``). The candidates include dense readouts (every neuron of one layer's pooled hidden
+    state, the last layer's mean being the sentence-embedding baseline), so the search can fall back to the
+    embedding where the sparse neurons do not beat it beyond noise. ``cv=None`` is the paper's
     protocol: every choice by the best score on one validation split, no dense readouts. Either way
     ``expected_score_`` estimates the test score with the selection's optimism left out (see ``stc.selection``).
     ``selection_rule`` and ``readout_kinds`` change the rule and the kinds of readout searched (``stc.protocol``
@@ -91,16 +92,15 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         validation texts, with one split) scored by the setting the search, replayed from its first stage on the
         other folds, chooses without it (see ``stc.selection``).
     expected_score_se_ : the standard error of ``expected_score_``.
-    selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, rule ("one_se" or
-        "best", as ``selection_rule`` says), n_blocks, n_candidates, n_held_out (texts scored) and
-        unscored_classes (classes of one text, trained on in every fold and scored in none).
+    selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, repeats (partitions into
+        them), rule ("one_se" or "best", as ``selection_rule`` says), n_blocks, n_candidates, n_held_out (texts
+        scored) and unscored_classes (classes of one text, trained on in every fold and scored in none).
     metric_ : the metric every choice was made by: ``metric`` with "auto" resolved (accuracy for one label per
         text, micro-F1 for label sets).
     target_ : what ``y`` was: "labels" (one per text), "label sets" (``predict`` gives a tuple of labels per text)
         or "indicator" (a 0/1 array (n_texts, n_labels); ``predict`` gives one too). For both multi-label targets
         every label has its own linear decision (one ridge fit for all labels, Platt-calibrated) and decision
-        threshold, and ``predict_proba`` gives each label's probability (n_texts, n_labels), as
-        ``OneVsRestClassifier`` does.
+        threshold, and ``predict_proba`` gives each label's probability (n_texts, n_labels), as OneVsRestClassifier.
     temperature_ : the calibration temperature dividing the final logits in ``predict_proba`` (1.0: none).
     backbone_ : the backbone, a dict: name, source, gguf_file, weights_sha256, num_layers and is_decoder.
     extraction_ : how texts were tokenised and pooled, a dict: representations, poolings, max_length (resolved),
@@ -109,12 +109,11 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         n_train, n_val (0 with folds) and cv (the number of folds, or None with one split).
     probe_scores_ : one dict per probe (key, representation, layer, pooling): its C, held-out score, non-zero
         weights, and the held-out score at every C of its grid (scores_by_C, Cs).
-    search_results_ : every configuration the search scored, as dicts like ``configuration_`` (the table it was
-        chosen from).
-    cv_results_ : the same search as scikit-learn's ``GridSearchCV.cv_results_``: a dict of equal-length lists,
-        one entry per candidate (param_readout_kind, param_representations, param_poolings, param_eta,
-        param_exit_layer, param_C, param_dense_key, params, n_features, stage, mean_test_score, se_test_score,
-        split0_test_score, split1_test_score, ... (one per fold), rank_test_score; "test" means held out).
+    search_results_ : every configuration the search scored, as dicts like ``configuration_``.
+    cv_results_ : the same search as scikit-learn's ``GridSearchCV.cv_results_``: a dict of equal-length lists, one
+        entry per candidate (param_readout_kind, param_representations, param_poolings, param_eta, param_exit_layer,
+        param_C, param_dense_key, params, n_features, stage, mean_test_score, se_test_score, split0_test_score, ...
+        (one per fold: per fold of each partition, partition after partition), rank_test_score; "test": held out).
     best_index_ : the chosen candidate's index in ``cv_results_``.
     kept_counts_ : neurons kept per probe at each η, a dict: etas (the sorted grid) and counts (probe key to one
         count per η).
@@ -127,10 +126,10 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
                  poolings: Sequence[str] | None = None, etas: Sequence[float] = DEFAULT_ETAS,
                  probe_Cs: Sequence[float] | None = None, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
-                 metric: str = "auto", cv: int | str | None = "auto", selection_rule: str = "auto",
-                 readout_kinds: Sequence[str] = READOUT_KINDS, mlp_head: bool = True, class_weight: str | None = None,
-                 calibrate: bool = True, validation_size: float = 0.2, max_length: int | None = None,
-                 windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
+                 metric: str = "auto", cv: int | str | None = "auto", cv_repeats: int | str = "auto",
+                 selection_rule: str = "auto", readout_kinds: Sequence[str] = READOUT_KINDS, mlp_head: bool = True,
+                 class_weight: str | None = None, calibrate: bool = True, validation_size: float = 0.2,
+                 max_length: int | None = None, windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
                  device: str = "auto", dtype: str = "auto", n_jobs: int | None = -1, random_state: int = 42,
                  show_progress_bar: bool = True, trust_remote_code: bool = False, engine: str = "local",
@@ -143,6 +142,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         self.final_Cs = final_Cs
         self.metric = metric
         self.cv = cv
+        self.cv_repeats = cv_repeats
         self.selection_rule = selection_rule
         self.readout_kinds = readout_kinds
         self.mlp_head = mlp_head
@@ -291,7 +291,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         return params
 
     def _protocol(self, params: dict, codes: np.ndarray, validation_rows: np.ndarray | None) -> Protocol:
-        return make_protocol(codes, self.classes_, validation_rows, cv=params["cv"],
+        return make_protocol(codes, self.classes_, validation_rows, cv=params["cv"], cv_repeats=params["cv_repeats"],
                              validation_size=params["validation_size"], seed=params["random_state"],
                              rule=params["selection_rule"], readout_kinds=params["readout_kinds"],
                              representations=params["representations"])

@@ -68,7 +68,8 @@ def model_card(readout: Readout, *, data_name: str | None = None) -> str:
                  ["", "It reads text pairs (text_a, text_b), encoded as its tokenizer encodes pairs: "
                       "`clf.predict([(text_a, text_b)])`."] if readout.extraction.pairs else []) + ["", "## Data", ""]
     lines += _data_lines(readout.params, validation, data_name, stratified="iteratively stratified"
-                         if readout.multilabel else "stratified")
+                         if readout.multilabel else "stratified",
+                         repeats=int((readout.record.selection or {}).get("repeats") or 1))
     lines += _configuration_lines(readout)
     lines += _score_lines(readout, validation)
     lines += _USAGE + _limitation_lines(backbone, readout.extraction_record(), validation)
@@ -102,18 +103,21 @@ def _classes_lines(readout: Readout, classes: list) -> list[str]:
         return [f"{len(classes)} classes: " + ", ".join(f"`{c}`" for c in classes) + "."]
     thresholds = readout.head.thresholds
     return [f"Label sets (multi-label): each text carries any number of {len(classes)} labels: "
-            + ", ".join(f"`{c}`" for c in classes) + ". Each label has its own binary logistic regression on the "
-            f"same neurons and its own decision threshold, chosen on held-out texts for {readout.metric} "
+            + ", ".join(f"`{c}`" for c in classes) + ". Every label has its own linear decision on the "
+            f"same neurons (one ridge least-squares fit for all labels, each label's decision mapped to a probability "
+            f"by its own sigmoid) and its own decision threshold, chosen on held-out texts for {readout.metric} "
             f"(from {float(thresholds.min()):.2f} to {float(thresholds.max()):.2f}): a text carries the labels whose "
             f"probability reaches their threshold."]
 
 
-def _data_lines(params, validation: dict, data_name: str | None, *, stratified: str = "stratified") -> list[str]:
+def _data_lines(params, validation: dict, data_name: str | None, *, stratified: str = "stratified",
+                repeats: int = 1) -> list[str]:
     lines = [f"Fitted on `{data_name}`."] if data_name else []
     if validation.get("cv"):
+        repeated = f" repeated over {repeats} seeded partitions (few texts)" if repeats > 1 else ""
         lines.append(f"{validation['n_train']} texts (training and validation together); every setting was chosen "
-                     f"by {stratified} {validation['cv']}-fold cross-validation over them, with the probes refitted "
-                     f"inside each fold, and the final model refitted on all of them.")
+                     f"by {stratified} {validation['cv']}-fold cross-validation{repeated} over them, with the probes "
+                     f"refitted inside each fold, and the final model refitted on all of them.")
     elif validation.get("n_train") is not None:
         how = "a validation set passed to fit" if validation.get("given") else \
             f"a {stratified} {params.get('validation_size'):.0%} split of the training texts (seed {params.get('random_state')})"

@@ -9,9 +9,10 @@ with the records a fitted model keeps (``validation_``, ``selection_``). ``Proto
 
 * ``OneSplit``: the probes' C and every choice on the validation rows; the final model is trained on the training
   rows with those probes. ``cv=None`` is the paper's protocol: the best validation score, sparse readouts only.
-  ``cv="auto"`` above ``stc.selection.AUTO_CV_LIMIT`` texts is also one split, but keeps the one-standard-error
+  ``cv="auto"`` above ``stc.folds.AUTO_CV_LIMIT`` texts is also one split, but keeps the one-standard-error
   rule (over 5 blocks of the validation rows) and the dense and hybrid readouts.
-* ``KFolds``: the probes refitted inside each fold; each probe's C by its mean over the folds; the one-standard-error
+* ``KFolds``: the probes refitted inside each fold (the folds of several seeded partitions when ``cv="auto"`` has
+  few texts: ``stc.folds.resolve_repeats``); each probe's C by its mean over the folds; the one-standard-error
   rule over the folds. The final model's probes are refitted on every text, each with its chosen C (their
   reported scores are the cross-validation means), and the final classifier is trained on every text.
 """
@@ -29,7 +30,8 @@ from .aggregate import READOUT_KINDS, CandidateEvaluator, Configuration, Evaluat
 from .heads import DEFAULT_MLP_CS
 from .probe import ProbeResult, fit_probe_paths, fit_probes
 from .search import SearchSpace, TwoStageSearch
-from .selection import Selector, configuration_rows, estimate_blocks, make_folds, resolve_cv, split_rows
+from .folds import estimate_blocks, make_repeated_folds, resolve_cv, resolve_repeats, split_rows
+from .selection import Selector, configuration_rows
 
 __all__ = ["PhaseTimer", "FitOptions", "ProtocolResult", "Protocol", "OneSplit", "KFolds", "make_protocol",
            "searched_kinds"]
@@ -102,6 +104,7 @@ class Protocol(ABC):
 
     name = ""  # selection_["protocol"]
     folds: int | None = None
+    repeats = 1  # how many seeded partitions into the folds (stc.folds.resolve_repeats)
     probe_phase = "probes"  # fit_timings_'s name of the probe fits
     refit_phase: str | None = None  # and of refitting them for the final model, where they are
 
@@ -151,7 +154,7 @@ class Protocol(ABC):
         splits = self.fit_splits(store, keys, options)
         timer.lap(self.probe_phase)
         y_eval, blocks = self.held_out()
-        selector = Selector(y_eval, blocks, options.metric, self.rule)
+        selector = Selector(y_eval, blocks, options.metric, self.rule, self.repeats)
         search = TwoStageSearch(space, options.evaluator(splits, store, self.codes, {k: store.dim(k) for k in keys},
                                                          blocks), selector)
         outcome = search.run()
@@ -169,7 +172,7 @@ class Protocol(ABC):
             unscored = np.flatnonzero((self.codes.sum(axis=0) > 0) & (y_eval.sum(axis=0) == 0))
         else:
             unscored = np.setdiff1d(np.unique(self.codes), np.unique(y_eval))
-        selection = {"protocol": self.name, "folds": self.folds, "rule": self.rule,
+        selection = {"protocol": self.name, "folds": self.folds, "repeats": self.repeats, "rule": self.rule,
                      "floor": None if floor is None else outcome.table[floor].candidate.dense_key,
                      "n_blocks": len(blocks),
                      "n_candidates": len(outcome.table), "n_held_out": len(y_eval),
@@ -197,7 +200,7 @@ class OneSplit(Protocol):
         return self.train_rows
 
     def held_out(self) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The validation rows; the blocks are ``stc.selection.estimate_blocks`` of them."""
+        """The validation rows; the blocks are ``stc.folds.estimate_blocks`` of them."""
         y_eval = self.codes[self.val_rows]
         return y_eval, estimate_blocks(y_eval, self.seed)
 
@@ -214,17 +217,18 @@ class OneSplit(Protocol):
 
 
 class KFolds(Protocol):
-    """Stratified, seeded folds over every row (``stc.selection.make_folds``): probes refitted in each fold, the
-    final model (probes and classifier) refitted on every row."""
+    """Stratified, seeded folds over every row (``stc.folds.make_folds``), over ``repeats`` seeded partitions
+    (``stc.selection.make_repeated_folds``): probes refitted in each fold, the final model (probes and classifier)
+    refitted on every row."""
 
     name = "cv"
     probe_phase = "fold probes"
     refit_phase = "final probes"
 
-    def __init__(self, codes: np.ndarray, folds: int, **settings):
+    def __init__(self, codes: np.ndarray, folds: int, repeats: int = 1, **settings):
         super().__init__(codes, **settings)
-        self.folds = folds
-        self.fold_rows = make_folds(codes, folds, self.seed)
+        self.folds, self.repeats = folds, repeats
+        self.fold_rows = make_repeated_folds(codes, folds, self.seed, repeats)
 
     @property
     def rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -235,15 +239,16 @@ class KFolds(Protocol):
         return np.arange(len(self.codes))
 
     def held_out(self) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Every fold's held-out rows, fold after fold; the blocks are the folds."""
+        """Every fold's held-out rows, fold after fold (partition after partition); the blocks are the folds."""
         y_eval = np.concatenate([self.codes[val] for _, val in self.fold_rows])
         edges = np.cumsum([0] + [len(val) for _, val in self.fold_rows])
-        return y_eval, [np.arange(edges[i], edges[i + 1]) for i in range(self.folds)]
+        return y_eval, [np.arange(edges[i], edges[i + 1]) for i in range(len(self.fold_rows))]
 
     def fit_splits(self, store, keys: Sequence[str], options: FitOptions) -> list[Split]:
         """Probe paths in every fold; each probe at the C of its grid with the best mean over the folds."""
-        fold_paths = [fit_probe_paths(store, keys, self.codes, train, val, desc=f"probes, fold {i}/{self.folds}",
-                                      **options.probe_options()) for i, (train, val) in enumerate(self.fold_rows, 1)]
+        fold_paths = [fit_probe_paths(store, keys, self.codes, train, val,
+                                      desc=f"probes, fold {i}/{len(self.fold_rows)}", **options.probe_options())
+                      for i, (train, val) in enumerate(self.fold_rows, 1)]
         # Each probe's C is a setting like any other: the grid point with the best mean over folds.
         index = {key: int(np.argmax(_mean_over_folds([paths[key].val_scores for paths in fold_paths])))
                  for key in keys}
@@ -286,19 +291,21 @@ def searched_kinds(readout_kinds: Sequence[str], representations: Sequence[str],
 
 
 def make_protocol(codes: np.ndarray, classes: np.ndarray, validation_rows: np.ndarray | None = None, *, cv,
-                  validation_size: float = 0.2, seed: int | None = 0, rule: str = "auto",
+                  cv_repeats: int | str = "auto", validation_size: float = 0.2, seed: int | None = 0, rule: str = "auto",
                   readout_kinds: Sequence[str] = READOUT_KINDS,
                   representations: Sequence[str] = ("hidden", "ffn")) -> Protocol:
-    """The protocol ``cv`` means for a pool labelled ``codes`` (see ``stc.selection.resolve_cv``), with any given
+    """The protocol ``cv`` means for a pool labelled ``codes`` (see ``stc.folds.resolve_cv``), with any given
     validation rows (they join the folds, or are the split's validation rows; else a seeded stratified split of
-    ``validation_size``). ``rule`` "auto" is the one-standard-error rule and the embedding floor, but with
+    ``validation_size``), the folds repeated over ``cv_repeats`` partitions (``stc.folds.resolve_repeats``).
+    ``rule`` "auto" is the one-standard-error rule and the embedding floor, but with
     ``cv=None`` the best score (the paper's protocol); "one_se" is the rule without the floor."""
     settings = dict(seed=seed, given=validation_rows is not None,
                     kinds=searched_kinds(readout_kinds, representations, paper=cv is None),
                     floor=rule == "auto" and cv is not None)
     folds = resolve_cv(cv, codes, classes)
+    repeats = resolve_repeats(cv_repeats, codes, folds)
     if folds is not None:
-        return KFolds(codes, folds, rule="one_se" if rule == "auto" else rule, **settings)
+        return KFolds(codes, folds, repeats, rule="one_se" if rule == "auto" else rule, **settings)
     if validation_rows is None:
         train_rows, val_rows = split_rows(codes, validation_size, seed)
     else:

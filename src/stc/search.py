@@ -14,7 +14,8 @@ dropped neurons that only a nonlinear head can use (a planted XOR of two neurons
 
 ``TwoStageSearch.expected_score`` estimates the chosen model's test score with the selection's optimism left out:
 for each block of held-out rows, the search is replayed from its first stage without that block (its leaders named
-on the other blocks, stage 2 run around them when they differ from the search's own), the rule chooses among stage
+on the other blocks (of its partition, when the folds are repeated: ``Selector.without``), stage 2 run around
+them when they differ from the search's own), the rule chooses among stage
 1 and that stage 2, and the choice is scored on the block (``stc.selection.leave_one_block_out``; the module
 docstring of ``stc.selection`` says why). The search keeps every stage-2 evaluation it made, so a replay around
 leaders it has seen costs nothing. The third stage is replayed too: around the choice among stage 1 and that stage
@@ -30,7 +31,7 @@ import numpy as np
 
 from .aggregate import READOUT_KINDS, Candidate, Evaluation
 from .extract import all_keys, parse_key
-from .selection import Selector, embedding_floor, held_out_scores, leader_without, mean_and_se, score_blocks
+from .selection import Selector, embedding_floor, held_out_scores, leader_on, mean_and_se, score_blocks
 
 __all__ = ["SearchSpace", "SearchOutcome", "TwoStageSearch"]
 
@@ -158,23 +159,24 @@ class TwoStageSearch:
         first = [i for i, e in enumerate(table) if e.candidate.stage == 1]
         per_block = []
         for k in range(block_scores.shape[1]):
+            others = selector.without(k)  # the other blocks (of its partition, with repeated folds)
             leaders = {}
             for kind in ("sparse", "dense"):
                 pool = [i for i in first if table[i].candidate.kind == kind]
                 if pool:
-                    leaders[kind] = table[pool[leader_without(block_scores[pool], [table[i] for i in pool],
-                                                              k)]].candidate
+                    leaders[kind] = table[pool[leader_on(block_scores[pool], [table[i] for i in pool],
+                                                         others)]].candidate
             candidates = [table[i] for i in first] + self._around(leaders.get("sparse"), leaders.get("dense"))
             scores = np.vstack([block_scores[first], score_blocks(candidates[len(first):], selector.y_eval,
                                                                   selector.blocks, selector.metric)])
             if self.space.mlp_Cs:
-                third = self._made(self.space.stage_three(candidates[leader_without(scores, candidates, k)].candidate),
+                third = self._made(self.space.stage_three(candidates[leader_on(scores, candidates, others)].candidate),
                                    "estimate: stage 3 around other leaders")
                 candidates += third
                 scores = np.vstack([scores, score_blocks(third, selector.y_eval, selector.blocks, selector.metric)])
             per_block.append((candidates, scores))
         self._held_out = held_out_scores(selector, per_block)
-        return mean_and_se(self._held_out)
+        return mean_and_se(self._held_out, selector.per_repeat)
 
     def floor(self) -> int | None:
         """After ``expected_score``: the embedding readout's index in the table when the search's choice does not
@@ -188,7 +190,7 @@ class TwoStageSearch:
         search among others (the embedding floor's)."""
         selector = self.selector
         return mean_and_se(score_blocks([self._outcome.table[index]], selector.y_eval, selector.blocks,
-                                        selector.metric)[0])
+                                        selector.metric)[0], selector.per_repeat)
 
     def _around(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Evaluation]:
         """Stage 2 around these leaders, evaluating only the candidates not tried before."""

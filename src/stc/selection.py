@@ -1,8 +1,8 @@
 """How a configuration is chosen, and how well the chosen model is expected to do on unseen texts.
 
-This module holds the rules: which rows are held out (``resolve_cv``, ``make_folds``, ``split_rows``,
-``estimate_blocks``), how a candidate is chosen (``Selector``) and how a choice is scored without the block it saw
-(``leave_one_block_out``). The two protocols that apply them are objects of ``stc.protocol`` (``KFolds``,
+This module holds the rules: which rows are held out (made by ``stc.folds``: ``resolve_cv``, ``resolve_repeats``,
+``make_folds``, ``split_rows``, ``estimate_blocks``), how a candidate is chosen (``Selector``) and how a choice is
+scored without the block it saw (``leave_one_block_out``). The two protocols that apply them are objects of ``stc.protocol`` (``KFolds``,
 ``OneSplit``); the two-stage search and the replay its estimate needs are ``stc.search.TwoStageSearch``.
 
 Two protocols:
@@ -20,7 +20,10 @@ Two protocols:
   for a first fit 1.74x the paper's protocol's time instead of 2.5x (``benchmarks/README.md``, "Selection").
   ``cv=5`` buys the points back. Rare classes change neither the protocol nor k (many-class data always has
   some): a class with fewer texts than folds has its texts held out in different folds, and a class of one text
-  trains in every fold and is scored in none (``make_folds``).
+  trains in every fold and is scored in none (``make_folds``). With few texts (below ``REPEATED_CV_BELOW``)
+  ``cv_repeats="auto"`` repeats the k folds over up to ``MAX_REPEATS`` seeded partitions (``resolve_repeats`` says how
+  many and why): every candidate is scored on each partition's folds, so which texts happened to share a fold
+  matters less; the standard errors stay one partition's (``Selector``).
 * **One validation split**: the given validation texts, else a seeded stratified ``validation_size`` of the
   training texts (``split_rows``); the probes' C and every choice on them, the final model trained on the rest.
   ``cv=None`` is the paper's protocol: the best validation score wins, among sparse readouts only. ``cv="auto"``
@@ -59,7 +62,7 @@ texts) they still win.
 
 Estimate (``stc.search.TwoStageSearch.expected_score``, with ``leave_one_block_out``): the held-out rows are cut
 into blocks (the folds; with one split, 5 stratified blocks of the validation rows). For each block the search is
-replayed from the other blocks' scores: its stage-1 leaders are chosen on them (``leader_without``; the second
+replayed from the other blocks' scores: its stage-1 leaders are chosen on them (``leader_on``; the second
 stage around any other leader is run for the purpose), the same rule then chooses among stage 1 and that second
 stage, and the chosen candidate's score on the left-out block is recorded; their mean, and its standard error, is
 the expected test score. Unlike the chosen candidate's own score, this
@@ -71,146 +74,17 @@ own fold scores, before any candidate is scored).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from ._metrics import score
-from ._stratify import iterative_stratification
 from .aggregate import Candidate, Configuration, Evaluation
 from .extract import parse_key
 from .heads import HEAD_FAMILIES
 
-__all__ = ["AUTO_CV_LIMIT", "DEFAULT_FOLDS", "FEWER_FOLDS_FROM", "LARGE_DATA_FOLDS", "resolve_cv", "make_folds",
-           "split_rows", "estimate_blocks", "unscored_classes", "Selector", "score_blocks", "choose_one_se",
-           "leader_without", "leave_one_block_out", "held_out_scores", "mean_and_se",
-           "embedding_candidates",
-           "embedding_floor", "expected_score", "configuration_rows"]
-
-AUTO_CV_LIMIT = 20_000
-DEFAULT_FOLDS = 5
-FEWER_FOLDS_FROM = 5_000
-LARGE_DATA_FOLDS = 3
-ESTIMATE_BLOCKS = 5
-
-
-def resolve_cv(cv, codes: np.ndarray, classes: np.ndarray) -> int | None:
-    """The number of folds ``cv`` means for these labels (None: one validation split); refuses impossible values.
-
-    Rare classes never change it (see ``make_folds`` for how their texts are placed): ``"auto"`` gives one split
-    only above ``AUTO_CV_LIMIT`` texts. Multi-label ``codes`` (an indicator matrix) need as many texts as folds."""
-    if cv is None:
-        return None
-    if codes.ndim == 2:
-        return _multilabel_folds(cv, len(codes))
-    counts = np.bincount(codes, minlength=len(classes))
-    # Every fold holds out at least one text of a class with 2 or more (never a class's only text), and
-    # StratifiedKFold needs one class with at least k texts.
-    most_folds = int(min(counts[counts >= 2].sum(), counts.max()))
-    if isinstance(cv, str):
-        if cv != "auto":
-            raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
-        if len(codes) > AUTO_CV_LIMIT:
-            return None
-        folds = DEFAULT_FOLDS if len(codes) < FEWER_FOLDS_FROM else LARGE_DATA_FOLDS
-        return int(min(folds, most_folds)) if most_folds >= 2 else None
-    elif isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
-        raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
-    if most_folds < cv:
-        largest = classes[int(counts.argmax())].item()
-        raise ValueError(f"cv={int(cv)} folds need a class with at least {int(cv)} texts, but the largest, "
-                         f"{largest!r}, has {int(counts.max())}: pass a smaller cv (>= 2), or cv=None to choose on "
-                         f"one validation split")
-    return int(cv)
-
-
-def _multilabel_folds(cv, n_texts: int) -> int | None:
-    if isinstance(cv, str):
-        if cv != "auto":
-            raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
-        if n_texts > AUTO_CV_LIMIT:
-            return None
-        return int(min(DEFAULT_FOLDS if n_texts < FEWER_FOLDS_FROM else LARGE_DATA_FOLDS, n_texts))
-    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
-        raise ValueError(f"cv must be 'auto', None or an integer >= 2, got {cv!r}")
-    if cv > n_texts:
-        raise ValueError(f"cv={int(cv)} folds need at least {int(cv)} texts, there are {n_texts}")
-    return int(cv)
-
-
-def _iterative_parts(Y: np.ndarray, k: int, seed: int | None) -> list[np.ndarray]:
-    """Rows of k parts of a multi-label pool, each label's share kept in each (iterative stratification)."""
-    part_of = iterative_stratification(Y, [1.0 / k] * k, 0 if seed is None else seed)
-    return [np.flatnonzero(part_of == part) for part in range(k)]
-
-
-def unscored_classes(codes: np.ndarray) -> np.ndarray:
-    """Codes of the classes too rare to be scored by cross-validation: those with a single text."""
-    return np.flatnonzero(np.bincount(codes) == 1)
-
-
-def make_folds(codes: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified, shuffled, seeded (train rows, validation rows) of k folds: the same for the same labels.
-
-    Rare classes: a class with fewer texts than folds (but at least 2) has each of its texts held out in a
-    different fold, so every fold still trains on one of them at least; a class with a single text is in the
-    training rows of every fold and held out in none (``unscored_classes``): scored, it would be a class its fold
-    never saw. Without such classes the folds are exactly scikit-learn's ``StratifiedKFold``. Multi-label
-    ``codes`` (an indicator matrix) are split by iterative stratification (Sechidis et al. 2011, ``stc._stratify``)."""
-    rows = np.arange(len(codes))
-    if codes.ndim == 2:
-        parts = _iterative_parts(codes, k, seed)
-        return [(np.setdiff1d(rows, part), part) for part in parts]
-    single = np.isin(codes, unscored_classes(codes))
-    scored, always_trained = rows[~single], rows[single]
-    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():  # fewer members than folds is this rule's case, not a mistake
-        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        split = list(folds.split(np.zeros(len(scored)), codes[scored]))
-    return [(np.sort(np.concatenate([scored[train], always_trained])), np.sort(scored[val])) for train, val in split]
-
-
-def split_rows(codes: np.ndarray, validation_size: float, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows) of one seeded, stratified validation split: ``validation_size`` of the rows
-    held out, a class of a single text kept in training (it cannot be on both sides)."""
-    if not isinstance(validation_size, float) or not 0.0 < validation_size < 1.0:
-        raise ValueError(f"validation_size must be a float in (0, 1), got {validation_size!r}")
-    if codes.ndim == 2:  # multi-label: iterative stratification
-        part_of = iterative_stratification(codes, (1.0 - validation_size, validation_size), 0 if seed is None else seed)
-        train_rows, val_rows = np.flatnonzero(part_of == 0), np.flatnonzero(part_of == 1)
-        if not len(train_rows) or not len(val_rows):
-            raise ValueError(f"a validation split of {validation_size:.0%} of {len(codes)} texts leaves one side "
-                             f"empty: pass a larger validation_size, or X_val, y_val")
-        return train_rows, val_rows
-    counts = np.bincount(codes)
-    single = counts[codes] == 1
-    rows = np.flatnonzero(~single)
-    n_val = int(np.ceil(validation_size * len(rows)))
-    n_split_classes = int(np.count_nonzero(counts >= 2))
-    if n_split_classes < 1 or n_val < n_split_classes or len(rows) - n_val < n_split_classes:
-        raise ValueError(f"a stratified validation split of {validation_size:.0%} of {len(codes)} texts needs one "
-                         f"text of each of its {n_split_classes} classes with 2 or more texts on each side; "
-                         f"{len(rows)} texts are too few (pass a larger validation_size, or X_val, y_val)")
-    train_rows, val_rows = train_test_split(rows, test_size=validation_size, stratify=codes[rows], random_state=seed)
-    return np.concatenate([train_rows, np.flatnonzero(single)]), val_rows
-
-
-def estimate_blocks(codes: np.ndarray, seed: int) -> list[np.ndarray]:
-    """Positions of ``ESTIMATE_BLOCKS`` stratified blocks of validation rows (fewer when a class is too rare;
-    iteratively stratified for multi-label ``codes``)."""
-    if codes.ndim == 2:
-        return [part for part in _iterative_parts(codes, int(min(ESTIMATE_BLOCKS, len(codes))), seed) if len(part)]
-    per_class = np.bincount(codes)
-    per_class = per_class[per_class > 0]
-    if per_class.min() >= 2:
-        k = int(min(ESTIMATE_BLOCKS, per_class.min()))
-        blocks = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(codes)), codes)
-    else:
-        blocks = KFold(n_splits=int(min(ESTIMATE_BLOCKS, len(codes))), shuffle=True,
-                       random_state=seed).split(np.zeros(len(codes)))
-    return [np.sort(block) for _, block in blocks]
+__all__ = ["Selector", "score_blocks", "choose_one_se", "leader_on", "leave_one_block_out", "held_out_scores",
+           "mean_and_se", "embedding_candidates", "embedding_floor", "expected_score", "configuration_rows"]
 
 
 def score_blocks(evaluations: Sequence[Evaluation], y_eval: np.ndarray, blocks: Sequence[np.ndarray],
@@ -254,12 +128,28 @@ class Selector:
 
     ``y_eval`` are the labels of the held-out rows in evaluation order; ``blocks`` cut them into folds (or
     validation blocks). ``"best"`` ranks by the score of all held-out rows together, exactly the paper's validation
-    score; ``"one_se"`` by the mean over blocks."""
+    score; ``"one_se"`` by the mean over blocks.
 
-    def __init__(self, y_eval: np.ndarray, blocks: Sequence[np.ndarray], metric: str, rule: str):
+    Repeated folds (``repeats`` > 1): the blocks are the folds of each partition, partition after partition, and
+    every text is held out once per partition. The ranking is the mean over every block; a standard error is that
+    of one partition's mean (``per_repeat`` blocks), since the partitions hold out the same texts (an honest
+    upper bound: the repeats cannot make the texts more); and a choice made "without block k" reads only the other
+    blocks of its partition (``without``), since every block of another partition holds some of block k's texts."""
+
+    def __init__(self, y_eval: np.ndarray, blocks: Sequence[np.ndarray], metric: str, rule: str, repeats: int = 1):
         if rule not in ("one_se", "best"):
             raise ValueError(f"rule must be 'one_se' or 'best', got {rule!r}")
+        if repeats < 1 or len(blocks) % repeats:
+            raise ValueError(f"{len(blocks)} blocks cannot be {repeats} repeats of the same folds")
         self.y_eval, self.blocks, self.metric, self.rule = y_eval, list(blocks), metric, rule
+        self.repeats = repeats
+        self.per_repeat = len(self.blocks) // repeats
+
+    def without(self, k: int) -> np.ndarray:
+        """The blocks a choice made without block ``k`` may read: every other block of its partition."""
+        first = (k // self.per_repeat) * self.per_repeat
+        same = np.arange(first, first + self.per_repeat)
+        return same[same != k]
 
     def scores(self, evaluations: Sequence[Evaluation]) -> np.ndarray:
         """Each candidate's ranking score: the pooled score ("best") or the mean over blocks ("one_se")."""
@@ -275,7 +165,8 @@ class Selector:
         """The final choice: the leader ("best"), or the simplest within one standard error of it ("one_se")."""
         if self.rule == "best":
             return self.leader(evaluations)
-        return choose_one_se(score_blocks(evaluations, self.y_eval, self.blocks, self.metric), evaluations)
+        return choose_one_se(score_blocks(evaluations, self.y_eval, self.blocks, self.metric), evaluations,
+                             self.per_repeat)
 
 
 def _best(means: np.ndarray, evaluations: Sequence[Evaluation]) -> int:
@@ -283,15 +174,17 @@ def _best(means: np.ndarray, evaluations: Sequence[Evaluation]) -> int:
     return min(range(len(means)), key=lambda i: (-means[i], *_simplicity(evaluations[i])))
 
 
-def choose_one_se(block_scores: np.ndarray, evaluations: Sequence[Evaluation]) -> int:
+def choose_one_se(block_scores: np.ndarray, evaluations: Sequence[Evaluation], n_independent: int | None = None) -> int:
     """Index of the simplest candidate on the best one's path whose mean block score is within one paired
-    standard error of the best (see the module docstring)."""
+    standard error of the best (see the module docstring). The error's divisor is the square root of
+    ``n_independent`` blocks (default: every block; repeated folds: one partition's, see ``Selector``)."""
     means = block_scores.mean(axis=1)
     simplicity = [_simplicity(e) for e in evaluations]
     best = _best(means, evaluations)
     differences = block_scores[best] - block_scores
     n_blocks = block_scores.shape[1]
-    se = differences.std(axis=1, ddof=1) / math.sqrt(n_blocks) if n_blocks > 1 else np.zeros(len(means))
+    se = (differences.std(axis=1, ddof=1) / math.sqrt(n_independent or n_blocks) if n_blocks > 1
+          else np.zeros(len(means)))
     leader = evaluations[best].candidate
     eligible = [i for i in range(len(means)) if means[i] >= means[best] - se[i] - 1e-12
                 and simplifies(evaluations[i].candidate, leader)]
@@ -304,10 +197,10 @@ def _choose(block_scores: np.ndarray, evaluations: Sequence[Evaluation], rule: s
     return _best(block_scores.mean(axis=1), evaluations)
 
 
-def leader_without(block_scores: np.ndarray, evaluations: Sequence[Evaluation], left_out: int) -> int:
-    """Index of the best candidate by its mean over every block but ``left_out`` (ties: the simplest): a stage-1
-    leader as the search would have named it without that block."""
-    return _best(np.delete(block_scores, left_out, axis=1).mean(axis=1), evaluations)
+def leader_on(block_scores: np.ndarray, evaluations: Sequence[Evaluation], columns: np.ndarray) -> int:
+    """Index of the best candidate by its mean over the blocks ``columns`` (ties: the simplest): a stage-1 leader
+    as the search would have named it without a block (``columns = Selector.without(k)``)."""
+    return _best(block_scores[:, columns].mean(axis=1), evaluations)
 
 
 def leave_one_block_out(selector: Selector,
@@ -316,20 +209,22 @@ def leave_one_block_out(selector: Selector,
 
     ``per_block[k]`` holds the candidates the choice without block k is made among and their (n_candidates,
     n_blocks) block scores: the same table for every block, or (``stc.search.TwoStageSearch.expected_score``) the
-    search replayed without block k."""
-    return mean_and_se(held_out_scores(selector, per_block))
+    search replayed without block k. The choice without block k reads ``selector.without(k)``."""
+    return mean_and_se(held_out_scores(selector, per_block), selector.per_repeat)
 
 
 def held_out_scores(selector: Selector, per_block: Sequence[tuple[Sequence[Evaluation], np.ndarray]]) -> np.ndarray:
     """Per block k, the score on block k of the candidate the rule chooses without it (see ``leave_one_block_out``)."""
-    return np.array([scores[_choose(np.delete(scores, k, axis=1), candidates, selector.rule), k]
+    return np.array([scores[_choose(scores[:, selector.without(k)], candidates, selector.rule), k]
                      for k, (candidates, scores) in enumerate(per_block)])
 
 
-def mean_and_se(values: np.ndarray) -> tuple[float, float]:
-    """(mean, standard error of the mean) of per-block scores; the error is NaN for a single block."""
+def mean_and_se(values: np.ndarray, n_independent: int | None = None) -> tuple[float, float]:
+    """(mean, standard error of the mean) of per-block scores; the error is NaN for a single block. The error's
+    divisor is the square root of ``n_independent`` blocks (default: every value; see ``Selector``)."""
     values = np.asarray(values, dtype=np.float64)
-    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+    se = (float(values.std(ddof=1) / math.sqrt(n_independent or len(values))) if len(values) > 1
+          else float("nan"))
     return float(values.mean()), se
 
 
@@ -361,7 +256,7 @@ def embedding_floor(selector: Selector, evaluations: Sequence[Evaluation], chose
                                 selector.metric)
     best = _best(block_scores.mean(axis=1), [evaluations[i] for i in embedding])
     differences = np.asarray(held_out) - block_scores[best]
-    _, se = mean_and_se(differences)
+    _, se = mean_and_se(differences, selector.per_repeat)
     return embedding[best] if differences.mean() <= se + 1e-12 else None
 
 
@@ -379,7 +274,7 @@ def configuration_rows(selector: Selector, evaluations: Sequence[Evaluation]) ->
     rows = []
     for e, blocks, value in zip(evaluations, block_scores, ranking):
         c = e.candidate
-        se = float(blocks.std(ddof=1) / math.sqrt(len(blocks))) if len(blocks) > 1 else None
+        se = float(blocks.std(ddof=1) / math.sqrt(selector.per_repeat)) if len(blocks) > 1 else None
         n_features = int(e.mean_n_features) if float(e.mean_n_features).is_integer() else round(e.mean_n_features, 1)
         rows.append(Configuration(c.representations, c.poolings, c.eta, c.exit_layer, c.C, n_features,
                                   float(value), c.stage, c.kind, c.dense_key, se, tuple(float(b) for b in blocks),

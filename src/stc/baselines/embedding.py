@@ -21,7 +21,7 @@ from ..backbone import Backbone, load_backbone
 from .._estimator import FeatureReadoutMixin, encode_targets, fit_split, validation_targets
 from ..extract import POOLINGS, extract_features, feature_key
 from ..heads import MultiLabelHead, head_from_pipeline
-from ..selection import estimate_blocks, split_rows
+from ..folds import estimate_blocks, split_rows
 from ..store import find_stored
 
 __all__ = ["EmbeddingClassifier", "native_pooling"]
@@ -161,7 +161,7 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
 
     def _label_set_split(self, X, y, X_val, y_val):
         """(classes, train texts, train indicator, validation texts, validation indicator) of a multi-label fit;
-        sets ``target_``. Without X_val, an iteratively stratified split of X (``stc.selection.split_rows``)."""
+        sets ``target_``. Without X_val, an iteratively stratified split of X (``stc.folds.split_rows``)."""
         texts = check_inputs(X, "X")
         classes, Y, self.target_ = encode_targets(y, len(texts))
         if X_val is not None or y_val is not None:
