@@ -540,6 +540,8 @@ def test_the_embedding_floor_wins_where_no_readout_beats_it_beyond_noise(tmp_pat
     new = np.arange(n, n + m)
     assert _test_accuracy(floored, store, new, y) > _test_accuracy(plain, store, new, y) + 0.1
     assert any("embedding floor" in line for line in summary_lines(floored))
+    margin, se = floored.selection_["floor_margin"]  # the search's choice minus the embedding, per block
+    assert margin <= se and plain.selection_["floor_margin"] is None  # no floor under "one_se" alone
     # the estimate of a floored model is the embedding readout's own cross-validated score
     chosen = floored.best_index_
     assert floored.expected_score_ == pytest.approx(floored.cv_results_["mean_test_score"][chosen])
@@ -553,6 +555,9 @@ def test_the_floor_gives_way_to_neurons_that_beat_the_embedding(tmp_path, plante
                     store, y, np.arange(300))
     assert clf.selection_["floor"] is None and clf.configuration_["readout"] != "dense"
     assert 5 in clf.kept_columns_["hidden.L2.mean"]
+    margin, se = clf.selection_["floor_margin"]
+    assert margin > se > 0
+    assert any("against the embedding readout (the floor): +" in line for line in summary_lines(clf))
 
 
 # --- the MLP head (issue 23, point 2) -------------------------------------------------------------------------------

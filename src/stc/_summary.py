@@ -25,9 +25,14 @@ def summary_lines(clf) -> list[str]:
              f"exit layer: {clf.exit_layer_} of {clf.backbone_['num_layers']}",
              f"kept neurons: {clf.n_features_} (e.g. {', '.join(clf.kept_neurons_[:3])})"]
     selection = getattr(clf, "selection_", None) or {}
+    margin = selection.get("floor_margin")  # models saved before it have none
     if chosen.kind == "dense" and selection.get("floor") == chosen.dense_key:
+        beaten = f" (the search's choice: {margin[0]:+.4f} ± {margin[1]:.4f})" if margin else ""
         lines.append(f"the embedding floor chose {chosen.dense_key} (the backbone's sentence embedding): no other "
-                     f"readout beat it by more than one standard error of the folds")
+                     f"readout beat it beyond noise{beaten}")
+    elif margin:
+        lines.append(f"against the embedding readout (the floor): {margin[0]:+.4f} ± {margin[1]:.4f} per fold, "
+                     f"held out: beyond noise")
     elif chosen.kind == "dense":
         lines.append(f"the dense readout won: every neuron of {chosen.dense_key} (the sentence embedding of "
                      f"that layer); no sparse set of neurons beat it beyond noise")

@@ -60,11 +60,11 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     C); the final model is refitted on every text; below 200 texts the folds are repeated over several seeded
     partitions (``cv_repeats``). The candidates include dense readouts (every neuron of one layer's pooled hidden
     state, the last layer's mean being the sentence-embedding baseline), so the search can fall back to the
-    embedding where the sparse neurons do not beat it beyond noise. ``cv=None`` is the paper's
-    protocol: every choice by the best score on one validation split, no dense readouts. Either way
-    ``expected_score_`` estimates the test score with the selection's optimism left out (see ``stc.selection``).
-    ``selection_rule`` and ``readout_kinds`` change the rule and the kinds of readout searched (``stc.protocol``
-    holds the two protocols, ``stc.search`` the search). ``fit_store`` fits on an activation store built elsewhere.
+    embedding where the sparse neurons do not beat it beyond noise. ``cv=None`` is the paper's protocol: every
+    choice by the best score on one validation split, no dense readouts. Either way ``expected_score_`` estimates
+    the test score with the selection's optimism left out (see ``stc.selection``). ``selection_rule`` and
+    ``readout_kinds`` change the rule and the kinds of readout searched (``stc.protocol`` holds the two protocols,
+    ``stc.search`` the search). ``fit_store`` fits on an activation store built elsewhere.
 
     Parameters
     ----------
@@ -93,8 +93,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         other folds, chooses without it (see ``stc.selection``).
     expected_score_se_ : the standard error of ``expected_score_``.
     selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, repeats (partitions into
-        them), rule ("one_se" or "best", as ``selection_rule`` says), n_blocks, n_candidates, n_held_out (texts
-        scored) and unscored_classes (classes of one text, trained on in every fold and scored in none).
+        them), rule ("one_se" or "best"), floor and floor_margin (the embedding readout the floor chose; the search's
+        choice minus it per block: mean, se), n_blocks, n_candidates, n_held_out, unscored_classes (one-text classes).
     metric_ : the metric every choice was made by: ``metric`` with "auto" resolved (accuracy for one label per
         text, micro-F1 for label sets).
     target_ : what ``y`` was: "labels" (one per text), "label sets" (``predict`` gives a tuple of labels per text)

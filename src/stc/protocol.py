@@ -163,7 +163,8 @@ class Protocol(ABC):
         if self.refit_phase:
             timer.lap(self.refit_phase)
         expected = search.expected_score()
-        floor = search.floor() if self.floor else None
+        test = search.floor() if self.floor else None
+        floor = test.embedding if test is not None and test.holds else None
         if floor is not None:  # the embedding readout: the neurons did not beat it beyond noise
             outcome = replace(outcome, chosen=floor)
             expected = search.block_estimate(floor)
@@ -174,6 +175,8 @@ class Protocol(ABC):
             unscored = np.setdiff1d(np.unique(self.codes), np.unique(y_eval))
         selection = {"protocol": self.name, "folds": self.folds, "repeats": self.repeats, "rule": self.rule,
                      "floor": None if floor is None else outcome.table[floor].candidate.dense_key,
+                     # the search's choice minus the embedding readout, per block (honest scores): mean and se
+                     "floor_margin": None if test is None else [test.margin, test.margin_se],
                      "n_blocks": len(blocks),
                      "n_candidates": len(outcome.table), "n_held_out": len(y_eval),
                      "unscored_classes": np.asarray(classes)[unscored].tolist()}

@@ -31,7 +31,7 @@ import numpy as np
 
 from .aggregate import READOUT_KINDS, Candidate, Evaluation
 from .extract import all_keys, parse_key
-from .selection import Selector, embedding_floor, held_out_scores, leader_on, mean_and_se, score_blocks
+from .selection import FloorTest, Selector, floor_test, held_out_scores, leader_on, mean_and_se, score_blocks
 
 __all__ = ["SearchSpace", "SearchOutcome", "TwoStageSearch"]
 
@@ -178,12 +178,13 @@ class TwoStageSearch:
         self._held_out = held_out_scores(selector, per_block)
         return mean_and_se(self._held_out, selector.per_repeat)
 
-    def floor(self) -> int | None:
-        """After ``expected_score``: the embedding readout's index in the table when the search's choice does not
-        beat it beyond noise (``stc.selection.embedding_floor``), else None."""
+    def floor(self) -> FloorTest | None:
+        """After ``expected_score``: the search's choice against the embedding readout (``stc.selection.floor_test``:
+        the embedding's index in the table, the margin and its standard error; ``holds`` when the choice does not beat
+        it beyond noise), or None where there is no floor."""
         if self._held_out is None:
             raise RuntimeError("the floor compares the estimate's per-block scores: run expected_score first")
-        return embedding_floor(self.selector, self._outcome.table, self._outcome.chosen, self._held_out)
+        return floor_test(self.selector, self._outcome.table, self._outcome.chosen, self._held_out)
 
     def block_estimate(self, index: int) -> tuple[float, float]:
         """(mean, standard error) of one candidate's block scores: the estimate of a candidate chosen without a

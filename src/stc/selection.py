@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -83,8 +84,13 @@ from .aggregate import Candidate, Configuration, Evaluation
 from .extract import parse_key
 from .heads import HEAD_FAMILIES
 
-__all__ = ["Selector", "score_blocks", "choose_one_se", "leader_on", "leave_one_block_out", "held_out_scores",
-           "mean_and_se", "embedding_candidates", "embedding_floor", "expected_score", "configuration_rows"]
+__all__ = ["FLOOR_SES", "Selector", "score_blocks", "choose_one_se", "leader_on", "leave_one_block_out",
+           "held_out_scores", "mean_and_se", "embedding_candidates", "FloorTest", "floor_test", "embedding_floor",
+           "expected_score", "configuration_rows"]
+
+#: The embedding floor gives way to the search's choice only where it beats the embedding by more than this many
+#: standard errors of their paired per-block differences (``floor_test``).
+FLOOR_SES = 1.0
 
 
 def score_blocks(evaluations: Sequence[Evaluation], y_eval: np.ndarray, blocks: Sequence[np.ndarray],
@@ -242,22 +248,48 @@ def embedding_candidates(evaluations: Sequence[Evaluation]) -> list[int]:
     return [i for i, (_, layer, p) in dense if layer == deepest and p == pooling]
 
 
-def embedding_floor(selector: Selector, evaluations: Sequence[Evaluation], chosen: int,
-                    held_out: np.ndarray) -> int | None:
-    """The embedding readout's index (its best C) when the search's choice does not beat it beyond noise, else None.
+@dataclass(frozen=True)
+class FloorTest:
+    """The embedding floor's comparison: the embedding readout's index (its best C) in the table, and the mean and
+    standard error of the paired per-block differences, the search's choice (its honest scores) minus it."""
 
-    Beyond noise: the choice's honest per-block scores (``held_out``: each block scored by the candidate the search
-    chooses without it, the selection's optimism left out) beat the embedding's block scores by more than one
-    standard error of their paired differences. Only with the one-standard-error rule and dense readouts searched."""
+    embedding: int
+    margin: float
+    margin_se: float
+
+    @property
+    def holds(self) -> bool:
+        """Whether the embedding stays the model: the choice does not beat it by more than ``FLOOR_SES`` standard
+        errors."""
+        return self.margin <= FLOOR_SES * self.margin_se + 1e-12
+
+
+def floor_test(selector: Selector, evaluations: Sequence[Evaluation], chosen: int,
+               held_out: np.ndarray) -> FloorTest | None:
+    """The search's choice against the embedding readout (see ``embedding_floor``); None where there is no floor:
+    another rule than one-standard-error, no dense readout searched, the choice the embedding itself, one block.
+
+    The choice's scores are its honest per-block scores (``held_out``: each block scored by the candidate the search
+    chooses without it, the selection's optimism left out)."""
     embedding = embedding_candidates(evaluations)
     if selector.rule != "one_se" or not embedding or chosen in embedding or len(held_out) < 2:
         return None
     block_scores = score_blocks([evaluations[i] for i in embedding], selector.y_eval, selector.blocks,
                                 selector.metric)
     best = _best(block_scores.mean(axis=1), [evaluations[i] for i in embedding])
-    differences = np.asarray(held_out) - block_scores[best]
-    _, se = mean_and_se(differences, selector.per_repeat)
-    return embedding[best] if differences.mean() <= se + 1e-12 else None
+    margin, se = mean_and_se(np.asarray(held_out) - block_scores[best], selector.per_repeat)
+    return FloorTest(embedding[best], margin, se)
+
+
+def embedding_floor(selector: Selector, evaluations: Sequence[Evaluation], chosen: int,
+                    held_out: np.ndarray) -> int | None:
+    """The embedding readout's index (its best C) when the search's choice does not beat it beyond noise, else None.
+
+    Beyond noise: the choice's honest per-block scores beat the embedding's block scores by more than ``FLOOR_SES``
+    standard errors of their paired differences (``floor_test``). Only with the one-standard-error rule and dense
+    readouts searched."""
+    test = floor_test(selector, evaluations, chosen, held_out)
+    return test.embedding if test is not None and test.holds else None
 
 
 def expected_score(selector: Selector, evaluations: Sequence[Evaluation]) -> tuple[float, float]:
