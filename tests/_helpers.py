@@ -148,11 +148,9 @@ def planted_label_sets(n_texts: int = 60, seed: int = 0) -> tuple[list[str], lis
 # --- fitted tiny models ----------------------------------------------------------------------------------------------
 
 #: (no MLP stage: it is tested where it is the point, tests/test_mlp_head.py, test_selection.py and test_export.py,
-#: and the real-sentence fit of test_classifier.py; elsewhere it would add a third of every tiny search's time;
-#: one partition into folds: the repeats that tiny data gets by default multiply a tiny fit's folds by up to 5, and
-#: are tested in tests/test_selection.py)
+#: and the real-sentence fit of test_classifier.py; elsewhere it would add a third of every tiny search's time)
 FAST = dict(poolings=("mean", "max"), etas=(0.2, 0.8), probe_Cs=(0.1, 1.0), final_Cs=(0.1, 1.0),
-            show_progress_bar=False, device="cpu", probe_solver="saga", n_jobs=1, mlp_head=False, cv_repeats=1)
+            show_progress_bar=False, device="cpu", probe_solver="saga", n_jobs=1, mlp_head=False)
 #: A sparse model to explain: cv=None, since explanations are of a given sparse model, not of how it was chosen (on
 #: 72 planted texts the cross-validated search may prefer a dense readout, with nothing left to explain by name).
 SPARSE_FIT = dict(per_class=24, cv=None)

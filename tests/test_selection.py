@@ -390,12 +390,12 @@ def test_a_fit_on_few_texts_scores_every_candidate_on_repeated_folds_and_says_so
     store = _write_store(tmp_path / "s", arrays)
     settings = dict(representations=("hidden",), poolings=("mean",), etas=(0.5,), final_Cs=(1.0,),
                     show_progress_bar=False, mlp_head=False)
-    clf = _fit_rows(planted_classifier(**settings), store, y, np.arange(90))
+    clf = _fit_rows(planted_classifier(**settings, cv_repeats="auto"), store, y, np.arange(90))
     assert clf.selection_["repeats"] == 3 and clf.selection_["folds"] == 5  # 90 texts: ceil(200 / 90)
     assert clf.selection_["n_blocks"] == 15 and clf.selection_["n_held_out"] == 270
     assert "split14_test_score" in clf.cv_results_ and "split15_test_score" not in clf.cv_results_
     assert any("over 3 seeded partitions" in line for line in summary_lines(clf))
-    once = _fit_rows(planted_classifier(**settings, cv_repeats=1), store, y, np.arange(90))
+    once = _fit_rows(planted_classifier(**settings), store, y, np.arange(90))  # the default: one partition
     assert once.selection_["repeats"] == 1 and once.selection_["n_blocks"] == 5
     # the first partition is the one cross-validation without repeats uses: a dense readout (no probe in it, whose
     # C the repeats may change) has the same score on each of its folds

@@ -57,8 +57,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     over the training and validation texts together (5 folds below 5,000 texts, 3 from there: half the work, for
     0.8 points on full MR; see ``stc.selection``), the probes refitted inside each fold; the simplest candidate
     within one standard error of the best wins (fewest features, then the shallowest exit layer, then the smallest
-    C); the final model is refitted on every text; below 200 texts the folds are repeated over several seeded
-    partitions (``cv_repeats``). The candidates include dense readouts (every neuron of one layer's pooled hidden
+    C); the final model is refitted on every text (``cv_repeats`` repeats the folds over several seeded
+    partitions). The candidates include dense readouts (every neuron of one layer's pooled hidden
     state, the last layer's mean being the sentence-embedding baseline), so the search can fall back to the
     embedding where the sparse neurons do not beat it beyond noise. ``cv=None`` is the paper's protocol: every
     choice by the best score on one validation split, no dense readouts. Either way ``expected_score_`` estimates
@@ -126,7 +126,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     def __init__(self, model: str = "minilm", *, representations: Sequence[str] = ("hidden", "ffn"),
                  poolings: Sequence[str] | None = None, etas: Sequence[float] = DEFAULT_ETAS,
                  probe_Cs: Sequence[float] | None = None, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
-                 metric: str = "auto", cv: int | str | None = "auto", cv_repeats: int | str = "auto",
+                 metric: str = "auto", cv: int | str | None = "auto", cv_repeats: int | str = 1,
                  selection_rule: str = "auto", readout_kinds: Sequence[str] = READOUT_KINDS, mlp_head: bool = True,
                  class_weight: str | None = None, calibrate: bool = True, validation_size: float = 0.2,
                  max_length: int | None = None, windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,

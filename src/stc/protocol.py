@@ -294,7 +294,7 @@ def searched_kinds(readout_kinds: Sequence[str], representations: Sequence[str],
 
 
 def make_protocol(codes: np.ndarray, classes: np.ndarray, validation_rows: np.ndarray | None = None, *, cv,
-                  cv_repeats: int | str = "auto", validation_size: float = 0.2, seed: int | None = 0, rule: str = "auto",
+                  cv_repeats: int | str = 1, validation_size: float = 0.2, seed: int | None = 0, rule: str = "auto",
                   readout_kinds: Sequence[str] = READOUT_KINDS,
                   representations: Sequence[str] = ("hidden", "ffn")) -> Protocol:
     """The protocol ``cv`` means for a pool labelled ``codes`` (see ``stc.folds.resolve_cv``), with any given

@@ -20,10 +20,12 @@ Two protocols:
   for a first fit 1.74x the paper's protocol's time instead of 2.5x (``benchmarks/README.md``, "Selection").
   ``cv=5`` buys the points back. Rare classes change neither the protocol nor k (many-class data always has
   some): a class with fewer texts than folds has its texts held out in different folds, and a class of one text
-  trains in every fold and is scored in none (``make_folds``). With few texts (below ``REPEATED_CV_BELOW``)
-  ``cv_repeats="auto"`` repeats the k folds over up to ``MAX_REPEATS`` seeded partitions (``resolve_repeats`` says how
-  many and why): every candidate is scored on each partition's folds, so which texts happened to share a fold
-  matters less; the standard errors stay one partition's (``Selector``).
+  trains in every fold and is scored in none (``make_folds``). ``cv_repeats`` repeats the k folds over several
+  seeded partitions (repeated stratified k-fold; ``"auto"``: up to ``MAX_REPEATS`` below ``REPEATED_CV_BELOW``
+  texts, ``stc.folds.resolve_repeats``): every candidate is scored on each partition's folds, so which texts
+  happened to share a fold matters less; the standard errors stay one partition's (``Selector``). Not the
+  default: at 8 and 32 texts per class (MR, BBC News; ``benchmarks/README.md``, "Few labels") it took the fit
+  about 10x as long and did not raise test scores (the noise of having few texts is not the partition's).
 * **One validation split**: the given validation texts, else a seeded stratified ``validation_size`` of the
   training texts (``split_rows``); the probes' C and every choice on them, the final model trained on the rest.
   ``cv=None`` is the paper's protocol: the best validation score wins, among sparse readouts only. ``cv="auto"``
