@@ -450,6 +450,15 @@ def test_readout_kinds_leave_the_others_out_of_the_search():
     everything = SearchSpace([("hidden",)], [("mean",)], etas=(0.5,), exit_layers=(3,), Cs=(0.1, 1.0),
                              dense_keys=("hidden.L3.mean",))
     assert {c.kind for c in everything.stage_two(sparse, dense)} == {"sparse", "dense", "hybrid"}
+    # the embedding readout (the deepest mean-pooled hidden state) at every C, whichever dense layer leads
+    space = SearchSpace.over(("hidden",), ("max", "mean"), 3, etas=(0.5,), Cs=(0.01, 0.1, 1.0))
+    assert space.embedding_key == "hidden.L3.mean" and space.middle_C == 0.1
+    other = Candidate("dense", ("hidden",), ("max",), None, 2, 0.1, 1, "hidden.L2.max")
+    added = [c for c in space.stage_two(None, other) if c.dense_key == "hidden.L3.mean"]
+    assert sorted(c.C for c in added) == [0.01, 1.0]  # stage 1 scored it at 0.1
+    leading = Candidate("dense", ("hidden",), ("mean",), None, 3, 0.1, 1, "hidden.L3.mean")
+    assert sorted(c.C for c in space.stage_two(None, leading)) == [0.01, 1.0]  # not twice
+    assert SearchSpace.over(("hidden",), ("max", "first"), 3, etas=(0.5,), Cs=(1.0,)).embedding_key == "hidden.L3.first"
     no_hybrid = replace(everything, kinds=("sparse", "dense"))
     assert {c.kind for c in no_hybrid.stage_two(sparse, dense)} == {"sparse", "dense"}
     assert SearchSpace.over(("hidden", "ffn"), ("mean",), 3, etas=(0.5,), Cs=(1.0,), kinds=("sparse",)).dense_keys == []

@@ -70,11 +70,27 @@ class SearchSpace:
         return cls(representation_sets, pooling_sets, tuple(etas), range(1, num_layers + 1), tuple(Cs), dense_keys,
                    tuple(kinds), tuple(mlp_Cs))
 
+    @property
+    def middle_C(self) -> float | None:
+        """Stage 1's C: the lower middle of the grid (0.1 of the default grid)."""
+        # Stage 1 compares feature sets of very different sizes at one C; a weak penalty (large C) would favour the
+        # small ones and converge slowest, so it takes the lower middle of the grid.
+        return sorted(self.Cs, key=lambda C: -1.0 if C is None else C)[(len(self.Cs) - 1) // 2]
+
+    @property
+    def embedding_key(self) -> str | None:
+        """The embedding readout's array among the dense layers: the deepest layer's mean-pooled hidden state (its
+        first pooling without a mean), as ``stc.selection.embedding_candidates`` names it; None without dense
+        layers."""
+        if not self.dense_keys:
+            return None
+        deepest = max(parse_key(key)[1] for key in self.dense_keys)
+        last = sorted((parse_key(key)[2], key) for key in self.dense_keys if parse_key(key)[1] == deepest)
+        return next((key for pooling, key in last if pooling == "mean"), last[0][1])
+
     def stage_one(self) -> tuple[list[Candidate], list[Candidate]]:
         """(sparse, dense) candidates of stage 1, at full depth and the lower middle C of the grid."""
-        # Stage 1 compares feature sets of very different sizes at one C; a weak penalty (large C) would favour the
-        # small ones and converge slowest, so it takes the lower middle of the grid (0.1 of the default grid).
-        middle_C = sorted(self.Cs)[(len(self.Cs) - 1) // 2]
+        middle_C = self.middle_C
         deepest = max(self.exit_layers)
         sparse = ([Candidate("sparse", r, p, eta, deepest, middle_C, 1)
                    for r in self.representation_sets for p in self.pooling_sets for eta in self.etas]
@@ -85,13 +101,23 @@ class SearchSpace:
 
     def stage_two(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Candidate]:
         """Stage 2 around the stage-1 leaders: every exit layer × C of the sparse leader, every other C of the dense
-        leader, and every C of the two together (hybrid, when searched)."""
+        leader and of the embedding readout, and every C of the two leaders together (hybrid, when searched).
+
+        The embedding readout at every C, whichever dense layer leads: it is the floor the search's choice is held
+        to (``stc.selection.embedding_floor``), and a floor at stage 1's C alone is not the embedding baseline a
+        user would fit (its C chosen by cross-validation, as ``LogisticRegressionCV`` does); with few texts the
+        two differed by 1-2 points (MR, 16 texts per class: C = 0.01 against stage 1's 0.1)."""
         second = []
         if sparse_leader:
             second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
                                 k, C, 2) for k in self.exit_layers for C in self.Cs]
         if dense_leader:
             second += [replace(dense_leader, C=C, stage=2) for C in self.Cs if C != dense_leader.C]
+        embedding = self.embedding_key
+        if embedding is not None and (dense_leader is None or dense_leader.dense_key != embedding):
+            representation, layer, pooling = parse_key(embedding)
+            second += [Candidate("dense", (representation,), (pooling,), None, layer, C, 2, embedding)
+                       for C in self.Cs if C != self.middle_C]
         if sparse_leader and dense_leader and "hybrid" in self.kinds:  # the embedding plus the neurons adding most
             second += [Candidate("hybrid", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
                                  max(sparse_leader.exit_layer, dense_leader.exit_layer), C, 2, dense_leader.dense_key)
