@@ -201,7 +201,9 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
                                   "n_features": clf.n_features_,
                                   "exit_layer": clf.exit_layer_, "eta": config.get("eta"), "C": config.get("C"),
                                   "cv_score": clf.val_score_, "val_score": clf.val_score_, "timings": clf.fit_timings_,
-                                  "rule": clf.selection_["rule"], "n_candidates": len(clf.cv_results_["params"])})
+                                  "rule": clf.selection_["rule"], "n_candidates": len(clf.cv_results_["params"]),
+                                  "floor": clf.selection_.get("floor"),
+                                  "floor_margin": clf.selection_.get("floor_margin")})
                 record = {"dataset": name, "size": str(size), "seed": seed, "method": method, "revision": REVISION,
                           "n_train": len(train_texts), "n_val": len(val_texts), "metric": dataset.metric,
                           "estimate": estimate, "test": test, "optimism": estimate - test,

@@ -16,7 +16,8 @@ from stc.calibration import expected_calibration_error, fit_temperature, log_los
 from stc.search import SearchSpace, TwoStageSearch
 from stc.folds import (MAX_REPEATS, REPEATED_CV_BELOW, make_folds, make_repeated_folds, resolve_cv, resolve_repeats,
                        unscored_classes)
-from stc.selection import Selector, choose_one_se, expected_score, held_out_scores, mean_and_se
+from stc.selection import (FLOOR_SES, FloorTest, Selector, choose_one_se, expected_score, held_out_scores,
+                           mean_and_se)
 from stc.store import FORMAT_VERSION, ActivationStore
 
 from ._helpers import save_tiny
@@ -556,6 +557,13 @@ def test_the_embedding_floor_wins_where_no_readout_beats_it_beyond_noise(tmp_pat
     assert floored.expected_score_ == pytest.approx(floored.cv_results_["mean_test_score"][chosen])
 
 
+def test_the_floor_holds_unless_the_choice_beats_the_embedding_by_two_standard_errors():
+    assert FLOOR_SES == 2.0
+    assert FloorTest(embedding=3, margin=0.03, margin_se=0.02).holds  # 1.5 se: within noise, the embedding stays
+    assert not FloorTest(embedding=3, margin=0.05, margin_se=0.02).holds  # 2.5 se: the choice stands
+    assert FloorTest(embedding=3, margin=-0.01, margin_se=0.0).holds
+
+
 def test_the_floor_gives_way_to_neurons_that_beat_the_embedding(tmp_path, planted_classifier):
     """One strong neuron in layer 2 and a last layer of noise: the sparse readout beats the embedding by far."""
     arrays, y = _planted(5, n=300, effect=1.5)
@@ -565,7 +573,7 @@ def test_the_floor_gives_way_to_neurons_that_beat_the_embedding(tmp_path, plante
     assert clf.selection_["floor"] is None and clf.configuration_["readout"] != "dense"
     assert 5 in clf.kept_columns_["hidden.L2.mean"]
     margin, se = clf.selection_["floor_margin"]
-    assert margin > se > 0
+    assert margin > FLOOR_SES * se > 0
     assert any("against the embedding readout (the floor): +" in line for line in summary_lines(clf))
 
 
