@@ -143,6 +143,7 @@ def test_write_results_merges_files_into_one_table(tmp_path):
 def test_write_results_leaves_other_json_records_in_the_folder_alone(tmp_path):
     # benchmarks/results holds the benchmarks' own JSON records beside the experiment files
     (tmp_path / "bundle-2026-12-05.json").write_text('{"ks": [1, 2]}')
+    (tmp_path / "bundle-2026-12-06.json").write_text('{"rows": [{"k": 1, "bundle_texts_per_s": 125.4}]}')
     (tmp_path / "list.json").write_text('[1, 2]')
     write_results(tmp_path, [table_row()])
     assert (tmp_path / "results-table.md").read_text().count("\n| ") == 1

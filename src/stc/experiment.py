@@ -252,9 +252,13 @@ def write_results(out: Path, rows: list[dict], settings: ExperimentSettings | No
 
 def _experiment_rows(path: Path) -> list[dict]:
     """The rows of an experiment's results file; none from any other JSON file in the same folder (benchmarks keep
-    their own records beside them)."""
+    their own records beside them, some also under "rows"): an experiment row names its dataset, model and method."""
     payload = json.loads(path.read_text(encoding="utf-8"))
-    return payload["rows"] if isinstance(payload, dict) and isinstance(payload.get("rows"), list) else []
+    rows = payload.get("rows") if isinstance(payload, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and {"dataset", "model", "method"} <= set(row)
+                                             for row in rows):
+        return []
+    return rows
 
 
 def _size(row: dict) -> str:
