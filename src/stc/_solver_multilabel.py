@@ -11,8 +11,8 @@ solver like ``_solver``'s, warm-started along the C values from the smallest up,
 (iterations at a C end once the gain still expected, estimated from the observed rate of decrease, is below ``tol``
 times the objective) and the same Armijo line search on the exact objective.
 
-How, and why (``benchmarks/bench_multilabel_probes.py``: films, 1,600 training rows, 21 genres, MiniLM arrays,
-single-threaded BLAS as the probes run side by side; 2026-12-05):
+How, and why (films, 21 genres, MiniLM arrays of its first 1,600 training texts; the final comparison is
+``benchmarks/bench_multilabel_probes.py``; single-threaded BLAS, as the probes run side by side; 2026-12-05):
 
 * The idea tried first, and dropped: share the curvature between labels.  The logistic loss's Hessian is bounded
   by ``X'X / 4`` (Boehning), so one Gram matrix per array could serve every label's Newton model
@@ -23,25 +23,31 @@ single-threaded BLAS as the probes run side by side; 2026-12-05):
   diagonal) with a line search stalled or stopped early (objectives 2e-4 to 1.6 relative above the optimum on
   ``ffn.L3.mean``), and used only for the steps whose working set is truncated (below) it took 369 Newton steps
   instead of 309 on ``ffn.L6.max``, and more time.  Each label keeps its exact Hessian.
-* What the time went to instead (``_solver.l1_logistic_path`` once per label, ``ffn.L3.mean``, 4.4 s): Hessians
-  1.6 s, the L1 quadratic models 2.4 s.  The working set of a Newton step there is every weight that is nonzero
-  or violates its optimality condition, and with a C grid three-fold apart most of the neurons violate it at the
-  first steps of a new C: the sum of squared working-set sizes was 65 M against 9.5 M for the nonzero weights.
-  Here a step adds at most ``max(_MIN_ADDED, _GROWTH * nonzeros)`` violators, the largest gradients first (a
-  truncated step never ends a C): 16.6 M, Hessians 0.44 s.
+* What the time went to instead (one ``_solver.l1_logistic_path`` per label on ``ffn.L3.mean``, 4.3 s, profiled):
+  Hessians 1.6 s, the L1 quadratic models 2.4 s.  The working set of a Newton step there is every weight that is
+  nonzero or violates its optimality condition; with a C grid three-fold apart most neurons violate it at the first
+  steps of a new C, and the squared working-set sizes summed to 65 M (every violator admitted) against 9.5 M for
+  the nonzero weights.  Here a step admits at most ``max(_MIN_ADDED, _GROWTH * nonzeros)`` violators, the largest
+  gradients first (a truncated step never ends a C): 16 M, Hessians 0.44 s.  Admitting half as many took more
+  steps in the same time; twice as many, 30 M and a fifth more time (``ffn.L6.max``).
 * The quadratic model (weights on the working set, intercept eliminated exactly) is solved by a few sweeps of
   compiled coordinate descent (scikit-learn's ``enet_path`` on the precomputed matrix) to find the nonzero
   weights, then one Newton solve on those with their signs fixed (a Cholesky factorisation), backtracked to the
   orthant so the model's value never rises.  On these collinear activations (condition numbers ~1e6) coordinate
   descent alone gained less in 1,000 sweeps than one such solve; two rounds at most were as good as running to
   convergence (``ffn.L6.max``: 309 Newton steps either way; the models' time 0.60 -> 0.38 s).
-* The Hessian is ``Z'Z / n`` with ``Z = sqrt(p (1 - p)) (X_W - mean)`` (the rows centred by their curvature-weighted
-  mean), one float32 BLAS-3 product that gives the intercept-eliminated model directly.
+* The Hessian is ``Z'Z`` with ``Z = sqrt(p (1 - p) / n) (X_W - mean)`` (the rows centred by their curvature-weighted
+  mean), one BLAS-3 product (float32 for float32 activations) that gives the intercept-eliminated model directly.
 * Labels run in lockstep within a C: one matrix product gives the gradients of all labels still iterating.
 
-Measured on the three arrays of the benchmark, against one ``l1_logistic_path`` per label: see
-``benchmarks/bench_multilabel_probes.py`` (its output is quoted in the commit that made this the probe solver).
-No objective was above the per-label solver's by more than 1e-4 relative; many were below it.
+Against one ``l1_logistic_path`` per label (the benchmark, fastest of 3 rounds, two runs on a shared 2-core
+machine): ``hidden.L6.mean`` 1.7-1.8x faster, ``ffn.L3.mean`` 4.5-4.6x (4.4 -> 0.96 s), ``ffn.L6.max`` 2.6-2.8x
+(3.7 -> 1.46 s).  Over the 3 x 84 label/C problems no objective was above the per-label solver's by more than 3e-5
+relative; 12 were below it by more than 1e-4 (up to 6e-2: that solver's loose inner solves stop some paths early).
+Where the time goes now (``ffn.L6.max``): the exact per-label Hessians half of it, the quadratic models (Cholesky,
+coordinate descent) a third; reusing a label's Hessian from its previous step (extended by the new columns)
+removed a third of the Hessian products but saved ~10 % of the time and let an objective end 1e-4 above the
+per-label solver's, so it is not done.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ _MAX_HALVINGS = 40  # of the outer line search, as in _solver
 _QP_HALVINGS = 30  # of the backtracking of a sign-fixed Newton solve inside the quadratic model
 _RATE_FLOOR = 0.2  # as in _solver: never trust an observed rate of decrease below it
 _SWEEPS = 8  # coordinate-descent sweeps per chunk
-_INNER_PROGRESS = 3e-2  # a second round of the quadratic model only if the first gained at least this share more
+_INNER_PROGRESS = 3e-2  # the model's second round ends it once a round gains less than this share of the gain so far
 _MIN_ADDED = 30  # violators a Newton step may add to the working set, at least ...
 _GROWTH = 0.5  # ... or this share of the nonzero weights, whichever is more
 _UNSCREENED_Y = 1e15  # the dummy target of the coordinate descent: see _solver._solve_l1_qp
@@ -187,17 +193,19 @@ def _working_set(w, g, lam):
 
 def _curvature(X_work, p):
     """(v, h, Q) of the mean loss's Hessian: the intercept's column on the working set, its corner, and the weights'
-    block with the intercept eliminated, ``X_W' D X_W / n - v v' / h``, computed as ``Z'Z / n``."""
+    block with the intercept eliminated, ``X_W' D X_W / n - v v' / h``, computed as ``Z'Z`` with
+    ``Z = (X_W - v' / h) sqrt(D / n)`` (``D = p (1 - p)``): the rows centred by their curvature-weighted mean."""
     n = len(p)
     curvature = p * (1.0 - p)
     h = float(curvature.sum()) / n
     weights = curvature.astype(X_work.dtype)
     v = (X_work.T @ weights).astype(np.float64) / n
-    Z = (X_work - (v / max(h, 1e-300)).astype(X_work.dtype)) * np.sqrt(weights)[:, None]
-    Q = (Z.T @ Z).astype(np.float64) / n  # symmetric rank-n product: BLAS syrk
+    Z = X_work - (v / max(h, 1e-300)).astype(X_work.dtype)
+    Z *= np.sqrt(weights / n)[:, None]
+    Q = (Z.T @ Z).astype(np.float64)  # symmetric rank-n product: BLAS syrk
     # A whisper of ridge keeps the pivots positive when probabilities saturate or columns repeat (as in _solver).
     ridge = 1e-12 * max((float(np.trace(Q)) + h) / (len(Q) + 1), 1e-300)
-    Q[np.diag_indices_from(Q)] += ridge
+    Q.flat[::len(Q) + 1] += ridge
     return v, h + ridge, Q
 
 
