@@ -1,8 +1,8 @@
 """Multi-label probe paths (issue 22): one ``l1_logistic_path`` per label, as ``stc.probe._label_paths`` fitted
-them before, against ``stc._solver_multilabel.l1_logistic_label_paths`` (every label at once, what ``_label_paths``
-runs now), side by side on real activations.
+them before, against ``stc._solver_multilabel.l1_logistic_label_paths`` (every label at once), side by side on real
+activations.
 
-    .venv/bin/python benchmarks/bench_multilabel_probes.py                       # 3 arrays, 3 rounds (~3 min)
+    .venv/bin/python benchmarks/bench_multilabel_probes.py                       # 3 arrays, 3 rounds (~1 min)
     .venv/bin/python benchmarks/bench_multilabel_probes.py --keys ffn.L3.mean --rounds 1
 
 Data: the films store that ``bench_multilabel.py`` builds (MiniLM, every films text: train split, validation
@@ -33,8 +33,9 @@ from threadpoolctl import threadpool_limits
 
 from stc._multilabel import encode_label_sets
 from stc._solver import l1_logistic_path, quiet_solver_warnings
+from stc._solver_multilabel import l1_logistic_label_paths
 from stc.data import load_dataset
-from stc.probe import RELATIVE_PROBE_CS, _constant_path, _label_paths, smallest_useful_C, standardize
+from stc.probe import RELATIVE_PROBE_CS, _constant_path, smallest_useful_C, standardize
 from stc.store import ActivationStore
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +48,17 @@ def per_label_paths(X: np.ndarray, Y: np.ndarray, Cs) -> tuple[np.ndarray, np.nd
     paths = [l1_logistic_path(X, Y[:, j].astype(np.int64), Cs, n_classes=2) if Y[:, j].min() != Y[:, j].max()
              else _constant_path(len(Cs), X.shape[1], int(Y[0, j])) for j in range(Y.shape[1])]
     return np.concatenate([c for c, _ in paths], axis=1), np.concatenate([b for _, b in paths], axis=1)
+
+
+def joint_paths(X: np.ndarray, Y: np.ndarray, Cs) -> tuple[np.ndarray, np.ndarray]:
+    """Every varying label at once with ``l1_logistic_label_paths``, a constant one on its constant path (what
+    ``stc.probe._label_paths`` runs since issue 22)."""
+    varying = np.flatnonzero(Y.min(axis=0) != Y.max(axis=0))
+    coef, intercept = np.zeros((len(Cs), Y.shape[1], X.shape[1])), np.zeros((len(Cs), Y.shape[1]))
+    coef[:, varying], intercept[:, varying] = l1_logistic_label_paths(X, Y[:, varying], Cs)
+    for j in np.setdiff1d(np.arange(Y.shape[1]), varying):
+        coef[:, j:j + 1], intercept[:, j:j + 1] = _constant_path(len(Cs), X.shape[1], int(Y[0, j]))
+    return coef, intercept
 
 
 def objectives(X: np.ndarray, Y: np.ndarray, Cs, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
@@ -89,7 +101,7 @@ def compare(store: ActivationStore, key: str, rows: np.ndarray, Y: np.ndarray, r
     Cs = [smallest_useful_C(X, Y, Y.shape[1]) * multiple for multiple in RELATIVE_PROBE_CS]
     times = {"old": [], "new": []}
     outputs = {"old": [], "new": []}
-    solvers = {"old": per_label_paths, "new": _label_paths}
+    solvers = {"old": per_label_paths, "new": joint_paths}
     for r in range(rounds):
         for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
             result, wall, cpu = timed(solvers[name], X, Y, Cs)
