@@ -8,7 +8,7 @@ from scipy.special import log_expit
 
 from stc._solver import l1_logistic_path
 from stc._solver_multilabel import l1_logistic_label_paths
-from stc.probe import smallest_useful_C
+from stc.probe import _constant_path, _label_paths, smallest_useful_C
 
 PREVALENCES = (0.45, 0.2, 0.08, 0.03)  # frequent to rare labels
 
@@ -99,6 +99,22 @@ def test_output_rows_follow_the_order_of_Cs_given():
     order = np.argsort(shuffled)
     np.testing.assert_array_equal(coef[order], sorted_coef)
     np.testing.assert_array_equal(intercept[order], sorted_intercept)
+
+
+def test_label_paths_keep_the_constant_label_at_its_constant_path():
+    X, Y = planted_labels(seed=4)
+    Y[:, 1] = 1  # a second constant label, always present
+    Cs = grid(X, Y)
+    coef, intercept = _label_paths(X, Y, Cs)
+    assert coef.shape == (len(Cs), Y.shape[1], X.shape[1]) and coef.dtype == np.float64
+    for label, value in ((1, 1), (Y.shape[1] - 1, 0)):
+        constant_coef, constant_intercept = _constant_path(len(Cs), X.shape[1], value)
+        np.testing.assert_array_equal(coef[:, label:label + 1], constant_coef)
+        np.testing.assert_array_equal(intercept[:, label:label + 1], constant_intercept)
+    varying = [0, 2, 3]
+    alone = l1_logistic_label_paths(X, Y[:, varying], Cs)
+    np.testing.assert_array_equal(coef[:, varying], alone[0])
+    np.testing.assert_array_equal(intercept[:, varying], alone[1])
 
 
 @pytest.mark.parametrize("change, message", [
