@@ -49,8 +49,8 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import enet_path
 
-__all__ = ["l1_logistic_path", "fits_one_vs_rest", "quiet_solver_warnings", "MULTINOMIAL_MAX_CLASSES",
-           "MULTI_CLASS"]
+__all__ = ["l1_logistic_path", "fits_one_vs_rest", "quiet_solver_warnings", "quiet_cd_chunks",
+           "MULTINOMIAL_MAX_CLASSES", "MULTI_CLASS"]
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -89,7 +89,8 @@ def quiet_solver_warnings():
 
 
 @contextmanager
-def _quiet_cd():
+def quiet_cd_chunks():
+    """Silence those warnings around one chunk of coordinate descent, unless a caller already holds the block."""
     if _held["depth"]:  # a caller holds the block for all threads
         yield
         return
@@ -164,7 +165,7 @@ def _solve_l1_qp(H, c, u, lam, enough, n_free):
         start = last = value(w)
         sweeps, chunk = 0, _FIRST_SWEEPS
         while sweeps < _MAX_SWEEPS:
-            with _quiet_cd():
+            with quiet_cd_chunks():
                 w = enet_path(dummy_X, dummy_y, l1_ratio=1.0, alphas=[lam], precompute=Q, Xy=q, coef_init=w,
                               max_iter=chunk, tol=0.0, check_input=False)[1][:, 0]
             sweeps += chunk

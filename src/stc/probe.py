@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ._memory import workers_within
 from ._metrics import score
 from ._solver import fits_one_vs_rest, l1_logistic_path, quiet_solver_warnings
+from ._solver_multilabel import l1_logistic_label_paths
 from .head import codes_from_decision, linear_decision
 from .store import ActivationStore
 
@@ -158,10 +159,17 @@ def _constant_path(n_C: int, dim: int, value: int) -> tuple[np.ndarray, np.ndarr
 def _label_paths(X: np.ndarray, Y: np.ndarray, Cs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Multi-label: one binary L1 path per label (column of the indicator ``Y``) on the same standardised X, stacked
     as the classes of a one-vs-rest probe are, (n_C, n_labels, dim): each label against its absence is the
-    one-vs-rest case with other targets. A label constant in these rows keeps no weight."""
-    paths = [l1_logistic_path(X, Y[:, j].astype(np.int64), Cs, n_classes=2) if Y[:, j].min() != Y[:, j].max()
-             else _constant_path(len(Cs), X.shape[1], int(Y[0, j])) for j in range(Y.shape[1])]
-    return np.concatenate([c for c, _ in paths], axis=1), np.concatenate([b for _, b in paths], axis=1)
+    one-vs-rest case with other targets. A label constant in these rows keeps no weight. The labels that vary are
+    fitted together (``l1_logistic_label_paths``: each label's objective as ``l1_logistic_path`` would minimise it
+    alone, 1.7-4.6x faster than one such path per label on films' MiniLM arrays: bench_multilabel_probes.py)."""
+    varying = np.flatnonzero(Y.min(axis=0) != Y.max(axis=0))
+    coef = np.zeros((len(Cs), Y.shape[1], X.shape[1]))
+    intercept = np.zeros((len(Cs), Y.shape[1]))
+    if varying.size:
+        coef[:, varying], intercept[:, varying] = l1_logistic_label_paths(X, Y[:, varying], Cs)
+    for j in np.setdiff1d(np.arange(Y.shape[1]), varying):
+        coef[:, j:j + 1], intercept[:, j:j + 1] = _constant_path(len(Cs), X.shape[1], int(Y[0, j]))
+    return coef, intercept
 
 
 def _held_out_predictions(decision: np.ndarray, y: np.ndarray) -> np.ndarray:
