@@ -30,15 +30,15 @@ def summary_lines(clf) -> list[str]:
         beaten = f" (the search's choice: {margin[0]:+.4f} ± {margin[1]:.4f})" if margin else ""
         lines.append(f"the embedding floor chose {chosen.dense_key} (the backbone's sentence embedding): no other "
                      f"readout beat it beyond noise{beaten}")
-    elif margin:
-        lines.append(f"against the embedding readout (the floor): {margin[0]:+.4f} ± {margin[1]:.4f} per fold, "
-                     f"held out: beyond noise")
     elif chosen.kind == "dense":
         lines.append(f"the dense readout won: every neuron of {chosen.dense_key} (the sentence embedding of "
                      f"that layer); no sparse set of neurons beat it beyond noise")
     elif chosen.kind == "hybrid":
         lines.append(f"the hybrid readout won: every neuron of {chosen.dense_key} (the sentence embedding of "
                      f"that layer) plus the kept neurons at eta={chosen.eta:g} of the other arrays")
+    if margin and selection.get("floor") is None:
+        lines.append(f"against the embedding readout (the floor): {margin[0]:+.4f} ± {margin[1]:.4f} per fold, "
+                     f"held out: beyond noise")
     if config.get("head") == "mlp":
         lines.append(f"head: an MLP ({clf.readout_.head.n_hidden} ReLU units) on these neurons: it beat every "
                      f"linear head on them by more than one standard error of the folds")
