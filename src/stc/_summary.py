@@ -54,7 +54,7 @@ def estimate_lines(clf) -> list[str]:
         how = (f"{selection['folds']}-fold cross-validation" if selection["protocol"] == "cv"
                else "one validation split")
         if repeats > 1:
-            how += f" over {repeats} seeded partitions (few texts: every candidate scored on each)"
+            how += f" over {repeats} seeded partitions (every candidate scored on each)"
         rule = "one-standard-error rule" if selection["rule"] == "one_se" else "best score"
         lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric_} of "
                      f"the chosen one {clf.val_score_:.4f} ± {clf.val_score_se_ or float('nan'):.4f}")

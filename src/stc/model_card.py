@@ -114,7 +114,7 @@ def _data_lines(params, validation: dict, data_name: str | None, *, stratified: 
                 repeats: int = 1) -> list[str]:
     lines = [f"Fitted on `{data_name}`."] if data_name else []
     if validation.get("cv"):
-        repeated = f" repeated over {repeats} seeded partitions (few texts)" if repeats > 1 else ""
+        repeated = f" repeated over {repeats} seeded partitions" if repeats > 1 else ""
         lines.append(f"{validation['n_train']} texts (training and validation together); every setting was chosen "
                      f"by {stratified} {validation['cv']}-fold cross-validation{repeated} over them, with the probes "
                      f"refitted inside each fold, and the final model refitted on all of them.")

@@ -11,8 +11,8 @@ with the records a fitted model keeps (``validation_``, ``selection_``). ``Proto
   rows with those probes. ``cv=None`` is the paper's protocol: the best validation score, sparse readouts only.
   ``cv="auto"`` above ``stc.folds.AUTO_CV_LIMIT`` texts is also one split, but keeps the one-standard-error
   rule (over 5 blocks of the validation rows) and the dense and hybrid readouts.
-* ``KFolds``: the probes refitted inside each fold (the folds of several seeded partitions when ``cv="auto"`` has
-  few texts: ``stc.folds.resolve_repeats``); each probe's C by its mean over the folds; the one-standard-error
+* ``KFolds``: the probes refitted inside each fold (the folds of several seeded partitions when ``cv_repeats``
+  asks for them: ``stc.folds.resolve_repeats``); each probe's C by its mean over the folds; the one-standard-error
   rule over the folds. The final model's probes are refitted on every text, each with its chosen C (their
   reported scores are the cross-validation means), and the final classifier is trained on every text.
 """
@@ -27,10 +27,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .aggregate import READOUT_KINDS, CandidateEvaluator, Configuration, Evaluation, Split
+from .folds import estimate_blocks, make_repeated_folds, resolve_cv, resolve_repeats, split_rows
 from .heads import DEFAULT_MLP_CS
 from .probe import ProbeResult, fit_probe_paths, fit_probes
 from .search import SearchSpace, TwoStageSearch
-from .folds import estimate_blocks, make_repeated_folds, resolve_cv, resolve_repeats, split_rows
 from .selection import Selector, configuration_rows
 
 __all__ = ["PhaseTimer", "FitOptions", "ProtocolResult", "Protocol", "OneSplit", "KFolds", "make_protocol",
@@ -221,7 +221,7 @@ class OneSplit(Protocol):
 
 class KFolds(Protocol):
     """Stratified, seeded folds over every row (``stc.folds.make_folds``), over ``repeats`` seeded partitions
-    (``stc.selection.make_repeated_folds``): probes refitted in each fold, the final model (probes and classifier)
+    (``stc.folds.make_repeated_folds``): probes refitted in each fold, the final model (probes and classifier)
     refitted on every row."""
 
     name = "cv"
