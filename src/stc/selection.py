@@ -2,8 +2,8 @@
 
 This module holds the rules: which rows are held out (made by ``stc.folds``: ``resolve_cv``, ``resolve_repeats``,
 ``make_folds``, ``split_rows``, ``estimate_blocks``), how a candidate is chosen (``Selector``) and how a choice is
-scored without the block it saw (``leave_one_block_out``). The two protocols that apply them are objects of ``stc.protocol`` (``KFolds``,
-``OneSplit``); the two-stage search and the replay its estimate needs are ``stc.search.TwoStageSearch``.
+scored without the block it saw (``leave_one_block_out``). The two protocols that apply them are objects of
+``stc.protocol`` (``KFolds``, ``OneSplit``); the two-stage search and the replay its estimate needs are ``stc.search.TwoStageSearch``.
 
 Two protocols:
 
@@ -96,8 +96,8 @@ __all__ = ["FLOOR_SES", "Selector", "score_blocks", "choose_one_se", "leader_on"
 #: two and not one: the choice's honest scores still carry one selection made on every block (each probe's C), and
 #: with few texts that is worth points. Measured (MR, 5 seeds per cell, 8-64 texts per class): choices that beat the
 #: embedding by 1.6-2.2 standard errors (12-22 points) scored 4-7 points below it on the test split, and with one
-#: standard error STC's mean fell 1.7 points below the embedding's at 16 and at 32 per class (0.9 and 0.4 with two;
-#: ``benchmarks/README.md``, "Few labels"). The price: where the last layer carries nothing and the useful neurons
+#: standard error STC's mean fell 1.7 points below the embedding's at 16 and at 32 per class (with two, and the
+#: embedding readout scored at every C, level with it: ``benchmarks/README.md``, "Few labels"). The price: where the last layer carries nothing and the useful neurons
 #: lead it by less than two errors, the model is that useless embedding (a planted store of 140 texts, one seed of
 #: three: test 0.50 against 0.60; tests/test_selection.py).
 FLOOR_SES = 2.0
