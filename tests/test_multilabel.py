@@ -114,16 +114,20 @@ def test_the_explanation_splits_each_predicted_labels_decision_by_neuron(clf):
 
 # --- thresholds -----------------------------------------------------------------------------------------------------
 
-def test_the_head_is_one_ridge_fit_for_every_label_and_no_C_is_searched(clf):
-    # label sets: one RidgeClassifierCV (its penalty by leave-one-out) instead of a logistic regression per label
-    assert clf.configuration_["C"] is None and set(clf.cv_results_["param_C"]) == {None}
+def test_the_head_is_one_ridge_fit_for_every_label_its_C_searched_on_the_ridges_grid(clf):
+    # label sets: one ridge classifier for every label (stc._ridge) instead of a logistic regression per label, its
+    # C searched among MULTILABEL_CS as the logistic regression's among final_Cs
+    from stc.head import MULTILABEL_CS, ridge_alpha
+
+    searched = set(clf.cv_results_["param_C"])
+    assert clf.configuration_["C"] in MULTILABEL_CS and searched <= set(MULTILABEL_CS) and len(searched) > 1
     pipeline = clf.classifier_
-    assert "ridge" in pipeline.named_steps
+    assert pipeline.named_steps["ridge"].alpha == pytest.approx(ridge_alpha(clf.configuration_["C"]))
     features = np.random.default_rng(0).normal(size=(5, clf.n_features_))
     np.testing.assert_allclose(pipeline.decision_function(features), clf.readout_.head.decision(features),
                                rtol=1e-6, atol=1e-9)
     from stc._summary import summary_lines
-    assert any("ridge penalty by leave-one-out" in line for line in summary_lines(clf))
+    assert any(f"C={clf.configuration_['C']:g}" in line for line in summary_lines(clf))
 
 
 def test_calibration_folds_each_labels_sigmoid_into_its_weights_and_keeps_the_ranking():

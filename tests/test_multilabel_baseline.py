@@ -40,8 +40,11 @@ def test_label_sets_in_label_tuples_out(fitted, label_sets):
     proba = fitted.predict_proba(texts[:7])
     assert proba.shape == (7, len(LABELS)) and ((proba >= 0) & (proba <= 1)).all()
     assert fitted.decision_function(texts[:7]).shape == (7, len(LABELS))
-    # label sets: the ridge head chooses its own penalty (leave-one-out), so no C is searched
-    assert fitted.C_ is None and set(fitted.val_scores_) == {None} and fitted.val_score_ == fitted.val_scores_[None]
+    # label sets: the ridge head's C chosen on the validation texts among the ridge's grid, as STC's
+    from stc.head import MULTILABEL_CS
+
+    assert set(fitted.val_scores_) == set(MULTILABEL_CS) and fitted.val_score_ == max(fitted.val_scores_.values())
+    assert fitted.val_score_ == fitted.val_scores_[fitted.C_]
     assert 0.0 <= fitted.score(texts[:7], label_sets[1][:7]) <= 1.0
 
 
@@ -64,7 +67,9 @@ def test_thresholds_are_tuned_on_the_validation_decisions(tiny_dir, tmp_path, la
     tuned = 1.0 / (1.0 + np.exp(-tune_thresholds(model.decision_function(texts[val]), Y_val)))
     np.testing.assert_allclose(model.thresholds_, np.clip(tuned, 1e-9, 1 - 1e-9), rtol=1e-5)
     # the head is fitted on the training texts only (the validation ones choose C and the thresholds)
-    assert model.classifier_.named_steps["scale"].n_samples_seen_ == 60
+    np.testing.assert_allclose(model.head_.mean, model.transform(texts[train]).astype(np.float64).mean(axis=0),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.head_.mean, model.transform(texts).astype(np.float64).mean(axis=0), atol=1e-6)
 
 
 def test_indicator_in_indicator_out(tiny_dir, tmp_path, label_sets):

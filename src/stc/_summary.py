@@ -11,7 +11,8 @@ NOISY_ESTIMATE_SE = 0.05
 
 
 def _penalty_text(C) -> str:
-    """A candidate's C as printed; a multi-label head (C None) chooses its ridge penalty itself."""
+    """A candidate's C as printed; a multi-label head saved before its C was searched (C None) chose its ridge
+    penalty by leave-one-out."""
     return "ridge penalty by leave-one-out" if C is None else f"C={C:g}"
 
 

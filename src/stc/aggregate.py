@@ -27,8 +27,8 @@ from sklearn.exceptions import ConvergenceWarning
 from ._memory import workers_within
 from .extract import parse_key
 from ._multilabel import cross_fitted_predictions
-from .head import MULTILABEL_ALPHAS, make_final_classifier
-from .heads import fit_head_estimator, head_from_pipeline, mlp_possible
+from .head import make_final_classifier
+from .heads import fit_head_estimator, head_from_pipeline, mlp_possible, multilabel_heads
 from .probe import ProbeResult
 from .sparsify import select_neurons
 
@@ -51,7 +51,7 @@ class Candidate:
     poolings: tuple[str, ...]
     eta: float | None
     exit_layer: int
-    C: float | None  # the logistic regression's; None for a multi-label (ridge) head, which chooses its own
+    C: float | None  # the head's inverse penalty: the logistic regression's, or the ridge's (stc.head.ridge_alpha)
     stage: int
     dense_key: str | None = None
     head: str = "linear"  # the head family fitted on the columns: "linear" or "mlp" (stc.heads.HEAD_FAMILIES)
@@ -85,7 +85,7 @@ class Configuration:
     poolings: tuple[str, ...]
     eta: float | None
     exit_layer: int
-    C: float | None  # None: a multi-label head (its ridge penalty chosen by leave-one-out)
+    C: float | None  # None only in models saved before label sets searched the ridge's C (leave-one-out)
     n_features: float
     val_score: float
     stage: int
@@ -136,13 +136,11 @@ def candidate_columns(candidate: Candidate, probes: Mapping[str, ProbeResult],
 def final_fit_bytes(n_rows: int, n_features: int, n_classes: int, *, multilabel: bool = False) -> int:
     """An upper bound of the bytes one final-classifier fit allocates: its matrix, the training rows, their
     standardised copy and the decision values (float32 or float64), lbfgs' gradients and its ten-step history;
-    for a multi-label (ridge) fit, the centred rows and the decomposition of the smaller of the rows' and the
-    features' Gram matrices (its eigenvectors, or the rows' singular vectors), and per label the leave-one-out
-    values of every penalty."""
+    for a multi-label (ridge) fit, the centred rows, the Gram matrix of the rows or of the features (the smaller)
+    and its factorised copy, and per label the +-1 targets, dual or primal coefficients and decision values."""
     if multilabel:
         small = min(n_rows, n_features)
-        return (8 * n_rows * n_features * 4 + 8 * small * small * 3 + 8 * n_rows * small
-                + 8 * n_rows * n_classes * (len(MULTILABEL_ALPHAS) + 4))
+        return 8 * n_rows * n_features * 3 + 8 * small * small * 2 + 8 * n_rows * n_classes * 4
     rows = 1 if n_classes == 2 else n_classes
     return 8 * n_rows * n_features * 3 + 8 * n_rows * rows * 4 + 8 * rows * (n_features + 1) * 24
 
@@ -162,6 +160,14 @@ def _distinct_jobs(candidates: Sequence[Candidate], splits: Sequence[Split],
             seen.add(signature)
             jobs.append((candidate, per_split))
     return jobs
+
+
+def _column_groups(jobs: Sequence[tuple[Candidate, list[dict[str, np.ndarray]]]]) -> list[list[int]]:
+    """The jobs' indices grouped by the columns they read on every split (jobs that differ only in C)."""
+    groups: dict[tuple, list[int]] = {}
+    for j, (_, per_split) in enumerate(jobs):
+        groups.setdefault(tuple(tuple((k, v.tobytes()) for k, v in cols.items()) for cols in per_split), []).append(j)
+    return list(groups.values())
 
 
 def evaluate_candidates(
@@ -204,36 +210,46 @@ def evaluate_candidates(
         # Held as (columns, rows): a candidate's columns are then contiguous rows, 25x cheaper to gather.
         cache[key] = (held, np.ascontiguousarray(load(key, held).T))
 
-    def run(columns: Mapping[str, np.ndarray], split: Split, candidate: Candidate) -> tuple[np.ndarray, np.ndarray]:
-        # Matrices are built inside the job, so only n_jobs of them exist at once.
-        parts = [cache[key][1][np.searchsorted(cache[key][0], indices)] for key, indices in columns.items()]
-        X = np.concatenate(parts).T
-        model = fit_head_estimator(candidate.head, candidate.C, seed, class_weight, X[split.train_rows],
-                                   y[split.train_rows], multilabel=multilabel)
-        # held-out rows through the head a fitted model would hold: the same arithmetic as predict_proba
-        head = head_from_pipeline(model, codes if multilabel else model.classes_)
-        held_out = X[split.val_rows]
-        decision = head.decision(held_out).reshape(len(split.val_rows), -1)
-        return (None if multilabel else head.labels(held_out)), decision
+    groups = _column_groups(jobs) if multilabel else [[j] for j in range(len(jobs))]
 
-    tasks = [(j, s) for j in range(len(jobs)) for s in range(len(splits))]
+    def run(members: list[int], s: int) -> list[tuple[np.ndarray | None, np.ndarray]]:
+        """(predicted codes or None, decisions) of the split's held-out rows for each job of a group."""
+        # Matrices are built inside the job, so only n_jobs of them exist at once.
+        split = splits[s]
+        parts = [cache[key][1][np.searchsorted(cache[key][0], indices)]
+                 for key, indices in jobs[members[0]][1][s].items()]
+        X = np.concatenate(parts).T
+        held_out = X[split.val_rows]
+        if multilabel:  # every C of these columns from one Gram matrix, through the heads a fit would hold
+            heads = multilabel_heads(X[split.train_rows], y[split.train_rows], [jobs[j][0].C for j in members],
+                                     codes)
+            return [(None, head.decision(held_out)) for head in heads]
+        candidate = jobs[members[0]][0]
+        model = fit_head_estimator(candidate.head, candidate.C, seed, class_weight, X[split.train_rows],
+                                   y[split.train_rows])
+        # held-out rows through the head a fitted model would hold: the same arithmetic as predict_proba
+        head = head_from_pipeline(model, model.classes_)
+        return [(head.labels(held_out), head.decision(held_out).reshape(len(split.val_rows), -1))]
+
+    tasks = [(g, s) for g in range(len(groups)) for s in range(len(splits))]
+
+    def width(task: tuple[int, int]) -> int:
+        return sum(len(v) for v in jobs[groups[task[0]][0]][1][task[1]].values()) * len(groups[task[0]])
+
     # One BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
     # slows them down (stage-1 fits on full MR 3.9x slower, 2 cores: benchmarks/bench_search_blas.py). Whole fits
     # side by side use the cores instead. catch_warnings is process-wide and not thread-safe: one block here
     # serves every worker.
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
-        # one-vs-rest on a label absent from a fold's training rows: a constant head, as intended
-        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
         # Largest fits first, so that no worker is left with a big one while the others idle at the end.
-        order = sorted(range(len(tasks)), key=lambda t: -sum(len(v) for v in jobs[tasks[t][0]][1][tasks[t][1]].values()))
+        order = sorted(tasks, key=lambda task: -width(task))
         results = Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
-            delayed(run)(jobs[tasks[t][0]][1][tasks[t][1]], splits[tasks[t][1]], jobs[tasks[t][0]][0])
-            for t in order)
-        outputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-        for t, result in zip(order, tqdm(results, total=len(tasks), desc=desc, unit="fit",
-                                          disable=not show_progress_bar)):
-            outputs[tasks[t]] = result
+            delayed(run)(groups[g], s) for g, s in order)
+        outputs: dict[tuple[int, int], tuple[np.ndarray | None, np.ndarray]] = {}
+        for (g, s), result in zip(order, tqdm(results, total=len(tasks), desc=desc, unit="fit",
+                                              disable=not show_progress_bar)):
+            outputs.update(((j, s), one) for j, one in zip(groups[g], result))
     y_eval = np.concatenate([y[split.val_rows] for split in splits])
     evaluations = []
     for j, (candidate, per_split) in enumerate(jobs):

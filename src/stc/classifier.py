@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -25,6 +24,7 @@ from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .explain import explain_prediction
 from .extract import default_poolings
+from .head import MULTILABEL_CS
 from .heads import fit_head_estimator, head_from_pipeline
 from .protocol import FitOptions, PhaseTimer, Protocol, ProtocolResult, make_protocol
 from .readout import BackboneReference, FitRecord, Readout, Scores
@@ -310,7 +310,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         keys = store_keys(store, backbone, settings, len(protocol.codes))
         space = SearchSpace.over(settings.representations, settings.poolings, backbone.num_layers,
                                  etas=params["etas"], kinds=protocol.kinds, mlp_Cs=protocol.mlp_Cs(params["mlp_head"]),
-                                 Cs=(None,) if protocol.codes.ndim == 2 else params["final_Cs"])  # sets: ridge
+                                 Cs=MULTILABEL_CS if protocol.codes.ndim == 2 else params["final_Cs"])  # sets: ridge
         options = FitOptions(metric=params["metric"], probe_Cs=params["probe_Cs"], probe_solver=params["probe_solver"],
                              n_jobs=params["n_jobs"], seed=params["random_state"], class_weight=params["class_weight"],
                              show_progress_bar=params["show_progress_bar"])
@@ -340,10 +340,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                        stage=f"the final classifier on {len(rows):,} texts x {n_kept:,} features",
                        knob="search fewer arrays (poolings, representations) or fit on fewer texts")
         X_fit = np.hstack([store.load(key, columns=columns, rows=rows) for key, columns in kept_columns.items()])
-        with warnings.catch_warnings():  # one-vs-rest on a label absent from the training rows: a constant head
-            warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
-            return kept_columns, fit_head_estimator(candidate.head, candidate.C, params["random_state"],
-                                                    params["class_weight"], X_fit, codes[rows], multilabel=multilabel)
+        return kept_columns, fit_head_estimator(candidate.head, candidate.C, params["random_state"],
+                                                params["class_weight"], X_fit, codes[rows], multilabel=multilabel)
 
     def _readout(self, backbone: Backbone, settings: ExtractionSettings, kept_columns: dict[str, np.ndarray],
                  head: Pipeline, temperature: float, result: ProtocolResult, record: FitRecord) -> Readout:

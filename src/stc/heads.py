@@ -24,9 +24,10 @@ from sklearn.preprocessing import LabelBinarizer, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
 from ._multilabel import probability_thresholds
+from ._ridge import ridge_path
 from .head import HEADS, LinearHead, linear_decision, make_final_classifier, read_only, require
 
-__all__ = ["MultiLabelHead", "MLPHead", "head_from_pipeline", "fit_head_estimator", "make_mlp_classifier",
+__all__ = ["MultiLabelHead", "MLPHead", "head_from_pipeline", "fit_head_estimator", "multilabel_heads", "make_mlp_classifier",
            "HEAD_FAMILIES", "DEFAULT_MLP_CS", "MLP_HIDDEN_UNITS", "MLP_MIN_TEXTS_PER_CLASS", "mlp_possible"]
 
 #: The head families a search candidate may fit (``Candidate.head``), simplest first: the one-standard-error rule
@@ -171,13 +172,14 @@ class MultiLabelHead(LinearHead):
     def to_pipeline(self, C: float | None = None, seed: int = 0, class_weight: str | None = None) -> Pipeline:
         """A fitted multi-label ``make_final_classifier`` pipeline holding this head's arrays (its
         ``decision_function`` is ``decision``; its ``predict`` thresholds each decision at 0, not at
-        ``thresholds``). ``C`` and ``seed`` are not used (the ridge has neither)."""
-        pipeline = make_final_classifier(None, seed, class_weight, multilabel=True)
+        ``thresholds``). ``C`` sets the ridge's ``alpha`` (``stc.head.ridge_alpha``; None, as in models fitted
+        before the penalty was searched: scikit-learn's default alpha, which the arrays do not depend on); ``seed``
+        is not used (the ridge has none)."""
+        pipeline = make_final_classifier(0.5 if C is None else C, seed, class_weight, multilabel=True)
         scaler, ridge = pipeline.named_steps["scale"], pipeline.named_steps["ridge"]
         scaler.mean_, scaler.scale_, scaler.var_ = self.mean, self.scale, self.scale ** 2
         scaler.n_features_in_, scaler.n_samples_seen_ = self.n_features, 0
         ridge.coef_, ridge.intercept_, ridge.n_features_in_ = self.coef, self.intercept, self.n_features
-        ridge.alpha_ = float("nan")  # not known from the arrays
         ridge._label_binarizer = LabelBinarizer(pos_label=1, neg_label=-1).fit(
             np.eye(len(self.classes), dtype=int))
         return pipeline
@@ -382,15 +384,28 @@ def head_from_pipeline(pipeline: Pipeline, classes: np.ndarray, temperature: flo
     return LinearHead.from_pipeline(pipeline, classes, temperature)
 
 
+def multilabel_heads(X: np.ndarray, Y: np.ndarray, Cs: Sequence[float], classes: np.ndarray) -> list[MultiLabelHead]:
+    """The multi-label heads fitted on (X, Y) at each C of ``Cs`` (one ridge classifier for every label, penalty
+    ``stc.head.ridge_alpha(C)``: ``stc._ridge.ridge_path``, one Gram matrix for every C), not yet calibrated
+    (thresholds 0.5): the search scores a candidate's Cs with them, and the final fit is one of them."""
+    path = ridge_path(X, Y, Cs)
+    return [MultiLabelHead(classes=classes, mean=path.mean, scale=path.scale, coef=coef, intercept=intercept,
+                           thresholds=np.full(len(classes), 0.5))
+            for coef, intercept in zip(path.coefs, path.intercepts)]
+
+
 def fit_head_estimator(head: str, C: float | None, seed: int | None, class_weight: str | None, X: np.ndarray,
                        y: np.ndarray, *, multilabel: bool = False) -> Pipeline:
     """The scikit-learn estimator of head family ``head`` ("linear" or "mlp", ``HEAD_FAMILIES``) fitted on (X, y):
-    the one place the search's candidates and the final model fit their head. ``C`` is the inverse strength of the
-    weights' L2 penalty for both (see ``make_mlp_classifier``); ``class_weight="balanced"`` reaches the MLP as
-    sample weights (it takes no class weights)."""
-    if head == "linear":  # (a multi-label uint8 indicator cannot hold the ridge's -1 targets: int64)
-        return make_final_classifier(C, seed, class_weight, multilabel=multilabel).fit(
-            X, y.astype(np.int64) if multilabel else y)
+    the one place the search's candidates and the final model fit their head (label sets: ``multilabel_heads``,
+    which the search calls itself to score every C of one set of columns at once). ``C`` is the inverse strength of
+    the weights' L2 penalty for all (see ``make_mlp_classifier``, ``stc.head.ridge_alpha``);
+    ``class_weight="balanced"`` reaches the MLP as sample weights (it takes no class weights)."""
+    if head == "linear" and multilabel:
+        require(class_weight is None, "class_weight does not apply to label sets")
+        return multilabel_heads(X, y, [C], np.arange(y.shape[1]))[0].to_pipeline(C)
+    if head == "linear":
+        return make_final_classifier(C, seed, class_weight).fit(X, y)
     require(head == "mlp" and not multilabel, f"no {head!r} head for {'label sets' if multilabel else 'labels'}")
     weights = None if class_weight is None else compute_sample_weight(class_weight, y)
     return make_mlp_classifier(C, seed).fit(X, y, mlp__sample_weight=weights)

@@ -17,10 +17,11 @@ from .._metrics import check_metric, score
 from .._multilabel import cross_fitted_predictions, decode_indicator, encode_label_sets, is_multilabel_target
 from .._validation import check_grid, check_inputs
 from ..aggregate import DEFAULT_FINAL_CS, make_final_classifier
+from ..head import MULTILABEL_CS
 from ..backbone import Backbone, load_backbone
 from .._estimator import FeatureReadoutMixin, encode_targets, fit_split, validation_targets
 from ..extract import POOLINGS, extract_features, feature_key
-from ..heads import MultiLabelHead, head_from_pipeline
+from ..heads import MultiLabelHead, multilabel_heads
 from ..folds import estimate_blocks, split_rows
 from ..store import find_stored
 
@@ -48,16 +49,16 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     ``reuse_store=False`` always extracts, so that the fit time is the baseline's own cost (``stc experiment``).
 
     Multi-label targets (a label collection per text, or a 2-D 0/1 indicator array) are fitted as STC fits them:
-    one ridge classifier for every label on the standardised embedding (``make_final_classifier(...,
-    multilabel=True)``, its penalty chosen by leave-one-out: no C), scored by ``metric`` ("auto": micro-F1) on the
-    validation texts, each block of them thresholded by thresholds tuned on the other blocks
+    one ridge classifier for every label on the standardised embedding (``stc.heads.multilabel_heads``, its C
+    chosen among ``stc.head.MULTILABEL_CS``), scored by ``metric`` ("auto": micro-F1) on
+    the validation texts, each block of them thresholded by thresholds tuned on the other blocks
     (``stc._multilabel.cross_fitted_predictions``), and each label's probability (Platt) and decision threshold
-    chosen on every validation decision (``MultiLabelHead.calibrated``).
+    chosen on the chosen C's validation decisions (``MultiLabelHead.calibrated``).
 
     Attributes
     ----------
     classes_ : the labels, sorted; ``predict_proba`` columns follow them.
-    C_ : the chosen C (None for label sets); ``val_scores_`` the validation score of every C, ``val_score_`` the
+    C_ : the chosen C (for label sets the ridge's, ``stc.head.ridge_alpha``); ``val_scores_`` the validation score of every C, ``val_score_`` the
         chosen one's.
     classifier_ : the scikit-learn pipeline (standardisation, logistic regression; a ridge classifier for label sets)
         fitted on the training texts (not the validation ones).
@@ -146,7 +147,7 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             if multilabel:
-                self._fit_label_sets(X_train, train_codes, X_val_features, val_codes, Cs)
+                self._fit_label_sets(X_train, train_codes, X_val_features, val_codes)
             else:
                 for C in Cs:
                     model = make_final_classifier(C, self.random_state).fit(X_train, train_codes)
@@ -173,19 +174,21 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         return (classes, [texts[i] for i in train_rows], Y[train_rows], [texts[i] for i in val_rows],
                 Y[val_rows])
 
-    def _fit_label_sets(self, X_train: np.ndarray, Y_train: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray,
-                        Cs) -> None:
-        """STC's multi-label head on the embedding: one ridge classifier for every label on the training rows (its
-        penalty chosen by leave-one-out, so ``Cs`` is not used and ``C_`` is None), scored on the validation rows,
-        each block of them thresholded by thresholds tuned on the others (as STC scores a candidate); each label's
-        probability and threshold calibrated on every validation decision (as STC's final head's)."""
+    def _fit_label_sets(self, X_train: np.ndarray, Y_train: np.ndarray, X_val: np.ndarray,
+                        Y_val: np.ndarray) -> None:
+        """STC's multi-label head on the embedding: one ridge classifier for every label on the training rows at
+        each C of ``stc.head.MULTILABEL_CS`` (the ridge's grid, as STC searches it; ``Cs`` is the logistic
+        regression's), each scored on the validation rows, each block of them thresholded by thresholds tuned on
+        the others (as STC scores a candidate); the best C (the smaller on ties) is kept, and each label's
+        probability and threshold calibrated on its validation decisions (as STC's final head's)."""
         blocks = estimate_blocks(Y_val, self.random_state)
-        self.classifier_ = make_final_classifier(None, self.random_state, multilabel=True).fit(X_train, np.asarray(Y_train, dtype=np.int64))
-        head = head_from_pipeline(self.classifier_, self.classes_)
-        decisions = head.decision(X_val)
-        self.C_ = None
-        self.val_scores_[None] = score(Y_val, cross_fitted_predictions(decisions, Y_val, blocks), self.metric_)
-        self.head_ = head.calibrated(decisions, Y_val)
+        heads = dict(zip(MULTILABEL_CS, multilabel_heads(X_train, Y_train, MULTILABEL_CS, self.classes_)))
+        decisions = {C: head.decision(X_val) for C, head in heads.items()}
+        for C in MULTILABEL_CS:
+            self.val_scores_[C] = score(Y_val, cross_fitted_predictions(decisions[C], Y_val, blocks), self.metric_)
+        self.C_ = max(MULTILABEL_CS, key=lambda C: (self.val_scores_[C], -C))
+        self.classifier_ = heads[self.C_].to_pipeline(self.C_)
+        self.head_ = heads[self.C_].calibrated(decisions[self.C_], Y_val)
         self.thresholds_ = self.head_.thresholds
 
     def _label_head(self) -> MultiLabelHead | None:

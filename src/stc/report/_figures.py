@@ -143,7 +143,7 @@ def metric_vs_eta_figure(data: dict):
 
 
 def _C_label(C: float | None) -> str:
-    """A series' name: its C, or (multi-label ridge heads, which choose their own penalty) the head's rule."""
+    """A series' name: its C, or (multi-label models saved before the ridge's C was searched) the head's rule."""
     return "ridge penalty by leave-one-out" if C is None else f"C = {C:g}"
 
 
