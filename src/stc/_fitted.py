@@ -254,11 +254,11 @@ def cv_results(rows: list[dict]) -> dict[str, list]:
     scored (stage 1, then 2, then 3).
 
     Keys: ``param_readout_kind`` (sparse, dense or hybrid), ``param_representations``, ``param_poolings``,
-    ``param_eta`` (None for dense), ``param_exit_layer``, ``param_C`` (the final classifier's; None for label sets,
-    whose ridge head chooses its penalty by leave-one-out), ``param_dense_key`` (the whole layer a dense or hybrid
-    readout reads), ``param_head`` ("linear", or "mlp" for the third stage's MLP heads; None in models saved before
-    it), ``params`` (those as one dict per candidate),
-    ``n_features`` (mean over folds), ``stage``, ``mean_test_score`` (the held-out score the search ranked by: the
+    ``param_eta`` (None for dense), ``param_exit_layer``, ``param_C`` (the final classifier's: the logistic
+    regression's, or the ridge's of label sets, ``stc.head.ridge_alpha``; None in label-set models saved before it
+    was searched), ``param_dense_key`` (the whole layer a dense or hybrid readout reads), ``param_head``
+    ("linear", or "mlp" for the third stage's MLP heads; None in models saved before it), ``params`` (those as one
+    dict per candidate), ``n_features`` (mean over folds), ``stage``, ``mean_test_score`` (the held-out score the search ranked by: the
     mean over folds, or one split's score), ``se_test_score`` (its standard error over the blocks),
     ``split{k}_test_score`` (the score on each fold, or validation block, k) and ``rank_test_score`` (1 = best;
     equal scores share a rank). "test" means held out, as in scikit-learn."""

@@ -4,13 +4,14 @@ A multi-label ``y`` is, as in scikit-learn, either a sequence of label collectio
 one is a text with no label) or a 2-D 0/1 indicator array. Inside stc it is always the indicator matrix ``Y``
 (n_texts, n_labels) of ``uint8``, its columns in ``classes_`` order (``MultiLabelBinarizer``'s: the labels sorted).
 Every stage that reads labels takes either class codes (1-D) or ``Y`` (2-D): the probes fit one binary L1 path per
-label on the same standardised array (``stc._solver``), the final head one ridge classifier for every label at once
-on the kept neurons (``stc.head.make_final_classifier``: scikit-learn's ``RidgeClassifierCV``, one decomposition
-for all labels, its penalty by leave-one-out), each label's decision mapped to a probability by Platt's sigmoid
-(``MultiLabelHead.calibrated``), and each label gets its own decision threshold, chosen on held-out decision values (``tune_thresholds``; cross-fitted over the
-held-out blocks when a candidate is scored, so no block is scored with a threshold it chose:
-``cross_fitted_predictions``). A neuron's importance to a probe is its squared weights summed over the labels, as
-over the classes of a single-label probe, so the kept neurons are one set shared by every label's head.
+label on the same standardised array (``stc._solver_multilabel``, every label's path in one loop), the final head
+one ridge classifier for every label at once on the kept neurons (``stc.heads.multilabel_heads``: one factorisation
+for all labels, its C searched over ``stc.head.MULTILABEL_CS``), each label's decision mapped to a probability by
+Platt's sigmoid (``MultiLabelHead.calibrated``), and each label gets its own decision threshold, chosen on held-out
+decision values (``tune_thresholds``; cross-fitted over the held-out blocks when a candidate is scored, so no block
+is scored with a threshold it chose: ``cross_fitted_predictions``). A neuron's importance to a probe is its squared
+weights summed over the labels, as over the classes of a single-label probe, so the kept neurons are one set shared
+by every label's head.
 """
 
 from __future__ import annotations

@@ -58,8 +58,8 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : the labels, sorted; ``predict_proba`` columns follow them.
-    C_ : the chosen C (for label sets the ridge's, ``stc.head.ridge_alpha``); ``val_scores_`` the validation score of every C, ``val_score_`` the
-        chosen one's.
+    C_ : the chosen C (for label sets the ridge's, ``stc.head.ridge_alpha``); ``val_scores_`` the validation score
+        of every C, ``val_score_`` the chosen one's.
     classifier_ : the scikit-learn pipeline (standardisation, logistic regression; a ridge classifier for label sets)
         fitted on the training texts (not the validation ones).
     metric_ : ``metric`` with "auto" resolved (accuracy for one label per text, micro-F1 for label sets).

@@ -22,7 +22,7 @@ RELIABILITY_BINS = 15
 
 
 def _C(value) -> float | None:
-    """A C as a float; None where the head chose its own penalty (multi-label ridge heads)."""
+    """A C as a float; None where the head chose its own penalty (label-set models saved before its C was searched)."""
     return None if value is None else float(value)
 
 
