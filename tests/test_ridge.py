@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import RidgeClassifier
 from sklearn.preprocessing import StandardScaler
 
-from stc._ridge import ridge_path
+from stc._ridge import ridge_fits
 from stc.head import MULTILABEL_CS, make_final_classifier, ridge_alpha
 from stc.heads import fit_head_estimator, head_from_pipeline, multilabel_heads
 
@@ -19,19 +19,24 @@ def _labels(n_rows: int, n_features: int, seed: int = 0):
 
 
 @pytest.mark.parametrize("n_rows, n_features", [(120, 30), (40, 200)], ids=["primal", "dual"])
-def test_every_C_is_scikit_learns_ridge_classifier_on_the_standardised_rows(n_rows, n_features):
+def test_every_C_and_prefix_is_scikit_learns_ridge_classifier_on_its_standardised_columns(n_rows, n_features):
     X, Y = _labels(n_rows, n_features)
-    Cs = (5e-4, 0.05, 5.0)
-    path = ridge_path(X, Y, Cs)
-    Z = StandardScaler().fit_transform(X)
-    for C, coef, intercept in zip(Cs, path.coefs, path.intercepts):
-        reference = RidgeClassifier(alpha=ridge_alpha(C), solver="cholesky").fit(Z, Y.astype(np.int64))
-        np.testing.assert_allclose(coef, reference.coef_, rtol=1e-7, atol=1e-10)
-        np.testing.assert_allclose(intercept, reference.intercept_, rtol=1e-7, atol=1e-10)
-    np.testing.assert_allclose(path.coefs[0][4], 0.0, atol=1e-12)
-    assert path.intercepts[0][4] == pytest.approx(-1.0)  # never carried: always "no"
+    # nested column sets (prefixes) at several Cs, in any order, a prefix twice: each its own fit
+    members = [(n_features, 5e-4), (n_features // 3, 0.05), (n_features, 5.0), (7, 0.05), (n_features // 3, 5e-4),
+               (1, 5.0), (7, 0.05)]
+    for (m, C), fit in zip(members, ridge_fits(X, Y, members), strict=True):
+        scaler = StandardScaler().fit(X[:, :m])
+        reference = RidgeClassifier(alpha=ridge_alpha(C), solver="cholesky").fit(scaler.transform(X[:, :m]),
+                                                                               Y.astype(np.int64))
+        np.testing.assert_allclose(fit.mean, scaler.mean_, rtol=1e-12)
+        np.testing.assert_allclose(fit.scale, scaler.scale_, rtol=1e-12)
+        np.testing.assert_allclose(fit.coef, reference.coef_, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(fit.intercept, reference.intercept_, rtol=1e-6, atol=1e-9)
+    fits = ridge_fits(X, Y, [(n_features, C) for C in (5e-4, 0.05, 5.0)])
+    np.testing.assert_allclose(fits[0].coef[4], 0.0, atol=1e-12)  # a label no row carries: a constant head
+    assert fits[0].intercept[4] == pytest.approx(-1.0)
     # a larger C is a weaker penalty: larger weights
-    norms = [np.linalg.norm(coef) for coef in path.coefs]
+    norms = [np.linalg.norm(fit.coef) for fit in fits]
     assert norms[0] < norms[1] < norms[2]
 
 
@@ -40,7 +45,7 @@ def test_the_fitted_head_and_its_pipeline_give_the_same_decisions():
     C = MULTILABEL_CS[3]
     pipeline = fit_head_estimator("linear", C, 0, None, X, Y, multilabel=True)
     head = head_from_pipeline(pipeline, np.arange(5))
-    (direct,) = multilabel_heads(X, Y, [C], np.arange(5))
+    (direct,) = multilabel_heads(X, Y, [(12, C)], np.arange(5))
     new = np.random.default_rng(2).normal(size=(7, 12))
     np.testing.assert_allclose(head.decision(new), direct.decision(new), rtol=0, atol=1e-12)
     np.testing.assert_allclose(pipeline.decision_function(new), direct.decision(new), rtol=1e-9, atol=1e-9)
@@ -50,3 +55,54 @@ def test_the_fitted_head_and_its_pipeline_give_the_same_decisions():
 def test_a_multi_label_head_needs_a_C():
     with pytest.raises(ValueError, match="positive C"):
         make_final_classifier(None, multilabel=True)
+
+
+def test_the_search_scores_each_candidate_as_its_own_fit_would_while_sharing_one_gram_per_chain(tmp_path):
+    """Label sets: candidates are fitted in chains of nested column sets (``stc.aggregate._nested_chains``); each
+    candidate's held-out decisions are still those of a head fitted on its own columns at its own C."""
+    import json
+
+    from stc.aggregate import Candidate, Split, _distinct_jobs, _nested_chains, candidate_columns, evaluate_candidates
+    from stc.probe import fit_probes
+    from stc.store import FORMAT_VERSION, ActivationStore
+
+    rng = np.random.default_rng(4)
+    n = 160
+    arrays = {f"hidden.L{layer}.mean": rng.normal(size=(n, 25)) for layer in (1, 2, 3)}
+    Y = np.zeros((n, 3), dtype=np.uint8)
+    Y[:, 0] = arrays["hidden.L1.mean"][:, 3] > 0.3
+    Y[:, 1] = arrays["hidden.L2.mean"][:, 5] + arrays["hidden.L3.mean"][:, 9] > 0
+    Y[:, 2] = rng.random(n) < 0.2
+    (tmp_path / "arrays").mkdir()
+    for key, values in arrays.items():
+        np.save(tmp_path / "arrays" / f"{key}.npy", values.astype(np.float32))
+    (tmp_path / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "n_texts": n, "arrays": {
+        key: {"dim": 25, "dtype": "float32"} for key in arrays}}))
+    store = ActivationStore(tmp_path)
+    halves = np.arange(n) % 2 == 0
+    splits = [Split(np.flatnonzero(train), np.flatnonzero(~train),
+                    fit_probes(store, store.keys, Y, np.flatnonzero(train), np.flatnonzero(~train), Cs=(0.05, 0.5)))
+              for train in (halves, ~halves)]
+    dims = {key: 25 for key in arrays}
+    Cs = MULTILABEL_CS[5], MULTILABEL_CS[8]
+    candidates = ([Candidate("sparse", ("hidden",), ("mean",), eta, 3, Cs[0], 1) for eta in (0.2, 0.5, 0.9)]
+                  + [Candidate("sparse", ("hidden",), ("mean",), 0.5, k, C, 2) for k in (1, 2, 3) for C in Cs]
+                  + [Candidate("dense", ("hidden",), ("mean",), None, 3, C, 2, "hidden.L3.mean") for C in Cs]
+                  + [Candidate("hybrid", ("hidden",), ("mean",), 0.5, 3, Cs[1], 2, "hidden.L2.mean")])
+    evaluations = evaluate_candidates(candidates, splits, lambda key, columns: store.load(key, columns=columns), Y,
+                                      dims)
+    assert len(evaluations) == len(_distinct_jobs(candidates, splits, dims)) >= 8
+    for evaluation in evaluations:
+        candidate, expected = evaluation.candidate, []
+        for split in splits:
+            columns = candidate_columns(candidate, split.probes, dims)
+            X = np.hstack([store.load(key, columns=indices) for key, indices in columns.items()])
+            pipeline = fit_head_estimator("linear", candidate.C, 0, None, X[split.train_rows], Y[split.train_rows],
+                                          multilabel=True)
+            expected.append(head_from_pipeline(pipeline, np.arange(3)).decision(X[split.val_rows]))
+        np.testing.assert_allclose(evaluation.decisions, np.vstack(expected), rtol=1e-6, atol=1e-8)
+    # and the fits were shared: fewer chains than distinct column sets on each split
+    jobs = _distinct_jobs(candidates, splits, dims)
+    for s in range(2):
+        column_sets = {tuple((k, v.tobytes()) for k, v in job[1][s].items()) for job in jobs}
+        assert len(_nested_chains(jobs, s)) < len(column_sets)

@@ -13,6 +13,7 @@ which wins, is decided above this module: the two-stage search (``stc.search``) 
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -162,12 +163,33 @@ def _distinct_jobs(candidates: Sequence[Candidate], splits: Sequence[Split],
     return jobs
 
 
-def _column_groups(jobs: Sequence[tuple[Candidate, list[dict[str, np.ndarray]]]]) -> list[list[int]]:
-    """The jobs' indices grouped by the columns they read on every split (jobs that differ only in C)."""
-    groups: dict[tuple, list[int]] = {}
+def _nested_chains(jobs: Sequence[tuple[Candidate, list[dict[str, np.ndarray]]]],
+                   s: int) -> list[tuple[list[tuple[str, int]], list[tuple[int, int]]]]:
+    """The jobs' columns on split ``s`` in chains of nested sets (``stc._ridge``): per chain, its columns (key,
+    index) ordered so that each set of the chain is a prefix, and per job of it (job index, prefix length). Jobs that
+    read the same columns (at other Cs) share a prefix; a set joins the first chain whose narrowest set holds it."""
+    sets: dict[tuple, tuple[set, list[int]]] = {}
     for j, (_, per_split) in enumerate(jobs):
-        groups.setdefault(tuple(tuple((k, v.tobytes()) for k, v in cols.items()) for cols in per_split), []).append(j)
-    return list(groups.values())
+        columns = per_split[s]
+        signature = tuple((key, indices.tobytes()) for key, indices in columns.items())
+        if signature not in sets:
+            sets[signature] = ({(key, int(i)) for key, indices in columns.items() for i in indices}, [])
+        sets[signature][1].append(j)
+    chains: list[list[tuple[set, list[int]]]] = []
+    for member in sorted(sets.values(), key=lambda item: -len(item[0])):
+        chain = next((chain for chain in chains if member[0] <= chain[-1][0]), None)
+        if chain is None:
+            chains.append([member])
+        else:
+            chain.append(member)
+    out = []
+    for chain in chains:
+        order, placed = [], set()
+        for column_set, _ in reversed(chain):  # the narrowest set first, then what each wider one adds
+            order += sorted(column_set - placed, key=lambda column: (parse_key(column[0]), column[1]))
+            placed |= column_set
+        out.append((order, [(j, len(column_set)) for column_set, members in chain for j in members]))
+    return out
 
 
 def evaluate_candidates(
@@ -210,32 +232,40 @@ def evaluate_candidates(
         # Held as (columns, rows): a candidate's columns are then contiguous rows, 25x cheaper to gather.
         cache[key] = (held, np.ascontiguousarray(load(key, held).T))
 
-    groups = _column_groups(jobs) if multilabel else [[j] for j in range(len(jobs))]
+    def gather(columns: list[tuple[str, np.ndarray]]) -> np.ndarray:
+        """The (rows, columns) matrix of these (key, indices) blocks, built inside a job, so that only n_jobs of
+        them exist at once."""
+        return np.concatenate([cache[key][1][np.searchsorted(cache[key][0], indices)]
+                               for key, indices in columns]).T
 
-    def run(members: list[int], s: int) -> list[tuple[np.ndarray | None, np.ndarray]]:
-        """(predicted codes or None, decisions) of the split's held-out rows for each job of a group."""
-        # Matrices are built inside the job, so only n_jobs of them exist at once.
-        split = splits[s]
-        parts = [cache[key][1][np.searchsorted(cache[key][0], indices)]
-                 for key, indices in jobs[members[0]][1][s].items()]
-        X = np.concatenate(parts).T
-        held_out = X[split.val_rows]
-        if multilabel:  # every C of these columns from one Gram matrix, through the heads a fit would hold
-            heads = multilabel_heads(X[split.train_rows], y[split.train_rows], [jobs[j][0].C for j in members],
-                                     codes)
-            return [(None, head.decision(held_out)) for head in heads]
-        candidate = jobs[members[0]][0]
+    def run_one(j: int, s: int) -> list[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]]:
+        candidate, split = jobs[j][0], splits[s]
+        X = gather(list(jobs[j][1][s].items()))
         model = fit_head_estimator(candidate.head, candidate.C, seed, class_weight, X[split.train_rows],
                                    y[split.train_rows])
         # held-out rows through the head a fitted model would hold: the same arithmetic as predict_proba
-        head = head_from_pipeline(model, model.classes_)
-        return [(head.labels(held_out), head.decision(held_out).reshape(len(split.val_rows), -1))]
+        head, held_out = head_from_pipeline(model, model.classes_), X[split.val_rows]
+        return [((j, s), (head.labels(held_out), head.decision(held_out).reshape(len(split.val_rows), -1)))]
 
-    tasks = [(g, s) for g in range(len(groups)) for s in range(len(splits))]
+    def run_chain(order: list[tuple[str, int]], members: list[tuple[int, int]],
+                  s: int) -> list[tuple[tuple[int, int], tuple[None, np.ndarray]]]:
+        # every C and nested set of columns of the chain from one Gram matrix (stc._ridge), each member's held-out
+        # rows through the head a fit of its columns would hold
+        split = splits[s]
+        blocks = [(key, np.array([index for _, index in run], dtype=np.int64))
+                  for key, run in itertools.groupby(order, key=lambda column: column[0])]
+        X = gather(blocks)
+        heads = multilabel_heads(X[split.train_rows], y[split.train_rows],
+                                 [(m, jobs[j][0].C) for j, m in members], codes)
+        held_out = X[split.val_rows]
+        return [((j, s), (None, head.decision(held_out[:, :m]))) for (j, m), head in zip(members, heads)]
 
-    def width(task: tuple[int, int]) -> int:
-        return sum(len(v) for v in jobs[groups[task[0]][0]][1][task[1]].values()) * len(groups[task[0]])
-
+    if multilabel:
+        tasks = [(len(order), delayed(run_chain)(order, members, s))
+                 for s in range(len(splits)) for order, members in _nested_chains(jobs, s)]
+    else:
+        tasks = [(sum(len(v) for v in jobs[j][1][s].values()), delayed(run_one)(j, s))
+                 for j in range(len(jobs)) for s in range(len(splits))]
     # One BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
     # slows them down (stage-1 fits on full MR 3.9x slower, 2 cores: benchmarks/bench_search_blas.py). Whole fits
     # side by side use the cores instead. catch_warnings is process-wide and not thread-safe: one block here
@@ -243,13 +273,11 @@ def evaluate_candidates(
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
         # Largest fits first, so that no worker is left with a big one while the others idle at the end.
-        order = sorted(tasks, key=lambda task: -width(task))
-        results = Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
-            delayed(run)(groups[g], s) for g, s in order)
+        tasks.sort(key=lambda task: -task[0])
+        results = Parallel(n_jobs=workers, prefer="threads", return_as="generator")(task for _, task in tasks)
         outputs: dict[tuple[int, int], tuple[np.ndarray | None, np.ndarray]] = {}
-        for (g, s), result in zip(order, tqdm(results, total=len(tasks), desc=desc, unit="fit",
-                                              disable=not show_progress_bar)):
-            outputs.update(((j, s), one) for j, one in zip(groups[g], result))
+        for result in tqdm(results, total=len(tasks), desc=desc, unit="fit", disable=not show_progress_bar):
+            outputs.update(result)  # ((job, split), (predicted codes or None, decisions)) of each fit of a task
     y_eval = np.concatenate([y[split.val_rows] for split in splits])
     evaluations = []
     for j, (candidate, per_split) in enumerate(jobs):

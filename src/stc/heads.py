@@ -24,7 +24,7 @@ from sklearn.preprocessing import LabelBinarizer, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
 from ._multilabel import probability_thresholds
-from ._ridge import ridge_path
+from ._ridge import ridge_fits
 from .head import HEADS, LinearHead, linear_decision, make_final_classifier, read_only, require
 
 __all__ = ["MultiLabelHead", "MLPHead", "head_from_pipeline", "fit_head_estimator", "multilabel_heads",
@@ -384,14 +384,14 @@ def head_from_pipeline(pipeline: Pipeline, classes: np.ndarray, temperature: flo
     return LinearHead.from_pipeline(pipeline, classes, temperature)
 
 
-def multilabel_heads(X: np.ndarray, Y: np.ndarray, Cs: Sequence[float], classes: np.ndarray) -> list[MultiLabelHead]:
-    """The multi-label heads fitted on (X, Y) at each C of ``Cs`` (one ridge classifier for every label, penalty
-    ``stc.head.ridge_alpha(C)``: ``stc._ridge.ridge_path``, one Gram matrix for every C), not yet calibrated
-    (thresholds 0.5): the search scores a candidate's Cs with them, and the final fit is one of them."""
-    path = ridge_path(X, Y, Cs)
-    return [MultiLabelHead(classes=classes, mean=path.mean, scale=path.scale, coef=coef, intercept=intercept,
-                           thresholds=np.full(len(classes), 0.5))
-            for coef, intercept in zip(path.coefs, path.intercepts)]
+def multilabel_heads(X: np.ndarray, Y: np.ndarray, members: Sequence[tuple[int, float]],
+                     classes: np.ndarray) -> list[MultiLabelHead]:
+    """The multi-label heads fitted on (X, Y), one per member (m, C): on the first m columns of X, at C (one ridge
+    classifier for every label, penalty ``stc.head.ridge_alpha(C)``: ``stc._ridge.ridge_fits``, which shares one
+    Gram matrix among them), not yet calibrated (thresholds 0.5). The search scores every C and nested column set of
+    a candidate group with them, and the final fit is one of them."""
+    return [MultiLabelHead(classes=classes, mean=fit.mean, scale=fit.scale, coef=fit.coef, intercept=fit.intercept,
+                           thresholds=np.full(len(classes), 0.5)) for fit in ridge_fits(X, Y, members)]
 
 
 def fit_head_estimator(head: str, C: float | None, seed: int | None, class_weight: str | None, X: np.ndarray,
@@ -403,7 +403,7 @@ def fit_head_estimator(head: str, C: float | None, seed: int | None, class_weigh
     ``class_weight="balanced"`` reaches the MLP as sample weights (it takes no class weights)."""
     if head == "linear" and multilabel:
         require(class_weight is None, "class_weight does not apply to label sets")
-        return multilabel_heads(X, y, [C], np.arange(y.shape[1]))[0].to_pipeline(C)
+        return multilabel_heads(X, y, [(X.shape[1], C)], np.arange(y.shape[1]))[0].to_pipeline(C)
     if head == "linear":
         return make_final_classifier(C, seed, class_weight).fit(X, y)
     require(head == "mlp" and not multilabel, f"no {head!r} head for {'label sets' if multilabel else 'labels'}")

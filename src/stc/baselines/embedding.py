@@ -182,7 +182,8 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         the others (as STC scores a candidate); the best C (the smaller on ties) is kept, and each label's
         probability and threshold calibrated on its validation decisions (as STC's final head's)."""
         blocks = estimate_blocks(Y_val, self.random_state)
-        heads = dict(zip(MULTILABEL_CS, multilabel_heads(X_train, Y_train, MULTILABEL_CS, self.classes_)))
+        members = [(X_train.shape[1], C) for C in MULTILABEL_CS]
+        heads = dict(zip(MULTILABEL_CS, multilabel_heads(X_train, Y_train, members, self.classes_)))
         decisions = {C: head.decision(X_val) for C, head in heads.items()}
         for C in MULTILABEL_CS:
             self.val_scores_[C] = score(Y_val, cross_fitted_predictions(decisions[C], Y_val, blocks), self.metric_)
