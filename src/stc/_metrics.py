@@ -29,6 +29,8 @@ def check_metric(metric: str, *, multilabel: bool = False) -> str:
 def score(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> float:
     """The metric, as a fraction: accuracy (subset accuracy for indicator matrices), or macro-, micro- or
     samples-F1."""
+    if _indicators(y_true, y_pred):
+        return _indicator_score(y_true, y_pred, metric)
     if metric.endswith("_f1"):
         # a text with no label, predicted to have none, is right (samples-F1 1), as scikit-learn allows saying
         return float(f1_score(y_true, y_pred, average=metric[:-3], zero_division=1.0 if metric == "samples_f1" else 0))
@@ -43,3 +45,27 @@ def _class_codes(y_true, y_pred) -> bool:
     """Whether both are non-empty 1-D integer arrays of one length (what the search scores)."""
     return (isinstance(y_true, np.ndarray) and isinstance(y_pred, np.ndarray) and y_true.ndim == y_pred.ndim == 1
             and len(y_true) == len(y_pred) > 0 and y_true.dtype.kind in "iu" and y_pred.dtype.kind in "iu")
+
+
+def _indicators(y_true, y_pred) -> bool:
+    """Whether both are non-empty 2-D integer (0/1) arrays of one shape (the multi-label search's blocks)."""
+    return (isinstance(y_true, np.ndarray) and isinstance(y_pred, np.ndarray) and y_true.ndim == y_pred.ndim == 2
+            and y_true.shape == y_pred.shape and y_true.size > 0 and y_true.dtype.kind in "iub"
+            and y_pred.dtype.kind in "iub")
+
+
+def _indicator_score(Y_true: np.ndarray, Y_pred: np.ndarray, metric: str) -> float:
+    """``score`` of indicator matrices, as scikit-learn computes it (``tests/test_metrics.py`` holds them equal),
+    without its input checks: 5 ms a call, and a multi-label search scores thousands of blocks (films, 1,992
+    texts: 38 s of a 90 s search and estimate, 2026-12-05). F1 is 2 tp / (2 tp + fp + fn); where that is 0 / 0 (no
+    true and no predicted label) it is 0 for a label (macro) or the whole matrix (micro), 1 for a text (samples)."""
+    T, P = Y_true != 0, Y_pred != 0
+    if metric == "accuracy":  # subset accuracy
+        return float(np.average((T == P).all(axis=1)))
+    axis = {"micro_f1": None, "macro_f1": 0, "samples_f1": 1}[metric]
+    tp = np.count_nonzero(T & P, axis=axis)
+    wrong = np.count_nonzero(T != P, axis=axis)  # fp + fn
+    denominator = 2 * tp + wrong
+    empty = 1.0 if metric == "samples_f1" else 0.0
+    f1 = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), empty)
+    return float(np.mean(f1))
