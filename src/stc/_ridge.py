@@ -11,8 +11,9 @@ fits that share that work, and ``ridge_fits`` does it once for all of them:
 * the search's candidates come in nested column sets (the neurons kept at a smaller η are among those kept at a
   larger one; an earlier exit layer's columns are among a later one's): with the columns ordered so that each set
   is a prefix, a prefix's primal system is the leading block of the widest one's, and so is its Cholesky factor,
-  so one factorisation per C serves every set; in the dual, the rows' Gram matrix of a prefix is that of a shorter
-  prefix plus the added columns' products, so it is built once, step by step.
+  so one factorisation per C serves every set no wider than the rows; for a wider set (the dual), the rows' Gram
+  matrix of a prefix is that of a shorter prefix plus the added columns' products, so it is built once, step by
+  step.
 
 Measured (films, 1,992 texts, 21 genres; ``benchmarks/README.md``, "Multi-label (films)"): the search 354 s with
 ``RidgeClassifierCV`` (an eigendecomposition per fit), 61 s with a Cholesky factorisation per C and set of columns,
@@ -71,28 +72,43 @@ def ridge_fits(X: np.ndarray, Y: np.ndarray, members: Sequence[tuple[int, float]
     T = np.where(np.asarray(Y) > 0, 1.0, -1.0)
     offset = T.mean(axis=0)
     T -= offset
-    n_rows = len(Z)
-    widest = max(m for m, _ in members)
-    coefs: dict[tuple[int, float], np.ndarray] = {}
-    if widest <= n_rows:  # primal: one Gram matrix of the widest columns, one factorisation per C
-        gram = Z[:, :widest].T @ Z[:, :widest]
-        right = Z[:, :widest].T @ T
-        for C in sorted({C for _, C in members}):
-            size = max(m for m, c in members if c == C)
-            system = gram[:size, :size].copy()
-            system.flat[::size + 1] += 0.5 / C
-            factor, lower = cho_factor(system, overwrite_a=True, check_finite=False)
-            for m in sorted({m for m, c in members if c == C}):  # a prefix's factor is the leading block
-                coefs[m, C] = cho_solve((factor[:m, :m], lower), right[:m], check_finite=False).T
-    else:  # dual: the rows' Gram matrix grown column block by column block, one factorisation per (m, C)
-        gram, done = np.zeros((n_rows, n_rows)), 0
-        for m in sorted({m for m, _ in members}):
-            gram += Z[:, done:m] @ Z[:, done:m].T
-            done = m
-            for C in sorted({c for k, c in members if k == m}):
-                system = gram.copy()
-                system.flat[::n_rows + 1] += 0.5 / C
-                dual = cho_solve(cho_factor(system, overwrite_a=True, check_finite=False), T, check_finite=False)
-                coefs[m, C] = (Z[:, :m].T @ dual).T
+    # a set no wider than the rows in the primal (its system is the features' Gram matrix), a wider one in the dual
+    coefs = {**_primal(Z, T, [(m, C) for m, C in members if m <= len(Z)]),
+             **_dual(Z, T, [(m, C) for m, C in members if m > len(Z)])}
     return [RidgeFit(scaler.mean_[:m], scaler.scale_[:m], np.ascontiguousarray(coefs[m, C]),
                      offset - coefs[m, C] @ centre[:m]) for m, C in members]
+
+
+def _primal(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]]) -> dict[tuple[int, float], np.ndarray]:
+    """(m, C) -> weights (n_labels, m): one Gram matrix of the widest columns, one factorisation per C, and each
+    narrower set solved with the leading block of its C's factor."""
+    if not members:
+        return {}
+    widest = max(m for m, _ in members)
+    gram = Z[:, :widest].T @ Z[:, :widest]
+    right = Z[:, :widest].T @ T
+    coefs = {}
+    for C in sorted({C for _, C in members}):
+        size = max(m for m, c in members if c == C)
+        system = gram[:size, :size].copy()
+        system.flat[::size + 1] += 0.5 / C
+        factor, lower = cho_factor(system, overwrite_a=True, check_finite=False)
+        for m in sorted({m for m, c in members if c == C}):  # a prefix's factor is the leading block
+            coefs[m, C] = cho_solve((factor[:m, :m], lower), right[:m], check_finite=False).T
+    return coefs
+
+
+def _dual(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]]) -> dict[tuple[int, float], np.ndarray]:
+    """(m, C) -> weights (n_labels, m): the rows' Gram matrix grown column block by column block, one factorisation
+    per (m, C)."""
+    n_rows = len(Z)
+    gram, done, coefs = np.zeros((n_rows, n_rows)), 0, {}
+    for m in sorted({m for m, _ in members}):
+        gram += Z[:, done:m] @ Z[:, done:m].T
+        done = m
+        for C in sorted({c for k, c in members if k == m}):
+            system = gram.copy()
+            system.flat[::n_rows + 1] += 0.5 / C
+            dual = cho_solve(cho_factor(system, overwrite_a=True, check_finite=False), T, check_finite=False)
+            coefs[m, C] = (Z[:, :m].T @ dual).T
+    return coefs
