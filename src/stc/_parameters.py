@@ -196,8 +196,9 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
     Parameter("probe_Cs", None, grid("probe_Cs", none=True),
               "C grid of the L1 probes; by default each probe gets the grid (3, 10, 30, 100) x its C_min, the C "
               "below which it keeps no neuron", comma_list(float)),
-    Parameter("final_Cs", DEFAULT_FINAL_CS, grid("final_Cs"), "C grid of the final logistic regression",
-              comma_list(float)),
+    Parameter("final_Cs", DEFAULT_FINAL_CS, grid("final_Cs"),
+              "C grid of the final logistic regression (label sets search their ridge head's own grid, "
+              "stc.head.MULTILABEL_CS)", comma_list(float)),
     Parameter("metric", "auto", one_of(*METRICS),
               "the held-out metric every choice is made by: 'auto' is accuracy for single-label targets and micro-F1 "
               "for label sets; macro_f1 for either; micro_f1, samples_f1 and accuracy (subset accuracy) for label "

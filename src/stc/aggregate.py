@@ -204,8 +204,10 @@ def evaluate_candidates(
     or read exactly the same columns with the same C as an earlier one, are dropped. ``y`` holds class codes, or
     is a multi-label indicator matrix: then the predictions are each label's decision thresholded by
     ``stc._multilabel.cross_fitted_predictions`` over ``blocks`` (positions in the held-out rows, in split order),
-    so that no block is scored with a threshold chosen on it. MLP-head candidates are dropped too where
-    ``stc.heads.mlp_possible`` says the training rows are too few (and for multi-label ``y``)."""
+    so that no block is scored with a threshold chosen on it; their candidates are fitted in chains of nested column
+    sets, one Gram matrix per chain and split (``_nested_chains``, ``stc._ridge``), each candidate's decisions still
+    those of a head fitted on its own columns. MLP-head candidates are dropped too where ``stc.heads.mlp_possible``
+    says the training rows are too few (and for multi-label ``y``)."""
     multilabel = y.ndim == 2
     if not mlp_possible(y, [split.train_rows for split in splits]):
         candidates = [candidate for candidate in candidates if candidate.head != "mlp"]

@@ -79,7 +79,8 @@ def make_final_classifier(C: float | None, seed: int = 0, class_weight: str | No
     """The scikit-learn estimator a head is fitted as: standardisation, then a logistic regression at ``C``; for
     multi-label targets a ridge classifier on every label at once (``RidgeClassifier``: least squares on +-1
     targets, penalty ``ridge_alpha(C)``; the search chooses C among ``MULTILABEL_CS`` as it chooses the logistic
-    regression's, on held-out folds).
+    regression's, on held-out folds). stc fits that ridge with ``stc._ridge.ridge_fits`` (its coefficients, for
+    many Cs and nested column sets at once) and holds the result in this pipeline (``MultiLabelHead.to_pipeline``).
 
     Why ridge for label sets: one factorisation of the rows (or of the features, the smaller) serves every label,
     so a candidate's cost barely grows with the labels, where one logistic regression per label multiplied the
