@@ -117,10 +117,13 @@ def test_the_explanation_splits_each_predicted_labels_decision_by_neuron(clf):
 def test_the_head_is_one_ridge_fit_for_every_label_its_C_searched_on_the_ridges_grid(clf):
     # label sets: one ridge classifier for every label (stc._ridge) instead of a logistic regression per label, its
     # C searched among MULTILABEL_CS as the logistic regression's among final_Cs
-    from stc.head import MULTILABEL_CS, ridge_alpha
+    from stc.head import MULTILABEL_CS, MULTILABEL_STAGE_ONE_CS, ridge_alpha
 
     searched = set(clf.cv_results_["param_C"])
     assert clf.configuration_["C"] in MULTILABEL_CS and searched <= set(MULTILABEL_CS) and len(searched) > 1
+    # stage 1 at the coarse grid (every other C), stage 2 at every C
+    first = {C for C, stage in zip(clf.cv_results_["param_C"], clf.cv_results_["stage"]) if stage == 1}
+    assert first == set(MULTILABEL_STAGE_ONE_CS) and len(first) == len(MULTILABEL_CS) // 2
     pipeline = clf.classifier_
     assert pipeline.named_steps["ridge"].alpha == pytest.approx(ridge_alpha(clf.configuration_["C"]))
     features = np.random.default_rng(0).normal(size=(5, clf.n_features_))

@@ -628,3 +628,20 @@ def test_the_linear_head_is_kept_where_the_problem_is_linear(tmp_path, planted_c
                     store, y, np.arange(1000))
     assert 3 in clf.cv_results_["stage"]  # the MLP heads were tried
     assert clf.configuration_["head"] == "linear" and clf.readout_.head.kind == "linear"
+
+
+def test_stage_one_at_several_Cs_where_they_are_given_and_stage_two_does_not_repeat_them():
+    space = SearchSpace.over(("hidden",), ("mean",), 2, etas=(0.2, 0.5), Cs=(0.01, 0.1, 1.0, 10.0),
+                             stage_one_Cs=(0.01, 1.0))
+    sparse, dense = space.stage_one()
+    assert sorted((c.eta, c.C) for c in sparse) == [(0.2, 0.01), (0.2, 1.0), (0.5, 0.01), (0.5, 1.0)]
+    assert sorted((c.dense_key, c.C) for c in dense) == [("hidden.L1.mean", 0.01), ("hidden.L1.mean", 1.0),
+                                                          ("hidden.L2.mean", 0.01), ("hidden.L2.mean", 1.0)]
+    leading = [c for c in dense if c.dense_key == "hidden.L2.mean" and c.C == 1.0][0]
+    assert sorted(c.C for c in space.stage_two(None, leading)) == [0.1, 10.0]  # the others were stage 1's
+    other = [c for c in dense if c.dense_key == "hidden.L1.mean" and c.C == 0.01][0]
+    second = space.stage_two(None, other)
+    assert sorted(c.C for c in second if c.dense_key == "hidden.L1.mean") == [0.1, 10.0]
+    assert sorted(c.C for c in second if c.dense_key == "hidden.L2.mean") == [0.1, 10.0]  # the embedding
+    # without stage_one_Cs: the lower middle C alone, as before
+    assert {c.C for c in replace(space, stage_one_Cs=None).stage_one()[0]} == {0.1}

@@ -24,7 +24,7 @@ from .calibration import fit_temperature
 from .distributed import joblib_backend, make_engine
 from .explain import explain_prediction
 from .extract import default_poolings
-from .head import MULTILABEL_CS
+from .head import MULTILABEL_CS, MULTILABEL_STAGE_ONE_CS
 from .heads import fit_head_estimator, head_from_pipeline
 from .protocol import FitOptions, PhaseTimer, Protocol, ProtocolResult, make_protocol
 from .readout import BackboneReference, FitRecord, Readout, Scores
@@ -308,9 +308,11 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                       params: dict, timer: PhaseTimer) -> STCClassifier:
         """What ``fit`` and ``fit_store`` share: the protocol's choice on the store's rows, then the readout."""
         keys = store_keys(store, backbone, settings, len(protocol.codes))
+        label_sets = protocol.codes.ndim == 2  # a ridge head: its own grid, a coarse one in stage 1
         space = SearchSpace.over(settings.representations, settings.poolings, backbone.num_layers,
                                  etas=params["etas"], kinds=protocol.kinds, mlp_Cs=protocol.mlp_Cs(params["mlp_head"]),
-                                 Cs=MULTILABEL_CS if protocol.codes.ndim == 2 else params["final_Cs"])  # sets: ridge
+                                 Cs=MULTILABEL_CS if label_sets else params["final_Cs"],
+                                 stage_one_Cs=MULTILABEL_STAGE_ONE_CS if label_sets else None)
         options = FitOptions(metric=params["metric"], probe_Cs=params["probe_Cs"], probe_solver=params["probe_solver"],
                              n_jobs=params["n_jobs"], seed=params["random_state"], class_weight=params["class_weight"],
                              show_progress_bar=params["show_progress_bar"])

@@ -1,8 +1,8 @@
 """The two-stage search over candidate readouts, and its estimate: one object from the first stage to the replay.
 
 The full product (representations × poolings × η × exit layer × C, and the dense layers) is thousands of fits,
-so ``TwoStageSearch.run`` tries in stage 1 every representation set × pooling set × η at full depth with one C,
-and every dense layer; in stage 2, around the stage-1 leaders (one per kind, named by the selection rule), every
+so ``TwoStageSearch.run`` tries in stage 1 every representation set × pooling set × η at full depth with one C (for
+label sets, whose extra Cs cost little, a coarse grid of Cs: ``SearchSpace.first_Cs``), and every dense layer; in stage 2, around the stage-1 leaders (one per kind, named by the selection rule), every
 exit layer × C of the sparse leader, every C of the dense leader, and every C of the two together (hybrid). The rule
 then chooses among every candidate of both stages (``stc.selection.Selector``). With ``SearchSpace.mlp_Cs``, a
 third stage fits an MLP head (``stc.heads.MLPHead``) at each of those Cs on the neurons of the best candidate of
@@ -54,11 +54,12 @@ class SearchSpace:
     dense_keys: Sequence[str] = ()
     kinds: tuple[str, ...] = READOUT_KINDS
     mlp_Cs: Sequence[float] = ()
+    stage_one_Cs: Sequence[float] | None = None  # None: the lower middle C of the grid alone (``middle_C``)
 
     @classmethod
     def over(cls, representations: Sequence[str], poolings: Sequence[str], num_layers: int, *,
              etas: Sequence[float], Cs: Sequence[float], kinds: Sequence[str] = READOUT_KINDS,
-             mlp_Cs: Sequence[float] = ()) -> SearchSpace:
+             mlp_Cs: Sequence[float] = (), stage_one_Cs: Sequence[float] | None = None) -> SearchSpace:
         """Every representation and pooling alone and (when several) all together, every layer as an exit, and as
         dense layers every pooled hidden state but the embeddings' (layer 0), when dense readouts are searched."""
         representation_sets = [(r,) for r in representations]
@@ -68,7 +69,7 @@ class SearchSpace:
         dense_keys = ([key for key in all_keys(num_layers, ("hidden",), poolings) if parse_key(key)[1] > 0]
                       if "dense" in kinds and "hidden" in representations else [])
         return cls(representation_sets, pooling_sets, tuple(etas), range(1, num_layers + 1), tuple(Cs), dense_keys,
-                   tuple(kinds), tuple(mlp_Cs))
+                   tuple(kinds), tuple(mlp_Cs), None if stage_one_Cs is None else tuple(stage_one_Cs))
 
     @property
     def middle_C(self) -> float | None:
@@ -88,15 +89,25 @@ class SearchSpace:
         last = sorted((parse_key(key)[2], key) for key in self.dense_keys if parse_key(key)[1] == deepest)
         return next((key for pooling, key in last if pooling == "mean"), last[0][1])
 
+    @property
+    def first_Cs(self) -> tuple[float | None, ...]:
+        """Stage 1's Cs: ``stage_one_Cs``, or the lower middle C of the grid alone (``middle_C``).
+
+        Several where a C costs little more than one: a label-set head factorises one Gram matrix per C for every
+        nested set of columns (``stc._ridge``), so stage 1 of a multi-label search tries a coarse grid
+        (``stc.head.MULTILABEL_STAGE_ONE_CS``) and lets every feature set meet a penalty that suits its width."""
+        return (self.middle_C,) if self.stage_one_Cs is None else tuple(self.stage_one_Cs)
+
     def stage_one(self) -> tuple[list[Candidate], list[Candidate]]:
-        """(sparse, dense) candidates of stage 1, at full depth and the lower middle C of the grid."""
-        middle_C = self.middle_C
+        """(sparse, dense) candidates of stage 1, at full depth and each C of ``first_Cs``."""
         deepest = max(self.exit_layers)
-        sparse = ([Candidate("sparse", r, p, eta, deepest, middle_C, 1)
-                   for r in self.representation_sets for p in self.pooling_sets for eta in self.etas]
+        sparse = ([Candidate("sparse", r, p, eta, deepest, C, 1)
+                   for r in self.representation_sets for p in self.pooling_sets for eta in self.etas
+                   for C in self.first_Cs]
                   if "sparse" in self.kinds else [])
-        dense = [Candidate("dense", (representation,), (pooling,), None, layer, middle_C, 1, key)
-                 for key, (representation, layer, pooling) in zip(self.dense_keys, map(parse_key, self.dense_keys))]
+        dense = [Candidate("dense", (representation,), (pooling,), None, layer, C, 1, key)
+                 for key, (representation, layer, pooling) in zip(self.dense_keys, map(parse_key, self.dense_keys))
+                 for C in self.first_Cs]
         return sparse, dense
 
     def stage_two(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Candidate]:
@@ -112,12 +123,12 @@ class SearchSpace:
             second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
                                 k, C, 2) for k in self.exit_layers for C in self.Cs]
         if dense_leader:
-            second += [replace(dense_leader, C=C, stage=2) for C in self.Cs if C != dense_leader.C]
+            second += [replace(dense_leader, C=C, stage=2) for C in self.Cs if C not in self.first_Cs]
         embedding = self.embedding_key
         if embedding is not None and (dense_leader is None or dense_leader.dense_key != embedding):
             representation, layer, pooling = parse_key(embedding)
             second += [Candidate("dense", (representation,), (pooling,), None, layer, C, 2, embedding)
-                       for C in self.Cs if C != self.middle_C]
+                       for C in self.Cs if C not in self.first_Cs]
         if sparse_leader and dense_leader and "hybrid" in self.kinds:  # the embedding plus the neurons adding most
             second += [Candidate("hybrid", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
                                  max(sparse_leader.exit_layer, dense_leader.exit_layer), C, 2, dense_leader.dense_key)
