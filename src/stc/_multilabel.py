@@ -140,24 +140,25 @@ def tune_thresholds(decisions: np.ndarray, Y: np.ndarray) -> np.ndarray:
     Cuts lie halfway between consecutive distinct decision values; among equal F1s the cut nearest 0 wins, so a
     threshold moves from the default only for a gain."""
     decisions = np.asarray(decisions, dtype=np.float64)
-    thresholds = np.zeros(decisions.shape[1])
-    for j in range(decisions.shape[1]):
-        truth = np.asarray(Y[:, j]) > 0
-        positives = int(truth.sum())
-        if positives == 0:
-            continue
-        order = np.argsort(-decisions[:, j], kind="stable")
-        values, hits = decisions[order, j], truth[order]
-        tp = np.cumsum(hits)
-        k = np.arange(1, len(values) + 1)
-        # a cut after position i (predict the first i + 1) is possible only where the next value is smaller
-        possible = np.append(values[:-1] > values[1:], True)
-        f1 = np.where(possible, 2.0 * tp / (k + positives), -1.0)
-        cuts = np.append((values[:-1] + values[1:]) / 2.0, values[-1] - 1.0)
-        best = f1.max()
-        candidates = np.flatnonzero(f1 >= best - 1e-12)
-        thresholds[j] = cuts[candidates[np.argmin(np.abs(cuts[candidates]))]]
-    return thresholds
+    return _best_cuts(decisions, np.asarray(Y) > 0, np.argsort(-decisions, axis=0, kind="stable"))
+
+
+def _best_cuts(decisions: np.ndarray, truth: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``tune_thresholds`` of every label at once, given each label's rows in decreasing order of its decision
+    (``order`` (n_rows, n_labels); a stable order, so that ties keep the rows' order)."""
+    columns = np.arange(decisions.shape[1])
+    values = np.take_along_axis(decisions, order, axis=0)
+    hits = np.take_along_axis(truth, order, axis=0)
+    positives = hits.sum(axis=0)
+    tp = np.cumsum(hits, axis=0)
+    k = np.arange(1, len(values) + 1)[:, None]
+    # a cut after position i (predict the first i + 1) is possible only where the next value is smaller
+    possible = np.vstack([values[:-1] > values[1:], np.ones((1, len(columns)), dtype=bool)])
+    f1 = np.where(possible, 2.0 * tp / (k + positives), -1.0)
+    cuts = np.vstack([(values[:-1] + values[1:]) / 2.0, values[-1:] - 1.0])
+    nearest = np.where(f1 >= f1.max(axis=0) - 1e-12, np.abs(cuts), np.inf)
+    thresholds = cuts[np.argmin(nearest, axis=0), columns]
+    return np.where(positives > 0, thresholds, 0.0)
 
 
 def probability_thresholds(decisions: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -168,11 +169,25 @@ def probability_thresholds(decisions: np.ndarray, Y: np.ndarray) -> np.ndarray:
 def cross_fitted_predictions(decisions: np.ndarray, Y: np.ndarray, blocks: Sequence[np.ndarray]) -> np.ndarray:
     """Indicator predictions of held-out decision values, each block thresholded by ``tune_thresholds`` on the
     other blocks' rows (one block: on itself), so no block's score saw its own labels through a threshold."""
+    decisions = np.asarray(decisions, dtype=np.float64)
+    truth = np.asarray(Y) > 0
     predictions = np.zeros(decisions.shape, dtype=np.uint8)
-    everything = np.arange(len(decisions))
+    if len(blocks) == 1:
+        predictions[blocks[0]] = decisions[blocks[0]] > tune_thresholds(decisions[blocks[0]], truth[blocks[0]])
+        return predictions
+    # One sort of every row per label serves every block: the other blocks' rows, in that order, are the sorted
+    # rows with the block's left out (a stable sort of them would give the same order).
+    order = np.argsort(-decisions, axis=0, kind="stable")
     for block in blocks:
-        others = np.setdiff1d(everything, block) if len(blocks) > 1 else block
-        predictions[block] = decisions[block] > tune_thresholds(decisions[others], Y[others])
+        inside = np.zeros(len(decisions), dtype=bool)
+        inside[block] = True
+        keep = ~inside[order]
+        others = order.T[keep.T].reshape(decisions.shape[1], -1).T  # per label, the other rows in its order
+        # renumbered as positions among the other rows, so _best_cuts reads them from the others' matrices
+        rows = np.flatnonzero(~inside)
+        position = np.empty(len(decisions), dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        predictions[block] = decisions[block] > _best_cuts(decisions[rows], truth[rows], position[others])
     return predictions
 
 

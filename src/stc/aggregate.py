@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -150,9 +150,12 @@ def _distinct_jobs(candidates: Sequence[Candidate], splits: Sequence[Split],
                    dims: Mapping[str, int]) -> list[tuple[Candidate, list[dict[str, np.ndarray]]]]:
     """(candidate, its columns on each split) of the candidates that keep a neuron on every split, leaving out any
     that reads exactly the same columns with the same C and head as an earlier one."""
-    jobs, seen = [], set()
+    jobs, seen, columns_of = [], set(), {}
     for candidate in candidates:
-        per_split = [candidate_columns(candidate, split.probes, dims) for split in splits]
+        readout = replace(candidate, C=None, stage=0, head="linear")  # what its columns depend on
+        if readout not in columns_of:  # the same readout at several Cs: its columns found once
+            columns_of[readout] = [candidate_columns(candidate, split.probes, dims) for split in splits]
+        per_split = columns_of[readout]
         if not all(per_split):
             continue
         signature = (tuple(tuple((k, v.tobytes()) for k, v in cols.items()) for cols in per_split), candidate.C,
