@@ -319,3 +319,21 @@ def test_a_bundle_holds_a_multilabel_task_beside_a_single_label_one(clf, model_d
     rows = [json.loads(line)["tasks"] for line in (tmp_path / "b.jsonl").read_text().splitlines()]
     assert [tuple(row["tags"]["labels"]) for row in rows] == clf.predict(new[0][:4])
     assert [row["sentiment"]["label"] for row in rows] == single.predict(new[0][:4]).tolist()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cross_fitted_predictions_threshold_each_block_on_the_others_rows(seed):
+    from stc._multilabel import cross_fitted_predictions, tune_thresholds
+
+    rng = np.random.default_rng(seed)
+    decisions = np.round(rng.normal(size=(47, 4)), 1)  # ties among the decisions
+    Y = (rng.random((47, 4)) < 0.3).astype(np.uint8)
+    Y[:, 3] = 0  # a label no row carries
+    blocks = np.array_split(rng.permutation(47), 4)
+    predicted = cross_fitted_predictions(decisions, Y, blocks)
+    for block in blocks:
+        others = np.setdiff1d(np.arange(47), block)
+        expected = decisions[block] > tune_thresholds(decisions[others], Y[others])
+        np.testing.assert_array_equal(predicted[block], expected)
+    one = cross_fitted_predictions(decisions, Y, [np.arange(47)])
+    np.testing.assert_array_equal(one, decisions > tune_thresholds(decisions, Y))
