@@ -323,8 +323,6 @@ def test_a_bundle_holds_a_multilabel_task_beside_a_single_label_one(clf, model_d
 
 @pytest.mark.parametrize("seed", range(3))
 def test_cross_fitted_predictions_threshold_each_block_on_the_others_rows(seed):
-    from stc._multilabel import cross_fitted_predictions, tune_thresholds
-
     rng = np.random.default_rng(seed)
     decisions = np.round(rng.normal(size=(47, 4)), 1)  # ties among the decisions
     Y = (rng.random((47, 4)) < 0.3).astype(np.uint8)
