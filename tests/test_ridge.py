@@ -106,3 +106,15 @@ def test_the_search_scores_each_candidate_as_its_own_fit_would_while_sharing_one
     for s in range(2):
         column_sets = {tuple((k, v.tobytes()) for k, v in job[1][s].items()) for job in jobs}
         assert len(_nested_chains(jobs, s)) < len(column_sets)
+
+
+@pytest.mark.parametrize("n_rows, n_features", [(120, 30), (40, 200)], ids=["primal", "dual"])
+def test_the_decisions_are_those_of_the_fitted_heads(n_rows, n_features):
+    from stc._ridge import ridge_decisions
+
+    X, Y = _labels(n_rows, n_features, seed=3)
+    held = np.random.default_rng(5).normal(size=(9, n_features)) * 2.0
+    members = [(n_features, 5e-4), (n_features // 2, 0.05), (5, 5.0), (n_features, 0.05)]
+    heads = multilabel_heads(X, Y, members, np.arange(5))
+    for (m, _), head, decision in zip(members, heads, ridge_decisions(X, Y, held, members), strict=True):
+        np.testing.assert_allclose(decision, head.decision(held[:, :m]), rtol=1e-8, atol=1e-9)

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["RidgeFit", "ridge_fits"]
+__all__ = ["RidgeFit", "ridge_fits", "ridge_decisions"]
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,7 @@ def ridge_fits(X: np.ndarray, Y: np.ndarray, members: Sequence[tuple[int, float]
     list of RidgeFit
         One per member, in order.
     """
-    scaler = StandardScaler().fit(X)
-    Z = (np.asarray(X, dtype=np.float64) - scaler.mean_) / scaler.scale_
-    centre = Z.mean(axis=0)  # zero already, up to rounding: the ridge's own centring, as scikit-learn's fit_intercept
-    Z -= centre
-    T = np.where(np.asarray(Y) > 0, 1.0, -1.0)
-    offset = T.mean(axis=0)
-    T -= offset
+    scaler, Z, centre, T, offset = _prepared(X, Y)
     # a set no wider than the rows in the primal (its system is the features' Gram matrix), a wider one in the dual
     coefs = {**_primal(Z, T, [(m, C) for m, C in members if m <= len(Z)]),
              **_dual(Z, T, [(m, C) for m, C in members if m > len(Z)])}
@@ -79,9 +73,37 @@ def ridge_fits(X: np.ndarray, Y: np.ndarray, members: Sequence[tuple[int, float]
                      offset - coefs[m, C] @ centre[:m]) for m, C in members]
 
 
-def _primal(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]]) -> dict[tuple[int, float], np.ndarray]:
-    """(m, C) -> weights (n_labels, m): one Gram matrix of the widest columns, one factorisation per C, and each
-    narrower set solved with the leading block of its C's factor."""
+def ridge_decisions(X: np.ndarray, Y: np.ndarray, X_held: np.ndarray,
+                    members: Sequence[tuple[int, float]]) -> list[np.ndarray]:
+    """Each member's decisions (n_held, n_labels) on ``X_held``: those of the head ``ridge_fits`` gives it
+    (``MultiLabelHead.decision`` of ``X_held[:, :m]``), without forming a wider-than-rows member's weights: its
+    decisions come from the held-out rows' products with the training rows, grown beside their Gram matrix (what
+    the search needs of a candidate, for a quarter of the arithmetic of its weights). Parameters as ``ridge_fits``,
+    and ``X_held`` (n_held, n_columns), the rows to decide."""
+    scaler, Z, centre, T, offset = _prepared(X, Y)
+    Z_held = (np.asarray(X_held, dtype=np.float64) - scaler.mean_) / scaler.scale_ - centre
+    decisions = {**_primal(Z, T, [(m, C) for m, C in members if m <= len(Z)], Z_held),
+                 **_dual(Z, T, [(m, C) for m, C in members if m > len(Z)], Z_held)}
+    return [decisions[m, C] + offset for m, C in members]
+
+
+def _prepared(X: np.ndarray, Y: np.ndarray):
+    """(the scaler, the standardised and centred rows, their centre, the centred +-1 targets, the targets' means)."""
+    scaler = StandardScaler().fit(X)
+    Z = (np.asarray(X, dtype=np.float64) - scaler.mean_) / scaler.scale_
+    centre = Z.mean(axis=0)  # zero already, up to rounding: the ridge's own centring, as scikit-learn's fit_intercept
+    Z -= centre
+    T = np.where(np.asarray(Y) > 0, 1.0, -1.0)
+    offset = T.mean(axis=0)
+    T -= offset
+    return scaler, Z, centre, T, offset
+
+
+def _primal(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
+            Z_held: np.ndarray | None = None) -> dict[tuple[int, float], np.ndarray]:
+    """(m, C) -> weights (n_labels, m), or with ``Z_held`` its decisions less the offset: one Gram matrix of the
+    widest columns, one factorisation per C, and each narrower set solved with the leading block of its C's
+    factor."""
     if not members:
         return {}
     widest = max(m for m, _ in members)
@@ -94,21 +116,26 @@ def _primal(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]]) -> d
         system.flat[::size + 1] += 0.5 / C
         factor, lower = cho_factor(system, overwrite_a=True, check_finite=False)
         for m in sorted({m for m, c in members if c == C}):  # a prefix's factor is the leading block
-            coefs[m, C] = cho_solve((factor[:m, :m], lower), right[:m], check_finite=False).T
+            coef = cho_solve((factor[:m, :m], lower), right[:m], check_finite=False).T
+            coefs[m, C] = coef if Z_held is None else Z_held[:, :m] @ coef.T
     return coefs
 
 
-def _dual(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]]) -> dict[tuple[int, float], np.ndarray]:
-    """(m, C) -> weights (n_labels, m): the rows' Gram matrix grown column block by column block, one factorisation
-    per (m, C)."""
+def _dual(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
+          Z_held: np.ndarray | None = None) -> dict[tuple[int, float], np.ndarray]:
+    """(m, C) -> weights (n_labels, m), or with ``Z_held`` its decisions less the offset: the rows' Gram matrix
+    (and the held-out rows' products with them) grown column block by column block, one factorisation per (m, C)."""
     n_rows = len(Z)
     gram, done, coefs = np.zeros((n_rows, n_rows)), 0, {}
+    held = None if Z_held is None else np.zeros((len(Z_held), n_rows))
     for m in sorted({m for m, _ in members}):
         gram += Z[:, done:m] @ Z[:, done:m].T
+        if held is not None:
+            held += Z_held[:, done:m] @ Z[:, done:m].T
         done = m
         for C in sorted({c for k, c in members if k == m}):
             system = gram.copy()
             system.flat[::n_rows + 1] += 0.5 / C
             dual = cho_solve(cho_factor(system, overwrite_a=True, check_finite=False), T, check_finite=False)
-            coefs[m, C] = (Z[:, :m].T @ dual).T
+            coefs[m, C] = (Z[:, :m].T @ dual).T if held is None else held @ dual
     return coefs

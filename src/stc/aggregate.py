@@ -29,7 +29,8 @@ from ._memory import workers_within
 from .extract import parse_key
 from ._multilabel import cross_fitted_predictions
 from .head import make_final_classifier
-from .heads import fit_head_estimator, head_from_pipeline, mlp_possible, multilabel_heads
+from ._ridge import ridge_decisions
+from .heads import fit_head_estimator, head_from_pipeline, mlp_possible
 from .probe import ProbeResult
 from .sparsify import select_neurons
 
@@ -223,7 +224,6 @@ def evaluate_candidates(
             for key, indices in columns.items():
                 wanted.setdefault(key, set()).update(indices.tolist())
     n_classes = y.shape[1] if multilabel else int(y.max()) + 1
-    codes = np.arange(n_classes)
     widest = max(sum(len(v) for v in columns.values()) for _, per_split in jobs for columns in per_split)
     workers = workers_within(final_fit_bytes(len(y), widest, n_classes, multilabel=multilabel),
                              min(effective_n_jobs(n_jobs),
@@ -255,15 +255,14 @@ def evaluate_candidates(
     def run_chain(order: list[tuple[str, int]], members: list[tuple[int, int]],
                   s: int) -> list[tuple[tuple[int, int], tuple[None, np.ndarray]]]:
         # every C and nested set of columns of the chain from one Gram matrix (stc._ridge), each member's held-out
-        # rows through the head a fit of its columns would hold
+        # decisions those of the head a fit of its columns would hold (ridge_decisions; tests/test_ridge.py)
         split = splits[s]
         blocks = [(key, np.array([index for _, index in run], dtype=np.int64))
                   for key, run in itertools.groupby(order, key=lambda column: column[0])]
         X = gather(blocks)
-        heads = multilabel_heads(X[split.train_rows], y[split.train_rows],
-                                 [(m, jobs[j][0].C) for j, m in members], codes)
-        held_out = X[split.val_rows]
-        return [((j, s), (None, head.decision(held_out[:, :m]))) for (j, m), head in zip(members, heads)]
+        decisions = ridge_decisions(X[split.train_rows], y[split.train_rows], X[split.val_rows],
+                                    [(m, jobs[j][0].C) for j, m in members])
+        return [((j, s), (None, decision)) for (j, _), decision in zip(members, decisions)]
 
     if multilabel:
         tasks = [(len(order), delayed(run_chain)(order, members, s))
