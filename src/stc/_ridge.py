@@ -15,9 +15,9 @@ fits that share that work, and ``ridge_fits`` does it once for all of them:
   matrix of a prefix is that of a shorter prefix plus the added columns' products, so it is built once, step by
   step.
 
-Measured (films, 1,992 texts, 21 genres; ``benchmarks/README.md``, "Multi-label (films)"): the search 354 s with
-``RidgeClassifierCV`` (an eigendecomposition per fit), 61 s with a Cholesky factorisation per C and set of columns,
-and less again with the nested sets. The coefficients are scikit-learn's (``tests/test_ridge.py`` holds them to
+Measured (films, 1,992 texts, 21 genres, one C in stage 1; ``benchmarks/README.md``, "Multi-label (films)"): the
+search 354 s with ``RidgeClassifierCV`` (an eigendecomposition per fit), 61 s with a Cholesky factorisation per C
+and set of columns, 37 s with the nested sets. The coefficients are scikit-learn's (``tests/test_ridge.py`` holds them to
 ``RidgeClassifier``'s); the search and the final fit both take them from here.
 """
 
