@@ -335,3 +335,21 @@ def test_cross_fitted_predictions_threshold_each_block_on_the_others_rows(seed):
         np.testing.assert_array_equal(predicted[block], expected)
     one = cross_fitted_predictions(decisions, Y, [np.arange(47)])
     np.testing.assert_array_equal(one, decisions > tune_thresholds(decisions, Y))
+
+
+def test_a_label_set_model_saved_before_the_ridges_C_was_searched_still_loads(clf, new, tmp_path):
+    # such a model's configuration and search rows hold C None (its penalty was chosen by leave-one-out)
+    clf.save(tmp_path / "model")
+    path = tmp_path / "model" / "stc_model.json"
+    document = json.loads(path.read_text())
+    document["configuration"]["C"] = None
+    for row in document["search_results"]:
+        row["C"] = None
+    path.write_text(json.dumps(document))
+    back = stc.load(tmp_path / "model")
+    assert back.configuration_["C"] is None
+    assert back.predict(new[0]) == clf.predict(new[0])
+    np.testing.assert_allclose(back.classifier_.decision_function(np.ones((2, back.n_features_))),
+                               back.readout_.head.decision(np.ones((2, back.n_features_))), rtol=1e-6, atol=1e-9)
+    from stc._summary import summary_lines
+    assert any("ridge penalty by leave-one-out" in line for line in summary_lines(back))
