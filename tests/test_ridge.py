@@ -57,9 +57,15 @@ def test_a_multi_label_head_needs_a_C():
         make_final_classifier(None, multilabel=True)
 
 
-def test_the_search_scores_each_candidate_as_its_own_fit_would_while_sharing_one_gram_per_chain(tmp_path):
+@pytest.mark.parametrize("large_chain", [None, 0], ids=["side-by-side", "one-at-a-time"])
+def test_the_search_scores_each_candidate_as_its_own_fit_would_while_sharing_one_gram_per_chain(tmp_path,
+                                                                                             monkeypatch,
+                                                                                             large_chain):
     """Label sets: candidates are fitted in chains of nested column sets (``stc.aggregate._nested_chains``); each
-    candidate's held-out decisions are still those of a head fitted on its own columns at its own C."""
+    candidate's held-out decisions are still those of a head fitted on its own columns at its own C, whether the
+    chains run side by side or (large ones, every chain with ``LARGE_CHAIN`` 0) one at a time."""
+    if large_chain is not None:
+        monkeypatch.setattr("stc.aggregate.LARGE_CHAIN", large_chain)
     import json
 
     from stc.aggregate import Candidate, Split, _distinct_jobs, _nested_chains, candidate_columns, evaluate_candidates

@@ -39,6 +39,8 @@ __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", 
            "StoreColumns", "DEFAULT_FINAL_CS", "READOUT_KINDS"]
 
 DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
+#: Rows x columns of a label-set chain's matrix from which its products run with every core (``evaluate_candidates``).
+LARGE_CHAIN = 30_000_000
 #: The kinds of readout a candidate (and so a fitted model) is: ``Candidate.kind`` holds one.
 READOUT_KINDS = ("sparse", "dense", "hybrid")
 
@@ -265,22 +267,33 @@ def evaluate_candidates(
         return [((j, s), (None, decision)) for (j, _), decision in zip(members, decisions)]
 
     if multilabel:
-        tasks = [(len(order), delayed(run_chain)(order, members, s))
+        tasks = [(len(y) * len(order), delayed(run_chain)(order, members, s))
                  for s in range(len(splits)) for order, members in _nested_chains(jobs, s)]
     else:
         tasks = [(sum(len(v) for v in jobs[j][1][s].values()), delayed(run_one)(j, s))
                  for j in range(len(jobs)) for s in range(len(splits))]
-    # One BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
-    # slows them down (stage-1 fits on full MR 3.9x slower, 2 cores: benchmarks/bench_search_blas.py). Whole fits
-    # side by side use the cores instead. catch_warnings is process-wide and not thread-safe: one block here
-    # serves every worker.
-    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+    # Largest fits first, so that no worker is left with a big one while the others idle at the end.
+    tasks.sort(key=lambda task: -task[0])
+    # A label-set chain whose matrix holds LARGE_CHAIN values or more is one of a few big products (all of films:
+    # 8,000 rows x 13,000 columns): those run one at a time with every worker's core in BLAS, where side by side the
+    # last of them left the other core idle (a quarter of a 31-minute search). Everything else runs side by side,
+    # one BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
+    # slows them down (stage-1 fits on full MR 3.9x slower, 2 cores: benchmarks/bench_search_blas.py).
+    large = [task for size, task in tasks if multilabel and size >= LARGE_CHAIN]
+    rest = [task for size, task in tasks if not (multilabel and size >= LARGE_CHAIN)]
+
+    def results():
+        for function, args, kwargs in large:
+            with threadpool_limits(limits=workers, user_api="blas"):
+                yield function(*args, **kwargs)
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield from Parallel(n_jobs=workers, prefer="threads", return_as="generator")(rest)
+
+    # catch_warnings is process-wide and not thread-safe: one block here serves every worker.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
-        # Largest fits first, so that no worker is left with a big one while the others idle at the end.
-        tasks.sort(key=lambda task: -task[0])
-        results = Parallel(n_jobs=workers, prefer="threads", return_as="generator")(task for _, task in tasks)
         outputs: dict[tuple[int, int], tuple[np.ndarray | None, np.ndarray]] = {}
-        for result in tqdm(results, total=len(tasks), desc=desc, unit="fit", disable=not show_progress_bar):
+        for result in tqdm(results(), total=len(tasks), desc=desc, unit="fit", disable=not show_progress_bar):
             outputs.update(result)  # ((job, split), (predicted codes or None, decisions)) of each fit of a task
     y_eval = np.concatenate([y[split.val_rows] for split in splits])
     evaluations = []
