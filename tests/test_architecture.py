@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("utilities", ("_version", "_files", "_archive", "_memory", "_metrics", "_solver", "_solver_multilabel",
                    "_stratify", "_multilabel", "calibration")),
     # the one arithmetic of a fitted head: features -> decisions, probabilities, contributions (heads: its kinds)
-    ("head", ("head", "heads")),
+    ("head", ("head", "heads", "_ridge")),  # _ridge: the multi-label head's fit
     ("data", ("data", "data.*")),
     ("backbone", ("backbone",)),
     ("extract", ("extract", "_validation")),  # _validation checks names against extract's vocabulary

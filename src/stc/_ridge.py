@@ -19,6 +19,26 @@ Measured (films, 1,992 texts, 21 genres, one C in stage 1; ``benchmarks/README.m
 search 354 s with ``RidgeClassifierCV`` (an eigendecomposition per fit), 61 s with a Cholesky factorisation per C
 and set of columns, 37 s with the nested sets. The coefficients are scikit-learn's (``tests/test_ridge.py`` holds them to
 ``RidgeClassifier``'s); the search and the final fit both take them from here.
+
+Why a ridge for label sets: one factorisation serves every label, so a candidate's cost barely grows with the
+labels, where one logistic regression per label multiplied the fit's time by the labels. Measured (films, MiniLM,
+1,992 texts, 21 genres, 5 iteratively stratified folds, micro/macro-F1 with thresholds cross-fitted over the folds,
+one BLAS thread; 2026-12-05): on the 384-neuron embedding one-vs-rest logistic regression at its best C of 0.0003-1
+scored 0.435/0.302 in 13.2 s for 6 Cs, a ridge (penalty by leave-one-out) 0.431/0.298 in 2.1 s; on 300 FFN neurons
+0.399/0.287 (9.9 s) vs 0.395/0.280 (1.1 s); on 3,084 features about 0.448/0.334 (about 100 s) vs 0.454/0.326
+(9.6 s). A penalty per label was worse (0.412/0.290 on the embedding); a joint L-BFGS over every label was no
+faster than one-vs-rest. The decisions are not log-odds: ``MultiLabelHead.calibrated`` maps each label's to a
+probability (Platt's sigmoid on held-out decisions) and chooses its threshold.
+
+Why the penalty is searched (``stc.head.MULTILABEL_CS``) and not chosen by leave-one-out (``RidgeClassifierCV``,
+the head until 2026-12-05): leave-one-out needs an eigendecomposition per fit (0.8 s for 1,600 rows, against 0.05 s
+for one Cholesky factorisation), and the search fits hundreds of candidates. The grid: on films the best alpha of
+10^1-10^6 was 10^3.5-10^4 at 500, 2,000 and 6,000 texts for 384 to 8,448 standardised features
+(``benchmarks/bench_multilabel_penalty.py``); a grid from 10^2.5 up failed a planted 90-text test (small data
+wants weak penalties), hence 10^1 to 10^5.5. Stage 1 tries every other C (``stc.head.MULTILABEL_STAGE_ONE_CS``): at
+one C (alpha 10^3.5) it named narrow leaders and the search lost 0.8 micro-F1 and 1.2 macro-F1 points to the
+leave-one-out head; with the decades it gained 0.2 and 0.5 (films, 2,000 texts, 3 seeds; ``benchmarks/README.md``,
+"Multi-label (films)").
 """
 
 from __future__ import annotations
@@ -29,6 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from sklearn.preprocessing import StandardScaler
+
+from .head import linear_decision
 
 __all__ = ["RidgeFit", "ridge_fits", "ridge_decisions"]
 
@@ -117,7 +139,7 @@ def _primal(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
         factor, lower = cho_factor(system, overwrite_a=True, check_finite=False)
         for m in sorted({m for m, c in members if c == C}):  # a prefix's factor is the leading block
             coef = cho_solve((factor[:m, :m], lower), right[:m], check_finite=False).T
-            coefs[m, C] = coef if Z_held is None else Z_held[:, :m] @ coef.T
+            coefs[m, C] = coef if Z_held is None else linear_decision(Z_held[:, :m], coef, 0.0)
     return coefs
 
 

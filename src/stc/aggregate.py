@@ -198,6 +198,46 @@ def _nested_chains(jobs: Sequence[tuple[Candidate, list[dict[str, np.ndarray]]]]
     return out
 
 
+def _wanted_columns(jobs: Sequence[tuple[Candidate, list[dict[str, np.ndarray]]]]) -> dict[str, np.ndarray]:
+    """Per key (in key order), every column some job reads on some split, sorted."""
+    wanted: dict[str, set] = {}
+    for _, per_split in jobs:
+        for columns in per_split:
+            for key, indices in columns.items():
+                wanted.setdefault(key, set()).update(indices.tolist())
+    return {key: np.array(sorted(wanted[key]), dtype=np.int64) for key in sorted(wanted, key=parse_key)}
+
+
+def _run_tasks(tasks: list[tuple[int, tuple]], workers: int, multilabel: bool, desc: str,
+               show_progress_bar: bool) -> dict[tuple[int, int], tuple[np.ndarray | None, np.ndarray]]:
+    """Run ``evaluate_candidates``' tasks ((size, joblib delayed call) pairs): ((job, split), (predicted codes or
+    None, decisions)) of each of their fits."""
+    # Largest fits first, so that no worker is left with a big one while the others idle at the end.
+    tasks.sort(key=lambda task: -task[0])
+    # A label-set chain whose matrix holds LARGE_CHAIN values or more is one of a few big products (all of films:
+    # 8,000 rows x 13,000 columns): those run one at a time with every worker's core in BLAS, where side by side the
+    # last of them left the other core idle (a quarter of a 31-minute search). Everything else runs side by side,
+    # one BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
+    # slows them down (stage-1 fits on full MR 3.9x slower, 2 cores: benchmarks/bench_search_blas.py).
+    large = [task for size, task in tasks if multilabel and size >= LARGE_CHAIN]
+    rest = [task for size, task in tasks if not (multilabel and size >= LARGE_CHAIN)]
+
+    def results():
+        for function, args, kwargs in large:
+            with threadpool_limits(limits=workers, user_api="blas"):
+                yield function(*args, **kwargs)
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield from Parallel(n_jobs=workers, prefer="threads", return_as="generator")(rest)
+
+    # catch_warnings is process-wide and not thread-safe: one block here serves every worker.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
+        outputs = {}
+        for result in tqdm(results(), total=len(tasks), desc=desc, unit="fit", disable=not show_progress_bar):
+            outputs.update(result)  # ((job, split), (predicted codes or None, decisions)) of each fit of a task
+    return outputs
+
+
 def evaluate_candidates(
     candidates: Sequence[Candidate], splits: Sequence[Split], load: Callable[[str, np.ndarray], np.ndarray],
     y: np.ndarray, dims: Mapping[str, int], *, n_jobs: int | None = 1, seed: int = 0,
@@ -220,11 +260,7 @@ def evaluate_candidates(
     jobs = _distinct_jobs(candidates, splits, dims)
     if not jobs:
         return []
-    wanted: dict[str, set] = {}
-    for _, per_split in jobs:
-        for columns in per_split:
-            for key, indices in columns.items():
-                wanted.setdefault(key, set()).update(indices.tolist())
+    wanted = _wanted_columns(jobs)
     n_classes = y.shape[1] if multilabel else int(y.max()) + 1
     widest = max(sum(len(v) for v in columns.values()) for _, per_split in jobs for columns in per_split)
     workers = workers_within(final_fit_bytes(len(y), widest, n_classes, multilabel=multilabel),
@@ -233,11 +269,9 @@ def evaluate_candidates(
                              stage=f"{desc}: the candidates' {sum(map(len, wanted.values())):,} columns of "
                                    f"{len(y):,} texts and their fits",
                              knob="search fewer arrays (poolings, representations) or fit on fewer texts")
-    cache = {}
-    for key in sorted(wanted, key=parse_key):  # one read per key serves every candidate
-        held = np.array(sorted(wanted[key]), dtype=np.int64)
-        # Held as (columns, rows): a candidate's columns are then contiguous rows, 25x cheaper to gather.
-        cache[key] = (held, np.ascontiguousarray(load(key, held).T))
+    # One read per key serves every candidate. Held as (columns, rows): a candidate's columns are then contiguous
+    # rows, 25x cheaper to gather.
+    cache = {key: (held, np.ascontiguousarray(load(key, held).T)) for key, held in wanted.items()}
 
     def gather(columns: list[tuple[str, np.ndarray]]) -> np.ndarray:
         """The (rows, columns) matrix of these (key, indices) blocks, built inside a job, so that only n_jobs of
@@ -272,29 +306,7 @@ def evaluate_candidates(
     else:
         tasks = [(sum(len(v) for v in jobs[j][1][s].values()), delayed(run_one)(j, s))
                  for j in range(len(jobs)) for s in range(len(splits))]
-    # Largest fits first, so that no worker is left with a big one while the others idle at the end.
-    tasks.sort(key=lambda task: -task[0])
-    # A label-set chain whose matrix holds LARGE_CHAIN values or more is one of a few big products (all of films:
-    # 8,000 rows x 13,000 columns): those run one at a time with every worker's core in BLAS, where side by side the
-    # last of them left the other core idle (a quarter of a 31-minute search). Everything else runs side by side,
-    # one BLAS thread per fit, also with one worker: these fits are products too small for threaded BLAS, which
-    # slows them down (stage-1 fits on full MR 3.9x slower, 2 cores: benchmarks/bench_search_blas.py).
-    large = [task for size, task in tasks if multilabel and size >= LARGE_CHAIN]
-    rest = [task for size, task in tasks if not (multilabel and size >= LARGE_CHAIN)]
-
-    def results():
-        for function, args, kwargs in large:
-            with threadpool_limits(limits=workers, user_api="blas"):
-                yield function(*args, **kwargs)
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield from Parallel(n_jobs=workers, prefer="threads", return_as="generator")(rest)
-
-    # catch_warnings is process-wide and not thread-safe: one block here serves every worker.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
-        outputs: dict[tuple[int, int], tuple[np.ndarray | None, np.ndarray]] = {}
-        for result in tqdm(results(), total=len(tasks), desc=desc, unit="fit", disable=not show_progress_bar):
-            outputs.update(result)  # ((job, split), (predicted codes or None, decisions)) of each fit of a task
+    outputs = _run_tasks(tasks, workers, multilabel, desc, show_progress_bar)
     y_eval = np.concatenate([y[split.val_rows] for split in splits])
     evaluations = []
     for j, (candidate, per_split) in enumerate(jobs):

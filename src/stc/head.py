@@ -59,24 +59,16 @@ def codes_from_decision(decision: np.ndarray) -> np.ndarray:
     return decision.argmax(axis=1)
 
 
-#: The Cs a multi-label (ridge) head is searched over, as the logistic regression's ``final_Cs`` are: a ridge
-#: penalty of ``ridge_alpha(C)`` = 1 / (2 C) (scikit-learn's correspondence between ``Ridge``'s alpha and the C of
-#: ``LogisticRegression``), alpha from 10^2.5 to 10^5 in half-decades. Why these: on films (MiniLM, 5 iteratively
-#: stratified folds, micro-F1 with cross-fitted thresholds; 2026-12-05) the best alpha of 10^1-10^6 was 10^3.5-10^4.5
-#: at 500, 2,000 and 6,000 texts and for 384 to 8,448 standardised features (the leave-one-out choice of the former
-#: head, 3,162-31,623, agreed); the grid leaves a half-decade either side. The lower middle (alpha 10^4) is the
-#: search's stage-1 C (``stc.search.SearchSpace.middle_C``).
+#: The Cs a multi-label (ridge) head is searched over, as the logistic regression's are over ``final_Cs``: penalty
+#: ``ridge_alpha(C)`` from 10^5.5 to 10^1 in half-decades (why these: ``stc._ridge``'s module docstring).
 MULTILABEL_CS = tuple(float(0.5 / 10.0 ** e) for e in np.arange(5.5, 0.9, -0.5))
-#: The Cs of a multi-label search's first stage: every other C of ``MULTILABEL_CS`` (alpha 10^5.5 to 10^1.5 in
-#: decades), so that wide and narrow feature sets each meet a penalty near their own before the leaders are named
-#: (``stc.search.SearchSpace.first_Cs``). At one C (alpha 10^3.5) stage 1 named narrow leaders and the search lost
-#: 0.8 micro-F1 and 1.2 macro-F1 points against the leave-one-out head it replaced; with this grid it gained 0.2 and
-#: 0.5 (films, 2,000 texts, 3 seeds; ``benchmarks/README.md``, "Multi-label (films)").
+#: Stage 1 of a multi-label search: every other C, decades (``stc.search.SearchSpace.first_Cs``; ``stc._ridge``).
 MULTILABEL_STAGE_ONE_CS = MULTILABEL_CS[::2]
 
 
 def ridge_alpha(C: float) -> float:
-    """The ridge penalty (scikit-learn's ``alpha``) of a multi-label head's C: 1 / (2 C)."""
+    """The ridge penalty (scikit-learn's ``alpha``) of a multi-label head's C: 1 / (2 C), scikit-learn's
+    correspondence between ``Ridge``'s alpha and ``LogisticRegression``'s C."""
     return 0.5 / C
 
 
@@ -86,26 +78,8 @@ def make_final_classifier(C: float | None, seed: int = 0, class_weight: str | No
     multi-label targets a ridge classifier on every label at once (``RidgeClassifier``: least squares on +-1
     targets, penalty ``ridge_alpha(C)``; the search chooses C among ``MULTILABEL_CS`` as it chooses the logistic
     regression's, on held-out folds). stc fits that ridge with ``stc._ridge.ridge_fits`` (its coefficients, for
-    many Cs and nested column sets at once) and holds the result in this pipeline (``MultiLabelHead.to_pipeline``).
-
-    Why ridge for label sets: one factorisation of the rows (or of the features, the smaller) serves every label,
-    so a candidate's cost barely grows with the labels, where one logistic regression per label multiplied the
-    fit's time by the labels. Measured (films, MiniLM, 1,992 texts, 21 genres, 5 iteratively stratified folds,
-    micro/macro-F1 with thresholds cross-fitted over the folds, one BLAS thread; 2026-12-05): on the last layer's
-    384-neuron embedding one-vs-rest logistic regression at its best C of 0.0003-1 scored 0.435/0.302 in 13.2 s for
-    the 6 Cs, a ridge (penalty by leave-one-out) 0.431/0.298 in 2.1 s; on 300 FFN neurons 0.399/0.287 (9.9 s) vs
-    0.395/0.280 (1.1 s); on 3,084 features about 0.448/0.334 (about 100 s) vs 0.454/0.326 (9.6 s). A penalty per
-    label was measured too and was worse (0.412/0.290 on the embedding). The decisions are not log-odds:
-    ``MultiLabelHead.calibrated`` maps each label's to a probability (Platt's sigmoid on held-out decisions) and
-    chooses its threshold.
-
-    Why a searched penalty and not leave-one-out (``RidgeClassifierCV``, the head until 2026-12-05): leave-one-out
-    needs an eigendecomposition per fit (0.8 s for 1,600 rows, against 0.05 s for the Cholesky factorisation of one
-    penalty), and the search fits hundreds of candidates; with one penalty in stage 1 and the grid in stage 2, the
-    label sets are searched as the single labels are (``benchmarks/README.md``, "Multi-label (films)").
-
-    An earlier joint L-BFGS over every label was not kept either: on 3,000 x 300 features, 20 labels, it took
-    0.13 s and 0.33 s (C = 0.01, 1) against one-vs-rest's 0.15 s and 0.19 s."""
+    many Cs and nested column sets at once) and holds the result in this pipeline (``MultiLabelHead.to_pipeline``);
+    why a ridge, and why its penalty is searched: ``stc._ridge``'s module docstring."""
     if multilabel:
         require(C is not None and C > 0, f"a multi-label head needs a positive C (stc.head.MULTILABEL_CS), not {C!r}")
         return Pipeline([("scale", StandardScaler()),

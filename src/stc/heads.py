@@ -4,9 +4,8 @@
 interface, for label sets: a linear decision per label on the same standardised features (fitted as one ridge
 classifier for every label, each label's decision mapped to a probability by Platt's sigmoid), and a decision
 threshold per label; ``MLPHead`` (here) another, for single labels: one hidden layer of ReLU units on the
-standardised features (the search tries it beside the linear head: ``stc.search``). ``LinearHead.from_parts``/
-``from_files`` read any kind (the ``kind`` field of the file names it); ``fit_head_estimator`` fits the scikit-learn
-estimator of a head kind, and ``head_from_pipeline`` reads any fitted one.
+standardised features (the search tries it beside the linear head). ``LinearHead.from_parts``/``from_files`` read
+any kind; ``fit_head_estimator`` fits a head kind's estimator, ``head_from_pipeline`` reads any fitted one.
 """
 
 from __future__ import annotations
@@ -147,14 +146,11 @@ class MultiLabelHead(LinearHead):
                    thresholds=np.full(len(classes), 0.5) if thresholds is None else np.asarray(thresholds))
 
     def calibrated(self, decisions: np.ndarray, Y: np.ndarray) -> MultiLabelHead:
-        """This head with each label's decision mapped to a probability and its threshold chosen, both on held-out
-        ``decisions`` (n_rows, n_labels) of rows labelled ``Y`` (0/1) -- decisions of models that did not see them.
-
-        Per label, Platt's sigmoid ``p = expit(a * decision + b)`` (a 1-D logistic regression, ``a`` kept
-        positive so the ranking stays) is folded into the label's weights and intercept, as scikit-learn's
-        ``CalibratedClassifierCV(ensemble=False)`` calibrates a model refitted on every row with the held-out
-        decisions of its folds; then ``probability_thresholds`` on the calibrated decisions. A label with no
-        positive or no negative among the rows keeps its decisions."""
+        """This head with each label's decision made a probability and its threshold chosen, on held-out
+        ``decisions`` (n_rows, n_labels) of rows labelled ``Y`` (0/1): per label, Platt's sigmoid ``expit(a *
+        decision + b)`` (``a`` > 0: the ranking stays) folded into its weights and intercept, as
+        ``CalibratedClassifierCV(ensemble=False)`` does, then ``probability_thresholds``. A label with no positive
+        or no negative among the rows keeps its decisions."""
         decisions, Y = np.asarray(decisions, dtype=np.float64), np.asarray(Y)
         slope, offset = np.ones(len(self.classes)), np.zeros(len(self.classes))
         for j in range(len(self.classes)):
@@ -170,11 +166,8 @@ class MultiLabelHead(LinearHead):
                           thresholds=probability_thresholds(calibrated, Y))
 
     def to_pipeline(self, C: float | None = None, seed: int = 0, class_weight: str | None = None) -> Pipeline:
-        """A fitted multi-label ``make_final_classifier`` pipeline holding this head's arrays (its
-        ``decision_function`` is ``decision``; its ``predict`` thresholds each decision at 0, not at
-        ``thresholds``). ``C`` sets the ridge's ``alpha`` (``stc.head.ridge_alpha``; None, as in models fitted
-        before the penalty was searched: scikit-learn's default alpha, which the arrays do not depend on); ``seed``
-        is not used (the ridge has none)."""
+        """A fitted multi-label ``make_final_classifier`` pipeline holding this head's arrays (``decision_function``
+        is ``decision``; ``predict`` thresholds at 0). ``C`` sets its alpha (None: saved before C was searched)."""
         pipeline = make_final_classifier(0.5 if C is None else C, seed, class_weight, multilabel=True)
         scaler, ridge = pipeline.named_steps["scale"], pipeline.named_steps["ridge"]
         scaler.mean_, scaler.scale_, scaler.var_ = self.mean, self.scale, self.scale ** 2
@@ -386,10 +379,7 @@ def head_from_pipeline(pipeline: Pipeline, classes: np.ndarray, temperature: flo
 
 def multilabel_heads(X: np.ndarray, Y: np.ndarray, members: Sequence[tuple[int, float]],
                      classes: np.ndarray) -> list[MultiLabelHead]:
-    """The multi-label heads fitted on (X, Y), one per member (m, C): on the first m columns of X, at C (one ridge
-    classifier for every label, penalty ``stc.head.ridge_alpha(C)``: ``stc._ridge.ridge_fits``, which shares one
-    Gram matrix among them), not yet calibrated (thresholds 0.5). The search scores every C and nested column set of
-    a candidate group with them, and the final fit is one of them."""
+    """Multi-label heads on (X, Y) per member (m, C): X's first m columns, at C (``stc._ridge.ridge_fits``)."""
     return [MultiLabelHead(classes=classes, mean=fit.mean, scale=fit.scale, coef=fit.coef, intercept=fit.intercept,
                            thresholds=np.full(len(classes), 0.5)) for fit in ridge_fits(X, Y, members)]
 
@@ -397,9 +387,8 @@ def multilabel_heads(X: np.ndarray, Y: np.ndarray, members: Sequence[tuple[int, 
 def fit_head_estimator(head: str, C: float | None, seed: int | None, class_weight: str | None, X: np.ndarray,
                        y: np.ndarray, *, multilabel: bool = False) -> Pipeline:
     """The scikit-learn estimator of head family ``head`` ("linear" or "mlp", ``HEAD_FAMILIES``) fitted on (X, y):
-    the one place the search's candidates and the final model fit their head (label sets: ``multilabel_heads``,
-    which the search calls itself to score every C of one set of columns at once). ``C`` is the inverse strength of
-    the weights' L2 penalty for all (see ``make_mlp_classifier``, ``stc.head.ridge_alpha``);
+    the one place the final model fits its head (the search's label-set chains: ``stc._ridge.ridge_decisions``). ``C``
+    is the inverse strength of the L2 penalty for all (``make_mlp_classifier``, ``stc.head.ridge_alpha``);
     ``class_weight="balanced"`` reaches the MLP as sample weights (it takes no class weights)."""
     if head == "linear" and multilabel:
         require(class_weight is None, "class_weight does not apply to label sets")
