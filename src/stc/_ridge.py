@@ -17,8 +17,8 @@ fits that share that work, and ``ridge_fits`` does it once for all of them:
 
 Measured (films, 1,992 texts, 21 genres, one C in stage 1; ``benchmarks/README.md``, "Multi-label (films)"): the
 search 354 s with ``RidgeClassifierCV`` (an eigendecomposition per fit), 61 s with a Cholesky factorisation per C
-and set of columns, 37 s with the nested sets. The coefficients are scikit-learn's (``tests/test_ridge.py`` holds them to
-``RidgeClassifier``'s); the search and the final fit both take them from here.
+and set of columns, 37 s with the nested sets. The coefficients are scikit-learn's (``tests/test_ridge.py`` holds
+them to ``RidgeClassifier``'s); the search and the final fit both take them from here.
 
 Why a ridge for label sets: one factorisation serves every label, so a candidate's cost barely grows with the
 labels, where one logistic regression per label multiplied the fit's time by the labels. Measured (films, MiniLM,

@@ -37,7 +37,8 @@ from .calibration import probabilities
 
 __all__ = ["LinearHead", "HEADS", "HEAD_KINDS", "require", "read_only", "HEAD_FORMAT", "linear_decision",
            "codes_from_decision",
-           "make_final_classifier", "MULTILABEL_CS", "MULTILABEL_STAGE_ONE_CS", "ridge_alpha", "labels_to_json", "labels_from_json", "plain_label"]
+           "make_final_classifier", "MULTILABEL_CS", "MULTILABEL_STAGE_ONE_CS", "ridge_alpha", "labels_to_json",
+           "labels_from_json", "plain_label"]
 
 HEAD_FORMAT = "stc-head"
 HEAD_KINDS = ("linear", "multilabel", "mlp")

@@ -26,8 +26,8 @@ from ._multilabel import probability_thresholds
 from ._ridge import ridge_fits
 from .head import HEADS, LinearHead, linear_decision, make_final_classifier, read_only, require
 
-__all__ = ["MultiLabelHead", "MLPHead", "head_from_pipeline", "fit_head_estimator", "multilabel_heads",
-           "make_mlp_classifier", "HEAD_FAMILIES", "DEFAULT_MLP_CS", "MLP_HIDDEN_UNITS", "MLP_MIN_TEXTS_PER_CLASS", "mlp_possible"]
+__all__ = ["MultiLabelHead", "MLPHead", "head_from_pipeline", "fit_head_estimator", "make_mlp_classifier",
+           "HEAD_FAMILIES", "DEFAULT_MLP_CS", "MLP_HIDDEN_UNITS", "MLP_MIN_TEXTS_PER_CLASS", "mlp_possible"]
 
 #: The head families a search candidate may fit (``Candidate.head``), simplest first: the one-standard-error rule
 #: prefers the earlier one (``stc.selection``).
