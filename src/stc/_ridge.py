@@ -50,7 +50,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from sklearn.preprocessing import StandardScaler
 
-from .head import linear_decision
+from .head import linear_decision, ridge_alpha
 
 __all__ = ["RidgeFit", "ridge_fits", "ridge_decisions"]
 
@@ -135,7 +135,7 @@ def _primal(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
     for C in sorted({C for _, C in members}):
         size = max(m for m, c in members if c == C)
         system = gram[:size, :size].copy()
-        system.flat[::size + 1] += 0.5 / C
+        system.flat[::size + 1] += ridge_alpha(C)
         factor, lower = cho_factor(system, overwrite_a=True, check_finite=False)
         for m in sorted({m for m, c in members if c == C}):  # a prefix's factor is the leading block
             coef = cho_solve((factor[:m, :m], lower), right[:m], check_finite=False).T
@@ -157,7 +157,7 @@ def _dual(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
         done = m
         for C in sorted({c for k, c in members if k == m}):
             system = gram.copy()
-            system.flat[::n_rows + 1] += 0.5 / C
+            system.flat[::n_rows + 1] += ridge_alpha(C)
             dual = cho_solve(cho_factor(system, overwrite_a=True, check_finite=False), T, check_finite=False)
             coefs[m, C] = (Z[:, :m].T @ dual).T if held is None else held @ dual
     return coefs
