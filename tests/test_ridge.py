@@ -40,6 +40,20 @@ def test_every_C_and_prefix_is_scikit_learns_ridge_classifier_on_its_standardise
     assert norms[0] < norms[1] < norms[2]
 
 
+@pytest.mark.parametrize("n_rows, n_features", [(120, 30), (40, 200)], ids=["primal", "dual"])
+def test_without_refinement_the_float64_factorisation_gives_the_same_fits(monkeypatch, n_rows, n_features):
+    """The systems are factorised in float32 and the solutions refined in float64 (``stc._ridge._solve``); where the
+    refinement does not converge in its steps (none allowed here) a float64 factorisation solves them: the same
+    weights."""
+    X, Y = _labels(n_rows, n_features, seed=6)
+    members = [(n_features, 5e-4), (n_features // 2, 0.05), (n_features, 5.0)]
+    refined = ridge_fits(X, Y, members)
+    monkeypatch.setattr("stc._ridge.REFINEMENT_STEPS", 0)
+    for a, b in zip(refined, ridge_fits(X, Y, members), strict=True):
+        np.testing.assert_allclose(a.coef, b.coef, rtol=1e-8, atol=1e-11)
+        np.testing.assert_allclose(a.intercept, b.intercept, rtol=1e-8, atol=1e-11)
+
+
 def test_the_fitted_head_and_its_pipeline_give_the_same_decisions():
     X, Y = _labels(80, 12, seed=1)
     C = MULTILABEL_CS[3]
@@ -114,12 +128,15 @@ def test_the_search_scores_each_candidate_as_its_own_fit_would_while_sharing_one
         assert len(_nested_chains(jobs, s)) < len(column_sets)
 
 
-@pytest.mark.parametrize("n_rows, n_features", [(120, 30), (40, 200)], ids=["primal", "dual"])
-def test_the_decisions_are_those_of_the_fitted_heads(n_rows, n_features):
+@pytest.mark.parametrize("n_rows, n_features, n_held", [(120, 30, 9), (40, 200, 9), (40, 200, 300)],
+                         ids=["primal", "dual-by-products", "dual-by-weights"])
+def test_the_decisions_are_those_of_the_fitted_heads(n_rows, n_features, n_held):
+    """Held-out decisions equal the fitted heads' on every route: the primal's weights; in the dual the held-out
+    rows' products with the training rows (few held-out rows) or each member's weights (many)."""
     from stc._ridge import ridge_decisions
 
     X, Y = _labels(n_rows, n_features, seed=3)
-    held = np.random.default_rng(5).normal(size=(9, n_features)) * 2.0
+    held = np.random.default_rng(5).normal(size=(n_held, n_features)) * 2.0
     members = [(n_features, 5e-4), (n_features // 2, 0.05), (5, 5.0), (n_features, 0.05)]
     heads = multilabel_heads(X, Y, members, np.arange(5))
     for (m, _), head, decision in zip(members, heads, ridge_decisions(X, Y, held, members), strict=True):

@@ -4,7 +4,8 @@ The full product (representations × poolings × η × exit layer × C, and the 
 ``TwoStageSearch.run`` tries in stage 1 every representation set × pooling set × η at full depth with one C (for
 label sets, whose extra Cs cost little, a coarse grid of Cs: ``SearchSpace.first_Cs``), and every dense layer; in
 stage 2, around the stage-1 leaders (one per kind, named by the selection rule), every exit layer × C of the sparse
-leader, every C of the dense leader, and every C of the two together (hybrid). The rule then chooses among every
+leader (for label sets, the Cs next to the leader's: ``SearchSpace.second_Cs``), every C of the dense leader, and the
+sparse leader's Cs of the two together (hybrid). The rule then chooses among every
 candidate of both stages (``stc.selection.Selector``). With ``SearchSpace.mlp_Cs``, a third stage fits an MLP head
 (``stc.heads.MLPHead``) at each of those Cs on the neurons of the best candidate of stages 1 and 2 (the leader,
 whose path the rule's choice lies on), and the rule chooses among all three stages: a linear head is simpler than an
@@ -111,9 +112,23 @@ class SearchSpace:
                  for C in self.first_Cs]
         return sparse, dense
 
+    def second_Cs(self, C: float | None) -> tuple[float | None, ...]:
+        """Stage 2's Cs around a stage-1 leader at ``C``: the whole grid where stage 1 tried one C; where it tried a
+        coarse grid (``stage_one_Cs``: label sets), ``C`` and its two neighbours in the whole grid, coarse to fine.
+
+        A label-set head's cost is its factorisations, one per C and set of columns wider than the rows: on all of
+        films (8,000 rows a fold) stage 2's sparse chain of six exit layers at the ten Cs was 60 of them, and a
+        ridge's held-out score is unimodal in its penalty (films: benchmarks/README.md, "Multi-label (films)")."""
+        if self.stage_one_Cs is None or C not in self.Cs:
+            return tuple(self.Cs)
+        grid = sorted(self.Cs)
+        at = grid.index(C)
+        return tuple(grid[max(at - 1, 0):at + 2])
+
     def stage_two(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Candidate]:
-        """Stage 2 around the stage-1 leaders: every exit layer × C of the sparse leader, every other C of the dense
-        leader and of the embedding readout, and every C of the two leaders together (hybrid, when searched).
+        """Stage 2 around the stage-1 leaders: every exit layer × C of the sparse leader (``second_Cs``), every
+        other C of the dense leader and of the embedding readout, and the sparse leader's Cs of the two leaders
+        together (hybrid, when searched).
 
         The embedding readout at every C, whichever dense layer leads: it is the floor the search's choice is held
         to (``stc.selection.embedding_floor``), and a floor at stage 1's C alone is not the embedding baseline a
@@ -122,7 +137,7 @@ class SearchSpace:
         second = []
         if sparse_leader:
             second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
-                                k, C, 2) for k in self.exit_layers for C in self.Cs]
+                                k, C, 2) for k in self.exit_layers for C in self.second_Cs(sparse_leader.C)]
         if dense_leader:
             second += [replace(dense_leader, C=C, stage=2) for C in self.Cs if C not in self.first_Cs]
         embedding = self.embedding_key
@@ -133,7 +148,7 @@ class SearchSpace:
         if sparse_leader and dense_leader and "hybrid" in self.kinds:  # the embedding plus the neurons adding most
             second += [Candidate("hybrid", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
                                  max(sparse_leader.exit_layer, dense_leader.exit_layer), C, 2, dense_leader.dense_key)
-                       for C in self.Cs]
+                       for C in self.second_Cs(sparse_leader.C)]
         return second
 
     def stage_three(self, leader: Candidate) -> list[Candidate]:
