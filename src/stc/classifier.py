@@ -94,8 +94,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     expected_score_se_ : the standard error of ``expected_score_``.
     selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, repeats (partitions into
         them), rule ("one_se" or "best"), floor and floor_margin (the embedding readout the floor chose; the search's
-        choice minus it per block: mean, se), n_blocks, n_candidates, n_held_out, unscored_classes (one-text classes),
-        ranking_rows (the training rows a split that stage 1 ranked on where fewer than all: large label-set fits).
+        choice minus it per block: mean, se), n_blocks, n_candidates, n_held_out, unscored_classes (one-text classes).
     metric_ : the metric every choice was made by: ``metric`` with "auto" resolved (accuracy for one label per
         text, micro-F1 for label sets).
     target_ : what ``y`` was: "labels" (one per text), "label sets" (``predict`` gives a tuple of labels per text)
@@ -309,6 +308,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                       params: dict, timer: PhaseTimer) -> STCClassifier:
         """What ``fit`` and ``fit_store`` share: the protocol's choice on the store's rows, then the readout."""
         keys = store_keys(store, backbone, settings, len(protocol.codes))
+        # label sets: a ridge head, its own grid, a coarse one in stage 1, ranked on at most 2,000 rows a split
         grid = (dict(Cs=MULTILABEL_CS, stage_one_Cs=MULTILABEL_STAGE_ONE_CS, first_rows=LABEL_SET_RANKING_ROWS)
                 if protocol.codes.ndim == 2 else dict(Cs=params["final_Cs"]))
         space = SearchSpace.over(settings.representations, settings.poolings, backbone.num_layers, etas=params["etas"],

@@ -181,8 +181,6 @@ class Protocol(ABC):
                      # the search's choice minus the embedding readout, per block (honest scores): mean and se
                      "floor_margin": None if test is None else [test.margin, test.margin_se],
                      "n_blocks": len(blocks),
-                     # stage 1's training rows a split where it ranked on fewer (its rows only named the leaders)
-                     "ranking_rows": None if ranking is None else space.first_rows,
                      "n_candidates": len(outcome.table), "n_held_out": len(y_eval),
                      "unscored_classes": np.asarray(classes)[unscored].tolist()}
         return ProtocolResult(configuration_rows(selector, outcome.table), outcome.chosen, outcome.best, y_eval,

@@ -5,12 +5,8 @@ The full product (representations × poolings × η × exit layer × C, and the 
 label sets, whose extra Cs cost little, a coarse grid of Cs: ``SearchSpace.first_Cs``), and every dense layer; in
 stage 2, around the stage-1 leaders (one per kind, named by the selection rule), every exit layer × C of the sparse
 leader (for label sets, the Cs next to the leader's: ``SearchSpace.second_Cs``), every C of the dense leader, and the
-sparse leader's Cs of the two together (hybrid). Where stage 1 ranks on fewer training rows than stage 2 fits on
-(``SearchSpace.first_rows``: label sets above ``LABEL_SET_RANKING_ROWS`` rows a split, whose ridge costs the rows
-cubed), its scores only name the leaders; stage 2 scores their candidates again on every row, with the sparse
-leader's neighbouring η, and the rule chooses among what followed stage 1, as successive halving does with rows as
-its resource (scikit-learn's ``HalvingGridSearchCV``); otherwise the rule chooses among every candidate of both
-stages (``stc.selection.Selector``). With ``SearchSpace.mlp_Cs``, a third stage fits an MLP head
+sparse leader's Cs of the two together (hybrid). The rule then chooses among every
+candidate of both stages (``stc.selection.Selector``). With ``SearchSpace.mlp_Cs``, a third stage fits an MLP head
 (``stc.heads.MLPHead``) at each of those Cs on the neurons of the best candidate of stages 1 and 2 (the leader,
 whose path the rule's choice lies on), and the rule chooses among all three stages: a linear head is simpler than an
 MLP on the same or fewer neurons, so an MLP is chosen only where it beats every linear head on its path by more than
