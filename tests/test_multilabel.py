@@ -353,31 +353,3 @@ def test_a_label_set_model_saved_before_the_ridges_C_was_searched_still_loads(cl
                                back.readout_.head.decision(np.ones((2, back.n_features_))), rtol=1e-6, atol=1e-9)
     from stc._summary import summary_lines
     assert any("ridge penalty by leave-one-out" in line for line in summary_lines(back))
-
-
-def test_above_the_ranking_rows_stage_one_names_the_leaders_and_stage_two_is_what_is_chosen(model_dir, stores, new,
-                                                                                           monkeypatch):
-    """Label sets with more training rows a fold than ``LABEL_SET_RANKING_ROWS``: stage 1 is scored on that many
-    (``stc.protocol.ranking_splits``), only to name the leaders; the model is one of stage 2's candidates, which
-    score the leaders' paths again on every row, and it still learns the planted labels."""
-    monkeypatch.setattr("stc.classifier.LABEL_SET_RANKING_ROWS", 30)  # 90 texts, 5 folds: 72 training rows each
-    texts, label_sets = planted_label_sets(90)
-    ranked = stc.STCClassifier(model_dir, store_dir=str(stores), **SMALL).fit(texts, label_sets)
-    stages = np.asarray(ranked.cv_results_["stage"])
-    assert (stages == 1).any() and ranked.configuration_["stage"] == 2
-    assert _micro_f1(ranked.predict(new[0]), new[1]) > 0.8
-    assert 0.0 < ranked.expected_score_ <= 1.0
-
-
-def test_ranking_splits_draw_fewer_training_rows_and_keep_the_held_out_ones():
-    from stc.aggregate import Split
-    from stc.protocol import ranking_splits
-
-    splits = [Split(np.arange(0, 100), np.arange(100, 120), {}), Split(np.arange(20, 45), np.arange(0, 20), {})]
-    assert ranking_splits(splits, None, 0) is None and ranking_splits(splits, 100, 0) is None  # none has more
-    ranked = ranking_splits(splits, 30, 0)
-    assert len(ranked[0].train_rows) == 30 and set(ranked[0].train_rows) <= set(splits[0].train_rows)
-    assert np.all(np.diff(ranked[0].train_rows) > 0) and ranked[1] is splits[1]  # sorted; a small split as it was
-    assert all(r.val_rows is s.val_rows for r, s in zip(ranked, splits))
-    np.testing.assert_array_equal(ranking_splits(splits, 30, 0)[0].train_rows, ranked[0].train_rows)  # seeded
-    assert not np.array_equal(ranking_splits(splits, 30, 1)[0].train_rows, ranked[0].train_rows)

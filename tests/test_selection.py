@@ -662,23 +662,3 @@ def test_stage_two_refines_a_coarse_stage_one_grid_around_the_sparse_leaders_C()
     assert {c.C for c in space.stage_two(edge, None) if c.kind == "sparse"} == {1e-4, 1e-3}  # one neighbour
     whole = replace(space, stage_one_Cs=None)
     assert {c.C for c in whole.stage_two(replace(leader, C=whole.middle_C), None) if c.kind == "sparse"} == set(Cs)
-
-
-def test_after_a_ranking_stage_one_stage_two_scores_the_leaders_again_and_their_neighbouring_etas():
-    """``rescore``: stage 1's scores were on fewer rows, so the leaders' own candidates are in stage 2 (the dense
-    leader and the embedding at every C, not only those stage 1 lacked), and the sparse leader's η on either side."""
-    Cs = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    space = SearchSpace.over(("hidden",), ("mean",), 3, etas=(0.1, 0.3, 0.5, 0.8), Cs=Cs, stage_one_Cs=Cs[::2],
-                             first_rows=100)
-    sparse, dense = space.stage_one()
-    leader = [c for c in sparse if c.C == 1e-2 and c.eta == 0.5][0]
-    dense_leader = [c for c in dense if c.dense_key == "hidden.L2.mean" and c.C == 1e-2][0]
-    plain = space.stage_two(leader, dense_leader)
-    again = space.stage_two(leader, dense_leader, rescore=True)
-    assert {c.eta for c in plain if c.kind == "sparse"} == {0.5}
-    assert {(c.eta, c.exit_layer) for c in again if c.kind == "sparse"} == {(0.5, 1), (0.5, 2), (0.5, 3), (0.3, 3),
-                                                                            (0.8, 3)}
-    assert {c.C for c in again if c.kind == "sparse" and c.eta == 0.8} == {1e-3, 1e-2, 1e-1}
-    for key in ("hidden.L2.mean", "hidden.L3.mean"):  # the dense leader, the embedding
-        assert sorted(c.C for c in plain if c.kind == "dense" and c.dense_key == key) == [1e-3, 1e-1]
-        assert sorted(c.C for c in again if c.kind == "dense" and c.dense_key == key) == sorted(Cs)

@@ -28,7 +28,7 @@ from .head import MULTILABEL_CS, MULTILABEL_STAGE_ONE_CS
 from .heads import fit_head_estimator, head_from_pipeline
 from .protocol import FitOptions, PhaseTimer, Protocol, ProtocolResult, make_protocol
 from .readout import BackboneReference, FitRecord, Readout, Scores
-from .search import LABEL_SET_RANKING_ROWS, SearchSpace
+from .search import SearchSpace
 from .sparsify import DEFAULT_ETAS
 from .store import ExtractionSettings, build_store, store_keys
 
@@ -308,11 +308,11 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                       params: dict, timer: PhaseTimer) -> STCClassifier:
         """What ``fit`` and ``fit_store`` share: the protocol's choice on the store's rows, then the readout."""
         keys = store_keys(store, backbone, settings, len(protocol.codes))
-        # label sets: a ridge head, its own grid, a coarse one in stage 1, ranked on at most 2,000 rows a split
-        grid = (dict(Cs=MULTILABEL_CS, stage_one_Cs=MULTILABEL_STAGE_ONE_CS, first_rows=LABEL_SET_RANKING_ROWS)
-                if protocol.codes.ndim == 2 else dict(Cs=params["final_Cs"]))
-        space = SearchSpace.over(settings.representations, settings.poolings, backbone.num_layers, etas=params["etas"],
-                                 kinds=protocol.kinds, mlp_Cs=protocol.mlp_Cs(params["mlp_head"]), **grid)
+        label_sets = protocol.codes.ndim == 2  # a ridge head: its own grid, a coarse one in stage 1
+        space = SearchSpace.over(settings.representations, settings.poolings, backbone.num_layers,
+                                 etas=params["etas"], kinds=protocol.kinds, mlp_Cs=protocol.mlp_Cs(params["mlp_head"]),
+                                 Cs=MULTILABEL_CS if label_sets else params["final_Cs"],
+                                 stage_one_Cs=MULTILABEL_STAGE_ONE_CS if label_sets else None)
         options = FitOptions(metric=params["metric"], probe_Cs=params["probe_Cs"], probe_solver=params["probe_solver"],
                              n_jobs=params["n_jobs"], seed=params["random_state"], class_weight=params["class_weight"],
                              show_progress_bar=params["show_progress_bar"])

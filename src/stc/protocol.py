@@ -34,7 +34,6 @@ from .search import SearchSpace, TwoStageSearch
 from .selection import Selector, configuration_rows
 
 __all__ = ["PhaseTimer", "FitOptions", "ProtocolResult", "Protocol", "OneSplit", "KFolds", "make_protocol",
-           "ranking_splits",
            "searched_kinds"]
 
 
@@ -156,10 +155,8 @@ class Protocol(ABC):
         timer.lap(self.probe_phase)
         y_eval, blocks = self.held_out()
         selector = Selector(y_eval, blocks, options.metric, self.rule, self.repeats)
-        dims = {k: store.dim(k) for k in keys}
-        ranking = ranking_splits(splits, space.first_rows, options.seed)
-        search = TwoStageSearch(space, options.evaluator(splits, store, self.codes, dims, blocks), selector,
-                                None if ranking is None else options.evaluator(ranking, store, self.codes, dims, blocks))
+        search = TwoStageSearch(space, options.evaluator(splits, store, self.codes, {k: store.dim(k) for k in keys},
+                                                         blocks), selector)
         outcome = search.run()
         timer.lap("search")
         probes = self.final_probes(store, keys, options, splits)
@@ -276,17 +273,6 @@ class KFolds(Protocol):
 
     def validation_record(self) -> dict:
         return {"given": self.given, "n_train": len(self.codes), "n_val": 0, "cv": self.folds}
-
-
-def ranking_splits(splits: Sequence[Split], rows: int | None, seed: int | None) -> list[Split] | None:
-    """The splits stage 1 ranks on (``stc.search.SearchSpace.first_rows``): each with at most ``rows`` of its
-    training rows, drawn at random (seeded), the same held-out rows and probes; None where no split has more."""
-    if rows is None or all(len(split.train_rows) <= rows for split in splits):
-        return None
-    rng = np.random.default_rng(seed)
-    return [split if len(split.train_rows) <= rows else
-            replace(split, train_rows=np.sort(rng.choice(split.train_rows, size=rows, replace=False)))
-            for split in splits]
 
 
 def _mean_over_folds(scores_by_C: Sequence[Sequence[float]]) -> np.ndarray:

@@ -35,19 +35,11 @@ from .aggregate import READOUT_KINDS, Candidate, Evaluation
 from .extract import all_keys, parse_key
 from .selection import FloorTest, Selector, floor_test, held_out_scores, leader_on, mean_and_se, score_blocks
 
-__all__ = ["LABEL_SET_RANKING_ROWS", "SearchSpace", "SearchOutcome", "TwoStageSearch"]
+__all__ = ["SearchSpace", "SearchOutcome", "TwoStageSearch"]
 
 #: What the search asks to have fitted and scored: candidates (and a progress bar's name) to their evaluations,
 #: in order, leaving out any that keep no neuron or repeat an earlier one (``stc.aggregate.CandidateEvaluator``).
 Evaluate = Callable[[Sequence[Candidate], str], list[Evaluation]]
-
-
-#: A label-set search's stage 1 ranks its candidates on at most this many training rows of each split
-#: (``SearchSpace.first_rows``; ``stc.protocol.ranking_splits``): a ridge head on a readout wider than the rows costs
-#: the rows squared times its width, and the rows cubed per C, so on all of films (8,000 rows a fold, readouts of up
-#: to 15,000 neurons) stage 1 was most of the search. 2,000: the size at which the whole search still named leaders
-#: 4.5 points above the embedding (films, 2,000 texts: 1,600 rows a fold; benchmarks/README.md, "Multi-label").
-LABEL_SET_RANKING_ROWS = 2_000
 
 
 @dataclass(frozen=True)
@@ -65,13 +57,11 @@ class SearchSpace:
     kinds: tuple[str, ...] = READOUT_KINDS
     mlp_Cs: Sequence[float] = ()
     stage_one_Cs: Sequence[float] | None = None  # None: the lower middle C of the grid alone (``middle_C``)
-    first_rows: int | None = None  # stage 1 ranks on at most this many training rows a split (None: all of them)
 
     @classmethod
     def over(cls, representations: Sequence[str], poolings: Sequence[str], num_layers: int, *,
              etas: Sequence[float], Cs: Sequence[float], kinds: Sequence[str] = READOUT_KINDS,
-             mlp_Cs: Sequence[float] = (), stage_one_Cs: Sequence[float] | None = None,
-             first_rows: int | None = None) -> SearchSpace:
+             mlp_Cs: Sequence[float] = (), stage_one_Cs: Sequence[float] | None = None) -> SearchSpace:
         """Every representation and pooling alone and (when several) all together, every layer as an exit, and as
         dense layers every pooled hidden state but the embeddings' (layer 0), when dense readouts are searched."""
         representation_sets = [(r,) for r in representations]
@@ -81,7 +71,7 @@ class SearchSpace:
         dense_keys = ([key for key in all_keys(num_layers, ("hidden",), poolings) if parse_key(key)[1] > 0]
                       if "dense" in kinds and "hidden" in representations else [])
         return cls(representation_sets, pooling_sets, tuple(etas), range(1, num_layers + 1), tuple(Cs), dense_keys,
-                   tuple(kinds), tuple(mlp_Cs), None if stage_one_Cs is None else tuple(stage_one_Cs), first_rows)
+                   tuple(kinds), tuple(mlp_Cs), None if stage_one_Cs is None else tuple(stage_one_Cs))
 
     @property
     def middle_C(self) -> float | None:
@@ -135,14 +125,10 @@ class SearchSpace:
         at = grid.index(C)
         return tuple(grid[max(at - 1, 0):at + 2])
 
-    def stage_two(self, sparse_leader: Candidate | None, dense_leader: Candidate | None, *,
-                  rescore: bool = False) -> list[Candidate]:
+    def stage_two(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Candidate]:
         """Stage 2 around the stage-1 leaders: every exit layer × C of the sparse leader (``second_Cs``), every
         other C of the dense leader and of the embedding readout, and the sparse leader's Cs of the two leaders
-        together (hybrid, when searched). With ``rescore`` (stage 1 ranked on fewer rows, ``first_rows``: its
-        scores name the leaders and are not compared with stage 2's), the leaders' own candidates are scored again
-        (every C of the dense leader and of the embedding), and the sparse leader's path also at the η on either
-        side of its own, at full depth and its Cs: what stage 1 coarsened is refined on every row.
+        together (hybrid, when searched).
 
         The embedding readout at every C, whichever dense layer leads: it is the floor the search's choice is held
         to (``stc.selection.embedding_floor``), and a floor at stage 1's C alone is not the embedding baseline a
@@ -152,17 +138,13 @@ class SearchSpace:
         if sparse_leader:
             second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
                                 k, C, 2) for k in self.exit_layers for C in self.second_Cs(sparse_leader.C)]
-        if sparse_leader and rescore:
-            at = sorted(self.etas).index(sparse_leader.eta)
-            second += [replace(sparse_leader, eta=eta, C=C, stage=2) for eta in sorted(self.etas)[max(at - 1, 0):at + 2]
-                       if eta != sparse_leader.eta for C in self.second_Cs(sparse_leader.C)]
-        again = self.Cs if rescore else [C for C in self.Cs if C not in self.first_Cs]
         if dense_leader:
-            second += [replace(dense_leader, C=C, stage=2) for C in again]
+            second += [replace(dense_leader, C=C, stage=2) for C in self.Cs if C not in self.first_Cs]
         embedding = self.embedding_key
         if embedding is not None and (dense_leader is None or dense_leader.dense_key != embedding):
             representation, layer, pooling = parse_key(embedding)
-            second += [Candidate("dense", (representation,), (pooling,), None, layer, C, 2, embedding) for C in again]
+            second += [Candidate("dense", (representation,), (pooling,), None, layer, C, 2, embedding)
+                       for C in self.Cs if C not in self.first_Cs]
         if sparse_leader and dense_leader and "hybrid" in self.kinds:  # the embedding plus the neurons adding most
             second += [Candidate("hybrid", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
                                  max(sparse_leader.exit_layer, dense_leader.exit_layer), C, 2, dense_leader.dense_key)
@@ -190,15 +172,11 @@ class TwoStageSearch:
     """The two-stage search over ``space``, its candidates evaluated by ``evaluate`` and chosen by ``selector``.
 
     ``run`` searches and chooses; ``expected_score`` (after ``run``) replays the search without each block of held-out
-    rows. One instance is one search: it keeps the stage-2 evaluations it made for the replay. With ``rank``, stage
-    1 is evaluated by it instead (the same held-out rows, fewer training rows: ``SearchSpace.first_rows``), its
-    scores only name the leaders, and the rule chooses among stages 2 and 3, which score the leaders again on every
-    training row (``SearchSpace.stage_two``'s ``rescore``)."""
+    rows. One instance is one search: it keeps the stage-2 evaluations it made for the replay."""
 
-    def __init__(self, space: SearchSpace, evaluate: Evaluate, selector: Selector, rank: Evaluate | None = None):
-        self.space, self.evaluate, self.selector, self.rank = space, evaluate, selector, rank
+    def __init__(self, space: SearchSpace, evaluate: Evaluate, selector: Selector):
+        self.space, self.evaluate, self.selector = space, evaluate, selector
         self._outcome: SearchOutcome | None = None
-        self._start = 0  # the table's first candidate the rule may choose (after a ranking-only stage 1)
         self._stage_two: dict[Candidate, Evaluation] = {}  # every stage-2 and 3 evaluation made, by candidate
         self._tried: set[Candidate] = set()
         self._held_out: np.ndarray | None = None  # per block, the replayed choice's score (expected_score)
@@ -207,32 +185,22 @@ class TwoStageSearch:
         """Stage 1, stage 2 around its leaders, stage 3 (MLP heads) on the neurons of their leader, and the rule's
         choice among every stage."""
         sparse, dense = self.space.stage_one()
-        rank, ranked = (self.evaluate, "") if self.rank is None else (self.rank, ", ranking rows")
-        first = rank(sparse, f"search stage 1{ranked}")
-        first_dense = rank(dense, f"search stage 1 (dense{ranked})")
+        first = self.evaluate(sparse, "search stage 1")
+        first_dense = self.evaluate(dense, "search stage 1 (dense)")
         if not first and not first_dense:
             raise ValueError("every probe kept no neuron at every eta: the labels look unrelated to the activations "
                              "(or the probe C grid is too small)")
         sparse_leader = first[self.selector.leader(first)].candidate if first else None
         dense_leader = first_dense[self.selector.leader(first_dense)].candidate if first_dense else None
-        second = self.evaluate(self._second(sparse_leader, dense_leader), "search stage 2")
+        second = self.evaluate(self.space.stage_two(sparse_leader, dense_leader), "search stage 2")
         self._stage_two = {e.candidate: e for e in second}
         self._tried = set(self._stage_two)
         table = first + first_dense + second
-        self._start = 0 if self.rank is None else len(first) + len(first_dense)
         if self.space.mlp_Cs:
-            table += self._made(self.space.stage_three(self._choosable(table)[
-                self.selector.leader(self._choosable(table))].candidate), "search stage 3 (MLP heads)")
-        self._outcome = SearchOutcome(self._start + self.selector.choose(self._choosable(table)), table)
+            table += self._made(self.space.stage_three(table[self.selector.leader(table)].candidate),
+                                "search stage 3 (MLP heads)")
+        self._outcome = SearchOutcome(self.selector.choose(table), table)
         return self._outcome
-
-    def _second(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Candidate]:
-        return self.space.stage_two(sparse_leader, dense_leader, rescore=self.rank is not None)
-
-    def _choosable(self, candidates: Sequence) -> list:
-        """The candidates (or their scores) the rule may choose: all of them, or after a ranking-only stage 1,
-        those after it."""
-        return list(candidates[self._start:])
 
     def expected_score(self) -> tuple[float, float]:
         """(mean, standard error) over blocks of the score on each block of the candidate the search, replayed
@@ -254,8 +222,6 @@ class TwoStageSearch:
             candidates = [table[i] for i in first] + self._around(leaders.get("sparse"), leaders.get("dense"))
             scores = np.vstack([block_scores[first], score_blocks(candidates[len(first):], selector.y_eval,
                                                                   selector.blocks, selector.metric)])
-            if self.rank is not None:  # stage 1 named the leaders; the rule chooses among what followed
-                candidates, scores = candidates[len(first):], scores[len(first):]
             if self.space.mlp_Cs:
                 third = self._made(self.space.stage_three(candidates[leader_on(scores, candidates, others)].candidate),
                                    "estimate: stage 3 around other leaders")
@@ -271,9 +237,7 @@ class TwoStageSearch:
         it beyond noise), or None where there is no floor."""
         if self._held_out is None:
             raise RuntimeError("the floor compares the estimate's per-block scores: run expected_score first")
-        test = floor_test(self.selector, self._choosable(self._outcome.table), self._outcome.chosen - self._start,
-                          self._held_out)
-        return None if test is None else replace(test, embedding=self._start + test.embedding)
+        return floor_test(self.selector, self._outcome.table, self._outcome.chosen, self._held_out)
 
     def block_estimate(self, index: int) -> tuple[float, float]:
         """(mean, standard error) of one candidate's block scores: the estimate of a candidate chosen without a
@@ -284,7 +248,7 @@ class TwoStageSearch:
 
     def _around(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Evaluation]:
         """Stage 2 around these leaders, evaluating only the candidates not tried before."""
-        return self._made(self._second(sparse_leader, dense_leader), "estimate: stage 2 around other leaders")
+        return self._made(self.space.stage_two(sparse_leader, dense_leader), "estimate: stage 2 around other leaders")
 
     def _made(self, wanted: list[Candidate], desc: str) -> list[Evaluation]:
         """The evaluations of stage-2 or 3 candidates ``wanted`` (those that keep a neuron), evaluating only the
