@@ -43,15 +43,19 @@ def test_every_C_and_prefix_is_scikit_learns_ridge_classifier_on_its_standardise
 @pytest.mark.parametrize("n_rows, n_features", [(120, 30), (40, 200)], ids=["primal", "dual"])
 def test_without_refinement_the_float64_factorisation_gives_the_same_fits(monkeypatch, n_rows, n_features):
     """The systems are factorised in float32 and the solutions refined in float64 (``stc._ridge._solve``); where the
-    refinement does not converge in its steps (none allowed here) a float64 factorisation solves them: the same
-    weights."""
+    refinement does not converge in its steps (none allowed here), or the float32 factorisation fails, a float64
+    factorisation solves them: the same weights."""
     X, Y = _labels(n_rows, n_features, seed=6)
     members = [(n_features, 5e-4), (n_features // 2, 0.05), (n_features, 5.0)]
     refined = ridge_fits(X, Y, members)
     monkeypatch.setattr("stc._ridge.REFINEMENT_STEPS", 0)
-    for a, b in zip(refined, ridge_fits(X, Y, members), strict=True):
-        np.testing.assert_allclose(a.coef, b.coef, rtol=1e-8, atol=1e-11)
-        np.testing.assert_allclose(a.intercept, b.intercept, rtol=1e-8, atol=1e-11)
+    unrefined = ridge_fits(X, Y, members)
+    monkeypatch.undo()
+    monkeypatch.setattr("stc._ridge._factor", lambda single, alpha: (None, True))  # float32 not positive definite
+    for a, b, c in zip(refined, unrefined, ridge_fits(X, Y, members), strict=True):
+        for other in (b, c):
+            np.testing.assert_allclose(a.coef, other.coef, rtol=1e-8, atol=1e-11)
+            np.testing.assert_allclose(a.intercept, other.intercept, rtol=1e-8, atol=1e-11)
 
 
 def test_the_fitted_head_and_its_pipeline_give_the_same_decisions():

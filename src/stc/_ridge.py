@@ -145,7 +145,7 @@ def _primal(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
         alpha = ridge_alpha(C)
         factor = _factor(single[:size, :size], alpha)
         for m in sorted({m for m, c in members if c == C}):  # a prefix's factor is the leading block
-            block = (None if factor is None else factor[0][:m, :m], True)
+            block = (None if factor[0] is None else factor[0][:m, :m], True)
             coef = _solve(gram[:m, :m], alpha, block, right[:m]).T
             coefs[m, C] = coef if Z_held is None else linear_decision(Z_held[:, :m], coef, 0.0)
     return coefs
