@@ -116,8 +116,8 @@ class SearchSpace:
         """Stage 2's Cs around a stage-1 leader at ``C``: the whole grid where stage 1 tried one C; where it tried a
         coarse grid (``stage_one_Cs``: label sets), ``C`` and its two neighbours in the whole grid, coarse to fine.
 
-        A label-set head's cost is its factorisations, one per C and set of columns wider than the rows: on all of
-        films (8,000 rows a fold) stage 2's sparse chain of six exit layers at the ten Cs was 60 of them, and a
+        A label-set head's cost is its factorisations, one per C and set of columns wider than the rows: on 6,000
+        films texts (4,000 rows a fold) stage 2's sparse chain of six exit layers at the ten Cs was 60 of them, and a
         ridge's held-out score is unimodal in its penalty (films: benchmarks/README.md, "Multi-label (films)")."""
         if self.stage_one_Cs is None or C not in self.Cs:
             return tuple(self.Cs)
