@@ -124,6 +124,10 @@ def test_the_head_is_one_ridge_fit_for_every_label_its_C_searched_on_the_ridges_
     # stage 1 at the coarse grid (every other C), stage 2 at every C
     first = {C for C, stage in zip(clf.cv_results_["param_C"], clf.cv_results_["stage"]) if stage == 1}
     assert first == set(MULTILABEL_STAGE_ONE_CS) and len(first) == len(MULTILABEL_CS) // 2
+    # every representation together (one readout serves every label): not each alone, as a single label's search
+    sparse = {r for r, kind in zip(clf.cv_results_["param_representations"], clf.cv_results_["param_readout_kind"])
+              if kind == "sparse"}
+    assert sparse == {"hidden+ffn"}
     pipeline = clf.classifier_
     assert pipeline.named_steps["ridge"].alpha == pytest.approx(ridge_alpha(clf.configuration_["C"]))
     features = np.random.default_rng(0).normal(size=(5, clf.n_features_))

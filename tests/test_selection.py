@@ -647,6 +647,22 @@ def test_stage_one_at_several_Cs_where_they_are_given_and_stage_two_does_not_rep
     assert {c.C for c in replace(space, stage_one_Cs=None).stage_one()[0]} == {0.1}
 
 
+def test_without_array_subsets_stage_one_reads_every_representation_and_pooling_together():
+    """Label sets' stage 1: the arrays together only, at every η; a single representation or pooling is its own
+    set either way, and the dense layers are unchanged."""
+    every = SearchSpace.over(("hidden", "ffn"), ("mean", "max"), 2, etas=(0.2, 0.5), Cs=(0.1, 1.0))
+    together = SearchSpace.over(("hidden", "ffn"), ("mean", "max"), 2, etas=(0.2, 0.5), Cs=(0.1, 1.0),
+                                array_subsets=False)
+    assert len(every.representation_sets) == len(every.pooling_sets) == 3
+    assert together.representation_sets == [("hidden", "ffn")] and together.pooling_sets == [("mean", "max")]
+    sparse, dense = together.stage_one()
+    assert {(c.representations, c.poolings, c.eta) for c in sparse} == {(("hidden", "ffn"), ("mean", "max"), eta)
+                                                                         for eta in (0.2, 0.5)}
+    assert dense == every.stage_one()[1]
+    alone = SearchSpace.over(("ffn",), ("mean",), 2, etas=(0.5,), Cs=(1.0,), array_subsets=False)
+    assert alone.representation_sets == [("ffn",)] and alone.pooling_sets == [("mean",)]
+
+
 def test_stage_two_refines_a_coarse_stage_one_grid_around_the_sparse_leaders_C():
     """Label sets (stage 1 on every other C): the sparse leader's exit layers and the hybrid at its C and the grid's
     two Cs beside it, not the whole grid; with one C in stage 1, the whole grid as before."""

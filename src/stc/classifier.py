@@ -308,10 +308,10 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                       params: dict, timer: PhaseTimer) -> STCClassifier:
         """What ``fit`` and ``fit_store`` share: the protocol's choice on the store's rows, then the readout."""
         keys = store_keys(store, backbone, settings, len(protocol.codes))
-        label_sets = protocol.codes.ndim == 2  # a ridge head: its own grid, a coarse one in stage 1
+        label_sets = protocol.codes.ndim == 2  # a ridge head: its own grid, a coarse one in stage 1, arrays together
         space = SearchSpace.over(settings.representations, settings.poolings, backbone.num_layers,
                                  etas=params["etas"], kinds=protocol.kinds, mlp_Cs=protocol.mlp_Cs(params["mlp_head"]),
-                                 Cs=MULTILABEL_CS if label_sets else params["final_Cs"],
+                                 Cs=MULTILABEL_CS if label_sets else params["final_Cs"], array_subsets=not label_sets,
                                  stage_one_Cs=MULTILABEL_STAGE_ONE_CS if label_sets else None)
         options = FitOptions(metric=params["metric"], probe_Cs=params["probe_Cs"], probe_solver=params["probe_solver"],
                              n_jobs=params["n_jobs"], seed=params["random_state"], class_weight=params["class_weight"],
