@@ -16,7 +16,10 @@ fits that share that work, and ``ridge_fits`` does it once for all of them:
   step;
 * each factorisation is LAPACK's single precision (1.7 s against 2.9 s for 8,000 rows), its solution refined in
   float64 against the float64 system until it is float64's (iterative refinement, as LAPACK's ``dsposv`` does; a
-  float64 factorisation where it does not converge): the weights are those of a float64 solve (``_solve``).
+  float64 factorisation where it does not converge): the weights are those of a float64 solve (``_solve``). The
+  dual's Gram matrix, the largest product of a wide readout (8,000 rows x 14,000 columns), is itself formed in
+  float32, and its refinement's residuals from the float64 columns (two thin products a step instead of one with the
+  Gram matrix): its float64 product was half a stage-1 dual call's time on all of films.
 
 Measured (films, 1,992 texts, 21 genres, one C in stage 1; ``benchmarks/README.md``, "Multi-label (films)"): the
 search 354 s with ``RidgeClassifierCV`` (an eigendecomposition per fit), 61 s with a Cholesky factorisation per C
@@ -46,7 +49,7 @@ leave-one-out head; with the decades it gained 0.2 and 0.5 (films, 2,000 texts, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +63,8 @@ __all__ = ["RidgeFit", "ridge_fits", "ridge_decisions"]
 #: Iterative-refinement steps a float32 factorisation's solution gets to reach float64's accuracy (``_solve``)
 #: before the system is factorised again in float64.
 REFINEMENT_STEPS = 10
+#: Columns cast to float32 at a time for the dual's Gram matrix (a bound on the copy, not a tuning knob).
+GRAM_BLOCK = 2048
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,8 @@ def _primal(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
         factor = _factor(single[:size, :size], alpha)
         for m in sorted({m for m, c in members if c == C}):  # a prefix's factor is the leading block
             block = (None if factor[0] is None else factor[0][:m, :m], True)
-            coef = _solve(gram[:m, :m], alpha, block, right[:m]).T
+            system = gram[:m, :m]
+            coef = _solve(system.__matmul__, lambda: system, alpha, block, right[:m]).T
             coefs[m, C] = coef if Z_held is None else linear_decision(Z_held[:, :m], coef, 0.0)
     return coefs
 
@@ -154,25 +160,30 @@ def _primal(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
 def _dual(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
           Z_held: np.ndarray | None = None) -> dict[tuple[int, float], np.ndarray]:
     """(m, C) -> weights (n_labels, m), or with ``Z_held`` its decisions less the offset: the rows' Gram matrix grown
-    column block by column block, one factorisation per (m, C). The held-out decisions come from the held-out rows'
-    products with the training rows, grown beside the Gram matrix, where that is less arithmetic than each member's
-    weights (many members of few rows), else from the weights."""
+    column block by column block in float32, one factorisation per (m, C), each solution refined against the float64
+    columns themselves (``_solve``; the float32 product is half the time of a float64 one, and a float64 Gram matrix
+    is formed only where the refinement fails). The held-out decisions come from the held-out rows' products with the
+    training rows, grown beside the Gram matrix, where that is less arithmetic than each member's weights (many
+    members of few rows), else from the weights."""
     if not members:
         return {}
     n_rows, n_labels, widest = len(Z), T.shape[1], max(m for m, _ in members)
-    gram, done, coefs = np.zeros((n_rows, n_rows)), 0, {}
+    single, done, coefs = np.zeros((n_rows, n_rows), dtype=np.float32), 0, {}
     held = None
     if Z_held is not None and (len(Z_held) * n_rows * (widest + len(members) * n_labels)
                                < sum((n_rows + len(Z_held)) * m * n_labels for m, _ in members)):
         held = np.zeros((len(Z_held), n_rows))
     for m in sorted({m for m, _ in members}):
-        gram += Z[:, done:m] @ Z[:, done:m].T
+        for start in range(done, m, GRAM_BLOCK):  # what the factorisations start from (``_factor``)
+            added = Z[:, start:min(start + GRAM_BLOCK, m)].astype(np.float32)
+            single += added @ added.T
         if held is not None:
             held += Z_held[:, done:m] @ Z[:, done:m].T
         done = m
-        single = gram.astype(np.float32)  # what the factorisations start from (``_factor``)
+        columns = Z[:, :m]
         for C in sorted({c for k, c in members if k == m}):
-            dual = _solve(gram, ridge_alpha(C), _factor(single, ridge_alpha(C)), T)
+            dual = _solve(lambda x: columns @ (columns.T @ x), lambda: columns @ columns.T, ridge_alpha(C),
+                          _factor(single, ridge_alpha(C)), T)
             if held is not None:
                 coefs[m, C] = held @ dual
             else:
@@ -193,14 +204,16 @@ def _factor(single: np.ndarray, alpha: float) -> tuple[np.ndarray | None, bool]:
         return None, True
 
 
-def _solve(gram: np.ndarray, alpha: float, factor: tuple[np.ndarray | None, bool], right: np.ndarray) -> np.ndarray:
-    """The float64 solution of (``gram`` + ``alpha`` I) x = ``right``, from the float32 factor (``_factor``, or its
-    leading block) refined in float64: each step solves for the residual, computed in float64, with the float32
-    factor, until a step changes x by 1e-10 of its norm (float64's accuracy for a condition number up to 1e6; a
-    step shrinks the error by about float32's precision times the condition number, so a few steps). Where that does
-    not happen in ``REFINEMENT_STEPS`` (or the float32 factor failed), a float64 factorisation solves it."""
+def _solve(product: Callable[[np.ndarray], np.ndarray], gram: Callable[[], np.ndarray], alpha: float,
+           factor: tuple[np.ndarray | None, bool], right: np.ndarray) -> np.ndarray:
+    """The float64 solution of (G + ``alpha`` I) x = ``right``, for the Gram matrix G whose product with x is
+    ``product(x)`` (in float64) and which ``gram()`` forms, from the float32 factor (``_factor``, or its leading
+    block) refined in float64: each step solves for the residual, computed in float64, with the float32 factor,
+    until a step changes x by 1e-10 of its norm (float64's accuracy for a condition number up to 1e6; a step shrinks
+    the error by about float32's precision times the condition number, so a few steps). Where that does not happen
+    in ``REFINEMENT_STEPS`` (or the float32 factor failed), a float64 factorisation of ``gram()`` solves it."""
     def residual(x: np.ndarray) -> np.ndarray:
-        return right - gram @ x - alpha * x
+        return right - product(x) - alpha * x
 
     if factor[0] is not None:
         x = cho_solve(factor, right.astype(np.float32), check_finite=False).astype(np.float64)
@@ -209,6 +222,6 @@ def _solve(gram: np.ndarray, alpha: float, factor: tuple[np.ndarray | None, bool
             x += step
             if np.linalg.norm(step) <= 1e-10 * np.linalg.norm(x):
                 return x
-    system = gram.copy()
+    system = np.array(gram(), dtype=np.float64)
     system.flat[::len(system) + 1] += alpha
     return cho_solve(cho_factor(system, overwrite_a=True, check_finite=False), right, check_finite=False)
