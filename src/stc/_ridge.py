@@ -19,7 +19,7 @@ fits that share that work, and ``ridge_fits`` does it once for all of them:
   float64 factorisation where it does not converge): the weights are those of a float64 solve (``_solve``). The
   dual's Gram matrix, the largest product of a wide readout (8,000 rows x 14,000 columns), is itself formed in
   float32, and its refinement's residuals from the float64 columns (two thin products a step instead of one with the
-  Gram matrix): its float64 product was half a stage-1 dual call's time on all of films.
+  Gram matrix): its float64 product was about 40 % of a stage-1 dual call's time on all of films.
 
 Measured (films, 1,992 texts, 21 genres, one C in stage 1; ``benchmarks/README.md``, "Multi-label (films)"): the
 search 354 s with ``RidgeClassifierCV`` (an eigendecomposition per fit), 61 s with a Cholesky factorisation per C
