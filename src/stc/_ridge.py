@@ -19,7 +19,8 @@ fits that share that work, and ``ridge_fits`` does it once for all of them:
   float64 factorisation where it does not converge): the weights are those of a float64 solve (``_solve``). The
   dual's Gram matrix, the largest product of a wide readout (8,000 rows x 14,000 columns), is itself formed in
   float32, and its refinement's residuals from the float64 columns (two thin products a step instead of one with the
-  Gram matrix): its float64 product was about 40 % of a stage-1 dual call's time on all of films.
+  Gram matrix): all of films' label-set fit 623 -> 551 s with the same model (search 366 -> 319 s, final fit 34 ->
+  27 s; ``benchmarks/README.md``, "Multi-label (films)").
 
 Measured (films, 1,992 texts, 21 genres, one C in stage 1; ``benchmarks/README.md``, "Multi-label (films)"): the
 search 354 s with ``RidgeClassifierCV`` (an eigendecomposition per fit), 61 s with a Cholesky factorisation per C
@@ -161,7 +162,7 @@ def _dual(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
           Z_held: np.ndarray | None = None) -> dict[tuple[int, float], np.ndarray]:
     """(m, C) -> weights (n_labels, m), or with ``Z_held`` its decisions less the offset: the rows' Gram matrix grown
     column block by column block in float32, one factorisation per (m, C), each solution refined against the float64
-    columns themselves (``_solve``; the float32 product is half the time of a float64 one, and a float64 Gram matrix
+    columns themselves (``_solve``; a float32 product does twice the arithmetic a second, and a float64 Gram matrix
     is formed only where the refinement fails). The held-out decisions come from the held-out rows' products with the
     training rows, grown beside the Gram matrix, where that is less arithmetic than each member's weights (many
     members of few rows), else from the weights."""
