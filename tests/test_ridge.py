@@ -58,6 +58,33 @@ def test_without_refinement_the_float64_factorisation_gives_the_same_fits(monkey
             np.testing.assert_allclose(a.intercept, other.intercept, rtol=1e-8, atol=1e-11)
 
 
+def test_the_duals_float32_gram_matrix_built_block_by_block_is_each_prefixs(monkeypatch):
+    """The dual factorises a float32 Gram matrix cast and added ``GRAM_BLOCK`` columns at a time (films readouts are
+    thousands of columns wide, the other tests' a few hundred): with blocks that split a prefix and straddle two, what
+    each (prefix, C) factorises is that prefix's Gram matrix. (The fits alone would not show a wrong one: the
+    refinement against the float64 columns corrects the solution, at the cost of more steps.)"""
+    import stc._ridge as ridge
+
+    X, Y = _labels(40, 200, seed=7)
+    members = [(200, 5e-4), (61, 0.05), (200, 5.0), (45, 5e-4)]
+    factorised, factor = [], ridge._factor
+    monkeypatch.setattr("stc._ridge.GRAM_BLOCK", 7)
+    monkeypatch.setattr("stc._ridge._factor", lambda single, alpha: factorised.append(single.copy())
+                        or factor(single, alpha))
+    fits = ridge_fits(X, Y, members)
+    Z = ridge._prepared(X, Y)[1]
+    widths = [45, 61, 200, 200]  # the dual's order: by width, then C
+    assert len(factorised) == len(widths)
+    for m, single in zip(widths, factorised, strict=True):
+        assert single.dtype == np.float32
+        np.testing.assert_allclose(single, Z[:, :m] @ Z[:, :m].T, rtol=1e-5, atol=1e-3 * m)
+    for (m, C), fit in zip(members, fits, strict=True):
+        scaler = StandardScaler().fit(X[:, :m])
+        reference = RidgeClassifier(alpha=ridge_alpha(C), solver="cholesky").fit(scaler.transform(X[:, :m]),
+                                                                               Y.astype(np.int64))
+        np.testing.assert_allclose(fit.coef, reference.coef_, rtol=1e-6, atol=1e-9)
+
+
 def test_the_fitted_head_and_its_pipeline_give_the_same_decisions():
     X, Y = _labels(80, 12, seed=1)
     C = MULTILABEL_CS[3]
