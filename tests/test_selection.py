@@ -664,17 +664,21 @@ def test_without_array_subsets_stage_one_reads_every_representation_and_pooling_
 
 
 def test_stage_two_refines_a_coarse_stage_one_grid_around_the_sparse_leaders_C():
-    """Label sets (stage 1 on every other C): the sparse leader's exit layers and the hybrid at its C and the grid's
-    two Cs beside it, not the whole grid; with one C in stage 1, the whole grid as before."""
+    """Label sets (stage 1 on every other C): the sparse leader's own exit layer and the hybrid at its C and the
+    grid's two Cs beside it, not the whole grid, the earlier exits at its C; with one C in stage 1, every exit at
+    the whole grid as before. Never the leader itself again."""
     Cs = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     space = SearchSpace.over(("hidden",), ("mean",), 3, etas=(0.5,), Cs=Cs, stage_one_Cs=Cs[::2])
     sparse, dense = space.stage_one()
     leader = [c for c in sparse if c.C == 1e-2][0]
     second = space.stage_two(leader, dense[0])
-    assert {(c.exit_layer, c.C) for c in second if c.kind == "sparse"} == {(k, C) for k in (1, 2, 3)
-                                                                           for C in (1e-3, 1e-2, 1e-1)}
+    assert sorted((c.exit_layer, c.C) for c in second if c.kind == "sparse") == [(1, 1e-2), (2, 1e-2), (3, 1e-3),
+                                                                                 (3, 1e-1)]
     assert sorted(c.C for c in second if c.kind == "hybrid") == [1e-3, 1e-2, 1e-1]
     edge = [c for c in sparse if c.C == 1e-4][0]
-    assert {c.C for c in space.stage_two(edge, None) if c.kind == "sparse"} == {1e-4, 1e-3}  # one neighbour
+    assert {(c.exit_layer, c.C) for c in space.stage_two(edge, None) if c.kind == "sparse"} == {(1, 1e-4), (2, 1e-4),
+                                                                                                  (3, 1e-3)}
     whole = replace(space, stage_one_Cs=None)
-    assert {c.C for c in whole.stage_two(replace(leader, C=whole.middle_C), None) if c.kind == "sparse"} == set(Cs)
+    middle = replace(leader, C=whole.middle_C)
+    assert sorted((c.exit_layer, c.C) for c in whole.stage_two(middle, None) if c.kind == "sparse") == sorted(
+        (k, C) for k in (1, 2, 3) for C in Cs if (k, C) != (3, whole.middle_C))

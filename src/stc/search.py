@@ -5,8 +5,8 @@ The full product (representations × poolings × η × exit layer × C, and the 
 label sets, whose extra Cs cost little, a coarse grid of Cs: ``SearchSpace.first_Cs``, and every array together
 only: ``SearchSpace.over``), and every dense layer; in
 stage 2, around the stage-1 leaders (one per kind, named by the selection rule), every exit layer × C of the sparse
-leader (for label sets, the Cs next to the leader's: ``SearchSpace.second_Cs``), every C of the dense leader, and the
-sparse leader's Cs of the two together (hybrid). The rule then chooses among every
+leader (for label sets, the earlier exits at the leader's C and its own exit at the Cs next to it:
+``SearchSpace.second_Cs``), every C of the dense leader, and the sparse leader's Cs of the two together (hybrid). The rule then chooses among every
 candidate of both stages (``stc.selection.Selector``). With ``SearchSpace.mlp_Cs``, a third stage fits an MLP head
 (``stc.heads.MLPHead``) at each of those Cs on the neurons of the best candidate of stages 1 and 2 (the leader,
 whose path the rule's choice lies on), and the rule chooses among all three stages: a linear head is simpler than an
@@ -138,9 +138,15 @@ class SearchSpace:
         return tuple(grid[max(at - 1, 0):at + 2])
 
     def stage_two(self, sparse_leader: Candidate | None, dense_leader: Candidate | None) -> list[Candidate]:
-        """Stage 2 around the stage-1 leaders: every exit layer × C of the sparse leader (``second_Cs``), every
+        """Stage 2 around the stage-1 leaders: every exit layer × C of the sparse leader (but the leader itself), every
         other C of the dense leader and of the embedding readout, and the sparse leader's Cs of the two leaders
-        together (hybrid, when searched).
+        together (hybrid, when searched). Where stage 1 tried a coarse grid of Cs (label sets), the Cs beside the
+        leader's (``second_Cs``) refine its own exit layer and the hybrid, and the earlier exits are read at the
+        leader's C.
+
+        Why the earlier exits at one C for label sets: each set of columns wider than the rows is one factorisation
+        of the rows' Gram matrix per C (``stc._ridge``), and on all of films (8,000 rows a fold) the exits at three
+        Cs were 9 of stage 2's 12 factorisations a fold, stage 2 more than half of the search.
 
         The embedding readout at every C, whichever dense layer leads: it is the floor the search's choice is held
         to (``stc.selection.embedding_floor``), and a floor at stage 1's C alone is not the embedding baseline a
@@ -148,8 +154,11 @@ class SearchSpace:
         two differed by 1-2 points (MR, 16 texts per class: C = 0.01 against stage 1's 0.1)."""
         second = []
         if sparse_leader:
-            second = [Candidate("sparse", sparse_leader.representations, sparse_leader.poolings, sparse_leader.eta,
-                                k, C, 2) for k in self.exit_layers for C in self.second_Cs(sparse_leader.C)]
+            leader, refined = sparse_leader, self.second_Cs(sparse_leader.C)
+            second = [Candidate("sparse", leader.representations, leader.poolings, leader.eta, k, C, 2)
+                      for k in self.exit_layers
+                      for C in (refined if self.stage_one_Cs is None or k == leader.exit_layer else (leader.C,))
+                      if (k, C) != (leader.exit_layer, leader.C)]  # the leader itself is stage 1's
         if dense_leader:
             second += [replace(dense_leader, C=C, stage=2) for C in self.Cs if C not in self.first_Cs]
         embedding = self.embedding_key
