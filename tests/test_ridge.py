@@ -85,6 +85,30 @@ def test_the_duals_float32_gram_matrix_built_block_by_block_is_each_prefixs(monk
         np.testing.assert_allclose(fit.coef, reference.coef_, rtol=1e-6, atol=1e-9)
 
 
+def test_the_duals_refinement_reads_the_columns_block_by_block_and_reaches_float64_without_refactorising(
+        monkeypatch):
+    """The dual's refinement forms ``Z (Z' x)`` ``PRODUCT_BLOCK`` columns at a time: with blocks that do not divide
+    the width it is that product, and every wider-than-rows fit converges from its float32 factor, with no float64
+    factorisation (the fall-back, which would hide a wrong product: it solves the system anew)."""
+    import stc._ridge as ridge
+
+    monkeypatch.setattr("stc._ridge.PRODUCT_BLOCK", 7)
+    rng = np.random.default_rng(0)
+    Z, x = np.asfortranarray(rng.normal(size=(30, 52))), rng.normal(size=(30, 3))
+    np.testing.assert_allclose(ridge._columns_product(Z, x), Z @ (Z.T @ x), rtol=1e-12)
+    factored, cho_factor = [], ridge.cho_factor
+    monkeypatch.setattr("stc._ridge.cho_factor", lambda a, **kw: factored.append(a.dtype) or cho_factor(a, **kw))
+    X, Y = _labels(40, 200, seed=3)
+    members = [(200, 5e-4), (150, 0.05), (90, 5.0)]
+    fits = ridge_fits(X, Y, members)
+    assert factored == [np.float32] * 3
+    for (m, C), fit in zip(members, fits, strict=True):
+        scaler = StandardScaler().fit(X[:, :m])
+        reference = RidgeClassifier(alpha=ridge_alpha(C), solver="cholesky").fit(scaler.transform(X[:, :m]),
+                                                                               Y.astype(np.int64))
+        np.testing.assert_allclose(fit.coef, reference.coef_, rtol=1e-6, atol=1e-9)
+
+
 def test_the_fitted_head_and_its_pipeline_give_the_same_decisions():
     X, Y = _labels(80, 12, seed=1)
     C = MULTILABEL_CS[3]

@@ -66,6 +66,9 @@ __all__ = ["RidgeFit", "ridge_fits", "ridge_decisions"]
 REFINEMENT_STEPS = 10
 #: Columns cast to float32 at a time for the dual's Gram matrix (a bound on the copy, not a tuning knob).
 GRAM_BLOCK = 2048
+#: Columns per block of the dual's refinement products (``_columns_product``): a block of 8,000 float64 rows fits
+#: in cache; 32 to 64 were as fast, 256 no faster than no blocks.
+PRODUCT_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,10 @@ def ridge_decisions(X: np.ndarray, Y: np.ndarray, X_held: np.ndarray,
 def _prepared(X: np.ndarray, Y: np.ndarray):
     """(the scaler, the standardised and centred rows, their centre, the centred +-1 targets, the targets' means)."""
     scaler = StandardScaler().fit(X)
-    Z = (np.asarray(X, dtype=np.float64) - scaler.mean_) / scaler.scale_
+    # column-major: a column block is contiguous (the dual's Gram blocks, ``_columns_product``'s blocks)
+    Z = np.empty(np.shape(X), order="F")
+    np.subtract(X, scaler.mean_, out=Z)
+    Z /= scaler.scale_
     centre = Z.mean(axis=0)  # zero already, up to rounding: the ridge's own centring, as scikit-learn's fit_intercept
     Z -= centre
     T = np.where(np.asarray(Y) > 0, 1.0, -1.0)
@@ -183,7 +189,7 @@ def _dual(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
         done = m
         columns = Z[:, :m]
         for C in sorted({c for k, c in members if k == m}):
-            dual = _solve(lambda x: columns @ (columns.T @ x), lambda: columns @ columns.T, ridge_alpha(C),
+            dual = _solve(lambda x: _columns_product(columns, x), lambda: columns @ columns.T, ridge_alpha(C),
                           _factor(single, ridge_alpha(C)), T)
             if held is not None:
                 coefs[m, C] = held @ dual
@@ -191,6 +197,17 @@ def _dual(Z: np.ndarray, T: np.ndarray, members: list[tuple[int, float]],
                 coef = (Z[:, :m].T @ dual).T
                 coefs[m, C] = coef if Z_held is None else linear_decision(Z_held[:, :m], coef, 0.0)
     return coefs
+
+
+def _columns_product(columns: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``columns @ (columns.T @ x)`` (the dual's Gram matrix times x, in float64) one block of ``PRODUCT_BLOCK``
+    columns at a time: each block's two thin products run while it is in cache, so the columns (column-major) are
+    read from memory once, not twice (8,000 rows x 14,000 columns, 21 labels: 0.23 s against 0.36 s)."""
+    out = np.zeros(x.shape)
+    for start in range(0, columns.shape[1], PRODUCT_BLOCK):
+        block = columns[:, start:start + PRODUCT_BLOCK]
+        out += block @ (block.T @ x)
+    return out
 
 
 def _factor(single: np.ndarray, alpha: float) -> tuple[np.ndarray | None, bool]:
