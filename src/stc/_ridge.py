@@ -227,19 +227,27 @@ def _solve(product: Callable[[np.ndarray], np.ndarray], gram: Callable[[], np.nd
     """The float64 solution of (G + ``alpha`` I) x = ``right``, for the Gram matrix G whose product with x is
     ``product(x)`` (in float64) and which ``gram()`` forms, from the float32 factor (``_factor``, or its leading
     block) refined in float64: each step solves for the residual, computed in float64, with the float32 factor,
-    until a step changes x by 1e-10 of its norm (float64's accuracy for a condition number up to 1e6; a step shrinks
-    the error by about float32's precision times the condition number, so a few steps). Where that does not happen
-    in ``REFINEMENT_STEPS`` (or the float32 factor failed), a float64 factorisation of ``gram()`` solves it."""
+    until the error left is 1e-10 of x's norm (float64's accuracy for a condition number up to 1e6). A step shrinks
+    the error by a steady factor, about float32's precision times the condition number, so the error left after a
+    step is about the next one: the first step's size, then each step's size times its ratio to the one before
+    (which spares the step that would only confirm it: a residual is two passes over the columns in the dual).
+    Where that does not happen in ``REFINEMENT_STEPS`` (or the float32 factor failed), a float64 factorisation of
+    ``gram()`` solves it."""
     def residual(x: np.ndarray) -> np.ndarray:
         return right - product(x) - alpha * x
 
     if factor[0] is not None:
         x = cho_solve(factor, right.astype(np.float32), check_finite=False).astype(np.float64)
+        previous = None
         for _ in range(REFINEMENT_STEPS):
             step = cho_solve(factor, residual(x).astype(np.float32), check_finite=False)
             x += step
-            if np.linalg.norm(step) <= 1e-10 * np.linalg.norm(x):
+            size = float(np.linalg.norm(step))
+            # the error left is about the next step: this one shrunk by the steps' rate, once there is one to see
+            left = size if previous is None else size * size / previous
+            if left <= 1e-10 * np.linalg.norm(x):
                 return x
+            previous = size
     system = np.array(gram(), dtype=np.float64)
     system.flat[::len(system) + 1] += alpha
     return cho_solve(cho_factor(system, overwrite_a=True, check_finite=False), right, check_finite=False)
