@@ -3,17 +3,17 @@
 The full product (representations × poolings × η × exit layer × C, and the dense layers) is thousands of fits, so
 ``TwoStageSearch.run`` tries in stage 1 every representation set × pooling set × η at full depth with one C (for
 label sets, whose extra Cs cost little, a coarse grid of Cs: ``SearchSpace.first_Cs``, and every array together
-only: ``SearchSpace.over``), and every dense layer; in
-stage 2, around the stage-1 leaders (one per kind, named by the selection rule), every exit layer × C of the sparse
-leader (for label sets, the earlier exits at the leader's C and its own exit at the Cs next to it:
-``SearchSpace.second_Cs``), every C of the dense leader, and the sparse leader's Cs of the two together (hybrid). The rule then chooses among every
-candidate of both stages (``stc.selection.Selector``). With ``SearchSpace.mlp_Cs``, a third stage fits an MLP head
-(``stc.heads.MLPHead``) at each of those Cs on the neurons of the best candidate of stages 1 and 2 (the leader,
-whose path the rule's choice lies on), and the rule chooses among all three stages: a linear head is simpler than an
-MLP on the same or fewer neurons, so an MLP is chosen only where it beats every linear head on its path by more than
-one standard error (``stc.selection.simplifies``). Why the leader's neurons and not the rule's choice's: the choice
-is the simplest linear readout within noise of the best, and may have dropped neurons that only a nonlinear head can
-use (a planted XOR of two neurons: the choice kept one of them).
+only: ``SearchSpace.over``), and every dense layer; in stage 2, around the stage-1 leaders (one per kind, named by
+the selection rule), every exit layer × C of the sparse leader (for label sets, the earlier exits at the leader's C
+and its own exit at the Cs next to it: ``SearchSpace.second_Cs``), every C of the dense leader, and the sparse
+leader's Cs of the two together (hybrid). The rule then chooses among every candidate of both stages
+(``stc.selection.Selector``). With ``SearchSpace.mlp_Cs``, a third stage fits an MLP head (``stc.heads.MLPHead``) at
+each of those Cs on the neurons of the best candidate of stages 1 and 2 (the leader, whose path the rule's choice
+lies on), and the rule chooses among all three stages: a linear head is simpler than an MLP on the same or fewer
+neurons, so an MLP is chosen only where it beats every linear head on its path by more than one standard error
+(``stc.selection.simplifies``). Why the leader's neurons and not the rule's choice's: the choice is the simplest
+linear readout within noise of the best, and may have dropped neurons that only a nonlinear head can use (a planted
+XOR of two neurons: the choice kept one of them).
 
 ``TwoStageSearch.expected_score`` estimates the chosen model's test score with the selection's optimism left out:
 for each block of held-out rows, the search is replayed from its first stage without that block (its leaders named
