@@ -67,7 +67,7 @@ REFINEMENT_STEPS = 10
 #: Columns cast to float32 at a time for the dual's Gram matrix (a bound on the copy, not a tuning knob).
 GRAM_BLOCK = 2048
 #: Columns per block of the dual's refinement products (``_columns_product``): a block of 8,000 float64 rows fits
-#: in cache; 32 to 64 were as fast, 256 no faster than no blocks.
+#: in cache (8,000 x 14,000, 21 labels: 32 or 64 columns 0.23 s a product, 256 0.29 s, no blocks 0.33 s).
 PRODUCT_BLOCK = 64
 
 
