@@ -197,6 +197,20 @@ def test_file_without_split_column_is_split_80_10_10_stratified(tmp_path):
     assert dataset.name == "plain" and "80/10/10" in dataset.description and dataset.metric == "accuracy"
 
 
+def test_classes_too_small_to_carve_leave_no_empty_split_and_say_so(tmp_path):
+    """Three texts a class give the 10 % test split none (and two, the validation split none either): such a part is
+    no split (None), the texts stay where they were, and the description says why; an empty split would stop a
+    fit when it is scored."""
+    three = load_dataset(str(write_table(tmp_path / "three.csv", balanced(3, classes=tuple("abcdefgh")))))
+    assert three.test is None and len(three.train) + len(three.validation) == 24
+    assert "no test split: no class has enough texts to give it 10 % of them" in three.description
+    two = load_dataset(str(write_table(tmp_path / "two.csv", balanced(2, classes=tuple("abcdefgh")))))
+    assert two.validation is None and two.test is None and len(two.train) == 16
+    assert "no validation or test split" in two.description
+    given = write_table(tmp_path / "given.csv", {**balanced(3, classes=tuple("abcd")), "split": ["train"] * 12})
+    assert load_dataset(str(given)).test is None  # carved from a given train split too
+
+
 def test_a_split_column_is_detected_and_dev_means_validation(tmp_path):
     columns = {"text": [f"t{i}" for i in range(6)], "label": [0, 1] * 3,
                "split": ["train", "train", "dev", "dev", "test", "test"]}

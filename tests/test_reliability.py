@@ -12,6 +12,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import warnings
 from types import MappingProxyType
 
 import numpy as np
@@ -196,6 +197,33 @@ def test_bad_cli_input_is_one_line_on_stderr_and_exit_code_2(tmp_path, tiny_dir,
         assert err.startswith("stc: error:") and err.count("\n") == 1, (case, err)
         assert fragment in err, (case, err)
     assert not (tmp_path / "m").exists()  # no model was saved by any failed fit
+
+
+def test_a_file_too_small_for_a_test_split_is_fitted_saved_and_not_scored(tmp_path, tiny_dir, store_dir, capsys):
+    """Three texts a class leave the carved test split empty: the fit says so, saves the model, prints no test
+    score (it once stopped after the fit, on scoring no texts, and saved nothing)."""
+    rows = [(f"{word} text number {i}", word) for word in ("red", "green", "blue", "gold", "grey", "pink")
+            for i in range(3)]
+    data = _write(tmp_path / "tiny.csv", _csv(rows))
+    assert main(["fit", "--data", data, "--model", tiny_dir, "--store-dir", store_dir, "--out", str(tmp_path / "m"),
+                 "--representations", "hidden", "--poolings", "mean", "--etas", "0.5", "--probe-Cs", "0.1",
+                 "--final-Cs", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "no test split: no class has enough texts" in printed
+    assert "saved to" in printed and not any(line.startswith("test ") for line in printed.splitlines())
+    assert (tmp_path / "m" / "stc_model.json").is_file()
+
+
+def test_many_classes_of_few_texts_fit_without_scikit_learns_regression_warning(tiny_dir, store_dir):
+    """Folds of a few texts a class hold more classes than half their rows; scikit-learn then warns that ``y`` may
+    be a regression target (from 21 rows on; once per search fit: hundreds of lines on a screen). Expected here."""
+    words = [f"topic{k}" for k in range(24)]
+    texts = [f"{word} text number {i}" for word in words for i in range(2)]
+    labels = [word for word in words for _ in range(2)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        STCClassifier(tiny_dir, store_dir=store_dir, max_length=64, **small_params()).fit(texts, labels)
+    assert not [w for w in caught if "number of unique classes" in str(w.message)]
 
 
 def test_cli_predict_and_evaluate_refuse_bad_data(fitted, tmp_path, capsys):

@@ -232,6 +232,8 @@ def _run_tasks(tasks: list[tuple[int, tuple]], workers: int, multilabel: bool, d
     # catch_warnings is process-wide and not thread-safe: one block here serves every worker.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a candidate's largest C may stop at max_iter
+        # Folds of a few texts per class hold more classes than half their rows: expected, not a regression target.
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
         outputs = {}
         for result in tqdm(results(), total=len(tasks), desc=desc, unit="fit", disable=not show_progress_bar):
             outputs.update(result)  # ((job, split), (predicted codes or None, decisions)) of each fit of a task

@@ -74,11 +74,11 @@ def _cmd_fit(args) -> int:
     for line in summary_lines(clf):
         _log(line)
     _log(f"fit {clf.fit_seconds_:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in clf.fit_timings_.items()))
+    clf.save(args.out, copy_backbone=args.copy_backbone, data_name=args.data)  # the card names the data as the user did
+    _log(f"saved to {args.out}")  # before the test split is scored: nothing after the fit can lose it
     if dataset.test is not None:
         scores = _scores(clf, dataset.test, [metric])  # multi-label accuracy is subset accuracy
         _log(f"test {metric}: {scores.get(metric, scores.get('subset_accuracy')):.4f}")
-    clf.save(args.out, copy_backbone=args.copy_backbone, data_name=args.data)  # the card names the data as the user did
-    _log(f"saved to {args.out}")
     return 0
 
 

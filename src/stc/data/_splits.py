@@ -165,8 +165,10 @@ def drop_duplicate_texts(texts: Sequence[str], labels: Sequence[Hashable]) -> tu
 
 
 def complete_splits(train: Split, validation: Split | None, test: Split | None,
-                    seed: int) -> tuple[Split, Split, Split, str]:
-    """Carve any missing validation/test split out of train (stratified, seeded); say how in a short phrase."""
+                    seed: int) -> tuple[Split, Split | None, Split | None, str]:
+    """Carve any missing validation/test split out of train (stratified, seeded); say how in a short phrase.
+
+    A carved part that gets no text (every class too small to give it one) is ``None``, and the phrase says so."""
     percent = round(CARVED_FRACTION * 100)
     stratified, article = ("iteratively stratified", "an") if is_label_sets(train.labels) else ("stratified", "a")
     if validation is not None and test is not None:
@@ -175,13 +177,30 @@ def complete_splits(train: Split, validation: Split | None, test: Split | None,
         rest = 1 - 2 * CARVED_FRACTION
         train, validation, test = stratified_split(train.texts, train.labels,
                                                    (rest, CARVED_FRACTION, CARVED_FRACTION), seed)
-        return train, validation, test, (f"{article} {stratified} {round(rest * 100)}/{percent}/{percent} "
-                                         f"train/validation/test split (seed {seed})")
+        rule = (f"{article} {stratified} {round(rest * 100)}/{percent}/{percent} train/validation/test split "
+                f"(seed {seed})")
+        return (train, *_none_if_empty(validation, test), rule + _empty_parts_note(validation=validation, test=test))
     kept, carved = stratified_split(train.texts, train.labels, (1 - CARVED_FRACTION, CARVED_FRACTION), seed)
     carved_from = f"{percent} % of train ({stratified}, seed {seed})"
     if validation is None:
-        return kept, carved, test, f"the given train/test splits, validation = {carved_from}"
-    return kept, validation, carved, f"the given train/validation splits, test = {carved_from}"
+        return (kept, *_none_if_empty(carved), test,
+                f"the given train/test splits, validation = {carved_from}" + _empty_parts_note(validation=carved))
+    return (kept, validation, *_none_if_empty(carved),
+            f"the given train/validation splits, test = {carved_from}" + _empty_parts_note(test=carved))
+
+
+def _none_if_empty(*parts: Split) -> tuple[Split | None, ...]:
+    """A carved part that got no text is no split at all (``None``): nothing would score or fit on it."""
+    return tuple(part if len(part) else None for part in parts)
+
+
+def _empty_parts_note(**parts: Split) -> str:
+    """What the rule's phrase adds when a carved part got no text (every class too small to give it one)."""
+    empty = [name for name, part in parts.items() if not len(part)]
+    if not empty:
+        return ""
+    return (f"; no {' or '.join(empty)} split: no class has enough texts to give it {round(CARVED_FRACTION * 100)} "
+            f"% of them")
 
 
 def default_metric(labels: Sequence[Hashable]) -> str:
