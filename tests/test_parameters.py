@@ -45,7 +45,7 @@ def test_every_default_passes_its_own_check():
     ("validation_size", 1, "validation_size must be a float in (0, 1), got 1"),
     ("calibrate", "yes", "calibrate must be True or False, got 'yes'"),
     ("metric", "f1", "metric must be one of ('auto', 'accuracy', 'macro_f1', 'micro_f1', 'samples_f1'), got 'f1'"),
-    ("class_weight", "auto", "class_weight must be one of (None, 'balanced'), got 'auto'"),
+    ("class_weight", "weighted", "class_weight must be one of ('auto', None, 'balanced'), got 'weighted'"),
     ("probe_solver", "lbfgs", "probe_solver must be one of ('auto', 'liblinear', 'saga'), got 'lbfgs'"),
     ("dtype", "int8", "dtype must be one of ('auto', 'float32', 'float16', 'bfloat16'), got 'int8'"),
     ("store_dtype", "float64", "store_dtype must be one of ('float32', 'float16'), got 'float64'"),
@@ -192,7 +192,7 @@ def test_stc_fit_options_keep_their_names_and_give_the_estimators_values():
     assert fit.parse_args(REQUIRED + ["--cv", "3"]).cv == 3
 
 
-@pytest.mark.parametrize("argv", [["--cv", "many"], ["--etas", "0.1,x"], ["--class-weight", "auto"],
+@pytest.mark.parametrize("argv", [["--cv", "many"], ["--etas", "0.1,x"], ["--class-weight", "weighted"],
                                   ["--metric", "f1"]])
 def test_a_malformed_option_is_an_argparse_error_naming_it(argv, capsys):
     with pytest.raises(SystemExit) as raised:

@@ -205,6 +205,26 @@ def test_class_weight_reaches_the_probes_and_the_final_classifier(tmp_path, plan
         _fit_rows(planted_classifier(class_weight="equal"), store, y, np.arange(300))
 
 
+def test_auto_class_weight_is_balanced_for_macro_f1_and_none_for_accuracy(tmp_path, planted_classifier):
+    """The default weighs what the metric counts: the same models as the explicit settings, and said in the summary."""
+    arrays, y = _planted(3, n=400, effect=1.0)
+    y[:300] = np.where(np.arange(300) % 5 == 0, y[:300], 0)  # imbalanced: mostly class 0
+    store = _write_store(tmp_path / "s", arrays)
+
+    def fit(**params):
+        return _fit_rows(planted_classifier(representations=("hidden",), poolings=("mean",), show_progress_bar=False,
+                                            **params), store, y, np.arange(300))
+
+    for metric, explicit in (("macro_f1", "balanced"), ("accuracy", None)):
+        auto, given = fit(metric=metric), fit(metric=metric, class_weight=explicit)
+        assert auto.class_weight == "auto" and auto.class_weight_ == given.class_weight_ == explicit
+        assert auto.configuration_ == given.configuration_
+        np.testing.assert_array_equal(auto.readout_.head.coef, given.readout_.head.coef)
+        assert ("class weights: balanced (every class counts the same in the probes and the final fit, as in "
+                "macro_f1)" in summary_lines(auto)) == (explicit == "balanced")
+    assert not np.array_equal(fit(metric="macro_f1").readout_.head.coef, fit(metric="accuracy").readout_.head.coef)
+
+
 # --- the rules themselves -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cv, message", [(1, "an integer >= 2, got 1"), ("five", "got 'five'"), (2.5, "got 2.5"),

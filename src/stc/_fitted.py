@@ -19,6 +19,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.pipeline import Pipeline
 
+from ._metrics import check_class_weight
 from ._multilabel import decode_indicator, encode_label_sets
 from ._persist import recover_interrupted_save, save_directory
 from ._readout_fields import thawed
@@ -154,7 +155,13 @@ class FittedState:
         with the head (``stc.head.LinearHead``), in float64, and with the temperature."""
         readout = self.readout_
         C = readout.configuration["C"]
-        return readout.head.to_pipeline(None if C is None else float(C), self.random_state, self.class_weight)
+        return readout.head.to_pipeline(None if C is None else float(C), self.random_state, self.class_weight_)
+
+    @property
+    def class_weight_(self) -> str | None:
+        """The class weights the fit used: ``class_weight`` with "auto" resolved by the fit's metric."""
+        self._fitted()
+        return check_class_weight(self.class_weight, self.metric_, multilabel=self.target_ != "labels")
 
     def save(self, directory, *, copy_backbone: bool = False, data_name: str | None = None) -> None:
         """Write the model to ``directory`` as JSON + safetensors (no pickle) with a model card (``README.md``),

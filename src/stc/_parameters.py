@@ -235,11 +235,12 @@ STC_PARAMETERS: dict[str, Parameter] = _declare(
               "chose, at two Cs: it is kept only where it beats the linear head by more than one standard error; "
               "single labels with cv (the one-standard-error rule) and 10 texts per class in every fold only",
               cli_help="do not let the search try an MLP head on the chosen neurons"),
-    Parameter("class_weight", None, one_of(*CLASS_WEIGHTS),
-              "None, or 'balanced' to weigh every class the same in the probes and the final classifier (for "
-              "imbalanced labels, typically with metric='macro_f1')",
-              cli_help="balanced: every class weighs the same in the probes and the final classifier (default: "
-                       "none)"),
+    Parameter("class_weight", "auto", one_of("auto", *CLASS_WEIGHTS),
+              "'balanced' weighs every class the same in the probes and the final classifier, None every text; "
+              "'auto' weighs what the metric counts: 'balanced' for macro-F1 over single labels, else None",
+              cli_help="balanced: every class weighs the same in the probes and the final classifier; none: every "
+                       "text; auto: balanced when the metric is macro-F1 (the default metric of imbalanced single-label "
+                       "data), else none (default: auto)"),
     Parameter("calibrate", True, BOOLEAN,
               "fit a temperature on held-out decision values, so that predict_proba is calibrated",
               cli_help="do not fit a temperature to calibrate the probabilities"),

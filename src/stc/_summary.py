@@ -59,6 +59,9 @@ def estimate_lines(clf) -> list[str]:
         rule = "one-standard-error rule" if selection["rule"] == "one_se" else "best score"
         lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric_} of "
                      f"the chosen one {clf.val_score_:.4f} ± {clf.val_score_se_ or float('nan'):.4f}")
+    if getattr(clf, "class_weight_", None) == "balanced":
+        lines.append("class weights: balanced (every class counts the same in the probes and the final fit"
+                     + (", as in macro_f1)" if clf.class_weight == "auto" else ")"))
     if selection and selection.get("unscored_classes"):
         rare = selection["unscored_classes"]
         lines.append(f"not scored (too rare to hold out; trained on in every fold): {len(rare)} class(es): "

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._estimator import check_validation_rows, encode_targets, text_estimator_tags, validation_targets
 from ._fitted import FittedState, fit_record
 from ._memory import workers_within
-from ._metrics import check_metric
+from ._metrics import check_class_weight, check_metric
 from ._parameters import STC_PARAMETERS, check_parameters, parameters_doc
 from ._validation import check_inputs
 from .aggregate import DEFAULT_FINAL_CS, READOUT_KINDS, candidate_columns, final_fit_bytes
@@ -97,6 +97,8 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
         choice minus it per block: mean, se), n_blocks, n_candidates, n_held_out, unscored_classes (one-text classes).
     metric_ : the metric every choice was made by: ``metric`` with "auto" resolved (accuracy for one label per
         text, micro-F1 for label sets).
+    class_weight_ : the class weights the fit used: ``class_weight`` with "auto" resolved ("balanced" for macro-F1
+        over single labels, else None).
     target_ : what ``y`` was: "labels" (one per text), "label sets" (``predict`` gives a tuple of labels per text)
         or "indicator" (a 0/1 array (n_texts, n_labels); ``predict`` gives one too). For both multi-label targets
         every label has its own linear decision (one ridge fit for all labels, Platt-calibrated) and decision
@@ -128,7 +130,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
                  probe_Cs: Sequence[float] | None = None, final_Cs: Sequence[float] = DEFAULT_FINAL_CS,
                  metric: str = "auto", cv: int | str | None = "auto", cv_repeats: int | str = 1,
                  selection_rule: str = "auto", readout_kinds: Sequence[str] = READOUT_KINDS, mlp_head: bool = True,
-                 class_weight: str | None = None, calibrate: bool = True, validation_size: float = 0.2,
+                 class_weight: str | None = "auto", calibrate: bool = True, validation_size: float = 0.2,
                  max_length: int | None = None, windows: bool = False, window_overlap: int = 64, token_budget: int = 8192,
                  store_dir: str | None = None, store_dtype: str = "float32", probe_solver: str = "auto",
                  device: str = "auto", dtype: str = "auto", n_jobs: int | None = -1, random_state: int = 42,
@@ -282,13 +284,11 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _for_target(params: dict, codes: np.ndarray) -> dict:
-        """The parameters as this target uses them: the metric resolved ("auto"), multi-label refusals."""
+        """The parameters as this target uses them: the metric and the class weights resolved ("auto")."""
         multilabel = codes.ndim == 2
-        params = dict(params, metric=check_metric(params["metric"], multilabel=multilabel))
-        if multilabel and params["class_weight"] is not None:
-            raise ValueError("class_weight='balanced' does not apply to label sets: each label's own decision "
-                             "threshold already answers its rarity; leave class_weight=None")
-        return params
+        metric = check_metric(params["metric"], multilabel=multilabel)
+        return dict(params, metric=metric,
+                    class_weight=check_class_weight(params["class_weight"], metric, multilabel=multilabel))
 
     def _protocol(self, params: dict, codes: np.ndarray, validation_rows: np.ndarray | None) -> Protocol:
         return make_protocol(codes, self.classes_, validation_rows, cv=params["cv"], cv_repeats=params["cv_repeats"],
