@@ -105,3 +105,16 @@ def test_bad_targets_refused(tiny_dir, tmp_path, label_sets):
         _baseline(tiny_dir, tmp_path, metric="samples_f1").fit(texts, ["a" if i % 2 else "b" for i in range(80)])
     with pytest.raises(ValueError, match="same form"):
         baseline.fit(texts[:60], sets[:60], X_val=texts[60:], y_val=["a"] * 20)
+
+
+def test_class_weights_follow_the_metric_as_stc_weighs_them(tiny_dir, tmp_path, label_sets):
+    """A fair comparison: macro-F1 over single labels fits balanced, accuracy and label sets unweighted."""
+    texts, sets = label_sets
+    labels = ["rare" if i % 5 == 0 else "common" for i in range(len(texts))]
+    for metric, expected in (("macro_f1", "balanced"), ("accuracy", None)):
+        fitted = _baseline(tiny_dir, tmp_path, metric=metric).fit(texts, labels)
+        assert fitted.class_weight_ == expected
+        assert fitted.classifier_.named_steps["logreg"].class_weight == expected
+    assert _baseline(tiny_dir, tmp_path).fit(texts, sets).class_weight_ is None
+    with pytest.raises(ValueError, match="class_weight='balanced' does not apply to label sets"):
+        _baseline(tiny_dir, tmp_path, class_weight="balanced").fit(texts, sets)

@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score
 from sklearn.utils.validation import check_is_fitted
 
-from .._metrics import check_metric, score
+from .._metrics import check_class_weight, check_metric, score
 from .._multilabel import cross_fitted_predictions, decode_indicator, encode_label_sets, is_multilabel_target
 from .._validation import check_grid, check_inputs
 from ..aggregate import DEFAULT_FINAL_CS, make_final_classifier
@@ -47,6 +47,7 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     Training features come from an activation store of the same texts when one exists (``store_dir``, default
     ``$STC_CACHE/stores``), so fitting beside STC costs no second forward pass; else they are extracted.
     ``reuse_store=False`` always extracts, so that the fit time is the baseline's own cost (``stc experiment``).
+    ``class_weight`` is STC's (``"auto"``: balanced for macro-F1 over single labels), for a fair comparison.
 
     Multi-label targets (a label collection per text, or a 2-D 0/1 indicator array) are fitted as STC fits them:
     one ridge classifier for every label on the standardised embedding (``stc.heads.multilabel_heads``, its C
@@ -63,6 +64,8 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
     classifier_ : the scikit-learn pipeline (standardisation, logistic regression; a ridge classifier for label sets)
         fitted on the training texts (not the validation ones).
     metric_ : ``metric`` with "auto" resolved (accuracy for one label per text, micro-F1 for label sets).
+    class_weight_ : ``class_weight`` with "auto" resolved as STC resolves it ("balanced" for macro-F1 over single
+        labels, else None), so that the two are compared with the same weights.
     target_ : what ``y`` was: "labels", "label sets" (``predict`` gives a tuple of labels per text) or
         "indicator" (``predict`` gives a 0/1 array (n_texts, n_labels)).
     thresholds_ : multi-label only: per label, the probability from which it is predicted.
@@ -72,14 +75,16 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         fit's wall time in seconds."""
 
     def __init__(self, model: str = "minilm", *, pooling: str = "auto", Cs=DEFAULT_FINAL_CS,
-                 metric: str = "auto", validation_size: float = 0.2, max_length: int | None = None,
-                 windows: bool = False, window_overlap: int = 64, token_budget: int = 8192, device: str = "auto",
+                 metric: str = "auto", class_weight: str | None = "auto", validation_size: float = 0.2,
+                 max_length: int | None = None, windows: bool = False, window_overlap: int = 64,
+                 token_budget: int = 8192, device: str = "auto",
                  dtype: str = "auto", random_state: int = 42, show_progress_bar: bool = True,
                  store_dir: str | None = None, reuse_store: bool = True):
         self.model = model
         self.pooling = pooling
         self.Cs = Cs
         self.metric = metric
+        self.class_weight = class_weight
         self.validation_size = validation_size
         self.max_length = max_length
         self.windows = windows
@@ -125,6 +130,7 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
         started = time.perf_counter()
         multilabel = is_multilabel_target(y)
         self.metric_ = check_metric(self.metric, multilabel=multilabel)
+        self.class_weight_ = check_class_weight(self.class_weight, self.metric_, multilabel=multilabel)
         Cs = check_grid(self.Cs, "Cs")
         if self.pooling != "auto" and self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be 'auto' or one of {POOLINGS}, got {self.pooling!r}")
@@ -150,10 +156,11 @@ class EmbeddingClassifier(FeatureReadoutMixin, ClassifierMixin, BaseEstimator):
                 self._fit_label_sets(X_train, train_codes, X_val_features, val_codes)
             else:
                 for C in Cs:
-                    model = make_final_classifier(C, self.random_state).fit(X_train, train_codes)
+                    model = make_final_classifier(C, self.random_state, self.class_weight_).fit(X_train, train_codes)
                     self.val_scores_[C] = score(val_codes, model.predict(X_val_features), self.metric_)
                 self.C_ = max(Cs, key=lambda C: (self.val_scores_[C], -C))
-                self.classifier_ = make_final_classifier(self.C_, self.random_state).fit(X_train, train_codes)
+                self.classifier_ = make_final_classifier(self.C_, self.random_state, self.class_weight_).fit(
+                    X_train, train_codes)
         self.val_score_ = self.val_scores_[self.C_]
         self.n_features_ = X_train.shape[1]
         self.exit_layer_ = backbone.num_layers
