@@ -81,3 +81,20 @@ def test_present_scores_temperature_and_data_name_are_printed(clf):
     front = _front_matter(card)
     assert front["datasets"] == ["planted keywords"]
     assert front["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.mark.parametrize("requested, metric, words", [
+    ("auto", "accuracy", "| class weights | none (every text counts the same) |"),
+    ("auto", "macro_f1", "| class weights | balanced (every class counts the same, however rare: macro_f1 counts them so) |"),
+    ("balanced", "accuracy", "| class weights | balanced (every class counts the same, however rare) |"),
+    (None, "macro_f1", "| class weights | none (every text counts the same) |"),
+    ("absent", "macro_f1", "| class weights | none (every text counts the same) |"),  # saved before class_weight
+])
+def test_the_card_says_how_the_head_weighed_the_classes(clf, requested, metric, words):
+    params = {k: v for k, v in clf.readout_.params.items() if k != "class_weight"}
+    if requested != "absent":
+        params["class_weight"] = requested
+    record = replace(clf.readout_.record, selection={**clf.readout_.record.selection, "metric": metric})
+    readout = replace(clf.readout_, params={**params, "metric": metric}, record=record)
+    assert readout.metric == metric
+    assert words in model_card(readout)

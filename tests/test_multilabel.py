@@ -94,7 +94,8 @@ def test_a_saved_multilabel_model_loads_with_its_thresholds_bit_for_bit(clf, new
     assert np.array_equal(back.readout_.head.thresholds, clf.readout_.head.thresholds)
     assert np.array_equal(back.predict_proba(new[0]), clf.predict_proba(new[0]))
     assert back.predict(new[0]) == clf.predict(new[0]) and back.target_ == "label sets"
-    assert "multi-label" in (tmp_path / "model" / "README.md").read_text()
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "multi-label" in card and "| class weights | none (each label's own decision threshold" in card
 
 
 def test_the_explanation_splits_each_predicted_labels_decision_by_neuron(clf):

@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from ._metrics import check_class_weight
 from ._version import __version__
 from .extract import parse_key
 from .readout import Readout
@@ -135,6 +136,7 @@ def _configuration_lines(readout: Readout) -> list[str]:
     for name in ("readout", "dense_key", "representations", "poolings", "eta", "exit_layer", "C", "n_features"):
         if shown.get(name) is not None:
             lines.append(f"| {name} | {shown[name]} |")
+    lines.append(f"| class weights | {_class_weight_words(readout)} |")
     representations = sorted({parse_key(k)[0] for k in readout.kept_columns})
     lines += [f"| max_length (tokens) | {extraction.get('max_length')} |",
               f"| long texts | {'overlapping windows' if extraction.get('windows') else 'truncated'} |", "",
@@ -147,6 +149,18 @@ def _configuration_lines(readout: Readout) -> list[str]:
     for layer in sorted(per_layer):
         lines.append(f"| {layer} | " + " | ".join(str(per_layer[layer][r]) for r in representations) + " |")
     return lines
+
+
+def _class_weight_words(readout: Readout) -> str:
+    """How the head's loss weighed the classes (a model saved before ``class_weight`` existed was unweighted)."""
+    if readout.multilabel:
+        return "none (each label's own decision threshold answers its rarity)"
+    requested = readout.params.get("class_weight")
+    used = check_class_weight(requested, readout.metric)
+    if used is None:
+        return "none (every text counts the same)"
+    return "balanced (every class counts the same, however rare" + (
+        f": {readout.metric} counts them so)" if requested == "auto" else ")")
 
 
 def _score_lines(readout: Readout, validation: dict) -> list[str]:
