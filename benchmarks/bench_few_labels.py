@@ -37,12 +37,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from bench_selection import REVISION, StoredSTC, bench_data, embedding_run
 
 from stc._metrics import score
+from stc.data import load_dataset
 from stc.extract import feature_key
 
 METHODS = ("stc", "stc-repeats", "embedding", "setfit", "stc-setfit-body")
@@ -57,6 +59,15 @@ def draw_per_class(labels, k: int, seed: int) -> np.ndarray:
     rows = [rng.choice(np.flatnonzero(labels == label), size=min(k, int(np.sum(labels == label))), replace=False)
             for label in np.unique(labels)]
     return rng.permutation(np.concatenate(rows))
+
+
+def pool_data(name: str) -> SimpleNamespace:
+    """The draws' pool (train + validation, as ``bench_data`` orders it) and the dataset, without a store: the
+    SetFit methods run their own forward passes, and a store of every text (38k tweets) costs far more than they do."""
+    dataset = load_dataset(name)
+    pool_texts = dataset.train.texts + (dataset.validation.texts if dataset.validation else [])
+    pool_labels = list(dataset.train.labels) + (list(dataset.validation.labels) if dataset.validation else [])
+    return SimpleNamespace(dataset=dataset, pool_texts=pool_texts, pool_labels=pool_labels)
 
 
 def stc_record(clf, data, test_labels, metric) -> dict:
@@ -196,9 +207,10 @@ def main() -> None:
             print(json.dumps({key: record.get(key) for key in ("dataset", "per_class", "seed", "method", "test",
                                                                "estimate", "readout", "fit_s")}), flush=True)
 
+        needs_store = bool(set(methods) & {"stc", "stc-repeats", "embedding"})
         with tempfile.TemporaryDirectory() as scratch:
             for name in args.datasets.split(","):
-                data = bench_data(name, args.store_dir, show_progress_bar=False)
+                data = bench_data(name, args.store_dir, show_progress_bar=False) if needs_store else pool_data(name)
                 for k in map(int, args.per_class.split(",")):
                     for seed in range(args.first_seed, args.first_seed + args.seeds):
                         run_cell(name, data, k, seed, methods, done, write, scratch)
