@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import sqlite3
 import subprocess
 import unicodedata
@@ -66,10 +67,39 @@ def test_missing_file_is_named(tmp_path):
         read_labelled_file(tmp_path / "nope.csv")
 
 
-def test_missing_column_lists_the_columns_found(tmp_path):
-    path = write_table(tmp_path / "data.csv", {"sentence": ["x"], "label": ["a"]})
-    with pytest.raises(ValueError, match=r"no column 'text'; the columns found are \['sentence', 'label'\]"):
+def test_missing_column_lists_the_columns_found_and_names_the_argument(tmp_path):
+    path = write_table(tmp_path / "data.csv", {"words": ["x"], "label": ["a"]})
+    with pytest.raises(ValueError, match=r"no column 'text'; the columns found are \['words', 'label'\]: name the "
+                                         r"column with text_column= \(--text-column for the stc command\)"):
         read_labelled_file(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_columns_named_but_for_case_or_by_a_usual_name_are_read_and_said(tmp_path, caplog, suffix):
+    path = write_table(tmp_path / f"reviews{suffix}", {"ID": [1, 2], "Review": ["good", "bad"],
+                                                       "sentiment": ["pos", "neg"]})
+    with caplog.at_level(logging.WARNING, logger="stc.data"):
+        split = read_labelled_file(path)
+    assert split.texts == ["good", "bad"] and split.labels == ["pos", "neg"]
+    assert "no column 'text'; reading the texts from column 'Review'" in caplog.text
+    assert "no column 'label'; reading the labels from column 'sentiment'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="stc.data"):
+        assert read_texts(path) == ["good", "bad"]  # a file to predict: the same rule
+    assert "reading the texts from column 'Review'" in caplog.text
+
+
+def test_a_named_column_is_matched_but_for_case_never_by_a_usual_name(tmp_path):
+    path = write_table(tmp_path / "data.csv", {" Body ": ["x", "y"], "review": ["u", "v"], "y": ["a", "b"]})
+    assert read_labelled_file(path, text_column="body", label_column="Y").texts == ["x", "y"]
+    with pytest.raises(ValueError, match=r"no column 'words'; the columns found are"):
+        read_labelled_file(path, text_column="words", label_column="y")  # 'review' is not what was asked for
+
+
+def test_two_columns_with_usual_names_are_not_guessed_between(tmp_path):
+    path = write_table(tmp_path / "data.csv", {"sentence": ["x"], "review": ["y"], "label": ["a"]})
+    with pytest.raises(ValueError, match=r"no column 'text' \('sentence' or 'review'\?\); the columns found are"):
+        load_dataset(str(path))
 
 
 @pytest.mark.parametrize("content", [b"", b"   \n", b"text,label\n"])
@@ -381,8 +411,8 @@ def test_hf_folder_of_data_files_uses_the_named_columns(tmp_path):
                                                 "y": ["a", "b"] * n})
     dataset = load_dataset(f"hf:{tmp_path}", text_column="sentence", label_column="y")
     assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (20, 4, 6)
-    with pytest.raises(ValueError, match=r"no column 'text'; the columns found are \['sentence', 'y'\]"):
-        load_dataset(f"hf:{tmp_path}")
+    with pytest.raises(ValueError, match=r"no column 'label'; the columns found are \['sentence', 'y'\]"):
+        load_dataset(f"hf:{tmp_path}")  # 'sentence' is a usual name for the texts; 'y' is none for the labels
 
 
 def test_hf_hub_failure_is_a_clear_error(monkeypatch):

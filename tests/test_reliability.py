@@ -158,7 +158,7 @@ def _cli_cases(tmp_path, tiny_dir):
         ("empty text in a row", ["fit", "--data", _write(tmp_path / "a.csv", _csv(GOOD_ROWS[:3] + [(" ", "pos")]
                                                                                    + GOOD_ROWS[3:]))],
          "row 4 (line 5): the text is empty"),
-        ("no text column", ["fit", "--data", _write(tmp_path / "b.csv", "body,label\nx,1\n")], "no column 'text'"),
+        ("no text column", ["fit", "--data", _write(tmp_path / "b.csv", "words,label\nx,1\n")], "no column 'text'"),
         ("no label column", ["fit", "--data", _write(tmp_path / "c.csv", "text,tag\nx,1\n")], "no column 'label'"),
         ("named text column absent", ["fit", "--data", _write(tmp_path / "c2.csv", _csv(GOOD_ROWS)),
                                       "--text-column", "sentence"], "no column 'sentence'"),

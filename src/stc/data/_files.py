@@ -32,6 +32,15 @@ SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 SPLIT_NAMES = {"train": "train", "validation": "validation", "dev": "validation", "valid": "validation",
                "val": "validation", "test": "test"}
 
+#: The default column names, and the usual other names a file gives that column (matched ignoring case) when it has
+#: no column of the default name and exactly one of these.
+DEFAULT_COLUMNS = {"text_column": "text", "label_column": "label"}
+USUAL_COLUMNS = {"text_column": ("text", "texts", "sentence", "review", "content", "document", "body", "comment",
+                                 "message", "tweet"),
+                 "label_column": ("label", "class", "category", "target", "sentiment", "labels")}
+COLUMN_ROLES = {"text_column": "the texts", "label_column": "the labels", "text_pair_column": "the paired texts",
+                "split_column": "the splits"}
+
 _INTEGER = re.compile(r"[+-]?\d+")
 Row = tuple[str, dict]  # (where the row is, e.g. "data.csv row 6 (line 7)"; the row's values by column)
 #: Characters that join tags in a single cell ("Comedy;Drama"): a single-label read warns when most labels hold one.
@@ -48,8 +57,8 @@ def read_labelled_file(path: str | Path, *, text_column: str = "text", label_col
     path = Path(path)
     _check_separator(label_separator)
     columns, rows = _read_rows(path)
-    _require_columns(path, columns, [text_column, label_column])
-    return _split_from_rows(path, rows, text_column, label_column, label_separator)
+    found = find_columns(path, columns, text_column=text_column, label_column=label_column)
+    return _split_from_rows(path, rows, found["text_column"], found["label_column"], label_separator)
 
 
 def read_texts(path: str | Path, *, text_column: str = "text", text_pair_column: str | None = None) -> list:
@@ -66,8 +75,8 @@ def read_texts(path: str | Path, *, text_column: str = "text", text_pair_column:
             raise ValueError(f"{path}: the file has no non-empty lines")
         return texts
     columns, rows = _read_rows(path)
-    _require_columns(path, columns, [text_column] + ([text_pair_column] if text_pair_column else []))
-    return _texts_of_rows(rows, text_column, text_pair_column)
+    found = find_columns(path, columns, text_column=text_column, text_pair_column=text_pair_column)
+    return _texts_of_rows(rows, found["text_column"], found["text_pair_column"])
 
 
 def _texts_of_rows(rows: list[Row], text_column: str, text_pair_column: str | None) -> list:
@@ -93,8 +102,10 @@ def load_file_dataset(path: str | Path, *, text_column: str = "text", label_colu
     path = Path(path)
     _check_separator(label_separator)
     columns, rows = _read_rows(path)
-    _require_columns(path, columns, [text_column, label_column] + ([split_column] if split_column else [])
-                     + ([text_pair_column] if text_pair_column else []))
+    found = find_columns(path, columns, text_column=text_column, label_column=label_column,
+                          text_pair_column=text_pair_column, split_column=split_column)
+    text_column, label_column = found["text_column"], found["label_column"]
+    text_pair_column, split_column = found["text_pair_column"], found["split_column"]
     if split_column is None and "split" in columns and _all_split_names(rows, "split"):
         split_column = "split"
     everything = _split_from_rows(path, rows, text_column, label_column, label_separator)  # one label type
@@ -134,10 +145,29 @@ def _all_split_names(rows: list[Row], column: str) -> bool:
     return all(isinstance(row.get(column), str) and row[column].strip().lower() in SPLIT_NAMES for _, row in rows)
 
 
-def _require_columns(path: Path, found: list[str], wanted: list[str]) -> None:
-    missing = [column for column in wanted if column not in found]
-    if missing:
-        raise ValueError(f"{path}: no column {missing[0]!r}; the columns found are {found}")
+def find_columns(where: Path | str, found: list[str], **wanted: str | None) -> dict[str, str | None]:
+    """The file's column for each argument (``text_column="text"``, ...): the named one, else the one column whose
+    name matches it but for case and spaces, else, for a default name, the one column with a usual name for it
+    (``review``, ``sentence``; ``category``, ``sentiment``, ...), said in a warning; otherwise a ValueError naming
+    the argument and the columns found. Arguments given as None are not wanted (None back)."""
+    resolved: dict[str, str | None] = {}
+    for argument, name in wanted.items():
+        if name is None or name in found:
+            resolved[argument] = name
+            continue
+        taken = set(resolved.values())
+        matches = [c for c in found if c.strip().casefold() == name.strip().casefold() and c not in taken]
+        if not matches and name == DEFAULT_COLUMNS.get(argument):
+            matches = [c for c in found if c.strip().casefold() in USUAL_COLUMNS[argument] and c not in taken]
+        option = "--" + argument.replace("_", "-")
+        if len(matches) != 1:
+            among = f" ({' or '.join(map(repr, matches))}?)" if matches else ""
+            raise ValueError(f"{where}: no column {name!r}{among}; the columns found are {found}: name the column "
+                             f"with {argument}= ({option} for the stc command)")
+        logger.warning("%s: no column %r; reading %s from column %r (another with %s=, %s for the stc command)",
+                       where, name, COLUMN_ROLES[argument], matches[0], argument, option)
+        resolved[argument] = matches[0]
+    return resolved
 
 
 def _split_from_rows(path: Path, rows: list[Row], text_column: str, label_column: str,

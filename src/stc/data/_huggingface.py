@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._files import SPLIT_NAMES
+from ._files import SPLIT_NAMES, find_columns
 from ._splits import complete_splits, default_metric
 from ._types import Split, TextDataset, checked_label, checked_text
 
@@ -96,8 +96,11 @@ def hf_split(dataset: Any, text_column: str, label_column: str, where: str) -> S
 def load_hf_dataset(spec: str, *, text_column: str = "text", label_column: str = "label",
                     seed: int = 42) -> TextDataset:
     """A TextDataset from ``hf:SPEC``: the dataset's own splits, with any missing one carved out of train."""
-    given = {key: hf_split(dataset, text_column, label_column, f"hf:{spec} {key}")
-             for key, dataset in open_hf_dataset(spec).items()}
+    splits = open_hf_dataset(spec)
+    found = find_columns(f"hf:{spec}", splits["train"].column_names, text_column=text_column,
+                         label_column=label_column)
+    text_column, label_column = found["text_column"], found["label_column"]
+    given = {key: hf_split(dataset, text_column, label_column, f"hf:{spec} {key}") for key, dataset in splits.items()}
     if given["train"] is None:
         raise ValueError(f"hf:{spec}: the train split has no labels")
     train, validation, test, rule = complete_splits(given["train"], given.get("validation"), given.get("test"), seed)
