@@ -124,6 +124,24 @@ def test_a_fit_that_would_not_fit_in_memory_is_refused_in_one_line_naming_the_kn
     assert not (tmp_path / "m").exists()
 
 
+def test_evaluate_says_how_much_of_a_file_it_scored_and_all_scores_every_text(model_dir, data_files, mr_small,
+                                                                              capsys):
+    from stc import load
+    from stc._metrics import score
+
+    _, train, _ = data_files
+    columns = ["--text-column", "sentence", "--label-column", "polarity", "--quiet"]
+    assert main(["evaluate", str(model_dir), "--data", str(train), *columns]) == 0
+    assert "the test split: 100 of the file's 300 texts (--split all scores every one)" in capsys.readouterr().err
+    assert main(["evaluate", str(model_dir), "--data", str(train), "--split", "all", *columns]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["split"] == "all" and report["n"] == 300 and "split:" not in captured.err
+    texts = [t for part in (mr_small.train, mr_small.validation, mr_small.test) for t in part.texts[:100]]
+    truth = [y for part in (mr_small.train, mr_small.validation, mr_small.test) for y in part.labels[:100]]
+    assert report["accuracy"] == round(score(truth, load(model_dir).predict(texts), "accuracy"), 6)
+
+
 def test_evaluate_refuses_labels_the_model_never_saw(model_dir, tmp_path, capsys):
     path = tmp_path / "other.csv"
     path.write_text("text,label\nfine film,neutral\nawful film,negative\n", encoding="utf-8")

@@ -172,14 +172,19 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from . import load
+    from . import data, load
 
     clf = load(args.model_dir, device=args.device)
     clf.set_params(show_progress_bar=not args.quiet)
     dataset = _dataset(args)
-    split = getattr(dataset, args.split)
+    parts = [part for part in (dataset.train, dataset.validation, dataset.test) if part is not None]
+    split = data.Split(sum((p.texts for p in parts), []), sum((list(p.labels) for p in parts), [])) \
+        if args.split == "all" else getattr(dataset, args.split)
     if split is None:
         raise ValueError(f"dataset {args.data!r} has no {args.split} split")
+    if args.split != "all" and Path(args.data).is_file():  # a held-out file is scored whole with --split all
+        print(f"stc: the {args.split} split: {len(split.texts)} of the file's {sum(map(len, parts))} texts "
+              "(--split all scores every one)", file=sys.stderr)
     report = {"split": args.split, "n": len(split.texts)}
     # ECE: 15 equal-width confidence bins; both calibration figures read the same (calibrated) probabilities
     for metric, value in _scores(clf, split, ("accuracy", "macro_f1")).items():
@@ -346,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="accuracy and macro-F1 of a saved model on a labelled split")
     evaluate.add_argument("model_dir")
     _add_data_arguments(evaluate)
-    evaluate.add_argument("--split", choices=("train", "validation", "test"), default="test")
+    evaluate.add_argument("--split", choices=("train", "validation", "test", "all"), default="test",
+                          help="the split to score (all: every text, e.g. a held-out file)")
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(handler=_cmd_evaluate)
