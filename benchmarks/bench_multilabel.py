@@ -207,7 +207,7 @@ def extraction_seconds(store_dir: str) -> dict:
 
 
 def run(sizes, seeds, all_seeds, ovr_seeds, ovr_max_size, methods, ratio_size, out_path: Path,
-        store_dir: str) -> None:
+        store_dir: str, first_seed: int = 0) -> None:
     sys.path.insert(0, str(HERE))
     from bench_selection import revision as code_revision
 
@@ -220,9 +220,9 @@ def run(sizes, seeds, all_seeds, ovr_seeds, ovr_max_size, methods, ratio_size, o
             append(out_path, {**store, "date": time.strftime("%Y-%m-%d")})
     jobs = []
     for size in sizes:
-        for seed in range(all_seeds if size == "all" else seeds):
+        for seed in range(first_seed, first_seed + (all_seeds if size == "all" else seeds)):
             for method in methods:
-                if method == "ovr" and (seed >= ovr_seeds or not within(size, ovr_max_size)):
+                if method == "ovr" and (seed >= first_seed + ovr_seeds or not within(size, ovr_max_size)):
                     continue
                 jobs.append((size, seed, method))
                 if size == ratio_size and seed == 0 and method == "stc":
@@ -324,6 +324,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="2000,all", help="training sizes, comma-separated ('all': the train split)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per size (0, 1, ...)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed (seeds first, first + 1, ...: a second run in parallel takes others)")
     parser.add_argument("--all-seeds", type=int, default=None, help="seeds at 'all' (default: --seeds)")
     parser.add_argument("--ovr-seeds", type=int, default=None, help="seeds of the one-vs-rest STC (default: --seeds)")
     parser.add_argument("--ovr-max-size", default="2000",
@@ -347,7 +349,7 @@ def main() -> None:
     methods = tuple(m for m in args.methods.split(",") if m in METHODS and not (m == "ovr" and args.skip_ovr))
     run(sizes, args.seeds, args.all_seeds if args.all_seeds is not None else args.seeds,
         args.ovr_seeds if args.ovr_seeds is not None else args.seeds, args.ovr_max_size, methods, args.ratio_size,
-        args.out, args.store_dir)
+        args.out, args.store_dir, args.first_seed)
 
 
 if __name__ == "__main__":
