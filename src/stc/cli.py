@@ -183,8 +183,8 @@ def _cmd_evaluate(args) -> int:
     if split is None:
         raise ValueError(f"dataset {args.data!r} has no {args.split} split")
     if args.split != "all" and Path(args.data).is_file():  # a held-out file is scored whole with --split all
-        print(f"stc: the {args.split} split: {len(split.texts)} of the file's {sum(map(len, parts))} texts "
-              "(--split all scores every one)", file=sys.stderr)
+        print(f"stc: the {args.split} split: {len(split.texts)} of the {sum(map(len, parts))} texts read from the "
+              "file (--split all scores every one)", file=sys.stderr)
     report = {"split": args.split, "n": len(split.texts)}
     # ECE: 15 equal-width confidence bins; both calibration figures read the same (calibrated) probabilities
     for metric, value in _scores(clf, split, ("accuracy", "macro_f1")).items():
