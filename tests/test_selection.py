@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from stc import STCClassifier
-from stc._summary import summary_lines
+from stc._summary import estimate_lines, summary_lines
 from stc.aggregate import Candidate, Evaluation
 from stc.calibration import expected_calibration_error, fit_temperature, log_loss, probabilities
 from stc.search import SearchSpace, TwoStageSearch
 from stc.folds import (MAX_REPEATS, REPEATED_CV_BELOW, make_folds, make_repeated_folds, resolve_cv, resolve_repeats,
                        unscored_classes)
 from stc.selection import (FLOOR_SES, FloorTest, Selector, choose_one_se, expected_score, held_out_scores,
-                           mean_and_se)
+                           mean_and_se, with_sampling_floor)
 from stc.store import FORMAT_VERSION, ActivationStore
 
 from ._helpers import save_tiny
@@ -410,6 +410,43 @@ def test_repeated_folds_keep_one_partitions_standard_error():
     values = np.array([0.6, 0.7, 0.8, 0.7, 0.6, 0.8])
     assert mean_and_se(values, 3)[1] == pytest.approx(values.std(ddof=1) / np.sqrt(3))
     assert mean_and_se(values)[1] == pytest.approx(values.std(ddof=1) / np.sqrt(6))
+
+
+def test_the_estimates_error_is_never_below_the_binomial_error_of_its_held_out_texts():
+    # 6 texts in 3 folds, each fold scoring 0.5: no spread, yet 6 texts cannot tell 0.5 from 0.9
+    assert with_sampling_floor(mean_and_se(np.array([0.5, 0.5, 0.5])), 6) == pytest.approx((0.5, np.sqrt(0.25 / 6)))
+    assert with_sampling_floor((0.9, 0.2), 100) == (0.9, 0.2)  # a wider spread stays
+    assert with_sampling_floor((0.8, float("nan")), 400) == pytest.approx((0.8, 0.02))  # one block: no spread at all
+    assert with_sampling_floor((1.0, 0.0), 30) == (1.0, 0.0)  # every text right: the binomial error is 0 too
+
+
+def test_the_summary_prints_the_spread_it_has_and_says_when_the_estimate_is_too_noisy():
+    from types import SimpleNamespace
+
+    selection = {"protocol": "cv", "folds": 3, "repeats": 1, "rule": "one_se", "n_candidates": 9}
+    fitted = SimpleNamespace(selection_=selection, metric_="accuracy", val_score_=0.5, val_score_se_=0.0,
+                             expected_score_=0.5, expected_score_se_=0.2041, class_weight_=None, temperature_=1.0)
+    lines = estimate_lines(fitted)
+    assert "held-out accuracy of the chosen one 0.5000 ± 0.0000" in lines[0]  # a spread of 0 is not "nan"
+    assert any("too noisy to act on" in line for line in lines)
+    one_split = SimpleNamespace(**{**vars(fitted), "val_score_se_": None, "expected_score_se_": 0.01,
+                                   "selection_": {**selection, "protocol": "split"}})
+    lines = estimate_lines(one_split)
+    assert lines[0].endswith("the chosen one 0.5000") and not any("too noisy" in line for line in lines)
+
+
+def test_a_fit_on_a_handful_of_texts_says_its_estimate_is_too_noisy_to_act_on(tmp_path, planted_classifier):
+    # 16 texts in 5 folds whose scores barely spread (0.0167 before the floor), though 16 texts are a coin's worth
+    arrays, y = _planted(0, n=16, effect=3.0)
+    store = _write_store(tmp_path / "s", arrays)
+    clf = _fit_rows(planted_classifier(representations=("hidden",), poolings=("mean",), etas=(0.5,), final_Cs=(1.0,),
+                                       show_progress_bar=False, mlp_head=False), store, y, np.arange(16))
+    share = clf.expected_score_
+    assert 0.0 < share < 1.0 and clf.expected_score_se_ >= np.sqrt(share * (1 - share) / 16) - 1e-12
+    noisy = [line for line in summary_lines(clf) if "too noisy to act on" in line]
+    assert len(noisy) == (clf.expected_score_se_ > 0.05)
+    assert noisy  # 16 texts: only a perfect or null score has an error under 5 points
+    assert not any("nan" in line for line in summary_lines(clf))
 
 
 def test_a_fit_on_few_texts_scores_every_candidate_on_repeated_folds_and_says_so(tmp_path, planted_classifier):

@@ -57,8 +57,10 @@ def estimate_lines(clf) -> list[str]:
         if repeats > 1:
             how += f" over {repeats} seeded partitions (every candidate scored on each)"
         rule = "one-standard-error rule" if selection["rule"] == "one_se" else "best score"
+        se = clf.val_score_se_
+        spread = "" if se is None or se != se else f" ± {se:.4f}"  # one validation block: no spread
         lines.append(f"selection: {how}, {rule}, {selection['n_candidates']} candidates; held-out {clf.metric_} of "
-                     f"the chosen one {clf.val_score_:.4f} ± {clf.val_score_se_ or float('nan'):.4f}")
+                     f"the chosen one {clf.val_score_:.4f}{spread}")
     if getattr(clf, "class_weight_", None) == "balanced":
         lines.append("class weights: balanced (every class counts the same in the probes and the final fit"
                      + (", as in macro_f1)" if clf.class_weight == "auto" else ")"))

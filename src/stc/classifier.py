@@ -91,7 +91,7 @@ class STCClassifier(FittedState, ClassifierMixin, BaseEstimator):
     expected_score_ : the expected test score, the selection's optimism left out: each fold (each block of the
         validation texts, with one split) scored by the setting the search, replayed from its first stage on the
         other folds, chooses without it (see ``stc.selection``).
-    expected_score_se_ : the standard error of ``expected_score_``.
+    expected_score_se_ : its standard error, at least the held-out texts' binomial one (``with_sampling_floor``).
     selection_ : how the setting was chosen, a dict: protocol ("cv" or "split"), folds, repeats (partitions into
         them), rule ("one_se" or "best"), floor and floor_margin (the embedding readout the floor chose; the search's
         choice minus it per block: mean, se), n_blocks, n_candidates, n_held_out, unscored_classes (one-text classes).

@@ -31,7 +31,7 @@ from .folds import estimate_blocks, make_repeated_folds, resolve_cv, resolve_rep
 from .heads import DEFAULT_MLP_CS
 from .probe import ProbeResult, fit_probe_paths, fit_probes
 from .search import SearchSpace, TwoStageSearch
-from .selection import Selector, configuration_rows
+from .selection import Selector, configuration_rows, with_sampling_floor
 
 __all__ = ["PhaseTimer", "FitOptions", "ProtocolResult", "Protocol", "OneSplit", "KFolds", "make_protocol",
            "searched_kinds"]
@@ -168,6 +168,8 @@ class Protocol(ABC):
         if floor is not None:  # the embedding readout: the neurons did not beat it beyond noise
             outcome = replace(outcome, chosen=floor)
             expected = search.block_estimate(floor)
+        if self.codes.ndim == 1:  # no fewer texts' error than the binomial one (label sets: see the function)
+            expected = with_sampling_floor(expected, len(y_eval) // self.repeats)
         timer.lap("estimate")
         if self.codes.ndim == 2:  # multi-label: labels no held-out text carries
             unscored = np.flatnonzero((self.codes.sum(axis=0) > 0) & (y_eval.sum(axis=0) == 0))

@@ -88,8 +88,8 @@ from .extract import parse_key
 from .heads import HEAD_FAMILIES
 
 __all__ = ["FLOOR_SES", "Selector", "score_blocks", "choose_one_se", "leader_on", "leave_one_block_out",
-           "held_out_scores", "mean_and_se", "embedding_candidates", "FloorTest", "floor_test", "embedding_floor",
-           "expected_score", "configuration_rows"]
+           "held_out_scores", "mean_and_se", "with_sampling_floor", "embedding_candidates", "FloorTest", "floor_test",
+           "embedding_floor", "expected_score", "configuration_rows"]
 
 #: The embedding floor gives way to the search's choice only where it beats the embedding by more than this many
 #: standard errors of their paired per-block differences (``floor_test``): a one-sided test at about 2.3 %. Why
@@ -242,6 +242,21 @@ def mean_and_se(values: np.ndarray, n_independent: int | None = None) -> tuple[f
     se = (float(values.std(ddof=1) / math.sqrt(n_independent or len(values))) if len(values) > 1
           else float("nan"))
     return float(values.mean()), se
+
+
+def with_sampling_floor(estimate: tuple[float, float], n_texts: int) -> tuple[float, float]:
+    """``estimate`` (mean, standard error) with the error raised to at least sqrt(s (1 - s) / n): the binomial
+    error of a score s measured on ``n_texts`` held-out texts, which no estimate from them can beat.
+
+    The spread of a few block scores understates it where the blocks are few and small: 6 texts in 3 folds of
+    one text per class score 0.5, 0.5 and 0.5, a spread of 0, though 6 texts cannot tell 0.5 from 0.9. It also
+    stands in for the error where there is no spread (one block: NaN). For one label per text (accuracy, and as
+    a lower bound for macro-F1, whose rarer classes are measured on fewer texts still); label sets' scores pool
+    the labels of each text and are not proportions of texts, so their estimate keeps the blocks' error."""
+    mean, se = estimate
+    share = min(max(mean, 0.0), 1.0)
+    floor = math.sqrt(share * (1.0 - share) / n_texts) if n_texts else math.nan
+    return mean, (floor if math.isnan(se) else max(se, floor))
 
 
 def embedding_candidates(evaluations: Sequence[Evaluation]) -> list[int]:
