@@ -21,7 +21,7 @@ MAX_LINES = 400
 
 #: Lowest first. Patterns are module names relative to ``stc`` ("" is the package ``stc`` itself).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("utilities", ("_version", "_files", "_archive", "_memory", "_metrics", "_solver", "_solver_multilabel",
+    ("utilities", ("_version", "_files", "_archive", "_memory", "_metrics", "_quiet", "_solver", "_solver_multilabel",
                    "_stratify", "_multilabel", "calibration")),
     # the one arithmetic of a fitted head: features -> decisions, probabilities, contributions (heads: its kinds)
     ("head", ("head", "heads", "_ridge")),  # _ridge: the multi-label head's fit

@@ -20,6 +20,12 @@ How, and why (timings: ``benchmarks/bench_probe_solver.py``):
   descent (scikit-learn's ``enet_path`` on a precomputed Gram matrix) -- about k^2 work per sweep instead of the
   n*k of coordinate descent on the data, which is what liblinear does.
 * A step is accepted by an Armijo line search on the exact objective, so the quadratic model may be solved loosely.
+* ``enet_path`` stops on its duality gap, which needs ``||y||^2`` of a least-squares problem that only exists as
+  ``(Q, q)`` here. A huge stand-in keeps the gap a valid bound, but where every gradient is within the penalty the
+  gap is computed as ``1e30 - 1e30``, reads 0, and the solve returns unmoved: the path then stopped at that C short
+  of its optimum (217 x 1,536 one-vs-rest probes: 20 % above liblinear's objective at one C, every cold start
+  stuck). Binary and one-vs-rest steps pass a true bound from the model's IRLS form (``_least_squares_norm``);
+  ``benchmarks/bench_solver_gap.py`` compares the two on real probes.
 * Up to ``MULTINOMIAL_MAX_CLASSES`` classes the multinomial loss takes joint Newton steps over all classes (one
   class block per pair of classes in the Hessian); cycling over the classes one block at a time, tried first,
   crawled at large C.  That Hessian is (classes x working set)^2 -- 20 classes x 1,536 FFN neurons would be a
@@ -38,16 +44,15 @@ How, and why (timings: ``benchmarks/bench_probe_solver.py``):
 
 from __future__ import annotations
 
-import threading
-import warnings
+import math
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import enet_path
+
+from ._quiet import quiet_cd_chunks, quiet_solver_warnings
 
 __all__ = ["l1_logistic_path", "fits_one_vs_rest", "quiet_solver_warnings", "quiet_cd_chunks",
            "MULTINOMIAL_MAX_CLASSES", "MULTI_CLASS"]
@@ -59,44 +64,10 @@ _MAX_SWEEPS = 1000
 _RATE_FLOOR = 0.2  # inexact steps can shrink the decrease faster than the gap: never trust a rate below it
 _INNER_PROGRESS = 3e-2  # stop the inner solve once a chunk gains less than this share of the gain so far
 _ABSENT_INTERCEPT = float(np.log(np.finfo(np.float64).tiny))  # ~ -708: a class absent from y, never predicted
-_UNSCREENED_Y = 1e15  # the dummy target of the inner coordinate descent: see _solve_l1_qp
+_UNSCREENED_Y = 1e15  # the inner solve's ||y|| where no bound is known (multinomial steps): module docstring
 #: The most classes fitted jointly (multinomial); more are fitted one-vs-rest (see the module docstring).
 MULTINOMIAL_MAX_CLASSES = 4
 MULTI_CLASS = ("auto", "multinomial", "ovr")
-
-# Chunks of coordinate descent that end before its own tolerance is met make scikit-learn warn; those are expected.
-# catch_warnings is process-wide and not thread-safe, so callers that fit from several threads hold one block for
-# all their workers (``quiet_solver_warnings``) and the workers then leave the filters alone.
-_CD_NOT_CONVERGED = "Objective did not converge"
-_held = {"depth": 0}
-_held_lock = threading.Lock()
-
-
-@contextmanager
-def quiet_solver_warnings():
-    """Silence the expected "did not converge" warnings of coordinate-descent chunks, for every thread.
-
-    Enter it in the thread that starts the workers, before they start."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=ConvergenceWarning, message=_CD_NOT_CONVERGED)
-        with _held_lock:
-            _held["depth"] += 1
-        try:
-            yield
-        finally:
-            with _held_lock:
-                _held["depth"] -= 1
-
-
-@contextmanager
-def quiet_cd_chunks():
-    """Silence those warnings around one chunk of coordinate descent, unless a caller already holds the block."""
-    if _held["depth"]:  # a caller holds the block for all threads
-        yield
-        return
-    with quiet_solver_warnings():
-        yield
-
 
 def _validate(X, y, Cs, n_classes):
     X = np.asarray(X)
@@ -137,14 +108,16 @@ def _pseudo_gradient(g, w, lam):
     return np.where(w != 0, g + lam * np.sign(w), shrunk)
 
 
-def _solve_l1_qp(H, c, u, lam, enough, n_free):
+def _solve_l1_qp(H, c, u, lam, enough, n_free, y_norm2=None):
     """Approximately minimise ``c.u + u'Hu/2 + lam*|u[:-n_free]|_1`` (the last ``n_free`` coordinates, intercepts,
     unpenalised), starting from u.
 
     The intercepts are eliminated exactly (Schur complement); compiled coordinate descent then runs on the Gram
     matrix: ``enet_path`` minimises ``(1/2)||y - Xw||^2 + alpha*|w|_1`` for one sample row, given ``Q = X'X`` and
     ``q = X'y``; that is ``w'Qw/2 - q.w + alpha*|w|_1`` plus the constant ``||y||^2 / 2``.  Sweeps run in chunks of
-    doubling length until a chunk gains less than ``enough`` or a small share of the gain so far.
+    doubling length until a chunk gains less than ``enough`` or a small share of the gain so far.  ``y_norm2``, an
+    upper bound of ``||y||^2 = q'Q^+q`` (``_least_squares_norm``), makes enet_path's duality gap exact where its
+    dual point is feasible and a valid bound elsewhere; None stands in a huge one (see ``_UNSCREENED_Y``).
     """
     m = len(u) - n_free
     B, free_factor = H[:m, m:], cho_factor(H[m:, m:])
@@ -157,7 +130,8 @@ def _solve_l1_qp(H, c, u, lam, enough, n_free):
         # every class of a multinomial probe. Measured, the factorisation cost more than screening saved (6 MR
         # probes 4.6 -> 3.2 s, 4 three-class tweet probes 94 -> 33 s, identical probes), so y is made large: the
         # gap stays a valid, loose bound and nothing is screened.
-        dummy_X, dummy_y = np.zeros((1, m)), np.array([_UNSCREENED_Y])
+        dummy_X = np.zeros((1, m))
+        dummy_y = np.array([_UNSCREENED_Y if y_norm2 is None else math.sqrt(y_norm2)])
 
         def value(w):
             return 0.5 * float(w @ (Q @ w)) - float(q @ w) + lam * float(np.abs(w).sum())
@@ -250,7 +224,8 @@ def _newton_step(X, targets, W, b, scores, lam, enough, weights=None):
     H = _hessian(X_work, P, free, weights)
     u_old = np.concatenate([W[:, work].ravel(), b[free]])
     gradient = np.concatenate([G[:, work].ravel(), g_free])
-    delta = _solve_l1_qp(H, gradient - H @ u_old, u_old, lam, enough, len(free)) - u_old
+    y_norm2 = _least_squares_norm(scores, P, residual, weights) if rows == 1 else None
+    delta = _solve_l1_qp(H, gradient - H @ u_old, u_old, lam, enough, len(free), y_norm2) - u_old
     d_W = delta[:rows * k].reshape(rows, k)
     d_b = np.zeros(rows)
     d_b[free] = delta[rows * k:]
@@ -271,6 +246,25 @@ def _newton_step(X, targets, W, b, scores, lam, enough, weights=None):
     W[:, work] = old_W + alpha * d_W
     b += alpha * d_b
     return new_scores, f_old - f_new
+
+
+def _least_squares_norm(scores, P, residual, weights=None):
+    """An upper bound of ``||y||^2`` for the binary Newton model as ``_solve_l1_qp`` poses it, or None.
+
+    The model is the weighted least squares of iteratively reweighted least squares: curvatures ``d = p (1 - p)``
+    (times the sample weights), working response ``z = scores - residual / d``, and after the intercept's elimination
+    ``Q = X'DX/n``, ``q = X'Dz/n`` over the d-weighted centred columns and response.  So ``q'Q^+q``, the squared
+    norm of the projection of ``D^(1/2) z`` on the columns, is at most ``sum d z^2 / n`` over the centred z (the
+    factor leaves room for rounding).  None where a curvature is 0 (a saturated probability)."""
+    curvature = P[:, 0] * (1.0 - P[:, 0])
+    if weights is not None:
+        curvature = curvature * weights
+    if not np.all(curvature > 0):
+        return None
+    z = scores[:, 0] - residual[:, 0] / curvature
+    z = z - float(curvature @ z) / float(curvature.sum())
+    bound = (1.0 + 1e-6) * float(curvature @ (z * z)) / len(z)
+    return bound if math.isfinite(bound) and bound > 0 else None
 
 
 def _null_intercepts(targets, weights=None):

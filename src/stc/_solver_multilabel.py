@@ -60,7 +60,7 @@ from scipy.special import expit
 from sklearn import config_context
 from sklearn.linear_model import enet_path
 
-from ._solver import quiet_cd_chunks
+from ._quiet import quiet_cd_chunks
 
 __all__ = ["l1_logistic_label_paths"]
 

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from ._memory import workers_within
 from ._metrics import score
-from ._solver import fits_one_vs_rest, l1_logistic_path, quiet_solver_warnings
+from ._quiet import quiet_solver_warnings
+from ._solver import fits_one_vs_rest, l1_logistic_path
 from ._solver_multilabel import l1_logistic_label_paths
 from .head import codes_from_decision, linear_decision
 from .store import ActivationStore
