@@ -11,6 +11,9 @@ for every K, so that only the number of classes changes; ``reuters-all`` is ever
 subprocess (its peak RSS is the fit's own) on the activations of one store per dataset, so extraction is left
 out; it is scored by macro-F1 on the dataset's test split (restricted to the cell's classes). The embedding is the
 last layer's mean-pooled hidden state + logistic regression, C by 5-fold CV (``bench_selection.embedding_run``).
+``reuters-KxM`` takes M training texts of each of the K largest classes (many classes, few texts: fewer texts
+than neurons, where each probe's solver is chosen by ``stc.probe._resolved_solver``); ``--methods
+stc,stc-liblinear-small`` fits them side by side with every such probe sent to liblinear, the rule before 12-06.
 ``--compare-joint`` also fits the cells of up to 5 classes with the probes' joint multinomial steps at every
 number of classes (the solver before one-vs-rest), side by side.
 
@@ -65,6 +68,9 @@ if method == "embedding":
 else:
     if method == "stc-joint":
         stc._solver.MULTINOMIAL_MAX_CLASSES = 10**9  # every probe takes joint multinomial steps, as before
+    if method == "stc-liblinear-small":  # every probe with fewer texts than neurons to liblinear, as before 12-06
+        import stc.probe
+        stc.probe._resolved_solver = lambda solver, n, d, k: "liblinear" if solver == "auto" and n < d else solver
     clf = StoredSTC(metric="macro_f1", random_state=seed, show_progress_bar=False).fit(texts, labels)
     predicted = clf.classes_[clf.classifier_.predict(np.hstack(
         [data.store.load(k, columns=c, rows=test_rows) for k, c in clf.kept_columns_.items()]))]
@@ -82,14 +88,19 @@ print(json.dumps(out))
 
 def cell_rows(data, cell: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(pool rows to train on, test rows) of a cell: ``reuters-K`` draws ``n`` texts of the K largest classes, in
-    proportion per class (one at least), seeded; ``reuters-all`` and other datasets take every pool text."""
+    proportion per class (one at least), seeded; ``reuters-KxM`` draws M texts of each of the K largest (few texts,
+    many classes); ``reuters-all`` and other datasets take every pool text."""
     labels = np.asarray(data.pool_labels)
     if not cell.startswith("reuters-") or cell == "reuters-all":
         return np.arange(len(labels)), data.test_rows
-    k = int(cell.split("-")[1])
+    k, _, per_class = cell.split("-")[1].partition("x")
+    k = int(k)
     classes, counts = np.unique(labels, return_counts=True)
     largest = classes[np.argsort(-counts, kind="stable")[:k]]
     rng = np.random.default_rng(seed)
+    if per_class:
+        return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == label))[:int(per_class)]
+                                       for label in largest])), data.test_rows
     total = counts[np.isin(classes, largest)].sum()
     rows = []
     for label in largest:
@@ -123,12 +134,14 @@ def run_cells(cells, seeds, n, methods, out_path: Path) -> None:
 
 def table(out_path: Path) -> None:
     records = [json.loads(line) for line in out_path.read_text().splitlines()]
-    cells = sorted({r["cell"] for r in records}, key=lambda c: (c.split("-")[0], int(c.split("-")[1])
-                                                               if c.split("-")[-1].isdigit() else 10**6))
+    def order(cell):
+        size = cell.split("-")[-1].partition("x")
+        return cell.split("-")[0], int(size[0]) if size[0].isdigit() else 10**6, int(size[2] or 0)
+    cells = sorted({r["cell"] for r in records}, key=order)
     print("| cell | classes | train texts | seeds | method | macro-F1 | estimate | probe s | fit s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for cell in cells:
-        for method in ("stc", "stc-joint", "embedding"):
+        for method in ("stc", "stc-joint", "stc-liblinear-small", "embedding"):
             rows = [r for r in records if r["cell"] == cell and r["method"] == method]
             if not rows:
                 continue
