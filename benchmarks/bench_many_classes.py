@@ -12,8 +12,8 @@ subprocess (its peak RSS is the fit's own) on the activations of one store per d
 out; it is scored by macro-F1 on the dataset's test split (restricted to the cell's classes). The embedding is the
 last layer's mean-pooled hidden state + logistic regression, C by 5-fold CV (``bench_selection.embedding_run``).
 ``reuters-KxM`` takes M training texts of each of the K largest classes (many classes, few texts: fewer texts
-than neurons, where each probe's solver is chosen by ``stc.probe._resolved_solver``); ``--methods
-stc,stc-liblinear-small`` fits them side by side with every such probe sent to liblinear, the rule before 12-06.
+than neurons, where ``stc.probe._resolved_solver`` sends the probes to liblinear); ``--methods
+stc,stc-ovr-own-solver`` fits them side by side with the one-vs-rest probes left to stc's own solver.
 ``--compare-joint`` also fits the cells of up to 5 classes with the probes' joint multinomial steps at every
 number of classes (the solver before one-vs-rest), side by side.
 
@@ -68,9 +68,12 @@ if method == "embedding":
 else:
     if method == "stc-joint":
         stc._solver.MULTINOMIAL_MAX_CLASSES = 10**9  # every probe takes joint multinomial steps, as before
-    if method == "stc-liblinear-small":  # every probe with fewer texts than neurons to liblinear, as before 12-06
+    if method == "stc-ovr-own-solver":  # one-vs-rest probes with fewer texts than neurons to stc's solver
         import stc.probe
-        stc.probe._resolved_solver = lambda solver, n, d, k: "liblinear" if solver == "auto" and n < d else solver
+        from stc._solver import fits_one_vs_rest
+        K = int(len(np.unique(labels)))
+        stc.probe._resolved_solver = lambda solver, n, d: ("liblinear" if solver == "auto" and n < d
+                                                           and not fits_one_vs_rest(K) else solver)
     clf = StoredSTC(metric="macro_f1", random_state=seed, show_progress_bar=False).fit(texts, labels)
     predicted = clf.classes_[clf.classifier_.predict(np.hstack(
         [data.store.load(k, columns=c, rows=test_rows) for k, c in clf.kept_columns_.items()]))]
@@ -141,7 +144,7 @@ def table(out_path: Path) -> None:
     print("| cell | classes | train texts | seeds | method | macro-F1 | estimate | probe s | fit s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for cell in cells:
-        for method in ("stc", "stc-joint", "stc-liblinear-small", "embedding"):
+        for method in ("stc", "stc-joint", "stc-ovr-own-solver", "embedding"):
             rows = [r for r in records if r["cell"] == cell and r["method"] == method]
             if not rows:
                 continue
@@ -160,7 +163,8 @@ def planted(n: int, d: int, n_classes: int, seed: int = 0):
     return ((X - X.mean(0)) / X.std(0)).astype(np.float32), y
 
 
-def solver_only(class_counts, time_limit: float) -> None:
+def solver_only(class_counts, time_limit: float, shape: tuple[int, int] = (2000, 300), Cs_grid=(3, 10, 30),
+                solvers=None) -> None:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
@@ -182,29 +186,31 @@ def solver_only(class_counts, time_limit: float) -> None:
                                                                             multi_class="multinomial"),
                "liblinear one-vs-rest": lambda X, y, Cs, K: sklearn_path(X, y, Cs, "liblinear"),
                "saga": lambda X, y, Cs, K: sklearn_path(X, y, Cs, "saga")}
+    methods = {name: method for name, method in methods.items() if solvers is None or name in solvers}
     slow = set()
-    print("| classes | solver | seconds | traced peak MiB |\n|---|---|---|---|")
+    print(f"planted {shape[0]:,} x {shape[1]:,}, C = C_min x {Cs_grid}")
+    print("| classes | solver | seconds | CPU seconds | traced peak MiB |\n|---|---|---|---|---|")
     for K in class_counts:
-        X, y = planted(2000, 300, K)
+        X, y = planted(*shape, K)
         C_min = smallest_useful_C(X, y, K)
-        Cs = [C_min * m for m in (3, 10, 30)]
+        Cs = [C_min * m for m in Cs_grid]
         for name, method in methods.items():
             if name in slow:
-                print(f"| {K} | {name} | skipped (over {time_limit:.0f} s with fewer classes) | |", flush=True)
+                print(f"| {K} | {name} | skipped (over {time_limit:.0f} s with fewer classes) | | |", flush=True)
                 continue
             tracemalloc.start()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 method(X, y, Cs, K)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
             if seconds > time_limit:
                 slow.add(name)
             # scikit-learn's solvers allocate in C, where numpy's tracing does not see
             traced = f"{peak:.0f}" if name.startswith("stc") else "not traced"
-            print(f"| {K} | {name} | {seconds:.2f} | {traced} |", flush=True)
+            print(f"| {K} | {name} | {seconds:.2f} | {cpu:.2f} | {traced} |", flush=True)
 
 
 def main() -> None:
@@ -219,9 +225,17 @@ def main() -> None:
     parser.add_argument("--classes", default="2,5,10,20", help="with --solver-only")
     parser.add_argument("--time-limit", type=float, default=120.0,
                         help="with --solver-only: a solver slower than this is not run with more classes")
+    parser.add_argument("--shape", default="2000x300", help="with --solver-only: rows x columns of the problems")
+    parser.add_argument("--probe-grid", action="store_true",
+                        help="with --solver-only: the probes' own 4 C values (RELATIVE_PROBE_CS), not 3")
+    parser.add_argument("--solvers", default=None, help="with --solver-only: a comma-separated subset of the names")
     args = parser.parse_args()
     if args.solver_only:
-        solver_only([int(k) for k in args.classes.split(",")], args.time_limit)
+        from stc.probe import RELATIVE_PROBE_CS
+        rows, _, columns = args.shape.partition("x")
+        solver_only([int(k) for k in args.classes.split(",")], args.time_limit, (int(rows), int(columns)),
+                    RELATIVE_PROBE_CS if args.probe_grid else (3, 10, 30),
+                    None if args.solvers is None else args.solvers.split(","))
         return
     methods = args.methods.split(",") + (["stc-joint"] if args.compare_joint else [])
     run_cells(args.cells.split(","), args.seeds, args.n, methods, args.out)

@@ -592,26 +592,6 @@ def test_balanced_class_weight_fits_three_class_probes_with_more_neurons_than_te
     assert np.argmax(probes["ffn.L1.mean"].importance) == 3
 
 
-def test_one_vs_rest_probes_with_more_neurons_than_texts_keep_stcs_solver(tmp_path, monkeypatch):
-    """Two to four classes with n < d go to liblinear; beyond, one-vs-rest stays with stc's solver (liblinear
-    crawls on their rare positives and penalises the intercept), and finds the planted neurons."""
-    import stc.probe
-    from stc.probe import _resolved_solver, fit_probes
-
-    assert [_resolved_solver("auto", 30, 60, k) for k in (2, 4, 5, 34)] == ["liblinear"] * 2 + ["auto"] * 2
-    assert _resolved_solver("auto", 60, 60, 2) == "auto" and _resolved_solver("saga", 30, 60, 34) == "saga"
-    rng = np.random.default_rng(5)
-    y = np.arange(48) % 6
-    X = rng.normal(size=(48, 80))
-    X[np.arange(48), 10 + y] += 3.0  # class k raises neuron 10 + k
-    store = _write_store(tmp_path / "s", {"ffn.L1.mean": X})
-    called = []
-    monkeypatch.setattr(stc.probe, "_sklearn_path", lambda *a, **k: called.append(1))
-    probe = fit_probes(store, store.keys, y, np.arange(36), np.arange(36, 48))["ffn.L1.mean"]
-    assert not called and probe.coef.shape == (6, 80)
-    assert sorted(np.argsort(-probe.importance)[:6].tolist()) == list(range(10, 16))
-
-
 def test_the_embedding_floor_wins_where_no_readout_beats_it_beyond_noise(tmp_path, planted_classifier):
     """40 texts; the last layer's 32 neurons each carry a sliver of the label, every other array is noise. Without
     the floor ("one_se" alone) the simplest lucky candidate wins: 7 neurons, near chance on 400 new texts. With it

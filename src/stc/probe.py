@@ -179,15 +179,12 @@ def _held_out_predictions(decision: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (decision > 0).astype(np.uint8) if y.ndim == 2 else codes_from_decision(decision)
 
 
-def _resolved_solver(solver: str, n_train: int, dim: int, n_classes: int) -> str:
-    """The solver a probe really gets: with more neurons than texts, "auto" hands two to four classes (and label
-    sets, one binary path per label) over to liblinear, whose coordinate descent on so few rows is cheaper than
-    Newton steps on singular working sets (binary, 16 to 128 texts x 1,536 neurons: 6-22 ms a path against 31-42).
-    One-vs-rest probes stay with stc's solver: their rare positives make liblinear crawl (600 texts x 1,536
-    neurons, 77 classes: 24 s a path against 6), and liblinear also penalises the intercept, large there
-    (``benchmarks/README.md``, "Many classes with few texts")."""
-    small = solver == "auto" and n_train < dim
-    return "liblinear" if small and not fits_one_vs_rest(n_classes) else solver
+def _resolved_solver(solver: str, n_train: int, dim: int) -> str:
+    """The solver a probe really gets: with more neurons than texts, "auto" hands over to liblinear, whose
+    coordinate descent is cheap on so few rows. With many classes (one-vs-rest) stc's solver, its inner duality gap
+    fixed on 12-06, was no faster there: 34 Reuters classes x 8 texts, probe stage 213 s against liblinear's 230 s,
+    the same model (``benchmarks/README.md``, "Many classes")."""
+    return "liblinear" if solver == "auto" and n_train < dim else solver
 
 
 def probe_bytes(n_rows: int, n_train: int, dim: int, n_classes: int, solver: str) -> int:
@@ -196,9 +193,9 @@ def probe_bytes(n_rows: int, n_train: int, dim: int, n_classes: int, solver: str
     binary and one-vs-rest probes, the classes squared for multinomial ones), three times (it, its Schur
     complement, a product), and the working columns."""
     data = 4 * n_rows * dim * 2
-    if _resolved_solver(solver, n_train, dim, n_classes) != "auto":
+    if _resolved_solver(solver, n_train, dim) != "auto":
         return data + 8 * n_train * dim * 2  # scikit-learn's float64 copy, and liblinear's own
-    work = dim  # the working set may hold every neuron (one-vs-rest probes with fewer texts than neurons too)
+    work = min(dim, n_train)
     blocks = 1 if n_classes == 2 or fits_one_vs_rest(n_classes) else n_classes
     return data + 4 * n_train * dim + 3 * 8 * (blocks * work) ** 2 + 2 * 4 * n_train * work
 
@@ -216,7 +213,7 @@ def _fit_path(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nd
     if Cs is None:
         C_min = smallest_useful_C(X_train, y_train, n_classes, weights)
         Cs = [C_min * multiple for multiple in RELATIVE_PROBE_CS]
-    solver = _resolved_solver(solver, X_train.shape[0], X_train.shape[1], 2 if y.ndim == 2 else n_classes)
+    solver = _resolved_solver(solver, X_train.shape[0], X_train.shape[1])
     if solver == "auto" and y.ndim == 2:
         coefs, intercepts = _label_paths(X_train, y_train, Cs)
     elif solver == "auto":
@@ -257,11 +254,11 @@ def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, 
     # scikit-learn's liblinear draws from one process-wide random state: fitted on threads side by side, its
     # probes would depend on timing. Those run side by side in processes (each seeds its own state, so the result
     # is the same as one after another); only stc's own solver runs on threads.
-    n_classes = 2 if y.ndim == 2 else int(y.max()) + 1  # multi-label: binary paths, one label at a time
-    threaded = [key for key in keys if _resolved_solver(solver, len(train_rows), store.dim(key), n_classes) == "auto"]
+    threaded = [key for key in keys if _resolved_solver(solver, len(train_rows), store.dim(key)) == "auto"]
     threaded.sort(key=lambda key: -store.dim(key))  # widest (slowest) first: no worker is left alone at the end
     on_threads = set(threaded)
     serial = [key for key in keys if key not in on_threads]
+    n_classes = 2 if y.ndim == 2 else int(y.max()) + 1  # multi-label: binary paths, one label at a time
     n_rows = len(train_rows) + len(val_rows)
 
     def side_by_side(wanted: int, group: Sequence[str]) -> int:
