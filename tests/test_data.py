@@ -174,6 +174,15 @@ def test_empty_label_in_csv_names_the_row(tmp_path):
         read_labelled_file(path)
 
 
+def test_many_unlabelled_rows_are_named_in_one_error(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("text,label\nfine,a\n" + "".join(f"text {i},\n" for i in range(7)) + "good,b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"data\.csv: 7 of 9 rows have no label \(row 2 \(line 3\), row 3 \(line 4\), "
+                                         r"row 4 \(line 5\), row 5 \(line 6\), row 6 \(line 7\), \.\.\.\): label them, "
+                                         r"or remove them"):
+        read_labelled_file(path)
+
+
 def test_short_csv_row_names_the_row(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("label,text\na,fine\nb\n", encoding="utf-8")

@@ -185,6 +185,13 @@ def _split_from_rows(path: Path, rows: list[Row], text_column: str, label_column
         return Split(texts, [checked_label_set(value, where) for where, value in values])
     if label_separator is not None:
         return Split(texts, _split_labels(path, values, label_column, label_separator))
+    unlabelled = [where for where, value in values if value is None or (isinstance(value, str) and not value.strip())
+                  or (isinstance(value, float) and value != value)]
+    if len(unlabelled) > 1:  # one is named by checked_label; many at once, so that one edit fixes the file
+        shown = ", ".join(where.removeprefix(f"{path} ") for where in unlabelled[:5])
+        raise ValueError(f"{path}: {len(unlabelled)} of {len(values)} rows have no label ({shown}"
+                         f"{', ...' if len(unlabelled) > 5 else ''}): label them, or remove them to fit on the "
+                         f"labelled rows")
     labels = [checked_label(value, where) for where, value in values]
     if path.suffix.lower() in (".csv", ".tsv"):
         labels = _integers_if_all_are(labels)
