@@ -21,7 +21,8 @@ from collections.abc import Hashable
 from pathlib import Path
 
 from ._splits import complete_splits, default_metric
-from ._types import Split, TextDataset, checked_label, checked_label_set, checked_text, is_label_sets, label_set
+from ._types import (Split, TextDataset, checked_label, checked_label_set, checked_text, is_label_sets,
+                     is_missing_label, label_set)
 
 __all__ = ["read_labelled_file", "read_texts", "load_file_dataset", "file_columns", "SUFFIXES"]
 
@@ -185,8 +186,7 @@ def _split_from_rows(path: Path, rows: list[Row], text_column: str, label_column
         return Split(texts, [checked_label_set(value, where) for where, value in values])
     if label_separator is not None:
         return Split(texts, _split_labels(path, values, label_column, label_separator))
-    unlabelled = [where for where, value in values if value is None or (isinstance(value, str) and not value.strip())
-                  or (isinstance(value, float) and value != value)]
+    unlabelled = [where for where, value in values if is_missing_label(value)]
     if len(unlabelled) > 1:  # one is named by checked_label; many at once, so that one edit fixes the file
         shown = ", ".join(where.removeprefix(f"{path} ") for where in unlabelled[:5])
         raise ValueError(f"{path}: {len(unlabelled)} of {len(values)} rows have no label ({shown}"

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Split", "TextDataset", "checked_text", "checked_label", "checked_label_set", "is_label_sets",
-           "label_set", "METRICS", "MULTILABEL_METRICS"]
+__all__ = ["Split", "TextDataset", "checked_text", "checked_label", "is_missing_label", "checked_label_set",
+           "is_label_sets", "label_set", "METRICS", "MULTILABEL_METRICS"]
 
 METRICS = ("accuracy", "macro_f1")
 #: A multi-label dataset is scored over every (text, label) decision: micro-F1 pools them all, so frequent labels
@@ -137,6 +137,12 @@ def checked_text(value: object, where: str) -> str:
     if isinstance(value, float) and math.isnan(value):
         raise ValueError(f"{where}: the text is missing (NaN)")
     raise ValueError(f"{where}: the text is not a string (got {type(value).__name__} {value!r})")
+
+
+def is_missing_label(value: object) -> bool:
+    """Whether ``value`` is no label at all: None, NaN or a blank string (``checked_label`` names which)."""
+    return (value is None or (isinstance(value, float) and math.isnan(value))
+            or (isinstance(value, str) and not value.strip()))
 
 
 def checked_label(value: object, where: str) -> Hashable:
