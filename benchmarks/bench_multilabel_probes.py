@@ -32,7 +32,8 @@ from scipy.special import log_expit
 from threadpoolctl import threadpool_limits
 
 from stc._multilabel import encode_label_sets
-from stc._solver import l1_logistic_path, quiet_solver_warnings
+from stc._quiet import quiet_solver_warnings
+from stc._solver import l1_logistic_path
 from stc._solver_multilabel import l1_logistic_label_paths
 from stc.data import load_dataset
 from stc.probe import RELATIVE_PROBE_CS, _constant_path, smallest_useful_C, standardize

