@@ -146,9 +146,11 @@ class BenchData:
         return np.array([self.row_of[t] for t in texts])
 
 
-def bench_data(name: str, store_dir=DEFAULT_STORE_DIR, show_progress_bar: bool = False) -> BenchData:
-    """The benchmark store of dataset ``name`` (built on first use, found on disk after), ready for StoredSTC."""
-    dataset = load_dataset(name)
+def bench_data(name: str, store_dir=DEFAULT_STORE_DIR, show_progress_bar: bool = False,
+               limit: int | None = None) -> BenchData:
+    """The benchmark store of dataset ``name`` (built on first use, found on disk after), ready for StoredSTC;
+    ``limit`` caps each split as ``load_dataset`` does."""
+    dataset = load_dataset(name, limit=limit)
     backbone = load_backbone("minilm")
     pool_texts = dataset.train.texts + (dataset.validation.texts if dataset.validation else [])
     pool_labels = list(dataset.train.labels) + (list(dataset.validation.labels) if dataset.validation else [])

@@ -181,25 +181,55 @@ def test_a_rare_class_with_more_neurons_than_texts_reaches_the_optimum_from_a_co
         assert ours <= theirs * (1 + 1e-4), (C / C_min, ours, theirs)
 
 
-def test_the_bound_of_the_newton_models_least_squares_norm_holds():
+def _newton_model(rows, seed, scale, weighted=True, n=60, k=6):
+    """The quadratic model of one Newton step at random weights, as ``_newton_step`` builds it: the exact
+    ``q'Q^+q`` after the intercepts' elimination, and ``_least_squares_norm``'s bound of it."""
+    from stc._solver import _hessian, _least_squares_norm, _probabilities
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, k))
+    W, b = rng.normal(scale=scale, size=(rows, k)), rng.normal(size=rows)
+    scores = X @ W.T + b
+    P = _probabilities(scores)
+    y = rng.integers(0, 2 if rows == 1 else rows, n)
+    targets = (y == 1)[:, None].astype(float) if rows == 1 else np.eye(rows)[y]
+    weights = rng.uniform(0.5, 2.0, n) if weighted else None
+    residual = (P - targets) * (1.0 if weights is None else weights[:, None])
+    free = [0] if rows == 1 else list(range(1, rows))  # class 0's intercept is the softmax's gauge
+    H = _hessian(X, P, free, weights)
+    gradient = np.concatenate([(X.T @ residual).T.ravel() / n, residual.mean(axis=0)[free]])
+    c = gradient - H @ np.concatenate([W.ravel(), b[free]])
+    m = rows * k
+    B, F = H[:m, m:], H[m:, m:]
+    Q, q = H[:m, :m] - B @ np.linalg.solve(F, B.T), B @ np.linalg.solve(F, c[m:]) - c[:m]
+    offset = scores.copy()
+    if rows > 1:
+        offset[:, 0] -= b[0]
+    return float(q @ np.linalg.lstsq(Q, q, rcond=None)[0]), _least_squares_norm(offset, P, residual, free, weights)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_the_bound_of_the_newton_models_least_squares_norm_holds(rows, weighted):
+    for seed in range(4):
+        exact, bound = _newton_model(rows, seed, 0.3, weighted)
+        assert exact <= bound <= exact * 50  # an upper bound, not a vacuous one
+        exact, bound = _newton_model(rows, seed, 3.0, weighted)  # confident mistakes: loose, still a bound
+        assert exact <= bound
+
+
+def test_the_bound_skips_texts_fitted_exactly_and_gives_up_on_saturated_mistakes():
     from stc._solver import _least_squares_norm
 
-    rng = np.random.default_rng(3)
-    X = rng.standard_normal((50, 8))
-    scores = rng.normal(scale=2.0, size=(50, 1))
-    p = 1.0 / (1.0 + np.exp(-scores))
-    targets = (rng.random((50, 1)) < 0.3).astype(np.float64)
-    weights = rng.uniform(0.5, 2.0, 50)
-    residual, curvature = (p - targets) * weights[:, None], (p * (1 - p))[:, 0] * weights
-    # the model after eliminating the intercept: columns and response centred by curvature, q = X'Dz / n
-    centre = curvature / curvature.sum()
-    Xc = X - centre @ X
-    z = scores[:, 0] - residual[:, 0] / curvature
-    Q, q = Xc.T @ (curvature[:, None] * Xc) / 50, Xc.T @ (curvature * z) / 50
-    exact = float(q @ np.linalg.lstsq(Q, q, rcond=None)[0])
-    bound = _least_squares_norm(scores, p, residual, weights)
-    assert exact <= bound <= exact * 10  # an upper bound, not a vacuous one
-    assert _least_squares_norm(np.array([[40.0]] * 3), np.ones((3, 1)), np.zeros((3, 1))) is None  # saturated
+    offset, P = np.array([[40.0], [0.5], [-0.5]]), np.array([[1.0], [0.6], [0.4]])
+    residual = P - np.array([[1.0], [1.0], [0.0]])  # the first text saturated and right: no curvature, no gradient
+    assert _least_squares_norm(offset, P, residual, [0]) == pytest.approx(
+        _least_squares_norm(offset[1:], P[1:], residual[1:], [0]) * 2 / 3)
+    residual[0] = 1.0  # saturated and wrong: a gradient without curvature has no least-squares form
+    assert _least_squares_norm(offset, P, residual, [0]) is None
+    P3 = np.array([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    assert _least_squares_norm(np.zeros((2, 3)), P3, P3 - np.eye(3)[[0, 2]], [1, 2]) is not None
+    assert _least_squares_norm(np.zeros((2, 3)), P3, P3 - np.eye(3)[[1, 2]], [1, 2]) is None
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])

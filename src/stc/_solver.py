@@ -6,8 +6,8 @@ For every ``C`` this minimises exactly scikit-learn's objective for ``LogisticRe
 
 with the logistic loss for two classes (one weight vector, that of class 1, as in scikit-learn's ``coef_``), the
 multinomial loss for up to ``MULTINOMIAL_MAX_CLASSES`` classes, and beyond that the sum of each class's logistic
-loss against the rest (one-vs-rest; see below).  Internally the same minimiser is sought in the form ``mean_i loss_i + lam * ||W||_1``
-with ``lam = 1 / (C * n)`` (scikit-learn's saga solver uses this scaling too).
+loss against the rest (one-vs-rest; see below).  Internally the same minimiser is sought in the form
+``mean_i loss_i + lam * ||W||_1`` with ``lam = 1 / (C * n)`` (scikit-learn's saga solver uses this scaling too).
 
 How, and why (timings: ``benchmarks/bench_probe_solver.py``):
 
@@ -24,8 +24,8 @@ How, and why (timings: ``benchmarks/bench_probe_solver.py``):
   ``(Q, q)`` here. A huge stand-in keeps the gap a valid bound, but where every gradient is within the penalty the
   gap is computed as ``1e30 - 1e30``, reads 0, and the solve returns unmoved: the path then stopped at that C short
   of its optimum (217 x 1,536 one-vs-rest probes: 20 % above liblinear's objective at one C, every cold start
-  stuck). Binary and one-vs-rest steps pass a true bound from the model's IRLS form (``_least_squares_norm``);
-  ``benchmarks/bench_solver_gap.py`` compares the two on real probes.
+  stuck). Steps pass a true bound from the model's IRLS form (``_least_squares_norm``; binary and one-vs-rest since
+  2026-12-06, multinomial later that day; none exists past a saturated mistake); ``bench_solver_gap.py`` compares.
 * Up to ``MULTINOMIAL_MAX_CLASSES`` classes the multinomial loss takes joint Newton steps over all classes (one
   class block per pair of classes in the Hessian); cycling over the classes one block at a time, tried first,
   crawled at large C.  That Hessian is (classes x working set)^2 -- 20 classes x 1,536 FFN neurons would be a
@@ -63,7 +63,7 @@ _MAX_SWEEPS = 1000
 _RATE_FLOOR = 0.2  # inexact steps can shrink the decrease faster than the gap: never trust a rate below it
 _INNER_PROGRESS = 3e-2  # stop the inner solve once a chunk gains less than this share of the gain so far
 _ABSENT_INTERCEPT = float(np.log(np.finfo(np.float64).tiny))  # ~ -708: a class absent from y, never predicted
-_UNSCREENED_Y = 1e15  # the inner solve's ||y|| where no bound is known (multinomial steps): module docstring
+_UNSCREENED_Y = 1e15  # the inner solve's ||y|| where no bound is known (a saturated probability): module docstring
 #: The most classes fitted jointly (multinomial); more are fitted one-vs-rest (see the module docstring).
 MULTINOMIAL_MAX_CLASSES = 4
 MULTI_CLASS = ("auto", "multinomial", "ovr")
@@ -124,11 +124,9 @@ def _solve_l1_qp(H, c, u, lam, enough, n_free, y_norm2=None):
     if m:
         Q = np.ascontiguousarray(H[:m, :m] - B @ cho_solve(free_factor, B.T))
         q = B @ cho_solve(free_factor, c[m:]) - c[:m]
-        # ||y|| enters only enet_path's duality gap, which with tol=0 serves only its gap-safe screening. The exact
-        # value, q' Q^+ q, costs a factorisation of Q, and Q is singular whenever a neuron is in the working set of
-        # every class of a multinomial probe. Measured, the factorisation cost more than screening saved (6 MR
-        # probes 4.6 -> 3.2 s, 4 three-class tweet probes 94 -> 33 s, identical probes), so y is made large: the
-        # gap stays a valid, loose bound and nothing is screened.
+        # ||y|| enters only enet_path's duality gap (its screening, and its stop at a gap of 0). The exact q'Q^+q
+        # costs a factorisation of Q (singular when a neuron is in every class's working set), which measured cost
+        # more than screening saved (4 three-class tweet probes 94 -> 33 s without), so a bound stands in.
         dummy_X = np.zeros((1, m))
         dummy_y = np.array([_UNSCREENED_Y if y_norm2 is None else math.sqrt(y_norm2)])
 
@@ -223,7 +221,10 @@ def _newton_step(X, targets, W, b, scores, lam, enough, weights=None):
     H = _hessian(X_work, P, free, weights)
     u_old = np.concatenate([W[:, work].ravel(), b[free]])
     gradient = np.concatenate([G[:, work].ravel(), g_free])
-    y_norm2 = _least_squares_norm(scores, P, residual, weights) if rows == 1 else None
+    offset = scores.copy()
+    if rows > 1:
+        offset[:, 0] -= b[0]  # class 0's intercept is fixed: the least-squares rows hold only what u moves
+    y_norm2 = _least_squares_norm(offset, P, residual, free, weights)
     delta = _solve_l1_qp(H, gradient - H @ u_old, u_old, lam, enough, len(free), y_norm2) - u_old
     d_W = delta[:rows * k].reshape(rows, k)
     d_b = np.zeros(rows)
@@ -247,22 +248,36 @@ def _newton_step(X, targets, W, b, scores, lam, enough, weights=None):
     return new_scores, f_old - f_new
 
 
-def _least_squares_norm(scores, P, residual, weights=None):
-    """An upper bound of ``||y||^2`` for the binary Newton model as ``_solve_l1_qp`` poses it, or None.
+def _least_squares_norm(offset, P, residual, free, weights=None):
+    """An upper bound of ``||y||^2`` for the Newton model as ``_solve_l1_qp`` poses it, or None.
 
-    The model is the weighted least squares of iteratively reweighted least squares: curvatures ``d = p (1 - p)``
-    (times the sample weights), working response ``z = scores - residual / d``, and after the intercept's elimination
-    ``Q = X'DX/n``, ``q = X'Dz/n`` over the d-weighted centred columns and response.  So ``q'Q^+q``, the squared
-    norm of the projection of ``D^(1/2) z`` on the columns, is at most ``sum d z^2 / n`` over the centred z (the
-    factor leaves room for rounding).  None where a curvature is 0 (a saturated probability)."""
-    curvature = P[:, 0] * (1.0 - P[:, 0])
-    if weights is not None:
-        curvature = curvature * weights
-    if not np.all(curvature > 0):
+    The model is iteratively reweighted least squares: per text the curvature ``S = w p (1 - p)`` (binary) or
+    ``w (diag p - p p')`` (softmax) and the gradient ``r = w (p - target)``, in S's range; in the scores it reads
+    ``||S^(1/2) (s - z)||^2 / 2`` plus a constant, with ``z = s_old - x`` for any ``S x = r`` (``r / (w p)`` for
+    the softmax, whose S maps constants to 0).  The rows ``S^(1/2) z``, less what no parameter moves (``offset``
+    drops the softmax's fixed class-0 intercept), project on the weights' columns after the ``free`` intercepts'
+    elimination with squared norm ``q'Q^+q``: at most their norm less their projection on the intercepts' columns,
+    which is returned with a little room for rounding."""
+    n, rows = P.shape
+    w = np.ones((n, 1)) if weights is None else weights[:, None]
+    # A saturated probability (p = 0 or 1 in float64) drops its curvature; the row then adds nothing to the model
+    # when its gradient is 0 too (the text fitted exactly), and leaves no least-squares form when it is not.
+    curvature = w * P * (1.0 - P) if rows == 1 else w * P
+    flat = curvature <= 0
+    if np.any(residual[flat] != 0):
         return None
-    z = scores[:, 0] - residual[:, 0] / curvature
-    z = z - float(curvature @ z) / float(curvature.sum())
-    bound = (1.0 + 1e-6) * float(curvature @ (z * z)) / len(z)
+    x = np.divide(residual, curvature, out=np.zeros_like(residual), where=~flat)
+    z = offset - x
+    if rows == 1:
+        Sz, norm2 = curvature * z, float((curvature * z * z).sum())
+        intercepts_gram = np.array([[curvature.sum()]])
+    else:
+        centred = z - (P * z).sum(axis=1, keepdims=True)
+        Sz, norm2 = curvature * centred, float((curvature * centred * centred).sum())
+        intercepts_gram = np.diag(curvature[:, free].sum(axis=0)) - curvature[:, free].T @ P[:, free]
+    Zy = Sz[:, free].sum(axis=0)
+    explained = float(Zy @ np.linalg.lstsq(intercepts_gram, Zy, rcond=None)[0])  # a projection: pinv, not inv
+    bound = (1.0 + 1e-6) * max(norm2 - explained, 0.0) / n + 1e-12 * norm2 / n
     return bound if math.isfinite(bound) and bound > 0 else None
 
 
@@ -314,7 +329,8 @@ def l1_logistic_path(
     Two classes give one row per C (K = 1 in the shapes), the weights of class 1, as scikit-learn's ``coef_``.
     ``y`` holds class codes 0..K-1 (``n_classes`` fixes K when a class is absent from y).  The C values are solved
     from the smallest up, each warm-started from the previous solution; Newton iterations end at a C once the gain
-    still expected from later iterations, estimated from the observed rate of decrease, is below ``tol`` times the objective; ``max_iter`` caps those iterations.
+    still expected from later iterations, estimated from the observed rate of decrease, is below ``tol`` times the
+    objective; ``max_iter`` caps those iterations.
     ``warm_start`` is ``(coef, intercept)`` shaped like the output (one start per C) or ``(K, d)``, ``(K,)`` (a
     start for the smallest C).  ``sample_weight`` (positive, one per row) weights each row's loss as scikit-learn's
     ``fit(..., sample_weight=)`` does (class weights are sample weights of each row's class).  ``multi_class``:
