@@ -83,8 +83,8 @@ def main(argv=None) -> None:
             mean, scale = standardize(X)
             X = (X - mean) / scale
             Cs = [smallest_useful_C(X, y, n_classes) * multiple for multiple in RELATIVE_PROBE_CS]
-            record = {"dataset": name, "limit": args.limit, "rows": len(rows), "classes": n_classes, "array": key, "Cs": Cs,
-                      "multi_class": args.multi_class,
+            record = {"dataset": name, "limit": args.limit, "rows": len(rows), "classes": n_classes, "array": key,
+                      "Cs": Cs, "multi_class": args.multi_class,
                       "date": time.strftime("%Y-%m-%d")}
             with threadpool_limits(limits=1, user_api="blas"):
                 for variant in ("dummy", "bound"):

@@ -262,7 +262,7 @@ def _least_squares_norm(offset, P, residual, free, weights=None):
     w = np.ones((n, 1)) if weights is None else weights[:, None]
     # A saturated probability (p = 0 or 1 in float64) drops its curvature; the row then adds nothing to the model
     # when its gradient is 0 too (the text fitted exactly), and leaves no least-squares form when it is not.
-    curvature = w * P * (1.0 - P) if rows == 1 else w * P
+    curvature = w * P * (1.0 - P) if rows == 1 else w * P  # the softmax's: the diagonal part of S
     flat = curvature <= 0
     if np.any(residual[flat] != 0):
         return None
