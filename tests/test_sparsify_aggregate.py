@@ -11,7 +11,8 @@ import pytest
 from stc.aggregate import CandidateEvaluator, Split, feature_names, kept_columns
 from stc.folds import estimate_blocks
 from stc.selection import Selector, configuration_rows
-from stc.probe import fit_probes
+from stc.probe import fit_probe_paths, fit_probes
+from stc.protocol import FitOptions, KFolds
 from stc.search import SearchSpace, TwoStageSearch
 from stc.sparsify import select_neurons
 from stc.store import FORMAT_VERSION, ActivationStore
@@ -150,3 +151,46 @@ def test_probes_fitted_side_by_side_equal_probes_fitted_one_by_one(tmp_path, sol
             assert np.array_equal(threaded[key].coef, probe.coef)
         else:
             np.testing.assert_allclose(threaded[key].coef, probe.coef, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("labels", ["binary", "three classes", "liblinear", "label sets"])
+def test_a_path_stopped_at_a_C_gives_the_whole_paths_first_probes_bit_for_bit(tmp_path, labels):
+    """The final probes solve their grid only up to the C the folds chose: the larger Cs cost the most."""
+    arrays, y = _planted(2 if labels in ("binary", "liblinear") else 3, seed=5)
+    if labels == "label sets":
+        y = np.stack([y == 1, y != 0], axis=1).astype(np.uint8)
+    store = _write_store(tmp_path, arrays)
+    solver = "liblinear" if labels == "liblinear" else "auto"
+    train, val = np.arange(600), np.arange(600, 900)
+    whole = fit_probe_paths(store, store.keys, y, train, val, solver=solver)
+    last = {"hidden.L0.mean": 0, "hidden.L1.mean": 2, "hidden.L2.mean": 3}
+    stopped = fit_probe_paths(store, store.keys, y, train, val, solver=solver, last_C_index=last)
+    for key, index in last.items():
+        assert len(stopped[key].coefs) == index + 1 and stopped[key].Cs == whole[key].Cs
+        assert stopped[key].val_scores == whole[key].val_scores[:index + 1]
+        assert np.array_equal(stopped[key].coefs, whole[key].coefs[:index + 1])
+        assert np.array_equal(stopped[key].intercepts, whole[key].intercepts[:index + 1])
+    with pytest.raises(IndexError, match="C index 1 not solved"):
+        stopped["hidden.L0.mean"].at(1)
+    with pytest.raises(ValueError, match="last_C_index"):
+        fit_probe_paths(store, store.keys, y, train, val, last_C_index={"hidden.L0.mean": 4})
+
+
+def test_the_final_probes_are_the_whole_paths_probes_at_the_folds_C(tmp_path):
+    arrays, y = _planted(2, seed=6)
+    store = _write_store(tmp_path, arrays)
+    protocol = KFolds(y, 3, seed=0, rule="one_se", given=False, kinds=("sparse",))
+    options = FitOptions()
+    splits = protocol.fit_splits(store, store.keys, options)
+    final = protocol.final_probes(store, store.keys, options, splits)
+    whole = fit_probe_paths(store, store.keys, y, np.arange(len(y)), np.arange(0))
+    chosen = set()
+    for key, probe in final.items():
+        means = np.mean([split.probes[key].scores_by_C for split in splits], axis=0)
+        index = int(np.argmax(means))
+        chosen.add(index)
+        assert probe.C == whole[key].Cs[index] and probe.Cs == whole[key].Cs
+        assert probe.val_score == means[index] and probe.scores_by_C == means.tolist()
+        assert np.array_equal(probe.coef, whole[key].coefs[index])
+        assert np.array_equal(probe.intercept, whole[key].intercepts[index])
+    assert chosen != {len(whole["hidden.L0.mean"].Cs) - 1}  # some path stopped before the grid's end

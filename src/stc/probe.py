@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -59,13 +59,15 @@ class ProbePath:
     """The L1 probes of one array along its C grid, and their validation scores (None without validation rows)."""
 
     key: str
-    Cs: list[float]
-    coefs: np.ndarray  # (n_C, 1 or n_classes, dim)
-    intercepts: np.ndarray  # (n_C, 1 or n_classes)
+    Cs: list[float]  # the whole grid, ascending
+    coefs: np.ndarray  # (n_solved, 1 or n_classes, dim): the grid's first n_solved Cs (all but where told)
+    intercepts: np.ndarray  # (n_solved, 1 or n_classes)
     val_scores: list[float] | None
 
     def at(self, index: int) -> ProbeResult:
-        """The probe at the ``index``-th C of the grid."""
+        """The probe at the ``index``-th C of the grid (an IndexError past the Cs solved)."""
+        if not 0 <= index < len(self.coefs):
+            raise IndexError(f"probe {self.key}: C index {index} not solved ({len(self.coefs)} of {len(self.Cs)} Cs)")
         return ProbeResult(key=self.key, C=self.Cs[index], coef=self.coefs[index], intercept=self.intercepts[index],
                            val_score=None if self.val_scores is None else self.val_scores[index],
                            scores_by_C=list(self.val_scores or []), Cs=list(self.Cs))
@@ -201,7 +203,8 @@ def probe_bytes(n_rows: int, n_train: int, dim: int, n_classes: int, solver: str
 
 
 def _fit_path(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-              Cs: Sequence[float] | None, metric: str, solver: str, seed: int, class_weight: str | None) -> ProbePath:
+              Cs: Sequence[float] | None, metric: str, solver: str, seed: int, class_weight: str | None,
+              last_index: int | None = None) -> ProbePath:
     X = store.load(key, rows=np.concatenate([train_rows, val_rows]))
     X_train, X_val = X[:len(train_rows)], X[len(train_rows):]
     mean, scale = standardize(X_train)
@@ -213,13 +216,16 @@ def _fit_path(store: ActivationStore, key: str, y: np.ndarray, train_rows: np.nd
     if Cs is None:
         C_min = smallest_useful_C(X_train, y_train, n_classes, weights)
         Cs = [C_min * multiple for multiple in RELATIVE_PROBE_CS]
+    # The path is solved from the smallest C up, each C from the last one's solution (scikit-learn's: each alone),
+    # so its first Cs come out the same, bit for bit, when the larger, costlier ones are left out.
+    solved = list(Cs) if last_index is None else list(Cs)[:last_index + 1]
     solver = _resolved_solver(solver, X_train.shape[0], X_train.shape[1])
     if solver == "auto" and y.ndim == 2:
-        coefs, intercepts = _label_paths(X_train, y_train, Cs)
+        coefs, intercepts = _label_paths(X_train, y_train, solved)
     elif solver == "auto":
-        coefs, intercepts = l1_logistic_path(X_train, y_train, Cs, n_classes=n_classes, sample_weight=weights)
+        coefs, intercepts = l1_logistic_path(X_train, y_train, solved, n_classes=n_classes, sample_weight=weights)
     else:
-        coefs, intercepts = _sklearn_path(X_train, y_train, Cs, solver, seed, weights)
+        coefs, intercepts = _sklearn_path(X_train, y_train, solved, solver, seed, weights)
     # The probe reads standardised activations; its importances are those of the standardised neurons.
     scores = ([score(y_val, _held_out_predictions(linear_decision(X_val, c, b), y_val), metric)
                for c, b in zip(coefs, intercepts)]
@@ -238,14 +244,17 @@ def _fit_path_quietly(*arguments) -> ProbePath:
 def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, train_rows: np.ndarray,
                     val_rows: np.ndarray, *, Cs: Sequence[float] | None = None, metric: str = "accuracy",
                     solver: str = "auto", n_jobs: int | None = 1, seed: int = 0, class_weight: str | None = None,
-                    show_progress_bar: bool = False, desc: str = "probes") -> dict[str, ProbePath]:
+                    show_progress_bar: bool = False, desc: str = "probes",
+                    last_C_index: Mapping[str, int] | None = None) -> dict[str, ProbePath]:
     """Fit one probe path (every C of the grid) per key on ``train_rows``; y holds class codes 0..K-1
     or a multi-label 0/1 indicator matrix (n, n_labels): one binary path per label, stacked as the classes are.
 
     ``Cs`` None gives each probe its own grid, ``RELATIVE_PROBE_CS`` times its ``smallest_useful_C``. Each path
-    is scored on ``val_rows`` (none: no scores). With ``n_jobs`` > 1 (-1: every core) the probes of stc's solver
-    run side by side on threads, each with single-threaded BLAS: most of a fit (coordinate descent, line searches,
-    small products) runs on one core anyway, so this uses the cores better than threaded BLAS inside one probe."""
+    is scored on ``val_rows`` (none: no scores). ``last_C_index`` maps keys to the index of the last C of their
+    (ascending) grid to solve, when only the grid's first probes are wanted: those come out as in the whole path.
+    With ``n_jobs`` > 1 (-1: every core) the probes of stc's solver run side by side on threads, each with
+    single-threaded BLAS: most of a fit (coordinate descent, line searches, small products) runs on one core
+    anyway, so this uses the cores better than threaded BLAS inside one probe."""
     if solver not in PROBE_SOLVERS:
         raise ValueError(f"probe solver must be one of {PROBE_SOLVERS}, got {solver!r}")
     if class_weight not in CLASS_WEIGHTS:
@@ -273,23 +282,27 @@ def fit_probe_paths(store: ActivationStore, keys: Sequence[str], y: np.ndarray, 
     bar = tqdm(total=len(keys), desc=desc, unit="probe", disable=not show_progress_bar)
     fitted = {}
     arguments = (y, train_rows, val_rows, Cs, metric, solver, seed, class_weight)
+    last = dict(last_C_index or {})
+    n_grid = len(RELATIVE_PROBE_CS) if Cs is None else len(Cs)
+    if any(not 0 <= index < n_grid for index in last.values()):
+        raise ValueError(f"last_C_index must be indices of the {n_grid} Cs of the grid; got {last}")
     with ExitStack() as context:
         context.enter_context(quiet_solver_warnings())
         warnings.simplefilter("ignore", ConvergenceWarning)  # scikit-learn's solvers at the grid's largest C
         processes = side_by_side(min(effective_n_jobs(n_jobs), len(serial)), serial)
         if processes > 1:
             for result in Parallel(n_jobs=processes, prefer="processes", return_as="generator")(
-                    delayed(_fit_path_quietly)(store, key, *arguments) for key in serial):
+                    delayed(_fit_path_quietly)(store, key, *arguments, last.get(key)) for key in serial):
                 fitted[result.key] = result
                 bar.update()
         else:
             for key in serial:
-                fitted[key] = _fit_path(store, key, *arguments)
+                fitted[key] = _fit_path(store, key, *arguments, last.get(key))
                 bar.update()
         if workers > 1:
             context.enter_context(threadpool_limits(limits=1, user_api="blas"))
         for result in Parallel(n_jobs=workers, prefer="threads", return_as="generator")(
-                delayed(_fit_path)(store, key, *arguments) for key in threaded):
+                delayed(_fit_path)(store, key, *arguments, last.get(key)) for key in threaded):
             fitted[result.key] = result
             bar.update()
     bar.close()

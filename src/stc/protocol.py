@@ -262,16 +262,15 @@ class KFolds(Protocol):
 
     def final_probes(self, store, keys: Sequence[str], options: FitOptions,
                      splits: Sequence[Split]) -> dict[str, ProbeResult]:
-        """Every probe refitted on every row at the C the folds chose, reporting its cross-validated scores."""
+        """Every probe refitted on every row at the C the folds chose, reporting its cross-validated scores. Each
+        path stops at that C: the larger ones, the costliest to solve, would be thrown away."""
+        means = {key: _mean_over_folds([split.probes[key].scores_by_C for split in splits]) for key in keys}
+        index = {key: int(np.argmax(means[key])) for key in keys}
         final_paths = fit_probe_paths(store, keys, self.codes, self.fit_rows, np.arange(0), desc="probes, all texts",
-                                      **options.probe_options())
-        probes = {}
-        for key in keys:
-            means = _mean_over_folds([split.probes[key].scores_by_C for split in splits])
-            index = int(np.argmax(means))
-            probes[key] = replace(final_paths[key].at(index), val_score=float(means[index]),
-                                  scores_by_C=[float(m) for m in means])
-        return probes
+                                      last_C_index=index, **options.probe_options())
+        return {key: replace(final_paths[key].at(index[key]), val_score=float(means[key][index[key]]),
+                             scores_by_C=[float(m) for m in means[key]])
+                for key in keys}
 
     def validation_record(self) -> dict:
         return {"given": self.given, "n_train": len(self.codes), "n_val": 0, "cv": self.folds}
