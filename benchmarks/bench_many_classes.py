@@ -15,7 +15,10 @@ last layer's mean-pooled hidden state + logistic regression, C by 5-fold CV (``b
 than neurons, where ``stc.probe._resolved_solver`` sends the probes to liblinear); ``--methods
 stc,stc-ovr-own-solver`` fits them side by side with the one-vs-rest probes left to stc's own solver.
 ``--compare-joint`` also fits the cells of up to 5 classes with the probes' joint multinomial steps at every
-number of classes (the solver before one-vs-rest), side by side.
+number of classes (the solver before one-vs-rest), side by side; ``--methods stc,stc-ovr`` fits them with
+one-vs-rest probes from 3 classes (``MULTINOMIAL_MAX_CLASSES`` lowered to 2). Any dataset of ``stc.data`` takes
+the ``-K`` and ``-KxM`` suffixes, and ``NAME:L`` caps its splits at L texts (``tweets:3000-3``: 2,000 of the
+6,000 pool texts of tweets capped at 3,000 a split, in proportion to its 3 classes).
 
 ``--solver-only``: ``stc._solver.l1_logistic_path`` (one-vs-rest beyond ``MULTINOMIAL_MAX_CLASSES``, and joint
 multinomial), scikit-learn's ``LogisticRegression(l1_ratio=1, solver="saga")`` and liblinear one-vs-rest on the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -44,13 +48,14 @@ import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 import stc._solver
-from bench_many_classes import cell_rows
+from bench_many_classes import cell_rows, parse_cell
 from bench_selection import StoredSTC, bench_data, embedding_run
 from stc._metrics import score
 from stc.extract import feature_key
 
 cell, n, seed, method = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-data = bench_data(cell.split("-")[0] if cell.startswith("reuters") else cell)
+name, limit, _ = parse_cell(cell)
+data = bench_data(name, limit=limit)
 train, test = cell_rows(data, cell, n, seed)
 texts = [data.pool_texts[i] for i in train]
 labels = np.asarray(data.pool_labels)[train]
@@ -68,6 +73,8 @@ if method == "embedding":
 else:
     if method == "stc-joint":
         stc._solver.MULTINOMIAL_MAX_CLASSES = 10**9  # every probe takes joint multinomial steps, as before
+    if method == "stc-ovr":
+        stc._solver.MULTINOMIAL_MAX_CLASSES = 2  # every probe of 3 classes or more one-vs-rest
     if method == "stc-ovr-own-solver":  # one-vs-rest probes with fewer texts than neurons to stc's solver
         import stc.probe
         from stc._solver import fits_one_vs_rest
@@ -89,14 +96,25 @@ print(json.dumps(out))
 """
 
 
+def parse_cell(cell: str) -> tuple[str, int | None, str]:
+    """(dataset name, its splits' cap or None, size: "" for every pool text, "all", "K" or "KxM") of a cell."""
+    base, _, size = cell.rpartition("-")
+    if not base or not re.fullmatch(r"all|\d+(x\d+)?", size):
+        base, size = cell, ""
+    name, _, limit = base.partition(":")
+    return name, int(limit) if limit else None, size
+
+
 def cell_rows(data, cell: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(pool rows to train on, test rows) of a cell: ``reuters-K`` draws ``n`` texts of the K largest classes, in
     proportion per class (one at least), seeded; ``reuters-KxM`` draws M texts of each of the K largest (few texts,
-    many classes); ``reuters-all`` and other datasets take every pool text."""
+    many classes); ``reuters-all`` and a dataset's bare name take every pool text. Any dataset takes the same
+    suffixes, and ``NAME:L`` loads it with each split capped at L texts (``tweets:3000-3``)."""
     labels = np.asarray(data.pool_labels)
-    if not cell.startswith("reuters-") or cell == "reuters-all":
+    size = parse_cell(cell)[2]
+    if size in ("", "all"):
         return np.arange(len(labels)), data.test_rows
-    k, _, per_class = cell.split("-")[1].partition("x")
+    k, _, per_class = size.partition("x")
     k = int(k)
     classes, counts = np.unique(labels, return_counts=True)
     largest = classes[np.argsort(-counts, kind="stable")[:k]]
@@ -144,7 +162,7 @@ def table(out_path: Path) -> None:
     print("| cell | classes | train texts | seeds | method | macro-F1 | estimate | probe s | fit s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for cell in cells:
-        for method in ("stc", "stc-joint", "stc-ovr-own-solver", "embedding"):
+        for method in ("stc", "stc-joint", "stc-ovr", "stc-ovr-own-solver", "embedding"):
             rows = [r for r in records if r["cell"] == cell and r["method"] == method]
             if not rows:
                 continue
