@@ -9,9 +9,10 @@ at the C of its grid the folds chose. The grid is solved from the smallest C up,
 (``fit_probe_paths(last_C_index=...)``); until then it solved the whole grid and threw the larger Cs away.
 
 For each dataset's MiniLM store (``bench_selection``'s, built on first use), ``rows`` texts drawn (seeded) from
-the pool, 5 folds: the fold probes once (untimed), then the final probes both ways in one process, one after the
-other, alternating which goes first over the seeds: wall seconds (probes side by side on both cores, as a fit runs
-them), whether the probes are equal bit for bit, and how often each grid index was chosen.
+the pool, 5 folds: the fold probes once (untimed), then the final probes both ways in one process
+(``KFolds.final_probes`` itself, and every path solved whole), one after the other, alternating which goes first
+over the seeds: wall seconds (probes side by side on both cores, as a fit runs them), whether the probes are equal
+bit for bit, and how often each grid index was chosen.
 """
 
 from __future__ import annotations
@@ -31,16 +32,21 @@ from stc.protocol import FitOptions, KFolds
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def final_probes(protocol: KFolds, store, splits, options: FitOptions, stop: bool) -> tuple[float, dict]:
-    """Seconds and the final probes (key: (coef, intercept)), each path stopped at its chosen C or solved whole."""
+def final_probes(protocol: KFolds, store, splits, options: FitOptions, stop: bool) -> tuple[float, dict, dict]:
+    """Seconds, the final probes (key: (coef, intercept)) and each key's grid index: ``KFolds.final_probes`` as a
+    fit runs it (each path stopped at the folds' C), or every path solved whole and read at the C it chose."""
     keys = list(store.keys)
+    started = time.perf_counter()
+    if stop:
+        probes = protocol.final_probes(store, keys, options, splits)
+        seconds = time.perf_counter() - started
+        index = {key: probe.Cs.index(probe.C) for key, probe in probes.items()}
+        return seconds, {key: (probe.coef, probe.intercept) for key, probe in probes.items()}, index
+    paths = fit_probe_paths(store, keys, protocol.codes, protocol.fit_rows, np.arange(0), **options.probe_options())
+    seconds = time.perf_counter() - started
     index = {key: int(np.argmax(np.mean([split.probes[key].scores_by_C for split in splits], axis=0)))
              for key in keys}
-    started = time.perf_counter()
-    paths = fit_probe_paths(store, keys, protocol.codes, protocol.fit_rows, np.arange(0),
-                            last_C_index=index if stop else None, **options.probe_options())
-    seconds = time.perf_counter() - started
-    return seconds, {key: (paths[key].coefs[index[key]], paths[key].intercepts[index[key]]) for key in keys}
+    return seconds, {key: (paths[key].coefs[index[key]], paths[key].intercepts[index[key]]) for key in keys}, index
 
 
 def main(argv=None) -> None:
@@ -66,14 +72,15 @@ def main(argv=None) -> None:
             protocol = KFolds(codes[drawn], 5, seed=seed, rule="one_se", given=False, kinds=("sparse",))
             splits = protocol.fit_splits(store, list(store.keys), options)
             order = ("whole", "stopped") if seed % 2 == 0 else ("stopped", "whole")
-            probes = {}
+            probes, index = {}, {}
             for way in order:
-                seconds, probes[way] = final_probes(protocol, store, splits, options, stop=way == "stopped")
+                seconds, probes[way], index[way] = final_probes(protocol, store, splits, options,
+                                                                stop=way == "stopped")
                 totals[way] += seconds
-            equal &= all(np.array_equal(a, b) for key in probes["whole"]
-                         for a, b in zip(probes["whole"][key], probes["stopped"][key]))
-            chosen.update(int(np.argmax(np.mean([split.probes[key].scores_by_C for split in splits], axis=0)))
-                          for key in store.keys)
+            equal &= index["whole"] == index["stopped"] and all(
+                np.array_equal(a, b) for key in probes["whole"]
+                for a, b in zip(probes["whole"][key], probes["stopped"][key]))
+            chosen.update(index["stopped"].values())
             so_far = ", ".join(f"{way} {totals[way]:.1f} s" for way in order)
             print(f"[{name}] after seed {seed}: {so_far}", flush=True)
         record = {"dataset": spec, "rows": int(min(args.rows, len(codes))), "classes": len(classes),
