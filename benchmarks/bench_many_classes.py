@@ -89,7 +89,7 @@ else:
                probe_s=round(sum(v for k, v in timings.items() if "probes" in k), 1),
                timings={k: round(v, 1) for k, v in timings.items()}, readout=clf.configuration_["readout"],
                n_features=clf.n_features_, folds=clf.selection_["folds"], floor=clf.selection_.get("floor"),
-               floor_margin=clf.selection_.get("floor_margin"),
+               floor_margin=clf.selection_.get("floor_margin"), dense_key=clf.configuration_.get("dense_key"),
                unscored=len(clf.selection_.get("unscored_classes", [])))
 out["fit_s"] = round(time.perf_counter() - started, 1)
 out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
