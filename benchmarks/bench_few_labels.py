@@ -129,8 +129,10 @@ def run_cell(name, data, k, seed, methods, done, write, scratch):
                                     device="cpu", show_progress_bar=False).fit(texts, list(labels))
             fit_s = time.perf_counter() - started
             predicted = np.asarray(clf.predict(dataset.test.texts))
-            extra = {"test": score(test_labels, predicted, metric), "readout": clf.configuration_.get("readout"),
-                     "n_features": clf.n_features_}
+            config = clf.configuration_  # C and the array: is the C chosen by CV on 16-48 texts SetFit's (1)?
+            extra = {"test": score(test_labels, predicted, metric), "readout": config.get("readout"),
+                     "n_features": clf.n_features_, "C": config.get("C"), "dense_key": config.get("dense_key"),
+                     "exit_layer": clf.exit_layer_, "floor": clf.selection_.get("floor")}
             shutil.rmtree(body, ignore_errors=True)
         else:
             raise SystemExit(f"unknown method {method!r}: among {METHODS}")
