@@ -16,8 +16,8 @@ from stc.calibration import expected_calibration_error, fit_temperature, log_los
 from stc.search import SearchSpace, TwoStageSearch
 from stc.folds import (MAX_REPEATS, REPEATED_CV_BELOW, make_folds, make_repeated_folds, resolve_cv, resolve_repeats,
                        unscored_classes)
-from stc.selection import (FLOOR_SES, FloorTest, Selector, choose_one_se, expected_score, held_out_scores,
-                           mean_and_se, with_sampling_floor)
+from stc.selection import (FLOOR_SES, FloorTest, Selector, choose_one_se, expected_score, floor_test,
+                           held_out_scores, mean_and_se, with_sampling_floor)
 from stc.store import FORMAT_VERSION, ActivationStore
 
 from ._helpers import save_tiny
@@ -624,6 +624,25 @@ def test_the_floor_holds_unless_the_choice_beats_the_embedding_by_two_standard_e
     assert FloorTest(embedding=3, margin=0.03, margin_se=0.02).holds  # 1.5 se: within noise, the embedding stays
     assert not FloorTest(embedding=3, margin=0.05, margin_se=0.02).holds  # 2.5 se: the choice stands
     assert FloorTest(embedding=3, margin=-0.01, margin_se=0.0).holds
+
+
+def test_the_floor_reads_the_embedding_at_the_c_the_one_standard_error_rule_chooses():
+    """As for any candidate, a smaller C within one paired standard error of the best C is the simpler model (with
+    a few hundred texts or fewer, a strong penalty suited the embedding's 384 units: benchmarks/README.md, "Few
+    labels"); beyond it, the best C. The margin is the choice's against that readout."""
+    y = np.zeros(500, dtype=np.int64)
+    selector = Selector(y, [np.arange(k * 100, (k + 1) * 100) for k in range(5)], "accuracy", "one_se")
+
+    def embedding(C):
+        return Candidate("dense", ("hidden",), ("mean",), None, 3, C, 2, "hidden.L3.mean")
+
+    choice = _scored(Candidate("sparse", ("hidden",), ("mean",), 0.5, 3, 0.1, 1), [0.6] * 5)
+    best = _scored(embedding(1.0), [0.74, 0.66, 0.75, 0.70, 0.70])  # 0.71; paired se vs [0.70] * 5: 0.016
+    for smallest_C, expected_C in (([0.70] * 5, 0.01), ([0.66] * 5, 1.0)):
+        table = [choice, _scored(embedding(0.01), smallest_C), best]
+        test = floor_test(selector, table, 0, np.array([0.6] * 5))
+        assert table[test.embedding].candidate.C == expected_C and test.holds
+        assert test.margin == pytest.approx(0.6 - np.mean(table[test.embedding].predictions == 0))
 
 
 def test_the_floor_gives_way_to_neurons_that_beat_the_embedding(tmp_path, planted_classifier):

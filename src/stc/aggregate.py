@@ -38,7 +38,9 @@ __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", 
            "feature_names", "make_final_classifier", "final_fit_bytes", "evaluate_candidates", "CandidateEvaluator",
            "StoreColumns", "DEFAULT_FINAL_CS", "READOUT_KINDS"]
 
-DEFAULT_FINAL_CS = (0.01, 0.1, 1.0, 10.0)
+#: The final head's C grid (on standardised features). Down to 0.001: a dense readout (every unit of a layer, 384 on
+#: MiniLM) with a few hundred texts or fewer scored best at 0.001-0.003 (see ``benchmarks/README.md``, "Few labels").
+DEFAULT_FINAL_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 #: Rows x columns of a label-set chain's matrix from which its products run with every core (``evaluate_candidates``).
 LARGE_CHAIN = 30_000_000
 #: The kinds of readout a candidate (and so a fitted model) is: ``Candidate.kind`` holds one.

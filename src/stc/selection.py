@@ -55,11 +55,12 @@ last layer's mean-pooled hidden state, read whole, is the sentence-embedding bas
 backbone would take without any search, and so the default the neurons have to beat. The search's choice stands
 only if its honest per-block scores (the estimate's, below: each block scored by the candidate the search chooses
 without that block) beat the embedding readout's block scores by more than ``FLOOR_SES`` (two) paired standard
-errors (``selection_["floor_margin"]``: the margin and its error); otherwise the embedding readout, at its best C,
-is the model (``selection_["floor"]`` names its array, else None; and ``expected_score_`` is then its own
-cross-validated score). Why the honest scores and not the chosen candidate's own: with few texts every candidate's
-fold score is noise and the best of a hundred of them is far above its truth; compared by its own scores, the
-winner of a pure-noise search beat the embedding by 20 points. Seen at 8 texts per class (issue 23): the search's
+errors (``selection_["floor_margin"]``: the margin and its error); otherwise the embedding readout is the model, at
+the C the one-standard-error rule chooses among its Cs, the smallest within one paired error of its best
+(``selection_["floor"]`` names its array, else None; ``expected_score_`` is then its own cross-validated score).
+Why the honest scores and not the chosen candidate's own: with few texts every candidate's fold score is noise and
+the best of a hundred of them is far above its truth; compared by its own scores, the winner of a pure-noise
+search beat the embedding by 20 points. Seen at 8 texts per class (issue 23): the search's
 choice 12 points below the embedding, below the majority class. Where the neurons are better beyond noise (more
 texts) they still win.
 
@@ -275,7 +276,7 @@ def embedding_candidates(evaluations: Sequence[Evaluation]) -> list[int]:
 
 @dataclass(frozen=True)
 class FloorTest:
-    """The embedding floor's comparison: the embedding readout's index (its best C) in the table, and the mean and
+    """The embedding floor's comparison: the embedding readout's index (at its one-SE C) in the table, and the mean and
     standard error of the paired per-block differences, the search's choice (its honest scores) minus it."""
 
     embedding: int
@@ -299,16 +300,16 @@ def floor_test(selector: Selector, evaluations: Sequence[Evaluation], chosen: in
     embedding = embedding_candidates(evaluations)
     if selector.rule != "one_se" or not embedding or chosen in embedding or len(held_out) < 2:
         return None
-    block_scores = score_blocks([evaluations[i] for i in embedding], selector.y_eval, selector.blocks,
-                                selector.metric)
-    best = _best(block_scores.mean(axis=1), [evaluations[i] for i in embedding])
+    readouts = [evaluations[i] for i in embedding]
+    block_scores = score_blocks(readouts, selector.y_eval, selector.blocks, selector.metric)
+    best = choose_one_se(block_scores, readouts, selector.per_repeat)  # its C as the search chooses any C
     margin, se = mean_and_se(np.asarray(held_out) - block_scores[best], selector.per_repeat)
     return FloorTest(embedding[best], margin, se)
 
 
 def embedding_floor(selector: Selector, evaluations: Sequence[Evaluation], chosen: int,
                     held_out: np.ndarray) -> int | None:
-    """The embedding readout's index (its best C) when the search's choice does not beat it beyond noise, else None.
+    """The embedding readout's index (its one-SE C) when the search's choice does not beat it beyond noise, else None.
 
     Beyond noise: the choice's honest per-block scores beat the embedding's block scores by more than ``FLOOR_SES``
     standard errors of their paired differences (``floor_test``). Only with the one-standard-error rule and dense
