@@ -302,9 +302,9 @@ def floor_test(selector: Selector, evaluations: Sequence[Evaluation], chosen: in
         return None
     readouts = [evaluations[i] for i in embedding]
     block_scores = score_blocks(readouts, selector.y_eval, selector.blocks, selector.metric)
-    best = choose_one_se(block_scores, readouts, selector.per_repeat)  # its C as the search chooses any C
-    margin, se = mean_and_se(np.asarray(held_out) - block_scores[best], selector.per_repeat)
-    return FloorTest(embedding[best], margin, se)
+    floor = choose_one_se(block_scores, readouts, selector.per_repeat)  # its C as the search chooses any C
+    margin, se = mean_and_se(np.asarray(held_out) - block_scores[floor], selector.per_repeat)
+    return FloorTest(embedding[floor], margin, se)
 
 
 def embedding_floor(selector: Selector, evaluations: Sequence[Evaluation], chosen: int,
