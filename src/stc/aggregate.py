@@ -39,7 +39,8 @@ __all__ = ["Candidate", "Configuration", "Evaluation", "Split", "kept_columns", 
            "StoreColumns", "DEFAULT_FINAL_CS", "READOUT_KINDS"]
 
 #: The final head's C grid (on standardised features). Down to 0.001: a dense readout (every unit of a layer, 384 on
-#: MiniLM) with a few hundred texts or fewer scored best at 0.001-0.003 (see ``benchmarks/README.md``, "Few labels").
+#: MiniLM) with a few hundred texts or fewer scored best at C <= 0.003 on MR; from 0.001 to 1 within 0.5 points on
+#: BBC News at 32-128 per class (``benchmarks/bench_embedding_c.py``; ``benchmarks/README.md``, "Few labels").
 DEFAULT_FINAL_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 #: Rows x columns of a label-set chain's matrix from which its products run with every core (``evaluate_candidates``).
 LARGE_CHAIN = 30_000_000
