@@ -59,10 +59,9 @@ errors (``selection_["floor_margin"]``: the margin and its error); otherwise the
 the C the one-standard-error rule chooses among its Cs, the smallest within one paired error of its best
 (``selection_["floor"]`` names its array, else None; ``expected_score_`` is then its own cross-validated score).
 Why the honest scores and not the chosen candidate's own: with few texts every candidate's fold score is noise and
-the best of a hundred of them is far above its truth; compared by its own scores, the winner of a pure-noise
-search beat the embedding by 20 points. Seen at 8 texts per class (issue 23): the search's
-choice 12 points below the embedding, below the majority class. Where the neurons are better beyond noise (more
-texts) they still win.
+the best of a hundred of them is far above its truth; compared by its own scores, the winner of a pure-noise search
+beat the embedding by 20 points. Seen at 8 texts per class (issue 23): the search's choice 12 points below the
+embedding, below the majority class. Where the neurons are better beyond noise (more texts) they still win.
 
 Estimate (``stc.search.TwoStageSearch.expected_score``, with ``leave_one_block_out``): the held-out rows are cut
 into blocks (the folds; with one split, 5 stratified blocks of the validation rows). For each block the search is
