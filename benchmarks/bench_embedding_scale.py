@@ -3,6 +3,7 @@ and against SetFit's L2-normalised head, on an encoder and on a decoder.
 
     python benchmarks/bench_embedding_scale.py --models minilm,smollm2 --datasets mr,bbc-news --per-class 8,16,32,64,128
     python benchmarks/bench_embedding_scale.py --table-only --out benchmarks/results/embedding-scale-2026-12-07.jsonl
+    python benchmarks/bench_embedding_scale.py --spreads --models minilm,smollm2 --datasets mr   # units' spreads only
 
 Per model, dataset, k texts per class and seed (the draws of ``bench_few_labels.py``: k of every class from train +
 validation): the last layer's mean-pooled hidden state (the embedding floor's readout) is fitted on the drawn texts
@@ -88,6 +89,18 @@ def features_for(model: str, name: str, sizes, seeds: int, cache: Path, max_leng
     return held["pool"], index, held["test"], data
 
 
+def unit_spreads(model: str, name: str, n_texts: int = 200) -> dict:
+    """How alike the embedding's units are: the spread of each unit over the first ``n_texts`` training texts."""
+    backbone = load_backbone(model)
+    key = feature_key("hidden", backbone.num_layers, "mean")
+    X = extract_features(backbone, pool_data(name).dataset.train.texts[:n_texts], [key])[key].astype(np.float64)
+    spread = X.std(axis=0)
+    return {"model": model, "dataset": name, "n_texts": n_texts, "units": X.shape[1],
+            "max_over_median_spread": float(spread.max() / np.median(spread)),
+            "variance_share_of_top5_units": float(np.sort(spread**2)[-5:].sum() / (spread**2).sum()),
+            "largest_abs_unit_mean": float(np.abs(X.mean(axis=0)).max())}
+
+
 def run(model: str, name: str, sizes, seeds: int, cache: Path, max_length, write, done) -> None:
     pool, index, test_features, data = features_for(model, name, sizes, seeds, cache, max_length)
     metric = data.dataset.metric
@@ -148,7 +161,13 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/bench/embedding-cache"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/embedding-scale.jsonl"))
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--spreads", action="store_true", help="print the units' spreads per model and dataset")
     args = parser.parse_args()
+    if args.spreads:
+        for model in args.models.split(","):
+            for name in args.datasets.split(","):
+                print(json.dumps(unit_spreads(model, name)), flush=True)
+        return
     if not args.table_only:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         done = set()
