@@ -51,6 +51,10 @@ def test_runner_writes_one_row_per_method_and_a_table_and_reproduces_its_metrics
     timings = by_method["stc"]["details"]["fit_timings"]
     assert set(timings) == {"load", "extract", "fold probes", "search", "final probes", "final", "estimate"}  # 5-fold CV
     assert sum(timings.values()) <= by_method["stc"]["fit_seconds"] + 0.01
+    assert by_method["stc"]["details"]["selection"]["protocol"] == "cv"  # the search's record, the floor's verdict
+    assert "floor_margin" in by_method["stc"]["details"]["selection"]
+    embedding = by_method["embedding"]["details"]
+    assert embedding["val_scores"][str(embedding["C"])] == by_method["embedding"]["val_score"]
     assert by_method["stc-finetuned"]["backbone"].endswith("finetuned-bert-planted")
     saved = json.loads((tmp_path / "a" / "planted-bert.json").read_text())["rows"]
     assert [row["method"] for row in saved] == [row["method"] for row in first]

@@ -140,11 +140,14 @@ def _details(method: str, estimator) -> dict:
     """What each method chose, for the JSON (not the table)."""
     if method in ("stc", "stc-finetuned"):
         # fit_timings shows where fit_seconds went; an "extract" near zero means an existing store was reused.
+        # selection_ keeps the floor's verdict (the embedding readout it chose, the margin the search's choice had).
         return {"configuration": estimator.configuration_, "poolings_searched": estimator.extraction_["poolings"],
                 "probe_Cs": "relative" if estimator.probe_Cs is None else list(estimator.probe_Cs),
-                "kept_neurons_sample": estimator.kept_neurons_[:10], "fit_timings": estimator.fit_timings_}
+                "kept_neurons_sample": estimator.kept_neurons_[:10], "fit_timings": estimator.fit_timings_,
+                "selection": estimator.selection_}
     if method == "embedding":
-        return {"pooling": estimator.pooling_, "C": estimator.C_}
+        return {"pooling": estimator.pooling_, "C": estimator.C_, "class_weight": estimator.class_weight_,
+                "val_scores": {str(C): value for C, value in estimator.val_scores_.items()}}
     if method == "finetune":
         return {"best_epoch": estimator.best_epoch_, "val_scores_by_epoch": estimator.val_scores_,
                 "train_losses": estimator.train_losses_, "max_length": estimator.max_length_,
