@@ -29,6 +29,12 @@ STC figure is read from the fitted estimator's public record (``expected_score_`
 
 Runs are appended to ``--out`` (JSON lines) as they finish and skipped when already there, so an interrupted run
 resumes; the table is printed from that file.
+
+``--resplit`` asks whether a result belongs to the data or to its one official test split: each seed pools every
+text of the dataset (train, validation and test), draws a new stratified test split of the official one's size from
+it (seeded), and draws the training texts from the rest; records say ``"test_split": "resplit"``.
+
+    python benchmarks/bench_selection.py --datasets bbc-news --sizes all --resplit --methods stc,stc-no-floor,embedding
 """
 
 from __future__ import annotations
@@ -167,13 +173,27 @@ def bench_data(name: str, store_dir=DEFAULT_STORE_DIR, show_progress_bar: bool =
                      np.arange(len(pool_texts), len(all_texts)))
 
 
-def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
+def resplit(data: BenchData, seed: int):
+    """(pool texts, pool labels, test rows, test labels): every text of the dataset, with a stratified test split
+    of the official one's size drawn anew (seeded) and the rest as the pool."""
+    texts = data.pool_texts + data.dataset.test.texts
+    labels = np.asarray(list(data.pool_labels) + list(data.dataset.test.labels))
+    pool, test = train_test_split(np.arange(len(texts)), test_size=len(data.dataset.test.texts), stratify=labels,
+                                  random_state=1000 + seed)
+    return [texts[i] for i in pool], labels[pool], data.rows([texts[i] for i in test]), labels[test]
+
+
+def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS, resplit_test=False):
     data = bench_data(name, store_dir, show_progress_bar=True)
-    dataset, backbone, store, row_of, test_rows = data.dataset, data.backbone, data.store, data.row_of, data.test_rows
-    pool_texts, pool_labels = data.pool_texts, data.pool_labels
+    dataset, backbone, store, row_of = data.dataset, data.backbone, data.store, data.row_of
     embedding_key = feature_key("hidden", backbone.num_layers, "mean")
     for size in sizes:
         for seed in range(seeds):
+            if resplit_test:
+                pool_texts, pool_labels, test_rows, test_labels = resplit(data, seed)
+            else:
+                pool_texts, pool_labels = data.pool_texts, data.pool_labels
+                test_rows, test_labels = data.test_rows, np.asarray(dataset.test.labels)
             train_texts, train_labels, val_texts, val_labels = draw(pool_texts, pool_labels, size, seed)
             for method in methods:
                 tag = (name, str(size), seed, method)
@@ -186,7 +206,7 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
                     texts = train_texts + val_texts
                     codes = np.searchsorted(classes, np.concatenate([train_labels, val_labels]))
                     features = store.load(embedding_key, rows=np.array([row_of[t] for t in texts]))
-                    test_codes = np.searchsorted(classes, np.asarray(dataset.test.labels))
+                    test_codes = np.searchsorted(classes, test_labels)
                     estimate, test, extra = embedding_run(features, codes, store.load(embedding_key, rows=test_rows),
                                                           test_codes, dataset.metric, seed)
                 else:
@@ -196,7 +216,7 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
                     X_test = np.hstack([store.load(key, columns=cols, rows=test_rows)
                                         for key, cols in clf.kept_columns_.items()])
                     predicted = clf.classes_[clf.classifier_.predict(X_test)]
-                    test = score(np.asarray(dataset.test.labels), predicted, dataset.metric)
+                    test = score(test_labels, predicted, dataset.metric)
                     estimate = clf.val_score_ if method == "stc-split" else clf.expected_score_
                     config = clf.configuration_
                     extra.update({"readout": config.get("readout"), "head": config.get("head"),
@@ -209,7 +229,8 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS):
                 record = {"dataset": name, "size": str(size), "seed": seed, "method": method, "revision": REVISION,
                           "n_train": len(train_texts), "n_val": len(val_texts), "metric": dataset.metric,
                           "estimate": estimate, "test": test, "optimism": estimate - test,
-                          "fit_seconds": time.perf_counter() - started, **extra}
+                          "fit_seconds": time.perf_counter() - started,
+                          "test_split": "resplit" if resplit_test else "official", **extra}
                 with open(out_path, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record) + "\n")
                 print(json.dumps({k: record[k] for k in ("dataset", "size", "seed", "method", "estimate", "test",
@@ -275,6 +296,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/selection.jsonl")
     parser.add_argument("--store-dir", default=DEFAULT_STORE_DIR)
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--resplit", action="store_true",
+                        help="draw each seed's test split anew from every text of the dataset (see the docstring)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"among {METHODS + EXTRA_METHODS} (default: the first three)")
     args = parser.parse_args()
@@ -287,7 +310,7 @@ def main() -> None:
                     for r in map(json.loads, filter(str.strip, out.read_text().splitlines()))}
         for name in args.datasets.split(","):
             run_dataset(name, [s if s == "all" else int(s) for s in args.sizes.split(",")], args.seeds, out, done,
-                        args.store_dir, tuple(args.methods.split(",")))
+                        args.store_dir, tuple(args.methods.split(",")), args.resplit)
     print(table(out))
 
 
