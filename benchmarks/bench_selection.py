@@ -32,7 +32,8 @@ resumes; the table is printed from that file.
 
 ``--resplit`` asks whether a result belongs to the data or to its one official test split: each seed pools every
 text of the dataset (train, validation and test), draws a new stratified test split of the official one's size from
-it (seeded), and draws the training texts from the rest; records say ``"test_split": "resplit"``.
+it (seeded), and draws the training texts from the rest; records say ``"test_split": "resplit"``. Give it its own
+``--out``: the table does not tell the two kinds of record apart.
 
     python benchmarks/bench_selection.py --datasets bbc-news --sizes all --resplit --methods stc,stc-no-floor,embedding
 """
@@ -196,7 +197,7 @@ def run_dataset(name, sizes, seeds, out_path, done, store_dir, methods=METHODS, 
                 test_rows, test_labels = data.test_rows, np.asarray(dataset.test.labels)
             train_texts, train_labels, val_texts, val_labels = draw(pool_texts, pool_labels, size, seed)
             for method in methods:
-                tag = (name, str(size), seed, method)
+                tag = (name, str(size), seed, method, "resplit" if resplit_test else "official")
                 if tag in done:
                     continue
                 started = time.perf_counter()
@@ -306,7 +307,7 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         done = set()
         if out.exists():
-            done = {(r["dataset"], r["size"], r["seed"], r["method"])
+            done = {(r["dataset"], r["size"], r["seed"], r["method"], r.get("test_split", "official"))
                     for r in map(json.loads, filter(str.strip, out.read_text().splitlines()))}
         for name in args.datasets.split(","):
             run_dataset(name, [s if s == "all" else int(s) for s in args.sizes.split(",")], args.seeds, out, done,
