@@ -4,6 +4,9 @@ labelled texts per class.
     python benchmarks/bench_few_labels.py                                  # mr, bbc-news, tweets; 8,16,32,64; 5 seeds
     python benchmarks/bench_few_labels.py --datasets mr --per-class 8,32 --seeds 3 --methods stc,stc-once,embedding
     python benchmarks/bench_few_labels.py --table-only
+    python benchmarks/bench_few_labels.py --table-only --out benchmarks/results/few-labels-2026-12-07.jsonl \
+        --records benchmarks/results/few-labels-setfit-2026-12-06.jsonl benchmarks/results/few-labels-2026-12-05.jsonl \
+        benchmarks/results/few-labels-2026-12-06.jsonl       # the tables benchmarks/README.md cites
 
 Per dataset, number k of texts per class and seed: k texts of every class drawn (seeded, without replacement) from
 the dataset's train + validation splits, given to each method as ``fit(X, y)`` with no validation set, as a user
@@ -25,7 +28,11 @@ with a handful of labels would; every method is scored on the dataset's whole te
 
 Records are appended to ``--out`` as JSON lines and skipped when there, so an interrupted run resumes; the table
 (means over seeds, the standard error of each cell's mean, and the issue's tests: STC >= embedding - 1 point in
-every cell, STC's mean over cells >= the embedding's) is printed from that file.
+every cell, STC's mean over cells >= the embedding's) is printed from that file and the ``--records`` files (read
+only; of two records of one dataset, size, seed and method the first read is kept: ``--out``'s, then in order).
+Where SetFit ran, a second table pairs it with STC on its body, and frozen STC and the embedding on the same seeds,
+and tests the issue's second point: from 32 per class, over the cells with 5 seeds, the better STC workflow's mean
+against SetFit's.
 """
 
 from __future__ import annotations
@@ -181,6 +188,58 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def setfit_table(records: list[dict], *, from_per_class: int = 32, full_seeds: int = 5) -> str:
+    """SetFit against STC on its body, frozen STC and the embedding, each cell on the seeds where both SetFit and
+    STC on its body ran; then the issue's test over the cells from ``from_per_class`` with ``full_seeds`` seeds."""
+    cells: dict = {}
+    for r in records:
+        cells.setdefault((r["dataset"], r["per_class"]), {}).setdefault(r["method"], {})[r["seed"]] = r
+    methods = ("embedding", "stc", "setfit", "stc-setfit-body")
+    lines = ["| dataset | per class | seeds | " + " | ".join(f"{m} test" for m in methods) +
+             " | body − setfit (se) | setfit fit s | body fit s |", "|---|---|---|" + "---|" * (len(methods) + 3)]
+    compared = {m: [] for m in methods}
+    for (name, k), by in sorted(cells.items()):
+        seeds = sorted(set(by.get("setfit", {})) & set(by.get("stc-setfit-body", {})))
+        if not seeds:
+            continue
+        def mean(method, field="test"):
+            values = [by[method][s][field] for s in seeds if s in by.get(method, {})]
+            return 100 * float(np.mean(values)) if len(values) == len(seeds) else float("nan")
+        paired = 100 * np.array([by["stc-setfit-body"][s]["test"] - by["setfit"][s]["test"] for s in seeds])
+        se = float(np.std(paired, ddof=1) / np.sqrt(len(paired))) if len(paired) > 1 else float("nan")
+        spans = {m: [by[m][s]["fit_s"] for s in seeds] for m in ("setfit", "stc-setfit-body")}
+        lines.append(f"| {name} | {k} | {len(seeds)} | " + " | ".join(f"{mean(m):.2f}" for m in methods) +
+                     f" | {paired.mean():+.2f} ({se:.2f}) | " +
+                     " | ".join(f"{min(v):.0f}-{max(v):.0f}" for v in spans.values()) + " |")
+        if k >= from_per_class and len(seeds) >= full_seeds:
+            for m in methods:
+                compared[m].append(mean(m))
+    if compared["setfit"]:
+        means = {m: float(np.mean(v)) for m, v in compared.items()}
+        best = max(("stc", "stc-setfit-body"), key=means.get)
+        lines.append(f"\nFrom {from_per_class} per class, the {len(compared['setfit'])} cells with {full_seeds} seeds: "
+                     f"frozen STC {means['stc']:.2f}, STC on SetFit's body {means['stc-setfit-body']:.2f}, SetFit "
+                     f"{means['setfit']:.2f}, the embedding {means['embedding']:.2f}; the better STC workflow "
+                     f"({best}) ≥ SetFit: {'yes' if means[best] >= means['setfit'] else 'no'}")
+    return "\n".join(lines)
+
+
+def read_records(paths: list[Path]) -> tuple[list[dict], int]:
+    """The records of the files in order, and how many repeated an earlier one's dataset, size, seed and method
+    (the first read is kept)."""
+    records, seen, repeated = [], set(), 0
+    for path in paths:
+        for line in path.read_text().splitlines() if path.exists() else []:
+            if line.strip():
+                record = json.loads(line)
+                key = (record["dataset"], record["per_class"], record["seed"], record["method"])
+                repeated += key in seen
+                if key not in seen:
+                    seen.add(key)
+                    records.append(record)
+    return records, repeated
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="mr,bbc-news,tweets")
@@ -190,10 +249,14 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"among {METHODS}")
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--store-dir", default="/tmp/bench/stores")
+    parser.add_argument("--records", nargs="*", default=[], help="more record files for the tables (read only)")
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
-    records = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    missing = [path for path in args.records if not Path(path).is_file()]
+    if missing:
+        raise SystemExit(f"--records: no such file {missing}")
+    records, repeated = read_records([out, *map(Path, args.records)])
     if not args.table_only:
         methods = tuple(args.methods.split(","))
         unknown = set(methods) - set(METHODS)
@@ -217,6 +280,10 @@ def main() -> None:
                     for seed in range(args.first_seed, args.first_seed + args.seeds):
                         run_cell(name, data, k, seed, methods, done, write, scratch)
     print(table(records))
+    if any(r["method"] == "setfit" for r in records):
+        print("\n" + setfit_table(records))
+    if repeated:
+        print(f"\n({repeated} records repeated an earlier one's dataset, size, seed and method: the first was kept)")
 
 
 if __name__ == "__main__":
