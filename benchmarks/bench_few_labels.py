@@ -262,7 +262,8 @@ def main() -> None:
         unknown = set(methods) - set(METHODS)
         if unknown:
             raise SystemExit(f"--methods: unknown {sorted(unknown)}; among {METHODS}")
-        done = {(r["dataset"], r["per_class"], r["seed"], r["method"]) for r in records}
+        written = read_records([out])[0]  # only --out's records are skipped, not --records'
+        done = {(r["dataset"], r["per_class"], r["seed"], r["method"]) for r in written}
         out.parent.mkdir(parents=True, exist_ok=True)
 
         def write(record: dict) -> None:
