@@ -148,6 +148,13 @@ def run_cell(name, data, k, seed, methods, done, write, scratch):
                "date": time.strftime("%Y-%m-%d"), **extra})
 
 
+def points_mean_se(differences: list[float]) -> tuple[float, float]:
+    """The mean of paired score differences and its standard error, in points (nan where too few to tell)."""
+    values = 100 * np.asarray(differences, dtype=float)
+    mean = float(values.mean()) if len(values) else float("nan")
+    return mean, float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def table(records: list[dict]) -> str:
     cells: dict = {}
     for r in records:
@@ -165,8 +172,7 @@ def table(records: list[dict]) -> str:
         seeds = sorted({r["seed"] for r in by.get("stc", [])} & {r["seed"] for r in by.get("embedding", [])})
         paired = [next(r["test"] for r in by["stc"] if r["seed"] == s) -
                   next(r["test"] for r in by["embedding"] if r["seed"] == s) for s in seeds]
-        margin = 100 * float(np.mean(paired)) if paired else float("nan")
-        se = 100 * float(np.std(paired, ddof=1) / np.sqrt(len(paired))) if len(paired) > 1 else float("nan")
+        margin, se = points_mean_se(paired)
         if paired:
             margins.append(margin)
             stc_means.append(mean("stc"))
@@ -205,11 +211,10 @@ def setfit_table(records: list[dict], *, from_per_class: int = 32, full_seeds: i
         def mean(method, field="test"):
             values = [by[method][s][field] for s in seeds if s in by.get(method, {})]
             return 100 * float(np.mean(values)) if len(values) == len(seeds) else float("nan")
-        paired = 100 * np.array([by["stc-setfit-body"][s]["test"] - by["setfit"][s]["test"] for s in seeds])
-        se = float(np.std(paired, ddof=1) / np.sqrt(len(paired))) if len(paired) > 1 else float("nan")
+        margin, se = points_mean_se([by["stc-setfit-body"][s]["test"] - by["setfit"][s]["test"] for s in seeds])
         spans = {m: [by[m][s]["fit_s"] for s in seeds] for m in ("setfit", "stc-setfit-body")}
         lines.append(f"| {name} | {k} | {len(seeds)} | " + " | ".join(f"{mean(m):.2f}" for m in methods) +
-                     f" | {paired.mean():+.2f} ({se:.2f}) | " +
+                     f" | {margin:+.2f} ({se:.2f}) | " +
                      " | ".join(f"{min(v):.0f}-{max(v):.0f}" for v in spans.values()) + " |")
         if k >= from_per_class and len(seeds) >= full_seeds:
             for m in methods:
